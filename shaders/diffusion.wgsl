@@ -1,0 +1,86 @@
+// diffusion.wgsl: the forward noising and one reverse step, per element, reading an f32 copy of
+// the f64 schedule tables (src/diffusion/schedule.rs), laid out [T][TABLE_COLS].
+// q_sample: x_t = sqrt_alphas_cumprod[t_b] * x_start + sqrt_one_minus_alphas_cumprod[t_b] * noise,
+//   with t_b the timestep of sample b = i / per_sample.
+// p_sample: one step x_t -> x_{t-1} at a timestep t shared by the batch, from the predicted noise:
+//   pred_xstart = sqrt_recip_alphas_cumprod[t] x_t - sqrt_recipm1_alphas_cumprod[t] eps
+//   (clipped to [-1, 1] when clip_denoised = 1), mean = coef1[t] pred_xstart + coef2[t] x_t,
+//   variance = betas[t] (variance_kind 0) or posterior_variance[t] (1), and no noise at t = 0.
+// fill_timesteps: timesteps[i] = t, so the model sees the sampling step without an upload.
+// Geometry: Gpu::groups_1d(n). CPU twin: src/cpu/diffusion.rs.
+
+const TABLE_COLS: u32 = 8u;
+const COL_SQRT_ALPHAS_CUMPROD: u32 = 0u;
+const COL_SQRT_ONE_MINUS_ALPHAS_CUMPROD: u32 = 1u;
+const COL_SQRT_RECIP_ALPHAS_CUMPROD: u32 = 2u;
+const COL_SQRT_RECIPM1_ALPHAS_CUMPROD: u32 = 3u;
+const COL_POSTERIOR_MEAN_COEF1: u32 = 4u;
+const COL_POSTERIOR_MEAN_COEF2: u32 = 5u;
+const COL_BETAS: u32 = 6u;
+const COL_POSTERIOR_VARIANCE: u32 = 7u;
+
+struct DiffusionParams {
+    n: u32,
+    per_sample: u32,
+    t: u32,
+    clip_denoised: u32,
+    variance_kind: u32,
+    seed: u32,
+    stream: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: DiffusionParams;
+@group(0) @binding(1) var<storage, read> table: array<f32>;
+@group(0) @binding(2) var<storage, read> x_in: array<f32>;
+@group(0) @binding(3) var<storage, read> noise_in: array<f32>;
+@group(0) @binding(4) var<storage, read> timesteps_in: array<u32>;
+@group(0) @binding(5) var<storage, read_write> x_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> timesteps_out: array<u32>;
+
+fn coef(t: u32, col: u32) -> f32 {
+    return table[t * TABLE_COLS + col];
+}
+
+@compute @workgroup_size(WG)
+fn q_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n) {
+        let t = timesteps_in[i / p.per_sample];
+        x_out[i] = coef(t, COL_SQRT_ALPHAS_CUMPROD) * x_in[i]
+            + coef(t, COL_SQRT_ONE_MINUS_ALPHAS_CUMPROD) * noise_in[i];
+    }
+}
+
+@compute @workgroup_size(WG)
+fn p_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n) {
+        let x_t = x_in[i];
+        var pred_xstart = coef(p.t, COL_SQRT_RECIP_ALPHAS_CUMPROD) * x_t
+            - coef(p.t, COL_SQRT_RECIPM1_ALPHAS_CUMPROD) * noise_in[i];
+        if (p.clip_denoised == 1u) {
+            pred_xstart = clamp(pred_xstart, -1.0, 1.0);
+        }
+        let mean = coef(p.t, COL_POSTERIOR_MEAN_COEF1) * pred_xstart
+            + coef(p.t, COL_POSTERIOR_MEAN_COEF2) * x_t;
+        var out = mean;
+        if (p.t > 0u) {
+            let variance = select(coef(p.t, COL_BETAS), coef(p.t, COL_POSTERIOR_VARIANCE),
+                                  p.variance_kind == 1u);
+            out += sqrt(variance) * random_normal_at(p.seed, p.stream, i);
+        }
+        x_out[i] = out;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn fill_timesteps(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n) {
+        timesteps_out[i] = p.t;
+    }
+}

@@ -1,0 +1,77 @@
+// reduce.wgsl: deterministic reductions without atomics, in two passes.
+// sum_partial: each of G workgroups (G <= 1024) folds a grid-stride slice of x (or of x^2 when
+//   squares = 1) into partials[group] with a fixed tree, so the result never depends on timing.
+// sum_final: one workgroup folds the G partials into out[out_index] = finish(sum), where finish is
+//   scale * sum (finish_sqrt = 0) or sqrt(sum) (finish_sqrt = 1, for the gradient norm).
+// sum_rows_fwd: out[j] = sum_i x[i * cols + j], one thread per column (bias gradients).
+// CPU twin: src/cpu/reduce.rs.
+
+struct ReduceParams {
+    n: u32,
+    squares: u32,
+    finish_sqrt: u32,
+    out_index: u32,
+    scale: f32,
+    cols: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ReduceParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+var<workgroup> scratch: array<f32, 256>;
+
+fn tree_sum(lid: u32, value: f32) -> f32 {
+    scratch[lid] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            scratch[lid] = scratch[lid] + scratch[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return scratch[0];
+}
+
+@compute @workgroup_size(WG)
+fn sum_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    var acc = 0.0;
+    let stride = nwg.x * WG;
+    for (var i = wid.x * WG + lid; i < p.n; i += stride) {
+        let v = x[i];
+        acc += select(v, v * v, p.squares == 1u);
+    }
+    let total = tree_sum(lid, acc);
+    if (lid == 0u) {
+        out[wid.x] = total;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn sum_final(@builtin(local_invocation_index) lid: u32) {
+    var acc = 0.0;
+    for (var i = lid; i < p.n; i += WG) {
+        acc += x[i];
+    }
+    let total = tree_sum(lid, acc);
+    if (lid == 0u) {
+        out[p.out_index] = select(p.scale * total, sqrt(total), p.finish_sqrt == 1u);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn sum_rows_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let j = linear_index(wid, nwg, lid);
+    if (j < p.cols) {
+        let rows = p.n / p.cols;
+        var acc = 0.0;
+        for (var i = 0u; i < rows; i++) {
+            acc += x[i * p.cols + j];
+        }
+        out[j] = p.scale * acc;
+    }
+}

@@ -1,0 +1,166 @@
+//! The autograd tape: an append-only list of op nodes, walked in reverse (creation order is
+//! already topological). Gradients of values used twice are accumulated; parameters are leaves
+//! whose gradients land in their slice of one flat gradient buffer.
+
+use std::collections::HashMap;
+
+use crate::gpu::Gpu;
+use crate::tensor::Tensor;
+
+/// An op's backward pass. `needs_grad[i]` tells whether input i wants a gradient, so ops can
+/// skip work (e.g. the input gradient of the first layer).
+pub trait Backward {
+    fn name(&self) -> &'static str;
+    /// One gradient per input, in the order given to `Ctx::record`.
+    fn backward(&self, gpu: &Gpu, dy: &Tensor, needs_grad: &[bool]) -> Vec<Option<Tensor>>;
+}
+
+/// A value in the graph: its tensor and whether gradients flow back to it.
+#[derive(Clone, Debug)]
+pub struct Var {
+    pub id: usize,
+    pub tensor: Tensor,
+    pub requires_grad: bool,
+}
+
+impl Var {
+    pub fn shape(&self) -> &[usize] {
+        &self.tensor.shape
+    }
+}
+
+struct Node {
+    op: Box<dyn Backward>,
+    inputs: Vec<(usize, bool)>,
+    output: usize,
+}
+
+/// Recording context of one forward pass: the GPU and, unless under no_grad, the tape.
+pub struct Ctx<'g> {
+    pub gpu: &'g Gpu,
+    recording: bool,
+    nodes: Vec<Node>,
+    /// Leaf id -> where its gradient goes (a slice of the flat gradient buffer).
+    grad_slots: Vec<(usize, Tensor)>,
+    next_id: usize,
+}
+
+impl<'g> Ctx<'g> {
+    /// A context that records the tape for a backward pass.
+    pub fn new(gpu: &'g Gpu) -> Ctx<'g> {
+        Ctx {
+            gpu,
+            recording: true,
+            nodes: Vec::new(),
+            grad_slots: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    /// A context that records nothing: for sampling and evaluation.
+    pub fn no_grad(gpu: &'g Gpu) -> Ctx<'g> {
+        Ctx {
+            recording: false,
+            ..Ctx::new(gpu)
+        }
+    }
+
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    fn fresh_id(&mut self) -> usize {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A value that receives no gradient (data, noise, timesteps).
+    pub fn constant(&mut self, tensor: Tensor) -> Var {
+        Var {
+            id: self.fresh_id(),
+            tensor,
+            requires_grad: false,
+        }
+    }
+
+    /// A trainable leaf whose gradient is written into `grad_slot` by `backward`.
+    pub fn param(&mut self, tensor: Tensor, grad_slot: Tensor) -> Var {
+        let id = self.fresh_id();
+        let requires_grad = self.recording;
+        if requires_grad {
+            self.grad_slots.push((id, grad_slot));
+        }
+        Var {
+            id,
+            tensor,
+            requires_grad,
+        }
+    }
+
+    /// The same value cut off from the graph.
+    pub fn detach(&mut self, v: &Var) -> Var {
+        self.constant(v.tensor.clone())
+    }
+
+    /// Wraps an op's output; records its backward when any input wants a gradient.
+    pub fn record(&mut self, op: impl Backward + 'static, inputs: &[&Var], output: Tensor) -> Var {
+        let id = self.fresh_id();
+        let requires_grad = self.recording && inputs.iter().any(|v| v.requires_grad);
+        if requires_grad {
+            self.nodes.push(Node {
+                op: Box::new(op),
+                inputs: inputs.iter().map(|v| (v.id, v.requires_grad)).collect(),
+                output: id,
+            });
+        }
+        Var {
+            id,
+            tensor: output,
+            requires_grad,
+        }
+    }
+
+    pub fn n_nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Backpropagates from a scalar `loss`, writing each parameter's gradient into its slot.
+    /// The tape is consumed: saved tensors return to the pool.
+    pub fn backward(&mut self, loss: &Var) {
+        assert_eq!(loss.tensor.numel(), 1, "backward starts from a scalar");
+        let gpu = self.gpu;
+        let mut grads: HashMap<usize, Tensor> = HashMap::new();
+        let one = gpu.empty(&[1]);
+        crate::ops::arith::fill(gpu, &one, 1.0);
+        grads.insert(loss.id, one);
+        for node in std::mem::take(&mut self.nodes).into_iter().rev() {
+            let Some(dy) = grads.remove(&node.output) else {
+                continue;
+            };
+            let needs: Vec<bool> = node.inputs.iter().map(|&(_, r)| r).collect();
+            let input_grads = node.op.backward(gpu, &dy, &needs);
+            assert_eq!(
+                input_grads.len(),
+                node.inputs.len(),
+                "{}: gradient count",
+                node.op.name()
+            );
+            for ((id, wants), grad) in node.inputs.iter().zip(input_grads) {
+                let (true, Some(grad)) = (*wants, grad) else {
+                    continue;
+                };
+                // Out of place: an op may hand the same dy to several inputs.
+                let total = match grads.remove(id) {
+                    Some(existing) => crate::ops::arith::add(gpu, &existing, &grad),
+                    None => grad,
+                };
+                grads.insert(*id, total);
+            }
+        }
+        for (id, slot) in std::mem::take(&mut self.grad_slots) {
+            if let Some(grad) = grads.remove(&id) {
+                gpu.copy(&grad, &slot);
+            }
+        }
+    }
+}

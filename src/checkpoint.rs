@@ -1,0 +1,164 @@
+//! Checkpoints as .safetensors: the flat weights, EMA weights and Adam moments, with the step,
+//! the run's config and the parameter layout in the metadata. Written to a temporary file and
+//! renamed, so a crash mid-write never leaves a broken checkpoint behind.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::config::TrainConfig;
+use crate::nn::ParamLayout;
+use crate::optim::HostState;
+
+const FORMAT: &str = "ddpm-checkpoint-1";
+const TENSORS: [&str; 4] = ["params", "ema", "adam.exp_avg", "adam.exp_avg_sq"];
+
+pub struct Checkpoint {
+    pub config: TrainConfig,
+    pub state: HostState,
+    /// (name, shape, offset) of every parameter, as the model that wrote it laid them out.
+    pub layout: Vec<(String, Vec<usize>, usize)>,
+}
+
+fn layout_entries(layout: &ParamLayout) -> Vec<(String, Vec<usize>, usize)> {
+    layout
+        .specs
+        .iter()
+        .map(|s| (s.name.clone(), s.shape.clone(), s.offset))
+        .collect()
+}
+
+/// Writes atomically: `path` is either the old checkpoint or the new one, never half of one.
+pub fn save(
+    path: &Path,
+    config: &TrainConfig,
+    layout: &ParamLayout,
+    state: &HostState,
+) -> Result<()> {
+    let mut metadata = HashMap::new();
+    metadata.insert("format".to_owned(), FORMAT.to_owned());
+    metadata.insert("step".to_owned(), state.step.to_string());
+    metadata.insert("config".to_owned(), serde_json::to_string(config)?);
+    metadata.insert(
+        "layout".to_owned(),
+        serde_json::to_string(&layout_entries(layout))?,
+    );
+    let buffers = [&state.params, &state.ema, &state.exp_avg, &state.exp_avg_sq];
+    let views: Vec<(&str, TensorView)> = TENSORS
+        .iter()
+        .zip(buffers)
+        .map(|(name, data)| {
+            let view = TensorView::new(Dtype::F32, vec![data.len()], bytemuck::cast_slice(data))?;
+            Ok((*name, view))
+        })
+        .collect::<Result<_, safetensors::SafeTensorError>>()?;
+    let bytes = safetensors::serialize(views, Some(metadata))?;
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read checkpoint {}: check the path (runs write checkpoint.safetensors)",
+            path.display()
+        )
+    })?;
+    let corrupt = |what: String| {
+        anyhow::anyhow!(
+            "checkpoint {} is corrupt or not a ddpm checkpoint ({what}); use another checkpoint \
+             or retrain",
+            path.display()
+        )
+    };
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let meta = metadata.metadata().clone().unwrap_or_default();
+    let field = |key: &str| {
+        meta.get(key)
+            .cloned()
+            .ok_or_else(|| corrupt(format!("no '{key}' in metadata")))
+    };
+    if field("format")? != FORMAT {
+        return Err(corrupt(format!(
+            "format '{}' instead of '{FORMAT}'",
+            field("format")?
+        )));
+    }
+    let config: TrainConfig =
+        serde_json::from_str(&field("config")?).map_err(|e| corrupt(format!("config: {e}")))?;
+    let layout: Vec<(String, Vec<usize>, usize)> =
+        serde_json::from_str(&field("layout")?).map_err(|e| corrupt(format!("layout: {e}")))?;
+    let step: u64 = field("step")?
+        .parse()
+        .map_err(|e| corrupt(format!("step: {e}")))?;
+    let mut flat = Vec::new();
+    for name in TENSORS {
+        let view = tensors
+            .tensor(name)
+            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(corrupt(format!(
+                "{name} is {:?}, expected F32",
+                view.dtype()
+            )));
+        }
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(corrupt(format!("{name} holds NaN or infinite values")));
+        }
+        flat.push(data);
+    }
+    let n = flat[0].len();
+    if flat.iter().any(|t| t.len() != n) {
+        return Err(corrupt("tensors of different lengths".into()));
+    }
+    let [params, ema, exp_avg, exp_avg_sq]: [Vec<f32>; 4] = flat.try_into().expect("four tensors");
+    Ok(Checkpoint {
+        config,
+        state: HostState {
+            params,
+            exp_avg,
+            exp_avg_sq,
+            ema,
+            step,
+        },
+        layout,
+    })
+}
+
+impl Checkpoint {
+    /// Fails unless the model built from the config lays out its parameters as the checkpoint.
+    pub fn check_layout(&self, path: &Path, layout: &ParamLayout) -> Result<()> {
+        let expected = layout_entries(layout);
+        if expected != self.layout || layout.n_total != self.state.params.len() {
+            let first = expected
+                .iter()
+                .zip(&self.layout)
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| {
+                    format!(
+                        ": model has {} {:?}, checkpoint has {} {:?}",
+                        a.0, a.1, b.0, b.1
+                    )
+                })
+                .unwrap_or_default();
+            bail!(
+                "checkpoint {} holds a different architecture than its config builds{first}; \
+                 it was written by another version of ddpm or edited by hand",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! Every setting of a training run, saved as config.json and in each checkpoint, so a run can
+//! be repeated and a checkpoint knows which model it holds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::diffusion::BetaSchedule;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub preset: String,
+    /// Data set: a toy name (s-curve, swiss-roll, moons) or a path.
+    pub data: String,
+    /// Width of the toy MLP's hidden layers.
+    pub hidden: usize,
+    pub n_timesteps: usize,
+    pub schedule: String,
+    pub steps: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub grad_clip: f64,
+    pub ema_decay: f64,
+    pub antithetic: bool,
+    pub seed: u64,
+    /// Samples drawn at the end of training (and by `ddpm sample` by default).
+    pub n_samples: usize,
+    /// Reverse-step variance: "beta" or "posterior".
+    pub variance: String,
+    pub clip_denoised: bool,
+    /// Loss readback interval (steps); the progress bar updates this often.
+    pub log_every: u64,
+    pub checkpoint_every: u64,
+}
+
+impl TrainConfig {
+    /// Preset `toy` of shared/MODEL.md: seed 000's S-curve MLP.
+    pub fn toy() -> TrainConfig {
+        TrainConfig {
+            preset: "toy".into(),
+            data: "s-curve".into(),
+            hidden: 128,
+            n_timesteps: 100,
+            schedule: BetaSchedule::Sigmoid.name().into(),
+            steps: 20_000,
+            batch_size: 128,
+            lr: 1e-3,
+            warmup_steps: 0,
+            grad_clip: 1.0,
+            ema_decay: 0.99,
+            antithetic: true,
+            seed: 0,
+            n_samples: 2000,
+            variance: "beta".into(),
+            clip_denoised: false,
+            log_every: 100,
+            checkpoint_every: 5000,
+        }
+    }
+
+    pub fn preset(name: &str) -> Result<TrainConfig, String> {
+        match name {
+            "toy" => Ok(TrainConfig::toy()),
+            _ => Err(format!(
+                "unknown preset '{name}': available presets are: toy"
+            )),
+        }
+    }
+
+    pub fn beta_schedule(&self) -> Result<BetaSchedule, String> {
+        self.schedule.parse()
+    }
+
+    pub fn variance_kind(&self) -> Result<crate::cpu::diffusion::VarianceKind, String> {
+        parse_variance(&self.variance)
+    }
+
+    /// Checks the settings that would otherwise fail deep inside a run.
+    pub fn validate(&self) -> Result<(), String> {
+        self.beta_schedule()?;
+        self.variance_kind()?;
+        let positive = [
+            ("--steps", self.steps as f64),
+            ("--batch-size", self.batch_size as f64),
+            ("--lr", self.lr),
+            ("n_timesteps", self.n_timesteps as f64),
+            ("hidden", self.hidden as f64),
+            ("--n-samples", self.n_samples as f64),
+            ("log_every", self.log_every as f64),
+        ];
+        for (name, v) in positive {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(format!("{name} must be positive, got {v}"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(format!(
+                "ema_decay must be in [0, 1), got {}",
+                self.ema_decay
+            ));
+        }
+        if self.batch_size < 2 && self.antithetic {
+            return Err("antithetic timesteps need --batch-size of at least 2".into());
+        }
+        Ok(())
+    }
+}
+
+pub fn parse_variance(s: &str) -> Result<crate::cpu::diffusion::VarianceKind, String> {
+    use crate::cpu::diffusion::VarianceKind;
+    match s {
+        "beta" => Ok(VarianceKind::Beta),
+        "posterior" => Ok(VarianceKind::Posterior),
+        _ => Err(format!(
+            "unknown variance '{s}': expected beta or posterior"
+        )),
+    }
+}

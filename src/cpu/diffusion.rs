@@ -1,0 +1,51 @@
+//! q_sample and the p_sample step, element by element, from the f64 schedule tables.
+
+use crate::diffusion::schedule::Schedule;
+
+/// x_t = sqrt(alphas_cumprod[t]) x_start + sqrt(1 - alphas_cumprod[t]) noise, per sample.
+pub fn q_sample(s: &Schedule, x_start: &[f64], noise: &[f64], timesteps: &[u32]) -> Vec<f64> {
+    let per_sample = x_start.len() / timesteps.len();
+    (0..x_start.len())
+        .map(|i| {
+            let t = timesteps[i / per_sample] as usize;
+            s.sqrt_alphas_cumprod[t] * x_start[i] + s.sqrt_one_minus_alphas_cumprod[t] * noise[i]
+        })
+        .collect()
+}
+
+/// Whether the reverse step uses sigma^2 = beta_t or the posterior variance beta~_t.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VarianceKind {
+    Beta,
+    Posterior,
+}
+
+/// One reverse step x_t -> x_{t-1} given the predicted noise and standard normal `z`.
+pub fn p_sample(
+    s: &Schedule,
+    x_t: &[f64],
+    eps: &[f64],
+    z: &[f64],
+    t: usize,
+    clip_denoised: bool,
+    variance: VarianceKind,
+) -> Vec<f64> {
+    (0..x_t.len())
+        .map(|i| {
+            let mut pred_xstart =
+                s.sqrt_recip_alphas_cumprod[t] * x_t[i] - s.sqrt_recipm1_alphas_cumprod[t] * eps[i];
+            if clip_denoised {
+                pred_xstart = pred_xstart.clamp(-1.0, 1.0);
+            }
+            let mean = s.posterior_mean_coef1[t] * pred_xstart + s.posterior_mean_coef2[t] * x_t[i];
+            if t == 0 {
+                return mean;
+            }
+            let var = match variance {
+                VarianceKind::Beta => s.betas[t],
+                VarianceKind::Posterior => s.posterior_variance[t],
+            };
+            mean + var.sqrt() * z[i]
+        })
+        .collect()
+}

@@ -1,0 +1,7 @@
+//! Diffusion maths: schedules and their tables (f64, on the host), and the GPU-side process
+//! (q_sample, p_sample loop, training loss) in `gaussian`.
+
+pub mod gaussian;
+pub mod schedule;
+
+pub use schedule::{BetaSchedule, Schedule};

@@ -1,0 +1,343 @@
+//! The GPU runtime: device, pipeline cache, buffer pool, and the recorder that puts a whole
+//! training step into one command encoder with one queue submit. The only module that knows wgpu
+//! in depth.
+
+pub mod adapter;
+pub mod kernel;
+pub mod pool;
+pub mod readback;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytemuck::Pod;
+
+pub use adapter::AdapterError;
+pub use kernel::{Kernel, Shader};
+
+use crate::tensor::Tensor;
+
+/// Largest workgroup count per grid dimension that every backend accepts.
+pub const MAX_GROUPS_PER_DIM: u32 = 65_535;
+
+/// Bytes of per-dispatch parameters staged before a submit; a step with more dispatches than fit
+/// is submitted in several parts (correct, only slower).
+const ARENA_BYTES: u64 = 1 << 20;
+
+/// The recording in progress: one encoder, one open compute pass, and the parameters of every
+/// dispatch recorded so far (written to the arena buffer right before the submit).
+struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    uniforms: Vec<u8>,
+    n_dispatches: usize,
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// Workgroup size of the 1-D kernels, set through the WG override.
+    pub workgroup_1d: u32,
+    pipelines: RefCell<HashMap<(&'static str, &'static str), Rc<kernel::Pipeline>>>,
+    pool: Rc<RefCell<pool::Pool>>,
+    recorder: RefCell<Recorder>,
+    arena: wgpu::Buffer,
+    uniform_align: u64,
+    n_submits: Cell<usize>,
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `adapter_name`, WGPU_ADAPTER_NAME or the default preference.
+    pub fn new(adapter_name: Option<&str>) -> Result<Gpu, AdapterError> {
+        let instance = adapter::create_instance()?;
+        let adapter = adapter::select_adapter(&instance, adapter_name)?;
+        let info = adapter.get_info();
+        // Ask for everything the adapter offers: large storage bindings matter for big batches.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("ddpm"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| AdapterError::RequestDevice {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let workgroup_1d = 256
+            .min(limits.max_compute_invocations_per_workgroup)
+            .min(limits.max_compute_workgroup_size_x);
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("uniform arena"),
+            size: ARENA_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let uniform_align = limits.min_uniform_buffer_offset_alignment as u64;
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            workgroup_1d,
+            pipelines: RefCell::default(),
+            pool: Rc::default(),
+            recorder: RefCell::new(Recorder {
+                encoder: None,
+                pass: None,
+                uniforms: Vec::new(),
+                n_dispatches: 0,
+            }),
+            arena,
+            uniform_align,
+            n_submits: Cell::new(0),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        adapter::describe(&self.info)
+    }
+
+    /// Buffers the pool has created so far (for the "a step allocates nothing" test).
+    pub fn n_buffers_created(&self) -> usize {
+        self.pool.borrow().n_created()
+    }
+
+    pub fn bytes_created(&self) -> u64 {
+        self.pool.borrow().bytes_created()
+    }
+
+    pub fn n_submits(&self) -> usize {
+        self.n_submits.get()
+    }
+
+    /// The largest storage binding the device takes, for clear "too large" errors.
+    pub fn max_binding_bytes(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    fn pipeline(&self, kernel: &Kernel) -> Rc<kernel::Pipeline> {
+        let key = (kernel.shader.name, kernel.entry);
+        if let Some(p) = self.pipelines.borrow().get(&key) {
+            return p.clone();
+        }
+        let p = Rc::new(kernel::create_pipeline(
+            &self.device,
+            kernel,
+            self.workgroup_1d,
+        ));
+        self.pipelines.borrow_mut().insert(key, p.clone());
+        p
+    }
+
+    /// An uninitialised tensor from the pool.
+    pub fn empty(&self, shape: &[usize]) -> Tensor {
+        let numel: usize = shape.iter().product();
+        let storage = pool::alloc(&self.pool, &self.device, (numel * 4) as u64);
+        Tensor::new(shape.to_vec(), storage, 0)
+    }
+
+    /// A tensor of zeros, cleared on the GPU in stream order.
+    pub fn zeros(&self, shape: &[usize]) -> Tensor {
+        let t = self.empty(shape);
+        self.clear(&t);
+        t
+    }
+
+    pub fn clear(&self, t: &Tensor) {
+        let mut rec = self.recorder.borrow_mut();
+        rec.pass = None;
+        let enc = rec
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
+        enc.clear_buffer(t.buffer(), t.offset(), Some(t.bytes()));
+    }
+
+    /// Uploads host data into a new tensor. Queue writes land before the next submit, so any
+    /// commands already recorded are submitted first to keep stream order.
+    pub fn upload(&self, data: &[f32], shape: &[usize]) -> Tensor {
+        assert_eq!(data.len(), shape.iter().product::<usize>(), "upload shape");
+        let t = self.empty(shape);
+        self.write(&t, bytemuck::cast_slice(data));
+        t
+    }
+
+    pub fn upload_u32(&self, data: &[u32], shape: &[usize]) -> Tensor {
+        assert_eq!(data.len(), shape.iter().product::<usize>(), "upload shape");
+        let t = self.empty(shape);
+        self.write(&t, bytemuck::cast_slice(data));
+        t
+    }
+
+    /// Overwrites a tensor with host data, in stream order.
+    pub fn write(&self, t: &Tensor, bytes: &[u8]) {
+        assert_eq!(bytes.len() as u64, t.bytes(), "write size");
+        if self.recorder.borrow().encoder.is_some() {
+            self.submit();
+        }
+        if !bytes.is_empty() {
+            self.queue.write_buffer(t.buffer(), t.offset(), bytes);
+        }
+    }
+
+    /// Records a copy between tensors of the same size.
+    pub fn copy(&self, src: &Tensor, dst: &Tensor) {
+        assert_eq!(src.numel(), dst.numel(), "copy size");
+        self.copy_raw(
+            src.buffer(),
+            src.offset(),
+            dst.buffer(),
+            dst.offset(),
+            src.bytes(),
+        );
+    }
+
+    pub(crate) fn copy_raw(
+        &self,
+        src: &wgpu::Buffer,
+        src_off: u64,
+        dst: &wgpu::Buffer,
+        dst_off: u64,
+        n: u64,
+    ) {
+        let mut rec = self.recorder.borrow_mut();
+        rec.pass = None;
+        let enc = rec
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
+        enc.copy_buffer_to_buffer(src, src_off, dst, dst_off, n);
+    }
+
+    /// Records one dispatch. `tensors` bind to the entry point's storage bindings in increasing
+    /// binding order; `params` goes to its uniform binding through the arena.
+    pub fn dispatch<P: Pod>(
+        &self,
+        kernel: &Kernel,
+        params: &P,
+        tensors: &[&Tensor],
+        groups: [u32; 3],
+    ) {
+        if groups.contains(&0) {
+            return;
+        }
+        assert!(
+            groups.iter().all(|&g| g <= MAX_GROUPS_PER_DIM),
+            "{}: grid {groups:?} exceeds {MAX_GROUPS_PER_DIM}",
+            kernel.entry
+        );
+        let pipeline = self.pipeline(kernel);
+        assert_eq!(
+            tensors.len(),
+            pipeline.storage_bindings.len(),
+            "{}: wrong number of tensors",
+            kernel.entry
+        );
+        let param_bytes = bytemuck::bytes_of(params);
+        if pipeline.uniform_binding.is_some() {
+            let needed = self.recorder.borrow().uniforms.len() as u64 + param_bytes.len() as u64;
+            if needed > ARENA_BYTES {
+                self.submit();
+            }
+        }
+        let mut rec = self.recorder.borrow_mut();
+        let uniform_offset = rec.uniforms.len() as u64;
+        let mut entries = Vec::with_capacity(tensors.len() + 1);
+        if let Some(binding) = pipeline.uniform_binding {
+            rec.uniforms.extend_from_slice(param_bytes);
+            let padded =
+                (rec.uniforms.len() as u64).div_ceil(self.uniform_align) * self.uniform_align;
+            rec.uniforms.resize(padded as usize, 0);
+            entries.push(wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &self.arena,
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(param_bytes.len().max(16) as u64),
+                }),
+            });
+        }
+        for (binding, t) in pipeline.storage_bindings.iter().zip(tensors) {
+            entries.push(wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: t.binding(),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.entry),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        if rec.pass.is_none() {
+            let enc = rec
+                .encoder
+                .get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
+            let pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            rec.pass = Some(pass.forget_lifetime());
+        }
+        let pass = rec.pass.as_mut().expect("pass was just opened");
+        pass.set_pipeline(&pipeline.pipeline);
+        let offsets: &[u32] = if pipeline.uniform_binding.is_some() {
+            &[uniform_offset as u32]
+        } else {
+            &[]
+        };
+        pass.set_bind_group(0, &bind_group, offsets);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        rec.n_dispatches += 1;
+    }
+
+    /// A 1-D grid of at least `n_threads` threads of `workgroup_1d`, split over two dimensions
+    /// when it exceeds the per-dimension limit. Kernels rebuild the index with `linear_index`.
+    pub fn groups_1d(&self, n_threads: usize) -> [u32; 3] {
+        let groups = n_threads.div_ceil(self.workgroup_1d as usize) as u32;
+        if groups <= MAX_GROUPS_PER_DIM {
+            [groups, 1, 1]
+        } else {
+            [MAX_GROUPS_PER_DIM, groups.div_ceil(MAX_GROUPS_PER_DIM), 1]
+        }
+    }
+
+    /// Submits everything recorded so far (no-op when nothing is recorded).
+    pub fn submit(&self) {
+        let mut rec = self.recorder.borrow_mut();
+        rec.pass = None;
+        let Some(encoder) = rec.encoder.take() else {
+            return;
+        };
+        if !rec.uniforms.is_empty() {
+            self.queue.write_buffer(&self.arena, 0, &rec.uniforms);
+            rec.uniforms.clear();
+        }
+        rec.n_dispatches = 0;
+        self.queue.submit(Some(encoder.finish()));
+        self.n_submits.set(self.n_submits.get() + 1);
+    }
+
+    /// Blocks until the GPU is idle.
+    pub fn wait(&self) {
+        self.submit();
+        let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+    }
+
+    /// Reads a tensor back to the host (a full sync: for tests, checkpoints and final results).
+    pub fn read(&self, t: &Tensor) -> Vec<f32> {
+        bytemuck::cast_slice(&self.read_bytes(t)).to_vec()
+    }
+
+    pub fn read_u32(&self, t: &Tensor) -> Vec<u32> {
+        bytemuck::cast_slice(&self.read_bytes(t)).to_vec()
+    }
+
+    fn read_bytes(&self, t: &Tensor) -> Vec<u8> {
+        let staging = readback::Staging::new(&self.device, t.bytes().max(4));
+        self.copy_raw(t.buffer(), t.offset(), staging.buffer(), 0, t.bytes());
+        self.submit();
+        let bytes = staging.read_blocking(&self.device);
+        bytes[..t.bytes() as usize].to_vec()
+    }
+}

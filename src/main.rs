@@ -1,0 +1,213 @@
+//! The `ddpm` command line: parse, then call into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use ddpm::config::TrainConfig;
+use ddpm::gpu::{adapter, Gpu};
+
+#[derive(Parser)]
+#[command(
+    name = "ddpm",
+    version,
+    about = "Denoising diffusion models on any GPU, in WGSL"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct AdapterArg {
+    /// Use the adapter whose name contains NAME (see `ddpm info`); overrides WGPU_ADAPTER_NAME.
+    #[arg(long, value_name = "NAME", global = true)]
+    adapter: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the GPU adapters and the limits ddpm depends on.
+    Info {
+        #[command(flatten)]
+        adapter: AdapterArg,
+    },
+    /// Train a model and write checkpoints, samples and pictures to a run directory.
+    Train {
+        /// The recipe: toy (2-D point clouds).
+        #[arg(long, default_value = "toy")]
+        preset: String,
+        /// Data set: for the toy preset s-curve, swiss-roll or moons.
+        #[arg(long)]
+        data: Option<String>,
+        /// Run directory (default runs/<preset>-<timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        steps: Option<u64>,
+        #[arg(long)]
+        batch_size: Option<usize>,
+        #[arg(long)]
+        lr: Option<f64>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Noise schedule: linear, sigmoid or cosine.
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Samples drawn at the end of training.
+        #[arg(long)]
+        n_samples: Option<usize>,
+        #[command(flatten)]
+        adapter: AdapterArg,
+    },
+    /// Generate samples from a checkpoint.
+    Sample {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of samples (default: the run's n_samples).
+        #[arg(long)]
+        n: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u32,
+        /// Reverse-step variance: beta or posterior (default: the run's).
+        #[arg(long)]
+        variance: Option<String>,
+        /// Clip the predicted x_0 to [-1, 1] at every step.
+        #[arg(long)]
+        clip_x0: bool,
+        /// Sample with the EMA weights or the raw trained weights.
+        #[arg(long, default_value = "ema", value_parser = ["ema", "raw"])]
+        weights: String,
+        #[command(flatten)]
+        adapter: AdapterArg,
+    },
+}
+
+fn open_gpu(adapter: &AdapterArg) -> Result<Gpu> {
+    let gpu = Gpu::new(adapter.adapter.as_deref())?;
+    eprintln!("adapter: {}", gpu.describe());
+    Ok(gpu)
+}
+
+fn info(adapter_arg: &AdapterArg) -> Result<()> {
+    let instance = adapter::create_instance()?;
+    let adapters = adapter::list_adapters(&instance);
+    if adapters.is_empty() {
+        let backends =
+            std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan, metal, dx12".into());
+        return Err(adapter::AdapterError::NoAdapters { backends }.into());
+    }
+    let chosen = adapter::select_adapter(&instance, adapter_arg.adapter.as_deref())?.get_info();
+    for a in &adapters {
+        let info = a.get_info();
+        let l = a.limits();
+        let mark = if info == chosen { "*" } else { " " };
+        println!("{mark} {}", adapter::describe(&info));
+        println!(
+            "    max storage binding {} MiB, max buffer {} MiB, storage buffers per stage {}, \
+             workgroup memory {} KiB, invocations per workgroup {}, workgroups per dimension {}",
+            l.max_storage_buffer_binding_size as u64 >> 20,
+            l.max_buffer_size >> 20,
+            l.max_storage_buffers_per_shader_stage,
+            l.max_compute_workgroup_storage_size >> 10,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension
+        );
+    }
+    println!(
+        "(* = the adapter ddpm uses; choose another with --adapter NAME or WGPU_ADAPTER_NAME)"
+    );
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { adapter } => info(&adapter),
+        Command::Train {
+            preset,
+            data,
+            out,
+            steps,
+            batch_size,
+            lr,
+            seed,
+            schedule,
+            n_samples,
+            adapter,
+        } => {
+            let mut cfg = TrainConfig::preset(&preset).map_err(anyhow::Error::msg)?;
+            if let Some(v) = data {
+                cfg.data = v;
+            }
+            if let Some(v) = steps {
+                cfg.steps = v;
+            }
+            if let Some(v) = batch_size {
+                cfg.batch_size = v;
+            }
+            if let Some(v) = lr {
+                cfg.lr = v;
+            }
+            if let Some(v) = seed {
+                cfg.seed = v;
+            }
+            if let Some(v) = schedule {
+                cfg.schedule = v;
+            }
+            if let Some(v) = n_samples {
+                cfg.n_samples = v;
+            }
+            cfg.validate().map_err(anyhow::Error::msg)?;
+            let out = out.unwrap_or_else(|| ddpm::train::default_out_dir(&cfg.preset));
+            let gpu = open_gpu(&adapter)?;
+            let report = ddpm::train::run_toy(&gpu, &cfg, &out)?;
+            if let Some(loss) = report.final_loss {
+                eprintln!("final loss (smoothed): {loss:.4}");
+            }
+            if let Some(mmd2) = report.mmd2 {
+                println!("MMD^2 (2,000 samples vs fresh data): {mmd2:.5}");
+            }
+            println!("outputs in {}", report.out_dir.display());
+            Ok(())
+        }
+        Command::Sample {
+            checkpoint,
+            out,
+            n,
+            seed,
+            variance,
+            clip_x0,
+            weights,
+            adapter,
+        } => {
+            let gpu = open_gpu(&adapter)?;
+            let args = ddpm::sample::SampleArgs {
+                checkpoint: &checkpoint,
+                out: &out,
+                n,
+                seed,
+                variance,
+                clip_x0,
+                use_ema: weights == "ema",
+            };
+            let mmd2 = ddpm::sample::run(&gpu, &args)?;
+            println!("MMD^2 (samples vs fresh data): {mmd2:.5}");
+            println!("outputs in {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The toy model of seed 000: an MLP on 2-D points with a learned embedding of t added after
+//! each hidden linear layer.
+//! x(2) -> Linear(2,H) + Emb_1[t] -> ReLU -> Linear(H,H) + Emb_2[t] -> ReLU
+//!      -> Linear(H,H) + Emb_3[t] -> ReLU -> Linear(H,2)
+
+use crate::autograd::{Ctx, Var};
+use crate::nn::params::{Init, ParamLayout};
+use crate::ops::{activation, arith, embedding, matmul};
+use crate::tensor::Tensor;
+
+pub struct Mlp {
+    pub layout: ParamLayout,
+    n_hidden_layers: usize,
+}
+
+impl Mlp {
+    pub fn new(data_dim: usize, hidden: usize, n_timesteps: usize) -> Mlp {
+        let mut layout = ParamLayout::default();
+        let linear = |layout: &mut ParamLayout, name: &str, d_in: usize, d_out: usize| {
+            // PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.
+            let bound = 1.0 / (d_in as f64).sqrt();
+            layout.add(
+                &format!("{name}.weight"),
+                &[d_in, d_out],
+                Init::Uniform(bound),
+            );
+            layout.add(&format!("{name}.bias"), &[d_out], Init::Uniform(bound));
+        };
+        let n_hidden_layers = 3;
+        for i in 0..n_hidden_layers {
+            let d_in = if i == 0 { data_dim } else { hidden };
+            linear(&mut layout, &format!("linears.{i}"), d_in, hidden);
+            // nn.Embedding's default init: N(0, 1).
+            layout.add(
+                &format!("step_embeddings.{i}.weight"),
+                &[n_timesteps, hidden],
+                Init::Normal(1.0),
+            );
+        }
+        linear(
+            &mut layout,
+            &format!("linears.{n_hidden_layers}"),
+            hidden,
+            data_dim,
+        );
+        Mlp {
+            layout,
+            n_hidden_layers,
+        }
+    }
+
+    /// Predicted noise for points x [batch, 2] at timesteps t (u32 [batch]).
+    pub fn forward(&self, cx: &mut Ctx, params: &[Var], x: &Var, t: &Tensor) -> Var {
+        let mut h = x.clone();
+        for i in 0..self.n_hidden_layers {
+            let (w, b, emb) = (&params[3 * i], &params[3 * i + 1], &params[3 * i + 2]);
+            let z = matmul::linear(cx, &h, w, b);
+            let e = embedding::embedding_var(cx, emb, t);
+            let z = arith::add_var(cx, &z, &e);
+            h = activation::relu_var(cx, &z);
+        }
+        let k = 3 * self.n_hidden_layers;
+        matmul::linear(cx, &h, &params[k], &params[k + 1])
+    }
+}

@@ -1,0 +1,108 @@
+//! Per-element diffusion steps (shaders/diffusion.wgsl): q_sample, the p_sample step and the
+//! timestep fill used while sampling. The schedule table is Schedule::gpu_table on the GPU.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::cpu::diffusion::VarianceKind;
+use crate::gpu::{Gpu, Kernel};
+use crate::shaders::DIFFUSION;
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct DiffusionParams {
+    n: u32,
+    per_sample: u32,
+    t: u32,
+    clip_denoised: u32,
+    variance_kind: u32,
+    seed: u32,
+    stream: u32,
+    _pad: u32,
+}
+
+static Q_SAMPLE: Kernel = Kernel {
+    shader: &DIFFUSION,
+    entry: "q_sample",
+};
+static P_SAMPLE: Kernel = Kernel {
+    shader: &DIFFUSION,
+    entry: "p_sample",
+};
+static FILL_TIMESTEPS: Kernel = Kernel {
+    shader: &DIFFUSION,
+    entry: "fill_timesteps",
+};
+
+/// x_t for every sample b at its own timestep timesteps[b] (u32).
+pub fn q_sample(
+    gpu: &Gpu,
+    table: &Tensor,
+    x_start: &Tensor,
+    noise: &Tensor,
+    timesteps: &Tensor,
+) -> Tensor {
+    assert_eq!(x_start.shape, noise.shape, "q_sample: noise shape");
+    let n = x_start.numel();
+    let p = DiffusionParams {
+        n: super::count_u32(n, "q_sample"),
+        per_sample: (n / timesteps.numel()) as u32,
+        ..Default::default()
+    };
+    let out = gpu.empty(&x_start.shape);
+    gpu.dispatch(
+        &Q_SAMPLE,
+        &p,
+        &[table, x_start, noise, timesteps, &out],
+        gpu.groups_1d(n),
+    );
+    out
+}
+
+/// Options of the reverse step.
+#[derive(Clone, Copy, Debug)]
+pub struct PSampleOptions {
+    pub variance: VarianceKind,
+    pub clip_denoised: bool,
+}
+
+/// One reverse step x_t -> x_{t-1} from the predicted noise `eps`, at timestep `t` for the whole
+/// batch; the fresh noise is draw (seed, stream).
+pub fn p_sample(
+    gpu: &Gpu,
+    table: &Tensor,
+    x_t: &Tensor,
+    eps: &Tensor,
+    t: usize,
+    opts: PSampleOptions,
+    seed: u32,
+    stream: u32,
+) -> Tensor {
+    assert_eq!(x_t.shape, eps.shape, "p_sample: eps shape");
+    let n = x_t.numel();
+    let p = DiffusionParams {
+        n: super::count_u32(n, "p_sample"),
+        per_sample: 0,
+        t: t as u32,
+        clip_denoised: opts.clip_denoised as u32,
+        variance_kind: (opts.variance == VarianceKind::Posterior) as u32,
+        seed,
+        stream,
+        _pad: 0,
+    };
+    let out = gpu.empty(&x_t.shape);
+    gpu.dispatch(&P_SAMPLE, &p, &[table, x_t, eps, &out], gpu.groups_1d(n));
+    out
+}
+
+/// A u32 tensor of n copies of t.
+pub fn fill_timesteps(gpu: &Gpu, n: usize, t: usize) -> Tensor {
+    let out = gpu.empty(&[n]);
+    let p = DiffusionParams {
+        n: n as u32,
+        t: t as u32,
+        ..Default::default()
+    };
+    gpu.dispatch(&FILL_TIMESTEPS, &p, &[&out], gpu.groups_1d(n));
+    out
+}

@@ -1,0 +1,93 @@
+//! Embedding lookup (shaders/embedding.wgsl): rows of a [n_rows, dim] table picked by u32
+//! indices; the backward scatters without float atomics.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::autograd::{Backward, Ctx, Var};
+use crate::gpu::{Gpu, Kernel};
+use crate::shaders::EMBEDDING;
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct EmbeddingParams {
+    batch: u32,
+    dim: u32,
+    n_rows: u32,
+    _pad: u32,
+}
+
+static EMBEDDING_FWD: Kernel = Kernel {
+    shader: &EMBEDDING,
+    entry: "embedding_fwd",
+};
+static EMBEDDING_BWD: Kernel = Kernel {
+    shader: &EMBEDDING,
+    entry: "embedding_bwd",
+};
+
+fn params(batch: usize, table: &[usize]) -> EmbeddingParams {
+    let [n_rows, dim] = table else {
+        panic!("embedding table must be [n_rows, dim], got {table:?}")
+    };
+    EmbeddingParams {
+        batch: batch as u32,
+        dim: *dim as u32,
+        n_rows: *n_rows as u32,
+        _pad: 0,
+    }
+}
+
+/// out[b] = table[index[b]]; `index` holds u32 values below n_rows.
+pub fn embedding(gpu: &Gpu, table: &Tensor, index: &Tensor) -> Tensor {
+    let batch = index.numel();
+    let p = params(batch, &table.shape);
+    let out = gpu.empty(&[batch, p.dim as usize]);
+    gpu.dispatch(
+        &EMBEDDING_FWD,
+        &p,
+        &[index, table, &out],
+        gpu.groups_1d(out.numel()),
+    );
+    out
+}
+
+pub fn embedding_backward(gpu: &Gpu, table_shape: &[usize], index: &Tensor, dy: &Tensor) -> Tensor {
+    let p = params(index.numel(), table_shape);
+    let dtable = gpu.empty(table_shape);
+    gpu.dispatch(
+        &EMBEDDING_BWD,
+        &p,
+        &[index, dy, &dtable],
+        gpu.groups_1d(dtable.numel()),
+    );
+    dtable
+}
+
+struct EmbeddingBackward {
+    table_shape: Vec<usize>,
+    index: Tensor,
+}
+
+impl Backward for EmbeddingBackward {
+    fn name(&self) -> &'static str {
+        "embedding"
+    }
+    fn backward(&self, gpu: &Gpu, dy: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
+        vec![Some(embedding_backward(
+            gpu,
+            &self.table_shape,
+            &self.index,
+            dy,
+        ))]
+    }
+}
+
+pub fn embedding_var(cx: &mut Ctx, table: &Var, index: &Tensor) -> Var {
+    let out = embedding(cx.gpu, &table.tensor, index);
+    let node = EmbeddingBackward {
+        table_shape: table.shape().to_vec(),
+        index: index.clone(),
+    };
+    cx.record(node, &[table], out)
+}

@@ -1,0 +1,89 @@
+//! Optimiser kernels (shaders/optim.wgsl) over flat parameter buffers: the global gradient norm,
+//! Adam with clipping folded in, and the EMA of the weights.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::cpu::optim::AdamConfig;
+use crate::gpu::{Gpu, Kernel};
+use crate::shaders::OPTIM;
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable, Default)]
+struct OptimParams {
+    n: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bias_correction1: f32,
+    bias_correction2: f32,
+    max_norm: f32,
+    weight_decay: f32,
+    decay: f32,
+    _pad: [u32; 2],
+}
+
+static ADAM_STEP: Kernel = Kernel {
+    shader: &OPTIM,
+    entry: "adam_step",
+};
+static EMA_UPDATE: Kernel = Kernel {
+    shader: &OPTIM,
+    entry: "ema_update",
+};
+
+/// The global L2 norm of the gradient as a one-element tensor (stays on the GPU).
+pub fn grad_norm(gpu: &Gpu, grad: &Tensor) -> Tensor {
+    super::reduce::norm(gpu, grad)
+}
+
+/// One Adam step at `step` (1-based) with learning rate `lr` (the schedule's value for this
+/// step); gradients are scaled by min(1, max_norm / norm) first.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step(
+    gpu: &Gpu,
+    cfg: &AdamConfig,
+    lr: f64,
+    step: u64,
+    param: &Tensor,
+    grad: &Tensor,
+    grad_norm: &Tensor,
+    exp_avg: &Tensor,
+    exp_avg_sq: &Tensor,
+) {
+    let n = param.numel();
+    assert!(
+        grad.numel() == n && exp_avg.numel() == n && exp_avg_sq.numel() == n,
+        "adam sizes"
+    );
+    let p = OptimParams {
+        n: super::count_u32(n, "adam"),
+        lr: lr as f32,
+        beta1: cfg.beta1 as f32,
+        beta2: cfg.beta2 as f32,
+        eps: cfg.eps as f32,
+        bias_correction1: (1.0 - cfg.beta1.powi(step as i32)) as f32,
+        bias_correction2: (1.0 - cfg.beta2.powi(step as i32)) as f32,
+        max_norm: cfg.max_norm as f32,
+        weight_decay: cfg.weight_decay as f32,
+        ..Default::default()
+    };
+    gpu.dispatch(
+        &ADAM_STEP,
+        &p,
+        &[grad, grad_norm, param, exp_avg, exp_avg_sq],
+        gpu.groups_1d(n),
+    );
+}
+
+/// ema = decay * ema + (1 - decay) * param.
+pub fn ema_update(gpu: &Gpu, ema: &Tensor, param: &Tensor, decay: f64) {
+    assert_eq!(ema.numel(), param.numel(), "ema sizes");
+    let p = OptimParams {
+        n: super::count_u32(param.numel(), "ema"),
+        decay: decay as f32,
+        ..Default::default()
+    };
+    gpu.dispatch(&EMA_UPDATE, &p, &[param, ema], gpu.groups_1d(param.numel()));
+}

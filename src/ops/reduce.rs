@@ -1,0 +1,166 @@
+//! Reductions (shaders/reduce.wgsl): sum, mean, sum of squares and norm in two deterministic
+//! passes, and per-column sums.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::autograd::{Backward, Ctx, Var};
+use crate::gpu::{Gpu, Kernel};
+use crate::shaders::REDUCE;
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ReduceParams {
+    n: u32,
+    squares: u32,
+    finish_sqrt: u32,
+    out_index: u32,
+    scale: f32,
+    cols: u32,
+    _pad: [u32; 2],
+}
+
+static SUM_PARTIAL: Kernel = Kernel {
+    shader: &REDUCE,
+    entry: "sum_partial",
+};
+static SUM_FINAL: Kernel = Kernel {
+    shader: &REDUCE,
+    entry: "sum_final",
+};
+static SUM_ROWS: Kernel = Kernel {
+    shader: &REDUCE,
+    entry: "sum_rows_fwd",
+};
+
+/// Upper bound on first-pass workgroups, so the second pass is one workgroup.
+const MAX_PARTIALS: usize = 1024;
+
+#[derive(Clone, Copy)]
+enum Finish {
+    Scale(f32),
+    Sqrt,
+}
+
+/// Writes the reduction of x (of x^2 when `squares`) into element `out_index` of `out`.
+fn reduce_into(
+    gpu: &Gpu,
+    x: &Tensor,
+    squares: bool,
+    finish: Finish,
+    out: &Tensor,
+    out_index: usize,
+) {
+    let n = x.numel();
+    let wg = gpu.workgroup_1d as usize;
+    let n_partials = n.div_ceil(wg).clamp(1, MAX_PARTIALS);
+    let partials = gpu.empty(&[n_partials]);
+    let mut p = ReduceParams {
+        n: super::count_u32(n, "reduce"),
+        squares: squares as u32,
+        finish_sqrt: 0,
+        out_index: out_index as u32,
+        scale: 1.0,
+        cols: 0,
+        _pad: [0; 2],
+    };
+    gpu.dispatch(&SUM_PARTIAL, &p, &[x, &partials], [n_partials as u32, 1, 1]);
+    p.n = n_partials as u32;
+    match finish {
+        Finish::Scale(s) => p.scale = s,
+        Finish::Sqrt => p.finish_sqrt = 1,
+    }
+    gpu.dispatch(&SUM_FINAL, &p, &[&partials, out], [1, 1, 1]);
+}
+
+pub fn sum(gpu: &Gpu, x: &Tensor) -> Tensor {
+    let out = gpu.empty(&[1]);
+    reduce_into(gpu, x, false, Finish::Scale(1.0), &out, 0);
+    out
+}
+
+pub fn mean(gpu: &Gpu, x: &Tensor) -> Tensor {
+    let out = gpu.empty(&[1]);
+    reduce_into(
+        gpu,
+        x,
+        false,
+        Finish::Scale(1.0 / x.numel() as f32),
+        &out,
+        0,
+    );
+    out
+}
+
+/// scale * sum(x^2) into out[out_index].
+pub fn sum_squares_into(gpu: &Gpu, x: &Tensor, scale: f32, out: &Tensor, out_index: usize) {
+    reduce_into(gpu, x, true, Finish::Scale(scale), out, out_index);
+}
+
+/// The L2 norm of x as a one-element tensor.
+pub fn norm(gpu: &Gpu, x: &Tensor) -> Tensor {
+    let out = gpu.empty(&[1]);
+    reduce_into(gpu, x, true, Finish::Sqrt, &out, 0);
+    out
+}
+
+/// out[j] = sum over rows of x[.., j], for x viewed as [rows, last dim].
+pub fn sum_rows(gpu: &Gpu, x: &Tensor) -> Tensor {
+    let cols = *x.shape.last().expect("sum_rows of a scalar");
+    let out = gpu.empty(&[cols]);
+    let p = ReduceParams {
+        n: super::count_u32(x.numel(), "sum_rows"),
+        squares: 0,
+        finish_sqrt: 0,
+        out_index: 0,
+        scale: 1.0,
+        cols: cols as u32,
+        _pad: [0; 2],
+    };
+    gpu.dispatch(&SUM_ROWS, &p, &[x, &out], gpu.groups_1d(cols));
+    out
+}
+
+struct SumBackward {
+    shape: Vec<usize>,
+    scale: f32,
+}
+
+impl Backward for SumBackward {
+    fn name(&self) -> &'static str {
+        "sum"
+    }
+    fn backward(&self, gpu: &Gpu, dy: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
+        vec![Some(super::arith::broadcast(
+            gpu,
+            dy,
+            self.scale,
+            &self.shape,
+        ))]
+    }
+}
+
+pub fn sum_var(cx: &mut Ctx, x: &Var) -> Var {
+    let out = sum(cx.gpu, &x.tensor);
+    cx.record(
+        SumBackward {
+            shape: x.shape().to_vec(),
+            scale: 1.0,
+        },
+        &[x],
+        out,
+    )
+}
+
+pub fn mean_var(cx: &mut Ctx, x: &Var) -> Var {
+    let out = mean(cx.gpu, &x.tensor);
+    let scale = 1.0 / x.tensor.numel() as f32;
+    cx.record(
+        SumBackward {
+            shape: x.shape().to_vec(),
+            scale,
+        },
+        &[x],
+        out,
+    )
+}

@@ -1,0 +1,84 @@
+//! Random tensors on the GPU (shaders/rng.wgsl) from the counter-based Philox generator: the
+//! draw for (seed, stream, index) is the same on every run and equals src/cpu/rng.rs.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::gpu::{Gpu, Kernel};
+use crate::shaders::RNG;
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RngParams {
+    n: u32,
+    seed: u32,
+    stream: u32,
+    n_timesteps: u32,
+    antithetic: u32,
+    _pad: [u32; 3],
+}
+
+static RANDOM_NORMAL: Kernel = Kernel {
+    shader: &RNG,
+    entry: "random_normal",
+};
+static RANDOM_UNIFORM: Kernel = Kernel {
+    shader: &RNG,
+    entry: "random_uniform",
+};
+static SAMPLE_TIMESTEPS: Kernel = Kernel {
+    shader: &RNG,
+    entry: "sample_timesteps",
+};
+
+fn params(n: usize, seed: u32, stream: u32) -> RngParams {
+    RngParams {
+        n: super::count_u32(n, "rng"),
+        seed,
+        stream,
+        n_timesteps: 0,
+        antithetic: 0,
+        _pad: [0; 3],
+    }
+}
+
+pub fn normal(gpu: &Gpu, shape: &[usize], seed: u32, stream: u32) -> Tensor {
+    let out = gpu.empty(shape);
+    gpu.dispatch(
+        &RANDOM_NORMAL,
+        &params(out.numel(), seed, stream),
+        &[&out],
+        gpu.groups_1d(out.numel()),
+    );
+    out
+}
+
+pub fn uniform(gpu: &Gpu, shape: &[usize], seed: u32, stream: u32) -> Tensor {
+    let out = gpu.empty(shape);
+    gpu.dispatch(
+        &RANDOM_UNIFORM,
+        &params(out.numel(), seed, stream),
+        &[&out],
+        gpu.groups_1d(out.numel()),
+    );
+    out
+}
+
+/// n timesteps in [0, n_timesteps) as u32; antithetic pairs t with T - 1 - t.
+pub fn timesteps(
+    gpu: &Gpu,
+    n: usize,
+    n_timesteps: usize,
+    antithetic: bool,
+    seed: u32,
+    stream: u32,
+) -> Tensor {
+    let out = gpu.empty(&[n]);
+    let p = RngParams {
+        n_timesteps: n_timesteps as u32,
+        antithetic: antithetic as u32,
+        ..params(n, seed, stream)
+    };
+    gpu.dispatch(&SAMPLE_TIMESTEPS, &p, &[&out], gpu.groups_1d(n));
+    out
+}

@@ -1,0 +1,123 @@
+//! Loss readback without stalls: each step copies its loss into a ring on the GPU; every
+//! `every` steps the ring is copied to one of two staging buffers and mapped asynchronously,
+//! and the host picks the values up later. Waiting happens only when the GPU is two whole
+//! intervals behind, which also stops the host from queueing work without bound.
+
+use std::collections::VecDeque;
+
+use crate::gpu::readback::Staging;
+use crate::gpu::Gpu;
+use crate::tensor::Tensor;
+
+pub struct LossLog {
+    every: usize,
+    ring: Tensor,
+    staging: [Staging; 2],
+    next_staging: usize,
+    /// (staging index, step of the first loss in it), oldest first.
+    in_flight: VecDeque<(usize, u64)>,
+    to_map: Option<(usize, u64)>,
+}
+
+/// Losses of `every` consecutive steps, starting at (0-based) step `first_step`.
+pub struct LossChunk {
+    pub first_step: u64,
+    pub losses: Vec<f32>,
+}
+
+impl LossChunk {
+    pub fn mean(&self) -> f64 {
+        self.losses.iter().map(|&v| v as f64).sum::<f64>() / self.losses.len() as f64
+    }
+
+    /// The first step whose loss is NaN or infinite.
+    pub fn first_non_finite(&self) -> Option<u64> {
+        self.losses
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|i| self.first_step + i as u64)
+    }
+}
+
+impl LossLog {
+    pub fn new(gpu: &Gpu, every: usize) -> LossLog {
+        LossLog {
+            every,
+            ring: gpu.zeros(&[every]),
+            staging: [
+                Staging::new(&gpu.device, every as u64 * 4),
+                Staging::new(&gpu.device, every as u64 * 4),
+            ],
+            next_staging: 0,
+            in_flight: VecDeque::new(),
+            to_map: None,
+        }
+    }
+
+    /// Records the copy of this step's loss (0-based `step`); call before the step's submit.
+    pub fn record(&mut self, gpu: &Gpu, loss: &Tensor, step: u64) -> Vec<LossChunk> {
+        let slot = (step % self.every as u64) as usize;
+        gpu.copy(loss, &self.ring.slice_flat(slot, &[1]));
+        let mut done = Vec::new();
+        if slot + 1 == self.every {
+            if self.in_flight.len() == self.staging.len() {
+                done.extend(self.wait_oldest(gpu));
+            }
+            let which = self.next_staging;
+            self.next_staging = (which + 1) % self.staging.len();
+            gpu.copy_raw(
+                self.ring.buffer(),
+                self.ring.offset(),
+                self.staging[which].buffer(),
+                0,
+                self.ring.bytes(),
+            );
+            self.to_map = Some((which, step + 1 - self.every as u64));
+        }
+        done
+    }
+
+    /// Call right after the step's submit: starts mapping a ring copy recorded in this step.
+    pub fn after_submit(&mut self) {
+        if let Some((which, first)) = self.to_map.take() {
+            self.staging[which].start_map();
+            self.in_flight.push_back((which, first));
+        }
+    }
+
+    /// Chunks whose readback has completed, without waiting.
+    pub fn poll(&mut self, gpu: &Gpu) -> Vec<LossChunk> {
+        let mut out = Vec::new();
+        while let Some(&(which, first_step)) = self.in_flight.front() {
+            match self.staging[which].try_take(&gpu.device) {
+                Some(bytes) => {
+                    self.in_flight.pop_front();
+                    out.push(LossChunk {
+                        first_step,
+                        losses: bytemuck::cast_slice(&bytes).to_vec(),
+                    });
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    fn wait_oldest(&mut self, gpu: &Gpu) -> Option<LossChunk> {
+        let (which, first_step) = self.in_flight.pop_front()?;
+        let bytes = self.staging[which].read_blocking(&gpu.device);
+        Some(LossChunk {
+            first_step,
+            losses: bytemuck::cast_slice(&bytes).to_vec(),
+        })
+    }
+
+    /// Waits for everything in flight (end of training).
+    pub fn drain(&mut self, gpu: &Gpu) -> Vec<LossChunk> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.wait_oldest(gpu) {
+            out.push(chunk);
+        }
+        out
+    }
+}
