@@ -76,8 +76,19 @@ impl TrainConfig {
 
     /// Checks the settings that would otherwise fail deep inside a run.
     pub fn validate(&self) -> Result<(), String> {
-        self.beta_schedule()?;
+        if self.preset == "toy" {
+            self.data
+                .parse::<crate::data::toy::ToyData>()
+                .map_err(|e| format!("--data: {e}"))?;
+        }
         self.variance_kind()?;
+        let betas = self.beta_schedule()?.betas(self.n_timesteps.max(1));
+        if let Some(b) = betas.iter().find(|b| !(**b > 0.0 && **b < 1.0)) {
+            return Err(format!(
+                "the {} schedule with T = {} gives a beta of {b}, outside (0, 1): use more                  timesteps or another schedule",
+                self.schedule, self.n_timesteps
+            ));
+        }
         let positive = [
             ("--steps", self.steps as f64),
             ("--batch-size", self.batch_size as f64),

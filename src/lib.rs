@@ -10,6 +10,7 @@
 //! - `data`, `train`, `sample`, `checkpoint`, `viz`, `metrics`: the jobs around them.
 
 pub mod autograd;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;

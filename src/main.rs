@@ -62,6 +62,14 @@ enum Command {
         #[command(flatten)]
         adapter: AdapterArg,
     },
+    /// Time the kernels and a training step on this adapter (see BENCHMARKS.md).
+    Bench {
+        /// Fewer repetitions, for a smoke test.
+        #[arg(long)]
+        quick: bool,
+        #[command(flatten)]
+        adapter: AdapterArg,
+    },
     /// Generate samples from a checkpoint.
     Sample {
         #[arg(long)]
@@ -172,6 +180,15 @@ fn run(cli: Cli) -> Result<()> {
                 println!("MMD^2 (2,000 samples vs fresh data): {mmd2:.5}");
             }
             println!("outputs in {}", report.out_dir.display());
+            Ok(())
+        }
+        Command::Bench { quick, adapter } => {
+            let gpu = open_gpu(&adapter)?;
+            println!("adapter: {}", gpu.describe());
+            println!("{:<40} {:>10} {:>12}", "case", "ms", "rate");
+            for r in ddpm::bench::run(&gpu, quick) {
+                println!("{:<40} {:>10.3} {:>8.2} {}", r.name, r.ms, r.rate, r.unit);
+            }
             Ok(())
         }
         Command::Sample {

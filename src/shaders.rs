@@ -17,23 +17,33 @@ macro_rules! shader {
 
 pub static ACTIVATION: Shader = shader!("activation");
 pub static ARITH: Shader = shader!("arith");
+pub static CONV: Shader = shader!("conv");
 pub static DIFFUSION: Shader = shader!("diffusion");
 pub static EMBEDDING: Shader = shader!("embedding");
+pub static GROUP_NORM: Shader = shader!("group_norm");
 pub static LOSS: Shader = shader!("loss");
 pub static MATMUL: Shader = shader!("matmul");
 pub static OPTIM: Shader = shader!("optim");
 pub static REDUCE: Shader = shader!("reduce");
+pub static RESAMPLE: Shader = shader!("resample");
 pub static RNG: Shader = shader!("rng");
+pub static SOFTMAX: Shader = shader!("softmax");
+pub static UNET_MISC: Shader = shader!("unet_misc");
 
 /// All shaders, for validation.
 pub static ALL: &[&Shader] = &[
     &ACTIVATION,
     &ARITH,
+    &CONV,
     &DIFFUSION,
     &EMBEDDING,
+    &GROUP_NORM,
     &LOSS,
     &MATMUL,
     &OPTIM,
     &REDUCE,
+    &RESAMPLE,
     &RNG,
+    &SOFTMAX,
+    &UNET_MISC,
 ];

@@ -9,6 +9,7 @@ use ddpm::ops;
 
 #[test]
 fn matmul_matches_reference_for_every_transpose_and_bias() {
+    use ops::matmul::MatmulVariant::{Direct, Tiled};
     let gpu = gpu();
     let (batch, m, k, n) = (2, 37, 19, 45);
     for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -28,9 +29,15 @@ fn matmul_matches_reference_for_every_transpose_and_bias() {
         let ga = gpu.upload(&a, &a_shape);
         let gb = gpu.upload(&b, &b_shape);
         let gbias = gpu.upload(&bias, &[n]);
-        for with_bias in [false, true] {
-            let c = ops::matmul::matmul(
+        for (with_bias, variant) in [
+            (false, Tiled),
+            (true, Tiled),
+            (false, Direct),
+            (true, Direct),
+        ] {
+            let c = ops::matmul::matmul_variant(
                 &gpu,
+                variant,
                 &ga,
                 &gb,
                 with_bias.then_some(&gbias),
@@ -50,7 +57,7 @@ fn matmul_matches_reference_for_every_transpose_and_bias() {
                 trans_a,
                 trans_b,
             );
-            let what = format!("matmul ta={trans_a} tb={trans_b} bias={with_bias}");
+            let what = format!("matmul {variant:?} ta={trans_a} tb={trans_b} bias={with_bias}");
             assert_close(&what, &gpu.read(&c), &want, 1e-5, 1e-4);
         }
     }
@@ -77,16 +84,21 @@ fn matmul_shares_a_2d_operand_across_the_batch_and_handles_a_realistic_shape() {
     let (m, k, n) = (128, 128, 128);
     let a = uniform(m * k, -1.0, 1.0, 6);
     let b = uniform(k * n, -1.0, 1.0, 7);
-    let c = ops::matmul::matmul(
-        &gpu,
-        &gpu.upload(&a, &[m, k]),
-        &gpu.upload(&b, &[k, n]),
-        None,
-        false,
-        false,
-    );
     let want = cpu::matmul::matmul(&to_f64(&a), &to_f64(&b), None, 1, m, k, n, false, false);
-    assert_close("matmul 128^3", &gpu.read(&c), &want, 1e-4, 1e-4);
+    for variant in [
+        ops::matmul::MatmulVariant::Tiled,
+        ops::matmul::MatmulVariant::Direct,
+    ] {
+        let (ga, gb) = (gpu.upload(&a, &[m, k]), gpu.upload(&b, &[k, n]));
+        let c = ops::matmul::matmul_variant(&gpu, variant, &ga, &gb, None, false, false);
+        assert_close(
+            &format!("matmul {variant:?} 128^3"),
+            &gpu.read(&c),
+            &want,
+            1e-4,
+            1e-4,
+        );
+    }
 }
 
 #[test]

@@ -4,13 +4,20 @@
 
 pub mod activation;
 pub mod arith;
+pub mod attention;
+pub mod channel_bias;
+pub mod conv;
 pub mod diffusion;
+pub mod dropout;
 pub mod embedding;
+pub mod group_norm;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
 pub mod reduce;
+pub mod resample;
 pub mod rng;
+pub mod time_embedding;
 
 /// f32 data to f64 for the reference.
 pub fn to_f64(x: &[f32]) -> Vec<f64> {

@@ -99,6 +99,11 @@ impl Gpu {
         })
     }
 
+    /// A software adapter (lavapipe, WARP, SwiftShader): kernels may pick CPU-friendly variants.
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     pub fn describe(&self) -> String {
         adapter::describe(&self.info)
     }

@@ -29,7 +29,13 @@ static MATMUL_FWD: Kernel = Kernel {
     shader: &MATMUL,
     entry: "matmul_fwd",
 };
+static MATMUL_FWD_DIRECT: Kernel = Kernel {
+    shader: &MATMUL,
+    entry: "matmul_fwd_direct",
+};
 const TILE: usize = 64;
+/// Output tile of matmul_fwd_direct: 16 rows x 128 columns.
+const DIRECT_TILE: (usize, usize) = (16, 128);
 
 /// (batch, rows, cols) of a 2-D or 3-D tensor.
 fn dims(t: &Tensor) -> (usize, usize, usize) {
@@ -40,10 +46,50 @@ fn dims(t: &Tensor) -> (usize, usize, usize) {
     }
 }
 
+/// The two implementations of the product: workgroup-memory tiles for GPUs, and a
+/// barrier-free register-blocked kernel for CPU adapters, where barriers are expensive and
+/// workgroup memory buys nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulVariant {
+    Tiled,
+    Direct,
+}
+
+impl MatmulVariant {
+    pub fn for_adapter(gpu: &Gpu) -> MatmulVariant {
+        if gpu.is_cpu() {
+            MatmulVariant::Direct
+        } else {
+            MatmulVariant::Tiled
+        }
+    }
+}
+
 /// op(A) op(B) (+ bias per column), batched over a leading axis; a 2-D operand is shared by
 /// every batch entry. op(X) is X^T when its flag is set.
 pub fn matmul(
     gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    trans_a: bool,
+    trans_b: bool,
+) -> Tensor {
+    matmul_variant(
+        gpu,
+        MatmulVariant::for_adapter(gpu),
+        a,
+        b,
+        bias,
+        trans_a,
+        trans_b,
+    )
+}
+
+/// `matmul` with the implementation chosen by the caller (tests cover both on any adapter).
+pub fn matmul_variant(
+    gpu: &Gpu,
+    variant: MatmulVariant,
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
@@ -90,12 +136,16 @@ pub fn matmul(
         vec![m, n]
     };
     let c = gpu.empty(&shape);
+    let (kernel, (tile_m, tile_n)) = match variant {
+        MatmulVariant::Tiled => (&MATMUL_FWD, (TILE, TILE)),
+        MatmulVariant::Direct => (&MATMUL_FWD_DIRECT, DIRECT_TILE),
+    };
     let groups = [
-        n.div_ceil(TILE) as u32,
-        m.div_ceil(TILE) as u32,
+        n.div_ceil(tile_n) as u32,
+        m.div_ceil(tile_m) as u32,
         batch as u32,
     ];
-    gpu.dispatch(&MATMUL_FWD, &params, &[a, b, bias.unwrap_or(a), &c], groups);
+    gpu.dispatch(kernel, &params, &[a, b, bias.unwrap_or(a), &c], groups);
     c
 }
 

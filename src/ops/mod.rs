@@ -4,13 +4,18 @@
 
 pub mod activation;
 pub mod arith;
+pub mod conv;
 pub mod diffusion;
 pub mod embedding;
+pub mod group_norm;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
 pub mod reduce;
+pub mod resample;
 pub mod rng;
+pub mod softmax;
+pub mod unet_misc;
 
 /// Element count as the u32 the kernels index with.
 pub(crate) fn count_u32(n: usize, what: &str) -> u32 {

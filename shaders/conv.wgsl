@@ -1,0 +1,281 @@
+// conv.wgsl: 2-D convolution (NCHW, weight [c_out, c_in, k, k], stride, zero padding) as an
+// implicit GEMM: the im2col matrix is never stored; each tile gathers its slice of it.
+//   conv2d_fwd:   Y[co, (n, p)]       = W[co, (ci, ky, kx)] * X_col[(ci, ky, kx), (n, p)] + bias
+//   conv2d_bwd_x: dX[ci, (n, iy, ix)]  = W^T[ci, (co, ky, kx)] * dY_col[(co, ky, kx), (n, iy, ix)]
+//   conv2d_bwd_w: dW_part[z, co, (ci, ky, kx)] = sum over the z-th chunk of (n, p) of
+//                 dY[co, (n, p)] * X_col[(ci, ky, kx), (n, p)]   (split-K; a second pass sums
+//                 the chunks: deterministic, no float atomics)
+// Geometry: 16 x 16 threads, 64 x 64 output tiles, 16-deep K slices in workgroup memory, 4 x 4
+// outputs per thread (rows ty + 16 i, cols tx + 16 j). Grid: (ceil(cols / 64), ceil(rows / 64),
+// 1) for fwd and bwd_x, z = chunk for bwd_w. CPU twin: src/cpu/conv.rs.
+
+struct ConvParams {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kernel: u32,
+    stride: u32,
+    padding: u32,
+    h_out: u32,
+    w_out: u32,
+    has_bias: u32,
+    // bwd_w: (n, p) columns per chunk.
+    chunk: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+const TILE: u32 = 64u;
+const TILE_K: u32 = 16u;
+const THREADS: u32 = 256u;
+
+var<workgroup> tile_a: array<f32, 1024>; // [TILE_K][TILE] rows of the left matrix
+var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE] columns of the right matrix
+
+// X_col[(ci, ky, kx), (n, oy, ox)]: the input pixel under kernel tap (ky, kx) of output (oy, ox).
+fn x_col(kk: u32, col: u32) -> f32 {
+    let kk2 = p.kernel * p.kernel;
+    let ci = kk / kk2;
+    let ky = (kk % kk2) / p.kernel;
+    let kx = kk % p.kernel;
+    let hw_out = p.h_out * p.w_out;
+    let n = col / hw_out;
+    let pix = col % hw_out;
+    let iy = i32((pix / p.w_out) * p.stride + ky) - i32(p.padding);
+    let ix = i32((pix % p.w_out) * p.stride + kx) - i32(p.padding);
+    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+        return 0.0;
+    }
+    return x[((n * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+}
+
+// dY_col[(co, ky, kx), (n, iy, ix)]: the output gradient that input pixel (iy, ix) receives
+// through tap (ky, kx), or 0 where no output pixel maps there.
+fn dy_col(kk: u32, col: u32) -> f32 {
+    let kk2 = p.kernel * p.kernel;
+    let co = kk / kk2;
+    let ky = (kk % kk2) / p.kernel;
+    let kx = kk % p.kernel;
+    let hw = p.h * p.w;
+    let n = col / hw;
+    let pix = col % hw;
+    let ty = i32(pix / p.w) + i32(p.padding) - i32(ky);
+    let tx = i32(pix % p.w) + i32(p.padding) - i32(kx);
+    let s = i32(p.stride);
+    if (ty < 0 || tx < 0 || ty % s != 0 || tx % s != 0) {
+        return 0.0;
+    }
+    let oy = u32(ty / s);
+    let ox = u32(tx / s);
+    if (oy >= p.h_out || ox >= p.w_out) {
+        return 0.0;
+    }
+    return dy[((n * p.c_out + co) * p.h_out + oy) * p.w_out + ox];
+}
+
+fn tile_product(lid: vec3<u32>, kk: u32, acc: ptr<function, array<f32, 16>>) {
+    var av: array<f32, 4>;
+    var bv: array<f32, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        av[i] = tile_a[kk * TILE + lid.y + 16u * i];
+        bv[i] = tile_b[kk * TILE + lid.x + 16u * i];
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            (*acc)[i * 4u + j] = fma(av[i], bv[j], (*acc)[i * 4u + j]);
+        }
+    }
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn conv2d_fwd(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let k_total = p.c_in * p.kernel * p.kernel;
+    let cols = p.n * p.h_out * p.w_out;
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * TILE;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var k0 = 0u; k0 < k_total; k0 += TILE_K) {
+        for (var r = 0u; r < 4u; r++) {
+            let idx = li + r * THREADS;
+            // Weight rows are contiguous in k: let consecutive threads walk k.
+            let ka = idx % TILE_K;
+            let ma = idx / TILE_K;
+            var va = 0.0;
+            if (row0 + ma < p.c_out && k0 + ka < k_total) {
+                va = weight[(row0 + ma) * k_total + k0 + ka];
+            }
+            tile_a[ka * TILE + ma] = va;
+            // Image columns are contiguous in the output pixel: let consecutive threads walk them.
+            let nb = idx % TILE;
+            let kb = idx / TILE;
+            var vb = 0.0;
+            if (col0 + nb < cols && k0 + kb < k_total) {
+                vb = x_col(k0 + kb, col0 + nb);
+            }
+            tile_b[kb * TILE + nb] = vb;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            tile_product(lid, kk, &acc);
+        }
+        workgroupBarrier();
+    }
+    let hw_out = p.h_out * p.w_out;
+    for (var i = 0u; i < 4u; i++) {
+        let co = row0 + lid.y + 16u * i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lid.x + 16u * j;
+            if (co < p.c_out && col < cols) {
+                var v = acc[i * 4u + j];
+                if (p.has_bias == 1u) {
+                    v += bias[co];
+                }
+                out[((col / hw_out) * p.c_out + co) * hw_out + col % hw_out] = v;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn conv2d_bwd_x(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let kk2 = p.kernel * p.kernel;
+    let k_total = p.c_out * kk2;
+    let cols = p.n * p.h * p.w;
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * TILE;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var k0 = 0u; k0 < k_total; k0 += TILE_K) {
+        for (var r = 0u; r < 4u; r++) {
+            let idx = li + r * THREADS;
+            // W^T[ci, (co, ky, kx)] = weight[co, ci, ky, kx]: the tap index is contiguous.
+            let ka = idx % TILE_K;
+            let ma = idx / TILE_K;
+            var va = 0.0;
+            let ci = row0 + ma;
+            let kk = k0 + ka;
+            if (ci < p.c_in && kk < k_total) {
+                let co = kk / kk2;
+                va = weight[(co * p.c_in + ci) * kk2 + kk % kk2];
+            }
+            tile_a[ka * TILE + ma] = va;
+            let nb = idx % TILE;
+            let kb = idx / TILE;
+            var vb = 0.0;
+            if (col0 + nb < cols && k0 + kb < k_total) {
+                vb = dy_col(k0 + kb, col0 + nb);
+            }
+            tile_b[kb * TILE + nb] = vb;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            tile_product(lid, kk, &acc);
+        }
+        workgroupBarrier();
+    }
+    let hw = p.h * p.w;
+    for (var i = 0u; i < 4u; i++) {
+        let ci = row0 + lid.y + 16u * i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lid.x + 16u * j;
+            if (ci < p.c_in && col < cols) {
+                out[((col / hw) * p.c_in + ci) * hw + col % hw] = acc[i * 4u + j];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn conv2d_bwd_w(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let k_cols = p.c_in * p.kernel * p.kernel;
+    let hw_out = p.h_out * p.w_out;
+    let np_total = p.n * hw_out;
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * TILE;
+    let np_begin = wid.z * p.chunk;
+    let np_end = min(np_begin + p.chunk, np_total);
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var k0 = np_begin; k0 < np_end; k0 += TILE_K) {
+        for (var r = 0u; r < 4u; r++) {
+            let idx = li + r * THREADS;
+            // dY[co, (n, p)]: contiguous along the pixel.
+            let ka = idx % TILE_K;
+            let ma = idx / TILE_K;
+            var va = 0.0;
+            let co = row0 + ma;
+            let np = k0 + ka;
+            if (co < p.c_out && np < np_end) {
+                va = dy[((np / hw_out) * p.c_out + co) * hw_out + np % hw_out];
+            }
+            tile_a[ka * TILE + ma] = va;
+            let kb = idx % TILE_K;
+            let nb = idx / TILE_K;
+            var vb = 0.0;
+            if (col0 + nb < k_cols && k0 + kb < np_end) {
+                vb = x_col(col0 + nb, k0 + kb);
+            }
+            tile_b[kb * TILE + nb] = vb;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            tile_product(lid, kk, &acc);
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let co = row0 + lid.y + 16u * i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lid.x + 16u * j;
+            if (co < p.c_out && col < k_cols) {
+                out[(wid.z * p.c_out + co) * k_cols + col] = acc[i * 4u + j];
+            }
+        }
+    }
+}
+
+// conv2d_bwd_bias_partial: out[z, co] = sum of dy[n, co, p] over the z-th chunk of (n, p);
+// one thread per (co, z). The chunks are summed by reduce.wgsl's sum_rows_fwd.
+@compute @workgroup_size(WG)
+fn conv2d_bwd_bias_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lidx: u32) {
+    let i = linear_index(wid, nwg, lidx);
+    let hw_out = p.h_out * p.w_out;
+    let np_total = p.n * hw_out;
+    let n_chunks = (np_total + p.chunk - 1u) / p.chunk;
+    if (i < p.c_out * n_chunks) {
+        let z = i / p.c_out;
+        let co = i % p.c_out;
+        var acc = 0.0;
+        for (var np = z * p.chunk; np < min((z + 1u) * p.chunk, np_total); np++) {
+            acc += dy[((np / hw_out) * p.c_out + co) * hw_out + np % hw_out];
+        }
+        out[z * p.c_out + co] = acc;
+    }
+}

@@ -1,0 +1,117 @@
+//! `ddpm bench`: times kernels and whole training steps on the current adapter. Each case is
+//! recorded `reps` times into one submit after a warm-up, so the time per call includes the
+//! dispatch overhead a training step pays, not a readback per call.
+
+use std::time::Instant;
+
+use crate::config::TrainConfig;
+use crate::gpu::Gpu;
+use crate::ops;
+use crate::ops::matmul::MatmulVariant;
+use crate::optim::TrainState;
+use crate::tensor::Tensor;
+use crate::toy;
+use crate::train::{optim_config, Trainer};
+
+pub struct BenchResult {
+    pub name: String,
+    pub ms: f64,
+    /// GFLOP/s for compute-bound cases, GB/s for memory-bound ones.
+    pub rate: f64,
+    pub unit: &'static str,
+}
+
+fn time(gpu: &Gpu, reps: usize, mut f: impl FnMut() -> Tensor) -> f64 {
+    drop(f());
+    gpu.wait();
+    let start = Instant::now();
+    for _ in 0..reps {
+        drop(f());
+    }
+    gpu.wait();
+    start.elapsed().as_secs_f64() * 1e3 / reps as f64
+}
+
+fn rand(gpu: &Gpu, shape: &[usize], stream: u32) -> Tensor {
+    ops::rng::uniform(gpu, shape, 1, stream)
+}
+
+pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
+    let reps = if quick { 3 } else { 20 };
+    let mut out = Vec::new();
+    let mut push = |name: String, ms: f64, work: f64, unit: &'static str| {
+        out.push(BenchResult {
+            name,
+            ms,
+            rate: work / (ms * 1e-3) / 1e9,
+            unit,
+        });
+    };
+    for variant in [MatmulVariant::Tiled, MatmulVariant::Direct] {
+        for (m, k, n) in [(128, 128, 128), (512, 512, 512), (2000, 128, 128)] {
+            let a = rand(gpu, &[m, k], 1);
+            let b = rand(gpu, &[k, n], 2);
+            let flops = 2.0 * (m * k * n) as f64;
+            let ms = time(gpu, reps, || {
+                ops::matmul::matmul_variant(gpu, variant, &a, &b, None, false, false)
+            });
+            push(
+                format!("matmul {variant:?} {m}x{k}x{n}"),
+                ms,
+                flops,
+                "GFLOP/s",
+            );
+            let at = rand(gpu, &[k, m], 3);
+            let ms = time(gpu, reps, || {
+                ops::matmul::matmul_variant(gpu, variant, &at, &b, None, true, false)
+            });
+            push(
+                format!("matmul {variant:?} A^T {m}x{k}x{n}"),
+                ms,
+                flops,
+                "GFLOP/s",
+            );
+        }
+    }
+    let n = 1 << 20;
+    let x = rand(gpu, &[n], 4);
+    let ms = time(gpu, reps, || ops::activation::silu(gpu, &x));
+    push("silu_fwd 1M".into(), ms, 8.0 * n as f64, "GB/s");
+    let ms = time(gpu, reps, || ops::reduce::sum(gpu, &x));
+    push("sum 1M".into(), ms, 4.0 * n as f64, "GB/s");
+    let small = rand(gpu, &[128 * 128], 5);
+    let ms = time(gpu, reps * 5, || ops::activation::relu(gpu, &small));
+    push(
+        "relu_fwd 16K (dispatch overhead)".into(),
+        ms,
+        8.0 * small.numel() as f64,
+        "GB/s",
+    );
+
+    let cfg = TrainConfig::toy();
+    let model = toy::model(&cfg);
+    let diffusion = toy::diffusion(gpu, &cfg).expect("toy schedule");
+    let trainer = Trainer {
+        gpu,
+        model: &model,
+        diffusion: &diffusion,
+        optim: optim_config(&cfg),
+        seed: 0,
+        antithetic: true,
+    };
+    let mut state = TrainState::new(gpu, &model.layout, 0);
+    let batch = rand(gpu, &[cfg.batch_size, 2], 6);
+    let ms = time(gpu, reps, || {
+        let loss = trainer.record_step(&mut state, &batch);
+        gpu.submit();
+        loss
+    });
+    let flops = 6.0 * cfg.batch_size as f64 * model.layout.n_params() as f64;
+    push(
+        format!("toy training step (batch {})", cfg.batch_size),
+        ms,
+        flops,
+        "GFLOP/s",
+    );
+    out
+}

@@ -1,0 +1,213 @@
+//! 2-D convolution (shaders/conv.wgsl) as an implicit GEMM, forward and backward. Weight and
+//! bias gradients are sums over the batch, done as split-K partials plus a second pass.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::autograd::{Backward, Ctx, Var};
+use crate::cpu::conv::ConvShape;
+use crate::gpu::{Gpu, Kernel};
+use crate::shaders::CONV;
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ConvParams {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kernel: u32,
+    stride: u32,
+    padding: u32,
+    h_out: u32,
+    w_out: u32,
+    has_bias: u32,
+    chunk: u32,
+}
+
+static CONV_FWD: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_fwd",
+};
+static CONV_BWD_X: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_x",
+};
+static CONV_BWD_W: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_w",
+};
+static CONV_BWD_BIAS: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_bias_partial",
+};
+const TILE: usize = 64;
+/// (n, pixel) columns per split-K chunk of the weight gradient: enough chunks to fill a GPU,
+/// few enough that the second pass is cheap.
+const CHUNK: usize = 1024;
+
+fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
+    ConvParams {
+        n: s.n as u32,
+        c_in: s.c_in as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        c_out: s.c_out as u32,
+        kernel: s.kernel as u32,
+        stride: s.stride as u32,
+        padding: s.padding as u32,
+        h_out: s.h_out() as u32,
+        w_out: s.w_out() as u32,
+        has_bias: has_bias as u32,
+        chunk: CHUNK as u32,
+    }
+}
+
+fn grid(rows: usize, cols: usize, z: usize) -> [u32; 3] {
+    [
+        cols.div_ceil(TILE) as u32,
+        rows.div_ceil(TILE) as u32,
+        z as u32,
+    ]
+}
+
+/// The shape of a convolution of x [n, c_in, h, w] with w [c_out, c_in, k, k].
+pub fn shape_of(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> ConvShape {
+    let [n, c_in, h, w] = x.shape[..] else {
+        panic!("conv2d: x must be NCHW, got {:?}", x.shape)
+    };
+    let [c_out, wc_in, k, k2] = weight.shape[..] else {
+        panic!("conv2d: weight must be 4-D")
+    };
+    assert!(
+        wc_in == c_in && k == k2,
+        "conv2d: weight {:?} does not fit x {:?}",
+        weight.shape,
+        x.shape
+    );
+    ConvShape {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kernel: k,
+        stride,
+        padding,
+    }
+}
+
+pub fn conv2d(
+    gpu: &Gpu,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Tensor {
+    let s = shape_of(x, weight, stride, padding);
+    let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
+    let p = params(&s, bias.is_some());
+    let groups = grid(s.c_out, s.n * s.h_out() * s.w_out(), 1);
+    // dy is unused by the forward entry point, so it is not bound.
+    gpu.dispatch(
+        &CONV_FWD,
+        &p,
+        &[x, weight, bias.unwrap_or(weight), &y],
+        groups,
+    );
+    y
+}
+
+pub fn conv2d_backward_x(gpu: &Gpu, weight: &Tensor, dy: &Tensor, s: &ConvShape) -> Tensor {
+    let dx = gpu.empty(&[s.n, s.c_in, s.h, s.w]);
+    gpu.dispatch(
+        &CONV_BWD_X,
+        &params(s, false),
+        &[weight, dy, &dx],
+        grid(s.c_in, s.n * s.h * s.w, 1),
+    );
+    dx
+}
+
+fn n_chunks(s: &ConvShape) -> usize {
+    (s.n * s.h_out() * s.w_out()).div_ceil(CHUNK)
+}
+
+pub fn conv2d_backward_w(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Tensor {
+    let k_cols = s.c_in * s.kernel * s.kernel;
+    let chunks = n_chunks(s);
+    let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
+    gpu.dispatch(
+        &CONV_BWD_W,
+        &params(s, false),
+        &[x, dy, &partial],
+        grid(s.c_out, k_cols, chunks),
+    );
+    super::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, s.kernel, s.kernel])
+}
+
+pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, s: &ConvShape) -> Tensor {
+    let chunks = n_chunks(s);
+    let partial = gpu.empty(&[chunks, s.c_out]);
+    gpu.dispatch(
+        &CONV_BWD_BIAS,
+        &params(s, false),
+        &[dy, &partial],
+        gpu.groups_1d(chunks * s.c_out),
+    );
+    super::reduce::sum_rows(gpu, &partial)
+}
+
+struct Conv2dBackward {
+    x: Tensor,
+    weight: Tensor,
+    shape: ConvShape,
+}
+
+impl Backward for Conv2dBackward {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+    fn backward(&self, gpu: &Gpu, dy: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
+        let s = &self.shape;
+        let mut grads = vec![
+            needs[0].then(|| conv2d_backward_x(gpu, &self.weight, dy, s)),
+            needs[1].then(|| conv2d_backward_w(gpu, &self.x, dy, s)),
+        ];
+        if needs.len() == 3 {
+            grads.push(needs[2].then(|| conv2d_backward_bias(gpu, dy, s)));
+        }
+        grads
+    }
+}
+
+/// Differentiable conv2d; `bias` is optional.
+pub fn conv2d_var(
+    cx: &mut Ctx,
+    x: &Var,
+    weight: &Var,
+    bias: Option<&Var>,
+    stride: usize,
+    padding: usize,
+) -> Var {
+    let y = conv2d(
+        cx.gpu,
+        &x.tensor,
+        &weight.tensor,
+        bias.map(|b| &b.tensor),
+        stride,
+        padding,
+    );
+    let shape = shape_of(&x.tensor, &weight.tensor, stride, padding);
+    let node = Conv2dBackward {
+        x: x.tensor.clone(),
+        weight: weight.tensor.clone(),
+        shape,
+    };
+    match bias {
+        Some(b) => cx.record(node, &[x, weight, b], y),
+        None => cx.record(node, &[x, weight], y),
+    }
+}

@@ -1,0 +1,179 @@
+//! Group normalisation with learned scale and shift (shaders/group_norm.wgsl), plain or fused
+//! with SiLU, forward and backward.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::autograd::{Backward, Ctx, Var};
+use crate::gpu::{Gpu, Kernel, MAX_GROUPS_PER_DIM};
+use crate::shaders::GROUP_NORM;
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GroupNormParams {
+    n: u32,
+    c: u32,
+    hw: u32,
+    groups: u32,
+    eps: f32,
+    fuse_silu: u32,
+    _pad: [u32; 2],
+}
+
+static GN_FWD: Kernel = Kernel {
+    shader: &GROUP_NORM,
+    entry: "group_norm_fwd",
+};
+static GN_BWD: Kernel = Kernel {
+    shader: &GROUP_NORM,
+    entry: "group_norm_bwd",
+};
+pub const EPS: f32 = 1e-5;
+
+fn dims(x: &Tensor) -> (usize, usize, usize) {
+    assert!(
+        x.shape.len() >= 2,
+        "group_norm: x must be [n, c, ...], got {:?}",
+        x.shape
+    );
+    (x.shape[0], x.shape[1], x.shape[2..].iter().product())
+}
+
+fn params(x: &Tensor, groups: usize, fuse_silu: bool) -> GroupNormParams {
+    let (n, c, hw) = dims(x);
+    assert!(
+        groups > 0 && c % groups == 0,
+        "group_norm: {c} channels do not split into {groups} groups"
+    );
+    GroupNormParams {
+        n: n as u32,
+        c: c as u32,
+        hw: hw as u32,
+        groups: groups as u32,
+        eps: EPS,
+        fuse_silu: fuse_silu as u32,
+        _pad: [0; 2],
+    }
+}
+
+fn grid(workgroups: usize) -> [u32; 3] {
+    let w = workgroups as u32;
+    if w <= MAX_GROUPS_PER_DIM {
+        [w, 1, 1]
+    } else {
+        [MAX_GROUPS_PER_DIM, w.div_ceil(MAX_GROUPS_PER_DIM), 1]
+    }
+}
+
+/// (y, stats): y = GN(x) (then SiLU when `fuse_silu`); stats holds (mean, rstd) per group.
+pub fn group_norm(
+    gpu: &Gpu,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    groups: usize,
+    fuse_silu: bool,
+) -> (Tensor, Tensor) {
+    let p = params(x, groups, fuse_silu);
+    assert!(
+        gamma.numel() == p.c as usize && beta.numel() == p.c as usize,
+        "group_norm: gamma/beta length"
+    );
+    let y = gpu.empty(&x.shape);
+    let stats = gpu.empty(&[x.shape[0] * groups, 2]);
+    gpu.dispatch(
+        &GN_FWD,
+        &p,
+        &[x, gamma, beta, &y, &stats],
+        grid(x.shape[0] * groups),
+    );
+    (y, stats)
+}
+
+/// (dx, dgamma, dbeta).
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_backward(
+    gpu: &Gpu,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    stats: &Tensor,
+    dy: &Tensor,
+    groups: usize,
+    fuse_silu: bool,
+) -> (Tensor, Tensor, Tensor) {
+    let p = params(x, groups, fuse_silu);
+    let (n, c, _) = dims(x);
+    let dx = gpu.empty(&x.shape);
+    let dgamma_part = gpu.empty(&[n, c]);
+    let dbeta_part = gpu.empty(&[n, c]);
+    gpu.dispatch(
+        &GN_BWD,
+        &p,
+        &[x, gamma, beta, dy, &dx, stats, &dgamma_part, &dbeta_part],
+        grid(n * groups),
+    );
+    let dgamma = super::reduce::sum_rows(gpu, &dgamma_part);
+    let dbeta = super::reduce::sum_rows(gpu, &dbeta_part);
+    (dx, dgamma, dbeta)
+}
+
+struct GroupNormBackward {
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    stats: Tensor,
+    groups: usize,
+    fuse_silu: bool,
+}
+
+impl Backward for GroupNormBackward {
+    fn name(&self) -> &'static str {
+        if self.fuse_silu {
+            "group_norm_silu"
+        } else {
+            "group_norm"
+        }
+    }
+    fn backward(&self, gpu: &Gpu, dy: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
+        let (dx, dgamma, dbeta) = group_norm_backward(
+            gpu,
+            &self.x,
+            &self.gamma,
+            &self.beta,
+            &self.stats,
+            dy,
+            self.groups,
+            self.fuse_silu,
+        );
+        vec![Some(dx), Some(dgamma), Some(dbeta)]
+    }
+}
+
+/// Differentiable GN(x) (then SiLU when `fuse_silu`) for x [n, c, ...].
+pub fn group_norm_var(
+    cx: &mut Ctx,
+    x: &Var,
+    gamma: &Var,
+    beta: &Var,
+    groups: usize,
+    fuse_silu: bool,
+) -> Var {
+    let (y, stats) = group_norm(
+        cx.gpu,
+        &x.tensor,
+        &gamma.tensor,
+        &beta.tensor,
+        groups,
+        fuse_silu,
+    );
+    let node = GroupNormBackward {
+        x: x.tensor.clone(),
+        gamma: gamma.tensor.clone(),
+        beta: beta.tensor.clone(),
+        stats,
+        groups,
+        fuse_silu,
+    };
+    cx.record(node, &[x, gamma, beta], y)
+}

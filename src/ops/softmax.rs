@@ -1,0 +1,97 @@
+//! Softmax over the last axis with a folded-in scale (shaders/softmax.wgsl), and single-head
+//! self-attention over the positions of a feature map built from it and batched matmuls.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::autograd::{Backward, Ctx, Var};
+use crate::gpu::{Gpu, Kernel, MAX_GROUPS_PER_DIM};
+use crate::shaders::SOFTMAX;
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SoftmaxParams {
+    rows: u32,
+    cols: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+static SOFTMAX_FWD: Kernel = Kernel {
+    shader: &SOFTMAX,
+    entry: "softmax_fwd",
+};
+static SOFTMAX_BWD: Kernel = Kernel {
+    shader: &SOFTMAX,
+    entry: "softmax_bwd",
+};
+
+fn setup(x: &Tensor, scale: f32) -> (SoftmaxParams, [u32; 3]) {
+    let cols = *x.shape.last().expect("softmax of a scalar");
+    let rows = (x.numel() / cols) as u32;
+    let grid = if rows <= MAX_GROUPS_PER_DIM {
+        [rows, 1, 1]
+    } else {
+        [MAX_GROUPS_PER_DIM, rows.div_ceil(MAX_GROUPS_PER_DIM), 1]
+    };
+    (
+        SoftmaxParams {
+            rows,
+            cols: cols as u32,
+            scale,
+            _pad: 0,
+        },
+        grid,
+    )
+}
+
+/// softmax(scale * x) over the last axis.
+pub fn softmax(gpu: &Gpu, x: &Tensor, scale: f32) -> Tensor {
+    let (p, grid) = setup(x, scale);
+    let y = gpu.empty(&x.shape);
+    gpu.dispatch(&SOFTMAX_FWD, &p, &[x, &y], grid);
+    y
+}
+
+/// dx from the forward output y and dy.
+pub fn softmax_backward(gpu: &Gpu, y: &Tensor, dy: &Tensor, scale: f32) -> Tensor {
+    let (p, grid) = setup(y, scale);
+    let dx = gpu.empty(&y.shape);
+    gpu.dispatch(&SOFTMAX_BWD, &p, &[y, dy, &dx], grid);
+    dx
+}
+
+struct SoftmaxBackward {
+    y: Tensor,
+    scale: f32,
+}
+
+impl Backward for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+    fn backward(&self, gpu: &Gpu, dy: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
+        vec![Some(softmax_backward(gpu, &self.y, dy, self.scale))]
+    }
+}
+
+pub fn softmax_var(cx: &mut Ctx, x: &Var, scale: f32) -> Var {
+    let y = softmax(cx.gpu, &x.tensor, scale);
+    cx.record(
+        SoftmaxBackward {
+            y: y.clone(),
+            scale,
+        },
+        &[x],
+        y,
+    )
+}
+
+/// Single-head attention over positions: q, k, v are [n, c, hw];
+/// weights = softmax(q^T k / sqrt(c)) [n, hw, hw]; out[n, c, i] = sum_j v[n, c, j] weights[n, i, j].
+pub fn attention_var(cx: &mut Ctx, q: &Var, k: &Var, v: &Var) -> Var {
+    let c = q.shape()[1];
+    let scores = super::matmul::matmul_var(cx, q, k, true, false);
+    let weights = softmax_var(cx, &scores, 1.0 / (c as f32).sqrt());
+    super::matmul::matmul_var(cx, v, &weights, false, true)
+}

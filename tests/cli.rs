@@ -1,0 +1,129 @@
+//! The command line as a user meets it: adapters listed, and bad situations (no adapter, an
+//! unknown adapter, a missing or corrupt checkpoint, bad settings) answered with a message that
+//! names the fix and a non-zero exit, never a panic.
+
+use std::process::{Command, Output};
+
+fn ddpm(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ddpm"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+fn assert_clean_failure(out: &Output, expect: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit code; stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "a panic:\n{stderr}");
+    for e in expect {
+        assert!(stderr.contains(e), "stderr lacks '{e}':\n{stderr}");
+    }
+}
+
+#[test]
+fn info_lists_the_adapter_in_use() {
+    let out = ddpm(&["info"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("* "),
+        "the chosen adapter is marked:\n{stdout}"
+    );
+    assert!(stdout.contains("max storage binding"), "{stdout}");
+}
+
+#[test]
+fn no_adapter_names_the_fix_instead_of_panicking() {
+    // Metal does not exist on Linux, DX12 not outside Windows: no adapter at all.
+    let backend = if cfg!(target_os = "macos") {
+        "dx12"
+    } else {
+        "metal"
+    };
+    let fix = if cfg!(target_os = "linux") {
+        "mesa-vulkan-drivers"
+    } else {
+        "fix:"
+    };
+    for args in [
+        &["info"][..],
+        &["train", "--preset", "toy", "--steps", "1"][..],
+    ] {
+        let out = ddpm(args, &[("WGPU_BACKEND", backend)]);
+        assert_clean_failure(&out, &["no GPU adapter found", fix]);
+    }
+    let out = ddpm(&["info"], &[("WGPU_BACKEND", "")]);
+    assert_clean_failure(&out, &["no GPU backend is enabled", "WGPU_BACKEND"]);
+}
+
+#[test]
+fn an_unknown_adapter_name_lists_the_available_ones() {
+    let out = ddpm(&["info", "--adapter", "no-such-gpu-xyz"], &[]);
+    assert_clean_failure(
+        &out,
+        &[
+            "no GPU adapter matches 'no-such-gpu-xyz'",
+            "available adapters",
+        ],
+    );
+    let out = ddpm(&["info"], &[("WGPU_ADAPTER_NAME", "no-such-gpu-xyz")]);
+    assert_clean_failure(&out, &["no-such-gpu-xyz"]);
+}
+
+#[test]
+fn a_missing_or_corrupt_checkpoint_is_named() {
+    let dir = std::env::temp_dir().join(format!("ddpm-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("nope.safetensors");
+    let out = ddpm(
+        &[
+            "sample",
+            "--checkpoint",
+            missing.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_clean_failure(&out, &["nope.safetensors"]);
+
+    let corrupt = dir.join("corrupt.safetensors");
+    std::fs::write(
+        &corrupt,
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}",
+    )
+    .unwrap();
+    let out = ddpm(
+        &[
+            "sample",
+            "--checkpoint",
+            corrupt.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_clean_failure(&out, &["corrupt.safetensors", "corrupt"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_settings_are_refused_before_any_work() {
+    let out = ddpm(&["train", "--preset", "nonsense"], &[]);
+    assert_clean_failure(&out, &["unknown preset 'nonsense'", "toy"]);
+    let out = ddpm(&["train", "--preset", "toy", "--data", "spirals"], &[]);
+    assert_clean_failure(&out, &["spirals", "s-curve"]);
+    let out = ddpm(&["train", "--preset", "toy", "--batch-size", "0"], &[]);
+    assert_clean_failure(&out, &["--batch-size must be positive"]);
+    let out = ddpm(
+        &["train", "--preset", "toy", "--schedule", "quadratic"],
+        &[],
+    );
+    assert_clean_failure(&out, &["quadratic"]);
+}

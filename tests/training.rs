@@ -1,0 +1,145 @@
+//! Training steps on the GPU: after the first step nothing is allocated and each step is one
+//! submit; the same seed gives the same losses; a short toy run learns the S-curve.
+
+mod common;
+
+use common::gpu;
+use ddpm::config::TrainConfig;
+use ddpm::optim::TrainState;
+use ddpm::toy;
+use ddpm::train::{optim_config, Trainer};
+
+#[test]
+fn a_second_training_step_allocates_nothing_and_submits_once() {
+    let gpu = gpu();
+    let cfg = TrainConfig {
+        batch_size: 64,
+        ..TrainConfig::toy()
+    };
+    let model = toy::model(&cfg);
+    let diffusion = toy::diffusion(&gpu, &cfg).unwrap();
+    let trainer = Trainer {
+        gpu: &gpu,
+        model: &model,
+        diffusion: &diffusion,
+        optim: optim_config(&cfg),
+        seed: 1,
+        antithetic: true,
+    };
+    let mut state = TrainState::new(&gpu, &model.layout, 1);
+    let batch = gpu.upload(&common::uniform(64 * 2, -0.1, 0.1, 1), &[64, 2]);
+    let step = |state: &mut TrainState| {
+        let loss = trainer.record_step(state, &batch);
+        gpu.submit();
+        loss
+    };
+    drop(step(&mut state));
+    gpu.wait();
+    let (buffers, submits) = (gpu.n_buffers_created(), gpu.n_submits());
+    for _ in 0..3 {
+        drop(step(&mut state));
+    }
+    gpu.wait();
+    assert_eq!(
+        gpu.n_buffers_created(),
+        buffers,
+        "steps after the first allocate no buffers"
+    );
+    assert_eq!(gpu.n_submits(), submits + 3, "one submit per step");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_losses() {
+    let run = || {
+        let gpu = gpu();
+        let cfg = TrainConfig::toy();
+        let model = toy::model(&cfg);
+        let diffusion = toy::diffusion(&gpu, &cfg).unwrap();
+        let trainer = Trainer {
+            gpu: &gpu,
+            model: &model,
+            diffusion: &diffusion,
+            optim: optim_config(&cfg),
+            seed: 5,
+            antithetic: true,
+        };
+        let mut state = TrainState::new(&gpu, &model.layout, 5);
+        let batch = gpu.upload(&common::uniform(128 * 2, -0.1, 0.1, 2), &[128, 2]);
+        (0..5)
+            .map(|_| gpu.read(&trainer.record_step(&mut state, &batch))[0])
+            .collect::<Vec<f32>>()
+    };
+    let first = run();
+    assert_eq!(first, run());
+    assert!(first.iter().all(|l| l.is_finite() && *l > 0.0), "{first:?}");
+}
+
+#[test]
+fn a_short_toy_run_learns_the_s_curve() {
+    let gpu = gpu();
+    let out = std::env::temp_dir().join(format!("ddpm-toy-{}", std::process::id()));
+    let cfg = TrainConfig {
+        steps: 1500,
+        n_samples: 1000,
+        log_every: 50,
+        checkpoint_every: 0,
+        ..TrainConfig::toy()
+    };
+
+    // An untrained model's samples, for the bound below.
+    let model = toy::model(&cfg);
+    let untrained = gpu.upload(&model.layout.init(cfg.seed), &[model.layout.n_total]);
+    let before = toy::write_samples(
+        &gpu,
+        &cfg,
+        &untrained,
+        cfg.n_samples,
+        0,
+        &out.join("untrained"),
+    )
+    .unwrap();
+
+    let report = ddpm::train::run_toy(&gpu, &cfg, &out).unwrap();
+    let after = report.mmd2.unwrap();
+    eprintln!(
+        "MMD^2 untrained {:.4}, after {} steps {:.4}",
+        before.mmd2, cfg.steps, after
+    );
+    assert!(
+        before.mmd2 > 0.2,
+        "an untrained model is far from the data: {}",
+        before.mmd2
+    );
+    assert!(after < 0.05, "MMD^2 after a short run: {after}");
+    for file in [
+        "checkpoint.safetensors",
+        "samples.npy",
+        "samples.png",
+        "diffusion.gif",
+        "config.json",
+        "log.txt",
+    ] {
+        assert!(out.join(file).is_file(), "{file} written");
+    }
+    let (samples, shape) = ddpm::viz::load_npy_f32(&out.join("samples.npy")).unwrap();
+    assert_eq!(shape, vec![1000, 2]);
+    assert!(samples.iter().all(|v| v.is_finite()));
+
+    // The checkpoint regenerates the same samples with the same seed.
+    let again = out.join("again");
+    let args = ddpm::sample::SampleArgs {
+        checkpoint: &out.join("checkpoint.safetensors"),
+        out: &again,
+        n: None,
+        seed: 0,
+        variance: None,
+        clip_x0: false,
+        use_ema: true,
+    };
+    let mmd2 = ddpm::sample::run(&gpu, &args).unwrap();
+    assert_eq!(
+        mmd2, after,
+        "sampling from the checkpoint repeats the run's samples"
+    );
+    std::fs::remove_dir_all(&out).ok();
+}

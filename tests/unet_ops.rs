@@ -1,0 +1,330 @@
+//! The UNet kernels against the CPU reference: odd shapes (N=2, C=6, H=7, W=9, 3 groups) and
+//! one real shape of the mnist UNet at a small batch.
+
+mod common;
+
+use common::{assert_close, gpu, to_f64, uniform};
+use ddpm::cpu;
+use ddpm::cpu::conv::ConvShape;
+use ddpm::ops;
+
+fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
+    let x = uniform(s.n * s.c_in * s.h * s.w, -1.0, 1.0, seed);
+    let w = uniform(s.c_out * s.c_in * s.kernel * s.kernel, -0.5, 0.5, seed + 1);
+    let b = uniform(s.c_out, -0.5, 0.5, seed + 2);
+    let dy = uniform(s.n * s.c_out * s.h_out() * s.w_out(), -1.0, 1.0, seed + 3);
+    let gx = gpu.upload(&x, &[s.n, s.c_in, s.h, s.w]);
+    let gw = gpu.upload(&w, &[s.c_out, s.c_in, s.kernel, s.kernel]);
+    let gb = gpu.upload(&b, &[s.c_out]);
+    let gdy = gpu.upload(&dy, &[s.n, s.c_out, s.h_out(), s.w_out()]);
+    let what = format!("{s:?}");
+    let b64 = to_f64(&b);
+    let y = ops::conv::conv2d(gpu, &gx, &gw, Some(&gb), s.stride, s.padding);
+    assert_eq!(y.shape, vec![s.n, s.c_out, s.h_out(), s.w_out()]);
+    let want = cpu::conv::conv2d(&to_f64(&x), &to_f64(&w), Some(&b64), &s);
+    assert_close(
+        &format!("conv2d_fwd {what}"),
+        &gpu.read(&y),
+        &want,
+        1e-4,
+        1e-4,
+    );
+    let (dx, dw, db) = cpu::conv::conv2d_backward(&to_f64(&x), &to_f64(&w), &to_f64(&dy), &s);
+    let got = ops::conv::conv2d_backward_x(gpu, &gw, &gdy, &s);
+    assert_close(
+        &format!("conv2d_bwd_x {what}"),
+        &gpu.read(&got),
+        &dx,
+        1e-4,
+        1e-4,
+    );
+    let got = ops::conv::conv2d_backward_w(gpu, &gx, &gdy, &s);
+    assert_close(
+        &format!("conv2d_bwd_w {what}"),
+        &gpu.read(&got),
+        &dw,
+        1e-3,
+        1e-4,
+    );
+    let got = ops::conv::conv2d_backward_bias(gpu, &gdy, &s);
+    assert_close(
+        &format!("conv2d_bwd_bias {what}"),
+        &gpu.read(&got),
+        &db,
+        1e-3,
+        1e-4,
+    );
+}
+
+#[test]
+fn conv2d_matches_reference_on_odd_shapes() {
+    let gpu = gpu();
+    let base = ConvShape {
+        n: 2,
+        c_in: 6,
+        h: 7,
+        w: 9,
+        c_out: 5,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    conv_case(&gpu, base, 1);
+    conv_case(
+        &gpu,
+        ConvShape {
+            kernel: 1,
+            padding: 0,
+            ..base
+        },
+        10,
+    );
+    conv_case(&gpu, ConvShape { stride: 2, ..base }, 20);
+}
+
+#[test]
+fn conv2d_matches_reference_on_an_mnist_unet_shape() {
+    let gpu = gpu();
+    // Level 0 of the mnist UNet (28x28, 32 channels) at batch 2, and its downsample; the
+    // weight gradient spans two split-K chunks here.
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 2,
+            c_in: 32,
+            h: 28,
+            w: 28,
+            c_out: 32,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+        30,
+    );
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 2,
+            c_in: 32,
+            h: 28,
+            w: 28,
+            c_out: 32,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        },
+        40,
+    );
+}
+
+fn group_norm_case(
+    gpu: &ddpm::gpu::Gpu,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    groups: usize,
+    seed: u32,
+) {
+    let hw = h * w;
+    let x = uniform(n * c * hw, -2.0, 3.0, seed);
+    let gamma = uniform(c, 0.5, 1.5, seed + 1);
+    let beta = uniform(c, -0.5, 0.5, seed + 2);
+    let dy = uniform(n * c * hw, -1.0, 1.0, seed + 3);
+    let (gx, gg, gb, gdy) = (
+        gpu.upload(&x, &[n, c, h, w]),
+        gpu.upload(&gamma, &[c]),
+        gpu.upload(&beta, &[c]),
+        gpu.upload(&dy, &[n, c, h, w]),
+    );
+    let (x64, g64, b64, dy64) = (to_f64(&x), to_f64(&gamma), to_f64(&beta), to_f64(&dy));
+    let eps = ops::group_norm::EPS as f64;
+    for fuse in [false, true] {
+        let what = format!("group_norm fuse_silu={fuse} n={n} c={c} hw={hw} groups={groups}");
+        let (y, stats) = ops::group_norm::group_norm(gpu, &gx, &gg, &gb, groups, fuse);
+        let want = if fuse {
+            cpu::group_norm::group_norm_silu(&x64, &g64, &b64, n, c, hw, groups, eps)
+        } else {
+            cpu::group_norm::group_norm(&x64, &g64, &b64, n, c, hw, groups, eps)
+        };
+        assert_close(&format!("{what} fwd"), &gpu.read(&y), &want, 1e-4, 1e-4);
+        let (dx, dgamma, dbeta) =
+            ops::group_norm::group_norm_backward(gpu, &gx, &gg, &gb, &stats, &gdy, groups, fuse);
+        let (wdx, wdg, wdb) = if fuse {
+            cpu::group_norm::group_norm_silu_backward(
+                &x64, &g64, &b64, &dy64, n, c, hw, groups, eps,
+            )
+        } else {
+            cpu::group_norm::group_norm_backward(&x64, &g64, &dy64, n, c, hw, groups, eps)
+        };
+        assert_close(&format!("{what} dx"), &gpu.read(&dx), &wdx, 1e-4, 1e-3);
+        assert_close(
+            &format!("{what} dgamma"),
+            &gpu.read(&dgamma),
+            &wdg,
+            1e-3,
+            1e-4,
+        );
+        assert_close(
+            &format!("{what} dbeta"),
+            &gpu.read(&dbeta),
+            &wdb,
+            1e-3,
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn group_norm_matches_reference() {
+    let gpu = gpu();
+    group_norm_case(&gpu, 2, 6, 7, 9, 3, 50);
+    // Level 1 of the mnist UNet: 64 channels at 14x14, 8 groups.
+    group_norm_case(&gpu, 2, 64, 14, 14, 8, 60);
+}
+
+#[test]
+fn upsample_and_concat_match_reference() {
+    let gpu = gpu();
+    let (n, c, h, w) = (2, 6, 7, 9);
+    let x = uniform(n * c * h * w, -1.0, 1.0, 70);
+    let y = ops::resample::upsample_nearest2x(&gpu, &gpu.upload(&x, &[n, c, h, w]));
+    assert_close(
+        "upsample fwd",
+        &gpu.read(&y),
+        &cpu::resample::upsample_nearest2x(&to_f64(&x), n, c, h, w),
+        0.0,
+        0.0,
+    );
+    let dy = uniform(n * c * 4 * h * w, -1.0, 1.0, 71);
+    let dx =
+        ops::resample::upsample_nearest2x_backward(&gpu, &gpu.upload(&dy, &[n, c, 2 * h, 2 * w]));
+    let want = cpu::resample::upsample_nearest2x_backward(&to_f64(&dy), n, c, h, w);
+    assert_close("upsample bwd", &gpu.read(&dx), &want, 1e-6, 1e-6);
+
+    let (ca, cb) = (4, 3);
+    let a = uniform(n * ca * h * w, -1.0, 1.0, 72);
+    let b = uniform(n * cb * h * w, -1.0, 1.0, 73);
+    let y = ops::resample::concat(
+        &gpu,
+        &gpu.upload(&a, &[n, ca, h, w]),
+        &gpu.upload(&b, &[n, cb, h, w]),
+    );
+    let want = cpu::resample::concat_channels(&to_f64(&a), &to_f64(&b), n, ca, cb, h * w);
+    assert_close("concat fwd", &gpu.read(&y), &want, 0.0, 0.0);
+    let dy = uniform(n * (ca + cb) * h * w, -1.0, 1.0, 74);
+    let (da, db) = ops::resample::concat_backward(&gpu, &gpu.upload(&dy, &[n, ca + cb, h, w]), ca);
+    let (wa, wb) = cpu::resample::concat_channels_backward(&to_f64(&dy), n, ca, cb, h * w);
+    assert_close("concat bwd a", &gpu.read(&da), &wa, 0.0, 0.0);
+    assert_close("concat bwd b", &gpu.read(&db), &wb, 0.0, 0.0);
+}
+
+#[test]
+fn softmax_and_attention_match_reference() {
+    let gpu = gpu();
+    let (rows, cols) = (7, 300);
+    // Large inputs: the max subtraction keeps exp finite.
+    let x = uniform(rows * cols, 90.0, 100.0, 80);
+    let y = ops::softmax::softmax(&gpu, &gpu.upload(&x, &[rows, cols]), 1.0);
+    let want = cpu::attention::softmax(&to_f64(&x), rows, cols);
+    assert_close("softmax fwd", &gpu.read(&y), &want, 1e-6, 1e-4);
+    let dy = uniform(rows * cols, -1.0, 1.0, 81);
+    let dx = ops::softmax::softmax_backward(&gpu, &y, &gpu.upload(&dy, &[rows, cols]), 1.0);
+    let want = cpu::attention::softmax_backward(&want, &to_f64(&dy), rows, cols);
+    assert_close("softmax bwd", &gpu.read(&dx), &want, 1e-6, 1e-4);
+
+    let (n, c, hw) = (2, 6, 63);
+    let q = uniform(n * c * hw, -1.0, 1.0, 82);
+    let k = uniform(n * c * hw, -1.0, 1.0, 83);
+    let v = uniform(n * c * hw, -1.0, 1.0, 84);
+    let dout = uniform(n * c * hw, -1.0, 1.0, 85);
+    let grads: Vec<_> = (0..3).map(|_| gpu.zeros(&[n, c, hw])).collect();
+    let mut cx = ddpm::autograd::Ctx::new(&gpu);
+    let qv = cx.param(gpu.upload(&q, &[n, c, hw]), grads[0].clone());
+    let kv = cx.param(gpu.upload(&k, &[n, c, hw]), grads[1].clone());
+    let vv = cx.param(gpu.upload(&v, &[n, c, hw]), grads[2].clone());
+    let out = ops::softmax::attention_var(&mut cx, &qv, &kv, &vv);
+    let (want_out, _) = cpu::attention::attention(&to_f64(&q), &to_f64(&k), &to_f64(&v), n, c, hw);
+    assert_close(
+        "attention fwd",
+        &gpu.read(&out.tensor),
+        &want_out,
+        1e-5,
+        1e-4,
+    );
+    // A scalar whose gradient with respect to out is dout.
+    let dout_var = cx.constant(gpu.upload(&dout, &[n, c, hw]));
+    let weighted = ops::arith::mul_var(&mut cx, &out, &dout_var);
+    let loss = ops::reduce::sum_var(&mut cx, &weighted);
+    cx.backward(&loss);
+    let (dq, dk, dv) = cpu::attention::attention_backward(
+        &to_f64(&q),
+        &to_f64(&k),
+        &to_f64(&v),
+        &to_f64(&dout),
+        n,
+        c,
+        hw,
+    );
+    assert_close("attention dq", &gpu.read(&grads[0]), &dq, 1e-5, 1e-3);
+    assert_close("attention dk", &gpu.read(&grads[1]), &dk, 1e-5, 1e-3);
+    assert_close("attention dv", &gpu.read(&grads[2]), &dv, 1e-5, 1e-3);
+}
+
+#[test]
+fn time_embedding_channel_bias_and_dropout_match_reference() {
+    let gpu = gpu();
+    let t: Vec<u32> = vec![0, 1, 17, 999, 500];
+    for dim in [32, 7] {
+        let got = ops::unet_misc::timestep_embedding(&gpu, &gpu.upload_u32(&t, &[5]), dim);
+        // |args| reaches ~1000: f32 sin/cos of such arguments carry ~1e-4 absolute error.
+        assert_close(
+            &format!("timestep_embedding dim={dim}"),
+            &gpu.read(&got),
+            &cpu::time_embedding::timestep_embedding(&t, dim),
+            2e-4,
+            0.0,
+        );
+    }
+
+    let (n, c, hw) = (2, 6, 63);
+    let x = uniform(n * c * hw, -1.0, 1.0, 90);
+    let bias = uniform(n * c, -1.0, 1.0, 91);
+    let y = ops::unet_misc::add_channel_bias(
+        &gpu,
+        &gpu.upload(&x, &[n, c, 7, 9]),
+        &gpu.upload(&bias, &[n, c]),
+    );
+    let want = cpu::channel_bias::add_channel_bias(&to_f64(&x), &to_f64(&bias), n, c, hw);
+    assert_close("channel_bias fwd", &gpu.read(&y), &want, 1e-6, 1e-6);
+    let dy = uniform(n * c * hw, -1.0, 1.0, 92);
+    let db = ops::unet_misc::add_channel_bias_backward(&gpu, &gpu.upload(&dy, &[n, c, 7, 9]));
+    let (_, want_db) = cpu::channel_bias::add_channel_bias_backward(&to_f64(&dy), n, c, hw);
+    assert_close("channel_bias bwd", &gpu.read(&db), &want_db, 1e-5, 1e-5);
+
+    let gx = gpu.upload(&x, &[n, c, hw]);
+    let y = ops::unet_misc::dropout(&gpu, &gx, 0.1, 7, 3);
+    assert_close(
+        "dropout fwd",
+        &gpu.read(&y),
+        &cpu::dropout::dropout(&to_f64(&x), 0.1, 7, 3),
+        1e-6,
+        1e-6,
+    );
+    let gdy = gpu.upload(&dy, &[n, c, hw]);
+    let mut cx = ddpm::autograd::Ctx::new(&gpu);
+    let grad = gpu.zeros(&[n, c, hw]);
+    let xv = cx.param(gx, grad.clone());
+    let dropped = ops::unet_misc::dropout_var(&mut cx, &xv, 0.1, 7, 3);
+    let dyv = cx.constant(gdy);
+    let weighted = ops::arith::mul_var(&mut cx, &dropped, &dyv);
+    let loss = ops::reduce::sum_var(&mut cx, &weighted);
+    cx.backward(&loss);
+    assert_close(
+        "dropout bwd",
+        &gpu.read(&grad),
+        &cpu::dropout::dropout_backward(&to_f64(&dy), 0.1, 7, 3),
+        1e-6,
+        1e-6,
+    );
+}
