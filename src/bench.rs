@@ -88,6 +88,73 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
         "GB/s",
     );
 
+    // The pieces of a toy training step (batch 128, hidden 128, T = 100, 72k parameters).
+    let index = ops::rng::timesteps(gpu, 128, 100, true, 0, 8);
+    let dy = rand(gpu, &[128, 128], 9);
+    let ms = time(gpu, reps, || {
+        ops::embedding::embedding_backward(gpu, &[100, 128], &index, &dy)
+    });
+    push(
+        "embedding_bwd 100x128, batch 128".into(),
+        ms,
+        4.0 * (100 * 128 * 128) as f64,
+        "GB/s",
+    );
+    let flat = rand(gpu, &[72_066], 10);
+    let ms = time(gpu, reps, || ops::optim::grad_norm(gpu, &flat));
+    push(
+        "grad norm 72k".into(),
+        ms,
+        4.0 * flat.numel() as f64,
+        "GB/s",
+    );
+    let (m1, m2, m3) = (
+        rand(gpu, &[72_066], 11),
+        rand(gpu, &[72_066], 12),
+        rand(gpu, &[72_066], 13),
+    );
+    let norm = ops::optim::grad_norm(gpu, &flat);
+    let adam = crate::cpu::optim::AdamConfig {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        max_norm: 1.0,
+    };
+    let ms = time(gpu, reps, || {
+        ops::optim::adam_step(gpu, &adam, 1e-3, 1, &m1, &flat, &norm, &m2, &m3);
+        norm.clone()
+    });
+    push(
+        "adam_step 72k".into(),
+        ms,
+        28.0 * flat.numel() as f64,
+        "GB/s",
+    );
+    for (m, k, n, ta) in [
+        (128, 2, 128, false),
+        (128, 128, 2, false),
+        (2, 128, 128, true),
+        (128, 128, 128, true),
+    ] {
+        let a = if ta {
+            rand(gpu, &[k, m], 14)
+        } else {
+            rand(gpu, &[m, k], 14)
+        };
+        let b = rand(gpu, &[k, n], 15);
+        let ms = time(gpu, reps, || {
+            ops::matmul::matmul(gpu, &a, &b, None, ta, false)
+        });
+        push(
+            format!("matmul {m}x{k}x{n} trans_a={ta}"),
+            ms,
+            2.0 * (m * k * n) as f64,
+            "GFLOP/s",
+        );
+    }
+
     let cfg = TrainConfig::toy();
     let model = toy::model(&cfg);
     let diffusion = toy::diffusion(gpu, &cfg).expect("toy schedule");

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::BetaSchedule;
+use crate::nn::unet::UNetConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -30,6 +31,22 @@ pub struct TrainConfig {
     /// Loss readback interval (steps); the progress bar updates this often.
     pub log_every: u64,
     pub checkpoint_every: u64,
+    /// The image presets' network; None for the toy MLP.
+    #[serde(default)]
+    pub unet: Option<UNetConfig>,
+    /// Random horizontal flips of training images.
+    #[serde(default)]
+    pub flip: bool,
+    /// Steps between sample grids from the EMA weights (0: only at the end).
+    #[serde(default)]
+    pub sample_every: u64,
+    /// Images in each sample grid.
+    #[serde(default = "default_grid")]
+    pub n_grid: usize,
+}
+
+fn default_grid() -> usize {
+    64
 }
 
 impl TrainConfig {
@@ -54,6 +71,69 @@ impl TrainConfig {
             clip_denoised: false,
             log_every: 100,
             checkpoint_every: 5000,
+            unet: None,
+            flip: false,
+            sample_every: 0,
+            n_grid: 64,
+        }
+    }
+
+    /// Preset `mnist` of shared/MODEL.md: the default job.
+    pub fn mnist() -> TrainConfig {
+        TrainConfig {
+            preset: "mnist".into(),
+            data: "assets/mnist".into(),
+            hidden: 0,
+            n_timesteps: 1000,
+            schedule: BetaSchedule::Linear.name().into(),
+            steps: 10_000,
+            batch_size: 64,
+            lr: 2e-4,
+            warmup_steps: 500,
+            grad_clip: 1.0,
+            ema_decay: 0.999,
+            antithetic: false,
+            seed: 0,
+            n_samples: 64,
+            variance: "beta".into(),
+            clip_denoised: true,
+            log_every: 50,
+            checkpoint_every: 1000,
+            unet: Some(UNetConfig {
+                image_size: 28,
+                in_channels: 1,
+                out_channels: 1,
+                base_channels: 32,
+                channel_mult: vec![1, 2, 2],
+                num_res_blocks: 2,
+                attention_resolutions: vec![7],
+                groups: 8,
+                dropout: 0.1,
+            }),
+            flip: false,
+            sample_every: 2000,
+            n_grid: 64,
+        }
+    }
+
+    /// Preset `emoji`: seed 003's recipe at 32x32 on Noto Emoji.
+    pub fn emoji() -> TrainConfig {
+        TrainConfig {
+            preset: "emoji".into(),
+            data: "assets/noto-emoji-32/noto-emoji-32x32x3-idx4-ubyte.gz".into(),
+            flip: true,
+            unet: Some(UNetConfig {
+                image_size: 32,
+                in_channels: 3,
+                out_channels: 3,
+                base_channels: 64,
+                channel_mult: vec![1, 2, 2, 2],
+                num_res_blocks: 2,
+                attention_resolutions: vec![8],
+                groups: 32,
+                dropout: 0.1,
+            }),
+            ..TrainConfig::mnist()
         }
     }
 
@@ -94,7 +174,6 @@ impl TrainConfig {
             ("--batch-size", self.batch_size as f64),
             ("--lr", self.lr),
             ("n_timesteps", self.n_timesteps as f64),
-            ("hidden", self.hidden as f64),
             ("--n-samples", self.n_samples as f64),
             ("log_every", self.log_every as f64),
         ];

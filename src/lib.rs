@@ -17,6 +17,7 @@ pub mod cpu;
 pub mod data;
 pub mod diffusion;
 pub mod gpu;
+pub mod images;
 pub mod metrics;
 pub mod nn;
 pub mod ops;

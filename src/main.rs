@@ -36,12 +36,21 @@ enum Command {
     },
     /// Train a model and write checkpoints, samples and pictures to a run directory.
     Train {
-        /// The recipe: toy (2-D point clouds).
-        #[arg(long, default_value = "toy")]
+        /// The recipe: mnist (the default: a UNet on MNIST), emoji (colour, 32x32), or toy
+        /// (2-D point clouds).
+        #[arg(long, default_value = "mnist")]
         preset: String,
-        /// Data set: for the toy preset s-curve, swiss-roll or moons.
+        /// Data: for the toy preset s-curve, swiss-roll or moons; for the image presets an IDX
+        /// file, a folder of MNIST-style IDX files, or a folder of PNG/JPEG images.
         #[arg(long)]
         data: Option<String>,
+        /// Continue the run in DIR from its checkpoint (exactly where it stopped); --steps may
+        /// raise its step count.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "out", "data", "batch_size", "lr", "seed", "schedule"])]
+        resume: Option<PathBuf>,
+        /// Steps between sample grids (0: only at the end).
+        #[arg(long)]
+        sample_every: Option<u64>,
         /// Run directory (default runs/<preset>-<timestamp>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -132,12 +141,33 @@ fn info(adapter_arg: &AdapterArg) -> Result<()> {
     Ok(())
 }
 
+fn finish(report: ddpm::train::RunReport) -> Result<()> {
+    if let Some(loss) = report.final_loss {
+        eprintln!("final loss (smoothed): {loss:.4}");
+    }
+    if report.interrupted {
+        println!(
+            "interrupted at step {}: checkpoint written; continue with `ddpm train --resume {}`",
+            report.steps,
+            report.out_dir.display()
+        );
+        return Ok(());
+    }
+    if let Some(mmd2) = report.mmd2 {
+        println!("MMD^2 (samples vs fresh data): {mmd2:.5}");
+    }
+    println!("outputs in {}", report.out_dir.display());
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { adapter } => info(&adapter),
         Command::Train {
             preset,
             data,
+            resume,
+            sample_every,
             out,
             steps,
             batch_size,
@@ -147,7 +177,27 @@ fn run(cli: Cli) -> Result<()> {
             n_samples,
             adapter,
         } => {
+            if let Some(dir) = resume {
+                let ckpt = ddpm::checkpoint::load(&dir.join("checkpoint.safetensors"))?;
+                let mut cfg = ckpt.config;
+                if let Some(v) = steps {
+                    cfg.steps = v;
+                }
+                if ckpt.state.step >= cfg.steps {
+                    anyhow::bail!(
+                        "the run in {} already finished its {} steps; pass --steps N with N > {} to train on",
+                        dir.display(),
+                        cfg.steps,
+                        ckpt.state.step
+                    );
+                }
+                let gpu = open_gpu(&adapter)?;
+                return finish(ddpm::train::run(&gpu, &cfg, &dir, true)?);
+            }
             let mut cfg = TrainConfig::preset(&preset).map_err(anyhow::Error::msg)?;
+            if let Some(v) = sample_every {
+                cfg.sample_every = v;
+            }
             if let Some(v) = data {
                 cfg.data = v;
             }
@@ -172,15 +222,7 @@ fn run(cli: Cli) -> Result<()> {
             cfg.validate().map_err(anyhow::Error::msg)?;
             let out = out.unwrap_or_else(|| ddpm::train::default_out_dir(&cfg.preset));
             let gpu = open_gpu(&adapter)?;
-            let report = ddpm::train::run_toy(&gpu, &cfg, &out)?;
-            if let Some(loss) = report.final_loss {
-                eprintln!("final loss (smoothed): {loss:.4}");
-            }
-            if let Some(mmd2) = report.mmd2 {
-                println!("MMD^2 (2,000 samples vs fresh data): {mmd2:.5}");
-            }
-            println!("outputs in {}", report.out_dir.display());
-            Ok(())
+            finish(ddpm::train::run(&gpu, &cfg, &out, false)?)
         }
         Command::Bench { quick, adapter } => {
             let gpu = open_gpu(&adapter)?;
@@ -211,8 +253,9 @@ fn run(cli: Cli) -> Result<()> {
                 clip_x0,
                 use_ema: weights == "ema",
             };
-            let mmd2 = ddpm::sample::run(&gpu, &args)?;
-            println!("MMD^2 (samples vs fresh data): {mmd2:.5}");
+            if let Some(mmd2) = ddpm::sample::run(&gpu, &args)? {
+                println!("MMD^2 (samples vs fresh data): {mmd2:.5}");
+            }
             println!("outputs in {}", out.display());
             Ok(())
         }
@@ -220,6 +263,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    ddpm::train::install_interrupt_handler();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

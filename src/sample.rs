@@ -18,8 +18,8 @@ pub struct SampleArgs<'a> {
     pub use_ema: bool,
 }
 
-/// Returns the MMD^2 for the toy preset.
-pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<f64> {
+/// Writes the samples; returns the MMD^2 for the toy preset (None for images).
+pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
     let ckpt = checkpoint::load(args.checkpoint)?;
     let mut cfg = ckpt.config.clone();
     if let Some(v) = &args.variance {
@@ -27,26 +27,36 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<f64> {
         cfg.variance = v.clone();
     }
     cfg.clip_denoised |= args.clip_x0;
-    match cfg.preset.as_str() {
-        "toy" => {
-            let model = toy::model(&cfg);
-            ckpt.check_layout(args.checkpoint, &model.layout)?;
-            let host = if args.use_ema {
-                &ckpt.state.ema
-            } else {
-                &ckpt.state.params
-            };
+    let host = if args.use_ema {
+        &ckpt.state.ema
+    } else {
+        &ckpt.state.params
+    };
+    let n = args.n.unwrap_or(if cfg.unet.is_some() {
+        cfg.n_grid
+    } else {
+        cfg.n_samples
+    });
+    if n == 0 {
+        bail!("--n must be at least 1");
+    }
+    match &cfg.unet {
+        None => {
+            ckpt.check_layout(args.checkpoint, &toy::model(&cfg).layout)?;
             let weights = gpu.upload(host, &[host.len()]);
-            let n = args.n.unwrap_or(cfg.n_samples);
-            if n == 0 {
-                bail!("--n must be at least 1");
-            }
             let report = toy::write_samples(gpu, &cfg, &weights, n, args.seed, args.out)?;
-            Ok(report.mmd2)
+            Ok(Some(report.mmd2))
         }
-        other => bail!(
-            "checkpoint {} is of preset '{other}', which this version of ddpm cannot sample",
-            args.checkpoint.display()
-        ),
+        Some(unet) => {
+            unet.validate().map_err(anyhow::Error::msg)?;
+            ckpt.check_layout(
+                args.checkpoint,
+                &crate::nn::unet::UNet::new(unet.clone()).layout,
+            )?;
+            let weights = gpu.upload(host, &[host.len()]);
+            let opts = crate::images::default_options(&cfg)?;
+            crate::images::write_samples(gpu, &cfg, &weights, n, args.seed, args.out, opts)?;
+            Ok(None)
+        }
     }
 }

@@ -254,7 +254,8 @@ fn resample_backward_matches_finite_differences_and_round_trips() {
     assert_eq!(up.len(), 4 * x.len());
     // Spot-check the layout: the bottom-right of the last plane's last 2x2 block.
     assert_eq!(up[up.len() - 1], x[x.len() - 1]);
-    assert_eq!(up[(2 * h) * (2 * w) + 2 * w + 3], x[h * w + w + 1]);
+    // Plane 1, output (3, 3) copies input (1, 1).
+    assert_eq!(up[(2 * h) * (2 * w) + 3 * (2 * w) + 3], x[h * w + w + 1]);
     assert_grad(
         "upsample",
         &cpu::resample::upsample_nearest2x_backward(&r, n, c, h, w),

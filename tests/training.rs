@@ -99,7 +99,7 @@ fn a_short_toy_run_learns_the_s_curve() {
     )
     .unwrap();
 
-    let report = ddpm::train::run_toy(&gpu, &cfg, &out).unwrap();
+    let report = ddpm::train::run(&gpu, &cfg, &out, false).unwrap();
     let after = report.mmd2.unwrap();
     eprintln!(
         "MMD^2 untrained {:.4}, after {} steps {:.4}",
@@ -136,7 +136,9 @@ fn a_short_toy_run_learns_the_s_curve() {
         clip_x0: false,
         use_ema: true,
     };
-    let mmd2 = ddpm::sample::run(&gpu, &args).unwrap();
+    let mmd2 = ddpm::sample::run(&gpu, &args)
+        .unwrap()
+        .expect("the toy reports MMD^2");
     assert_eq!(
         mmd2, after,
         "sampling from the checkpoint repeats the run's samples"

@@ -16,6 +16,7 @@ pub mod streams {
     pub const NOISE: u32 = 1;
     pub const BATCH: u32 = 2;
     pub const DROPOUT: u32 = 3;
+    pub const FLIP: u32 = 4;
     const PER_STEP: u32 = 8;
 
     pub fn for_step(step: u64, purpose: u32) -> u32 {
@@ -85,7 +86,11 @@ impl GaussianDiffusion {
         );
         let x_t = kernels::q_sample(gpu, &self.table, x_start, &noise, &timesteps);
         let x_var = cx.constant(x_t.clone());
-        let eps = model.forward(cx, params, &x_var, &timesteps);
+        let dropout = crate::nn::DropoutKey {
+            seed,
+            stream: streams::for_step(step, streams::DROPOUT),
+        };
+        let eps = model.forward(cx, params, &x_var, &timesteps, Some(dropout));
         let loss = loss::mse_var(cx, &eps, &noise);
         TrainingLoss {
             loss,
@@ -119,7 +124,7 @@ impl GaussianDiffusion {
             let params = model.layout().vars(&mut cx, weights, None);
             let timesteps = kernels::fill_timesteps(gpu, shape[0], t);
             let x_var = cx.constant(x.clone());
-            let eps = model.forward(&mut cx, &params, &x_var, &timesteps);
+            let eps = model.forward(&mut cx, &params, &x_var, &timesteps, None);
             x = kernels::p_sample(
                 gpu,
                 &self.table,

@@ -35,6 +35,9 @@ static SUM_ROWS: Kernel = Kernel {
 
 /// Upper bound on first-pass workgroups, so the second pass is one workgroup.
 const MAX_PARTIALS: usize = 1024;
+/// Elements each thread folds before the tree: the trees (and their barriers) are the costly
+/// part, on lavapipe above all, so a workgroup first reads a long grid-stride run.
+const ELEMENTS_PER_THREAD: usize = 64;
 
 #[derive(Clone, Copy)]
 enum Finish {
@@ -53,7 +56,7 @@ fn reduce_into(
 ) {
     let n = x.numel();
     let wg = gpu.workgroup_1d as usize;
-    let n_partials = n.div_ceil(wg).clamp(1, MAX_PARTIALS);
+    let n_partials = n.div_ceil(wg * ELEMENTS_PER_THREAD).clamp(1, MAX_PARTIALS);
     let partials = gpu.empty(&[n_partials]);
     let mut p = ReduceParams {
         n: super::count_u32(n, "reduce"),

@@ -11,6 +11,8 @@ use crate::tensor::Tensor;
 
 pub struct LossLog {
     every: usize,
+    /// Chunks count from the run's first step, so a resumed run starts a fresh ring.
+    start_step: u64,
     ring: Tensor,
     staging: [Staging; 2],
     next_staging: usize,
@@ -40,9 +42,10 @@ impl LossChunk {
 }
 
 impl LossLog {
-    pub fn new(gpu: &Gpu, every: usize) -> LossLog {
+    pub fn new(gpu: &Gpu, every: usize, start_step: u64) -> LossLog {
         LossLog {
             every,
+            start_step,
             ring: gpu.zeros(&[every]),
             staging: [
                 Staging::new(&gpu.device, every as u64 * 4),
@@ -56,7 +59,7 @@ impl LossLog {
 
     /// Records the copy of this step's loss (0-based `step`); call before the step's submit.
     pub fn record(&mut self, gpu: &Gpu, loss: &Tensor, step: u64) -> Vec<LossChunk> {
-        let slot = (step % self.every as u64) as usize;
+        let slot = ((step - self.start_step) % self.every as u64) as usize;
         gpu.copy(loss, &self.ring.slice_flat(slot, &[1]));
         let mut done = Vec::new();
         if slot + 1 == self.every {
@@ -110,6 +113,13 @@ impl LossLog {
             first_step,
             losses: bytemuck::cast_slice(&bytes).to_vec(),
         })
+    }
+
+    /// The first `count` losses of the ring, a chunk cut short by the end of the run
+    /// (blocking; call after `drain`).
+    pub fn read_partial(&self, gpu: &Gpu, first_step: u64, count: usize) -> LossChunk {
+        let losses = gpu.read(&self.ring.slice_flat(0, &[count]));
+        LossChunk { first_step, losses }
     }
 
     /// Waits for everything in flight (end of training).

@@ -93,10 +93,11 @@ fn progress_bar(steps: u64, start: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// Smoothed loss and the log file.
+/// Smoothed loss, every loss, and the log file.
 struct Monitor {
     smoothed: Option<f64>,
     log: std::fs::File,
+    losses: Vec<f32>,
 }
 
 impl Monitor {
@@ -111,6 +112,7 @@ impl Monitor {
                     step + 1
                 );
             }
+            self.losses.extend(&chunk.losses);
             let mean = chunk.mean();
             self.smoothed = Some(match self.smoothed {
                 None => mean,
@@ -154,95 +156,276 @@ fn utc_timestamp() -> String {
 }
 
 /// What a finished run reports.
+#[derive(Debug)]
 pub struct RunReport {
     pub out_dir: PathBuf,
     pub steps: u64,
     pub seconds: f64,
     pub final_loss: Option<f64>,
     pub mmd2: Option<f64>,
+    /// Losses of every step trained in this run, in order (for tests of exact resume).
+    pub losses: Vec<f32>,
+    /// True when Ctrl-C stopped the run (a checkpoint was written first).
+    pub interrupted: bool,
 }
 
-/// Trains the toy preset and writes its outputs to `out`.
-pub fn run_toy(gpu: &Gpu, cfg: &TrainConfig, out: &Path) -> Result<RunReport> {
-    cfg.validate().map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("creating run directory {}", out.display()))?;
-    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(cfg)?)?;
-    let data = toy::training_data(cfg)?;
-    let model = toy::model(cfg);
-    let diffusion = toy::diffusion(gpu, cfg)?;
+/// Set by Ctrl-C; the loop writes a checkpoint and stops at the next step boundary.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler once (a second installation attempt is ignored).
+pub fn install_interrupt_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst));
+    });
+}
+
+/// Supplies the host batch of a step (f32, the model's input layout) from the step number, so
+/// a resumed run sees the same batches.
+pub trait BatchSource {
+    fn shape(&self) -> Vec<usize>;
+    fn batch(&self, seed: u32, step: u64, out: &mut [f32]);
+}
+
+struct ToyBatches {
+    data: Vec<[f32; 2]>,
+    batch_size: usize,
+}
+
+impl BatchSource for ToyBatches {
+    fn shape(&self) -> Vec<usize> {
+        vec![self.batch_size, 2]
+    }
+    fn batch(&self, seed: u32, step: u64, out: &mut [f32]) {
+        let indices = batch_indices(seed, step, self.batch_size, self.data.len());
+        for (dst, i) in out.chunks_exact_mut(2).zip(indices) {
+            dst.copy_from_slice(&self.data[i]);
+        }
+    }
+}
+
+pub struct ImageBatches {
+    pub set: crate::data::idx::ImageSet,
+    pub batch_size: usize,
+    pub flip: bool,
+}
+
+impl BatchSource for ImageBatches {
+    fn shape(&self) -> Vec<usize> {
+        vec![
+            self.batch_size,
+            self.set.channels,
+            self.set.height,
+            self.set.width,
+        ]
+    }
+    fn batch(&self, seed: u32, step: u64, out: &mut [f32]) {
+        let indices = batch_indices(seed, step, self.batch_size, self.set.n);
+        let stream = streams::for_step(step, streams::FLIP);
+        let flips: Vec<bool> = (0..self.batch_size as u32)
+            .map(|i| self.flip && crate::cpu::rng::uniform(seed, stream, i) < 0.5)
+            .collect();
+        out.copy_from_slice(&crate::data::images::batch_nchw(
+            &self.set, &indices, &flips,
+        ));
+    }
+}
+
+/// Called after `sample_every` steps and at the end, with the EMA weights.
+pub type SampleHook<'a> = dyn FnMut(&Gpu, &TrainState) -> Result<()> + 'a;
+
+/// The training loop shared by every preset: one encoder and one submit per step, the loss
+/// read back without stalls, NaN detection, periodic checkpoints and samples, Ctrl-C.
+#[allow(clippy::too_many_arguments)]
+pub fn train_loop(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    model: &dyn Denoiser,
+    diffusion: &GaussianDiffusion,
+    batches: &dyn BatchSource,
+    state: &mut TrainState,
+    out: &Path,
+    on_sample: &mut SampleHook,
+) -> Result<(f64, Option<f64>, Vec<f32>, bool)> {
     let seed = cfg.seed as u32;
     let trainer = Trainer {
         gpu,
-        model: &model,
-        diffusion: &diffusion,
+        model,
+        diffusion,
         optim: optim_config(cfg),
         seed,
         antithetic: cfg.antithetic,
     };
-    let mut state = TrainState::new(gpu, &model.layout, cfg.seed);
-    eprintln!(
-        "model: MLP, {} parameters; data: {} ({} points); T = {} ({} betas)",
-        model.layout.n_params(),
-        cfg.data,
-        data.len(),
-        cfg.n_timesteps,
-        cfg.schedule
-    );
-    let batch = gpu.empty(&[cfg.batch_size, 2]);
-    let mut loss_log = LossLog::new(gpu, cfg.log_every as usize);
+    let shape = batches.shape();
+    let batch = gpu.empty(&shape);
+    let mut host_batch = vec![0f32; batch.numel()];
+    let mut loss_log = LossLog::new(gpu, cfg.log_every as usize, state.step);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out.join("log.txt"))
+        .context("opening log.txt")?;
     let mut monitor = Monitor {
         smoothed: None,
-        log: std::fs::File::create(out.join("log.txt")).context("creating log.txt")?,
+        log,
+        losses: Vec::new(),
     };
     let ckpt_path = out.join("checkpoint.safetensors");
+    let save =
+        |state: &TrainState| checkpoint::save(&ckpt_path, cfg, model.layout(), &state.to_host(gpu));
     let bar = progress_bar(cfg.steps, state.step);
     let started = Instant::now();
-    let mut host_batch = vec![0f32; cfg.batch_size * 2];
+    let first_step = state.step;
+    let mut interrupted = false;
     while state.step < cfg.steps {
-        for (dst, i) in host_batch.chunks_exact_mut(2).zip(batch_indices(
-            seed,
-            state.step,
-            cfg.batch_size,
-            data.len(),
-        )) {
-            dst.copy_from_slice(&data[i]);
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            interrupted = true;
+            break;
         }
+        batches.batch(seed, state.step, &mut host_batch);
         gpu.write(&batch, bytemuck::cast_slice(&host_batch));
         let step = state.step;
-        let loss = trainer.record_step(&mut state, &batch);
+        let loss = trainer.record_step(state, &batch);
         let done = loss_log.record(gpu, &loss, step);
         gpu.submit();
         loss_log.after_submit();
         monitor.take(done, &bar)?;
         monitor.take(loss_log.poll(gpu), &bar)?;
         bar.inc(1);
-        if cfg.checkpoint_every > 0
-            && state.step % cfg.checkpoint_every == 0
-            && state.step < cfg.steps
-        {
+        let at_checkpoint = cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0;
+        let at_sample = cfg.sample_every > 0 && state.step % cfg.sample_every == 0;
+        if (at_checkpoint || at_sample) && state.step < cfg.steps {
+            // Check the losses before saving: a NaN run must not overwrite a good checkpoint.
             monitor.take(loss_log.drain(gpu), &bar)?;
-            checkpoint::save(&ckpt_path, cfg, &model.layout, &state.to_host(gpu))?;
+            if at_checkpoint {
+                save(state)?;
+            }
+            if at_sample {
+                bar.suspend(|| on_sample(gpu, state))?;
+            }
         }
     }
+    let partial = (state.step - first_step) % cfg.log_every;
     monitor.take(loss_log.drain(gpu), &bar)?;
+    if partial > 0 {
+        monitor.take(
+            vec![loss_log.read_partial(gpu, state.step - partial, partial as usize)],
+            &bar,
+        )?;
+    }
     gpu.wait();
     let seconds = started.elapsed().as_secs_f64();
-    bar.finish();
-    checkpoint::save(&ckpt_path, cfg, &model.layout, &state.to_host(gpu))?;
+    bar.finish_and_clear();
+    save(state)?;
+    Ok((seconds, monitor.smoothed, monitor.losses, interrupted))
+}
+
+/// Fresh state, or the one in `resume`'s checkpoint after checking that it fits the model.
+fn initial_state(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    model: &dyn Denoiser,
+    out: &Path,
+    resume: bool,
+) -> Result<TrainState> {
+    if !resume {
+        return Ok(TrainState::new(gpu, model.layout(), cfg.seed));
+    }
+    let path = out.join("checkpoint.safetensors");
+    let ckpt = checkpoint::load(&path)?;
+    ckpt.check_layout(&path, model.layout())?;
+    Ok(TrainState::from_host(gpu, &ckpt.state))
+}
+
+/// Writes config.json, or on resume checks that the run directory holds a run.
+fn prepare_out_dir(cfg: &TrainConfig, out: &Path, resume: bool) -> Result<()> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("creating run directory {}", out.display()))?;
+    if !resume {
+        std::fs::write(out.join("config.json"), serde_json::to_string_pretty(cfg)?)?;
+    }
+    Ok(())
+}
+
+fn report_speed(gpu: &Gpu, cfg: &TrainConfig, steps: u64, seconds: f64) {
     eprintln!(
-        "trained {} steps in {:.1} s ({:.1} steps/s) on {}",
-        cfg.steps,
-        seconds,
-        cfg.steps as f64 / seconds.max(1e-9),
+        "trained {steps} steps in {seconds:.1} s ({:.2} steps/s, {:.1} images/s) on {}",
+        steps as f64 / seconds.max(1e-9),
+        (steps as f64 * cfg.batch_size as f64) / seconds.max(1e-9),
         gpu.describe()
     );
-    let report = toy::write_samples(gpu, cfg, &state.ema, cfg.n_samples, seed, out)?;
+}
+
+/// Trains any preset: the toy MLP on 2-D points, or the UNet on images. With `resume`, `out`
+/// must hold a run, and training continues from its checkpoint to `cfg.steps`.
+pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    prepare_out_dir(cfg, out, resume)?;
+    match &cfg.unet {
+        None => run_toy(gpu, cfg, out, resume),
+        Some(_) => crate::images::run_training(gpu, cfg, out, resume),
+    }
+}
+
+fn run_toy(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
+    let data = toy::training_data(cfg)?;
+    let model = toy::model(cfg);
+    let diffusion = toy::diffusion(gpu, cfg)?;
+    let mut state = initial_state(gpu, cfg, &model, out, resume)?;
+    eprintln!(
+        "model: MLP, {} parameters; data: {} ({} points); T = {} ({} betas); step {} of {}",
+        model.layout.n_params(),
+        cfg.data,
+        data.len(),
+        cfg.n_timesteps,
+        cfg.schedule,
+        state.step,
+        cfg.steps
+    );
+    let batches = ToyBatches {
+        data,
+        batch_size: cfg.batch_size,
+    };
+    let first = state.step;
+    let mut no_samples = |_: &Gpu, _: &TrainState| Ok(());
+    let (seconds, final_loss, losses, interrupted) = train_loop(
+        gpu,
+        cfg,
+        &model,
+        &diffusion,
+        &batches,
+        &mut state,
+        out,
+        &mut no_samples,
+    )?;
+    report_speed(gpu, cfg, state.step - first, seconds);
+    let mmd2 = if interrupted {
+        None
+    } else {
+        Some(toy::write_samples(gpu, cfg, &state.ema, cfg.n_samples, cfg.seed as u32, out)?.mmd2)
+    };
     Ok(RunReport {
         out_dir: out.to_path_buf(),
-        steps: cfg.steps,
+        steps: state.step,
         seconds,
-        final_loss: monitor.smoothed,
-        mmd2: Some(report.mmd2),
+        final_loss,
+        mmd2,
+        losses,
+        interrupted,
     })
+}
+
+/// Loads, checks and resumes: shared with the image presets.
+pub fn start_state(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    model: &dyn Denoiser,
+    out: &Path,
+    resume: bool,
+) -> Result<TrainState> {
+    initial_state(gpu, cfg, model, out, resume)
+}
+
+pub fn print_speed(gpu: &Gpu, cfg: &TrainConfig, steps: u64, seconds: f64) {
+    report_speed(gpu, cfg, steps, seconds)
 }

@@ -1,0 +1,196 @@
+//! Image data sets for the UNet presets: an IDX file, a folder holding IDX files in MNIST's
+//! naming, or a folder of PNG/JPEG images (resized and centre-cropped); and the training batch,
+//! as f32 NCHW in [-1, 1] with optional horizontal flips.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::idx::{self, ImageSet};
+
+/// Resolves a data path: as given, or else relative to the source tree (so `cargo run` finds
+/// assets/ from any directory).
+pub fn resolve(path: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    if p.exists() || p.is_absolute() {
+        return p;
+    }
+    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    if in_tree.exists() {
+        in_tree
+    } else {
+        p
+    }
+}
+
+/// Loads the training images and checks them against the model's size and channels.
+pub fn load(path: &str, image_size: usize, channels: usize) -> Result<ImageSet> {
+    let resolved = resolve(path);
+    let set = if resolved.is_dir() {
+        let idx_file = [
+            "train-images-idx3-ubyte.gz",
+            "train-images-idx3-ubyte",
+            "train-images.idx3-ubyte",
+        ]
+        .iter()
+        .map(|name| resolved.join(name))
+        .find(|p| p.is_file());
+        match idx_file {
+            Some(file) => idx::read_images(&file)?,
+            None => load_folder(&resolved, image_size, channels)?,
+        }
+    } else if resolved.is_file() {
+        idx::read_images(&resolved)?
+    } else {
+        bail!(
+            "data set {} not found: pass --data with an IDX file, a folder of MNIST-style IDX \
+             files, or a folder of PNG/JPEG images",
+            resolved.display()
+        );
+    };
+    if set.n == 0 {
+        bail!("data set {} holds no images", resolved.display());
+    }
+    if set.height != image_size || set.width != image_size || set.channels != channels {
+        bail!(
+            "data set {} holds {}x{} images with {} channel(s), but the model expects {image_size}x{image_size} \
+             with {channels}: use a preset that matches the data (mnist: 28x28 grey, emoji: 32x32 colour) \
+             or an image folder, which is resized to the model's size",
+            resolved.display(),
+            set.height,
+            set.width,
+            set.channels
+        );
+    }
+    Ok(set)
+}
+
+/// Every PNG/JPEG under `dir`, resized (shorter side to `size`) and centre-cropped.
+pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let ext = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_lowercase);
+            matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!(
+            "{} holds no PNG or JPEG images (and no train-images-idx3-ubyte file): point --data at \
+             a folder of images or an IDX file",
+            dir.display()
+        );
+    }
+    let mut pixels = Vec::with_capacity(files.len() * size * size * channels);
+    for file in &files {
+        let img =
+            image::open(file).with_context(|| format!("cannot decode image {}", file.display()))?;
+        let (w, h) = (img.width() as f64, img.height() as f64);
+        let scale = size as f64 / w.min(h);
+        let (rw, rh) = (
+            ((w * scale).round() as u32).max(size as u32),
+            ((h * scale).round() as u32).max(size as u32),
+        );
+        let resized = img.resize_exact(rw, rh, image::imageops::FilterType::Triangle);
+        let cropped = resized.crop_imm(
+            (rw - size as u32) / 2,
+            (rh - size as u32) / 2,
+            size as u32,
+            size as u32,
+        );
+        if channels == 1 {
+            pixels.extend(cropped.to_luma8().into_raw());
+        } else {
+            pixels.extend(cropped.to_rgb8().into_raw());
+        }
+    }
+    Ok(ImageSet {
+        n: files.len(),
+        height: size,
+        width: size,
+        channels,
+        pixels,
+    })
+}
+
+/// The images at `indices` as f32 NCHW in [-1, 1]; `flip[i]` mirrors image i left-right.
+pub fn batch_nchw(set: &ImageSet, indices: &[usize], flip: &[bool]) -> Vec<f32> {
+    let (h, w, c) = (set.height, set.width, set.channels);
+    let mut out = vec![0f32; indices.len() * c * h * w];
+    for (b, (&i, &mirror)) in indices.iter().zip(flip).enumerate() {
+        let img = set.image(i);
+        for y in 0..h {
+            for x in 0..w {
+                let sx = if mirror { w - 1 - x } else { x };
+                for ch in 0..c {
+                    let v = img[(y * w + sx) * c + ch] as f32;
+                    out[((b * c + ch) * h + y) * w + x] = v / 127.5 - 1.0;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// f32 NCHW in [-1, 1] back to u8 NHWC (clamped), for grids and .npy files.
+pub fn to_u8_nhwc(x: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n * h * w * c];
+    for b in 0..n {
+        for ch in 0..c {
+            for y in 0..h {
+                for xx in 0..w {
+                    let v = x[((b * c + ch) * h + y) * w + xx];
+                    out[((b * h + y) * w + xx) * c + ch] =
+                        ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_scale_and_flip() {
+        let set = ImageSet {
+            n: 1,
+            height: 1,
+            width: 3,
+            channels: 1,
+            pixels: vec![0, 255, 51],
+        };
+        let plain = batch_nchw(&set, &[0], &[false]);
+        assert_eq!(plain, vec![-1.0, 1.0, 51.0 / 127.5 - 1.0]);
+        let flipped = batch_nchw(&set, &[0], &[true]);
+        assert_eq!(flipped, vec![51.0 / 127.5 - 1.0, 1.0, -1.0]);
+        assert_eq!(to_u8_nhwc(&plain, 1, 1, 1, 3), vec![0, 255, 51]);
+    }
+
+    #[test]
+    fn an_empty_folder_is_refused_with_the_fix() {
+        let dir = std::env::temp_dir().join(format!("ddpm-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = load(dir.to_str().unwrap(), 28, 1).unwrap_err().to_string();
+        assert!(err.contains("holds no PNG or JPEG images"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn shipped_mnist_loads() {
+        let set = load("assets/mnist", 28, 1).unwrap();
+        assert_eq!(
+            (set.n, set.height, set.width, set.channels),
+            (60_000, 28, 28, 1)
+        );
+        let err = load("assets/mnist", 32, 3).unwrap_err().to_string();
+        assert!(err.contains("28x28"), "{err}");
+    }
+}

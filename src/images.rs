@@ -1,0 +1,252 @@
+//! The image presets' job (`mnist`, `emoji`): the UNet, training with sample grids and a
+//! loss curve, and sampling: samples.png (a grid), samples.npy (u8, N x H x W x C) and
+//! denoise.gif (the chain from noise to image).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::TrainConfig;
+use crate::data::images::{self, to_u8_nhwc};
+use crate::diffusion::gaussian::GaussianDiffusion;
+use crate::diffusion::Schedule;
+use crate::gpu::Gpu;
+use crate::nn::unet::{UNet, UNetConfig};
+use crate::ops::diffusion::PSampleOptions;
+use crate::optim::TrainState;
+use crate::tensor::Tensor;
+use crate::train::{self, ImageBatches, RunReport};
+use crate::viz;
+
+/// Frames of denoise.gif (plus the final image, held).
+const GIF_FRAMES: usize = 40;
+
+pub fn unet_config(cfg: &TrainConfig) -> Result<&UNetConfig> {
+    cfg.unet
+        .as_ref()
+        .context("this preset has no UNet configuration")
+}
+
+pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
+    let schedule = cfg.beta_schedule().map_err(anyhow::Error::msg)?;
+    Ok(GaussianDiffusion::new(
+        gpu,
+        Schedule::new(schedule, cfg.n_timesteps),
+    ))
+}
+
+/// Refuses batches whose largest activation would not fit one storage binding of the device.
+pub fn check_batch_fits(gpu: &Gpu, unet: &UNetConfig, batch: usize, what: &str) -> Result<()> {
+    let max_mult = unet.channel_mult.iter().max().copied().unwrap_or(1);
+    // The widest tensor: a concatenation at level 0 (2x the level's channels, at most the
+    // widest level plus a skip) at full resolution, or attention weights [batch, hw, hw].
+    let channels = 2 * unet.base_channels * max_mult;
+    let pixels = unet.image_size * unet.image_size;
+    let widest = (batch * channels * pixels * 4) as u64;
+    let attn = unet
+        .attention_resolutions
+        .iter()
+        .map(|r| (batch * r * r * r * r * 4) as u64)
+        .max()
+        .unwrap_or(0);
+    let need = widest.max(attn);
+    if need > gpu.max_binding_bytes() {
+        bail!(
+            "{what} {batch} needs {} MiB in one buffer, more than this device allows ({} MiB per \
+             storage binding on {}): lower {what}",
+            need >> 20,
+            gpu.max_binding_bytes() >> 20,
+            gpu.info.name
+        );
+    }
+    Ok(())
+}
+
+pub fn run_training(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
+    let unet_cfg = unet_config(cfg)?;
+    check_batch_fits(gpu, unet_cfg, cfg.batch_size, "--batch-size")?;
+    check_batch_fits(gpu, unet_cfg, cfg.n_grid, "the sample grid of")?;
+    let set = images::load(&cfg.data, unet_cfg.image_size, unet_cfg.in_channels)?;
+    let model = UNet::new(unet_cfg.clone());
+    let diffusion = diffusion(gpu, cfg)?;
+    let mut state = train::start_state(gpu, cfg, &model, out, resume)?;
+    eprintln!(
+        "model: UNet, {} parameters; data: {} ({} images of {}x{}x{}); T = {} ({} betas); step {} of {}",
+        model.layout.n_params(),
+        cfg.data,
+        set.n,
+        set.height,
+        set.width,
+        set.channels,
+        cfg.n_timesteps,
+        cfg.schedule,
+        state.step,
+        cfg.steps
+    );
+    let batches = ImageBatches {
+        set,
+        batch_size: cfg.batch_size,
+        flip: cfg.flip,
+    };
+    let first = state.step;
+    let mut sample_hook = |gpu: &Gpu, state: &TrainState| -> Result<()> {
+        let grid = sample_grid(
+            gpu,
+            cfg,
+            &model,
+            &diffusion,
+            &state.ema,
+            cfg.n_grid,
+            cfg.seed as u32,
+        )?;
+        viz::save_png(
+            &grid,
+            &out.join(format!("samples-step{:06}.png", state.step)),
+        )?;
+        Ok(())
+    };
+    let (seconds, final_loss, losses, interrupted) = train::train_loop(
+        gpu,
+        cfg,
+        &model,
+        &diffusion,
+        &batches,
+        &mut state,
+        out,
+        &mut sample_hook,
+    )?;
+    train::print_speed(gpu, cfg, state.step - first, seconds);
+    write_loss_plot(out)?;
+    if !interrupted {
+        write_samples(
+            gpu,
+            cfg,
+            &state.ema,
+            cfg.n_grid,
+            cfg.seed as u32,
+            out,
+            default_options(cfg)?,
+        )?;
+    }
+    Ok(RunReport {
+        out_dir: out.to_path_buf(),
+        steps: state.step,
+        seconds,
+        final_loss,
+        mmd2: None,
+        losses,
+        interrupted,
+    })
+}
+
+pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
+    Ok(PSampleOptions {
+        variance: cfg.variance_kind().map_err(anyhow::Error::msg)?,
+        clip_denoised: cfg.clip_denoised,
+    })
+}
+
+/// loss.png from log.txt (the whole run, resumed parts included).
+fn write_loss_plot(out: &Path) -> Result<()> {
+    let log = std::fs::read_to_string(out.join("log.txt")).unwrap_or_default();
+    let losses: Vec<f32> = log
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3).and_then(|v| v.parse().ok()))
+        .collect();
+    viz::save_png(
+        &viz::line_plot(&losses, 640, 320, "training loss (log scale)"),
+        &out.join("loss.png"),
+    )?;
+    Ok(())
+}
+
+fn run_chain(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    model: &UNet,
+    diffusion: &GaussianDiffusion,
+    weights: &Tensor,
+    n: usize,
+    seed: u32,
+    opts: PSampleOptions,
+    keep_every: Option<usize>,
+) -> (Tensor, Vec<Tensor>) {
+    let c = &model.config;
+    let shape = [n, c.in_channels, c.image_size, c.image_size];
+    let _ = cfg;
+    diffusion.p_sample_loop(gpu, model, weights, &shape, opts, seed, keep_every)
+}
+
+fn to_grid(gpu: &Gpu, model: &UNet, x: &Tensor, n: usize) -> image::RgbImage {
+    let c = &model.config;
+    let pixels = to_u8_nhwc(&gpu.read(x), n, c.in_channels, c.image_size, c.image_size);
+    viz::image_grid(&pixels, n, c.image_size, c.image_size, c.in_channels, 2)
+}
+
+fn sample_grid(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    model: &UNet,
+    diffusion: &GaussianDiffusion,
+    weights: &Tensor,
+    n: usize,
+    seed: u32,
+) -> Result<image::RgbImage> {
+    let (x0, _) = run_chain(
+        gpu,
+        cfg,
+        model,
+        diffusion,
+        weights,
+        n,
+        seed,
+        default_options(cfg)?,
+        None,
+    );
+    Ok(to_grid(gpu, model, &x0, n))
+}
+
+/// Samples n images with `weights` and writes samples.png, samples.npy and denoise.gif.
+pub fn write_samples(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    weights: &Tensor,
+    n: usize,
+    seed: u32,
+    out: &Path,
+    opts: PSampleOptions,
+) -> Result<()> {
+    let unet_cfg = unet_config(cfg)?;
+    check_batch_fits(gpu, unet_cfg, n, "--n")?;
+    let model = UNet::new(unet_cfg.clone());
+    let diffusion = diffusion(gpu, cfg)?;
+    let every = cfg.n_timesteps.div_ceil(GIF_FRAMES).max(1);
+    let (x0, frames) = run_chain(
+        gpu,
+        cfg,
+        &model,
+        &diffusion,
+        weights,
+        n,
+        seed,
+        opts,
+        Some(every),
+    );
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let c = &model.config;
+    let pixels = to_u8_nhwc(&gpu.read(&x0), n, c.in_channels, c.image_size, c.image_size);
+    viz::save_npy_u8(
+        &out.join("samples.npy"),
+        &pixels,
+        &[n, c.image_size, c.image_size, c.in_channels],
+    )?;
+    viz::save_png(
+        &viz::image_grid(&pixels, n, c.image_size, c.image_size, c.in_channels, 2),
+        &out.join("samples.png"),
+    )?;
+    let mut gif: Vec<_> = frames.iter().map(|f| to_grid(gpu, &model, f, n)).collect();
+    let last = gif.last().cloned();
+    gif.extend(std::iter::repeat_n(last, 15).flatten());
+    viz::save_gif(&gif, 80, &out.join("denoise.gif"))?;
+    Ok(())
+}
