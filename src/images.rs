@@ -160,21 +160,9 @@ fn write_loss_plot(out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run_chain(
-    gpu: &Gpu,
-    cfg: &TrainConfig,
-    model: &UNet,
-    diffusion: &GaussianDiffusion,
-    weights: &Tensor,
-    n: usize,
-    seed: u32,
-    opts: PSampleOptions,
-    keep_every: Option<usize>,
-) -> (Tensor, Vec<Tensor>) {
+fn image_shape(model: &UNet, n: usize) -> [usize; 4] {
     let c = &model.config;
-    let shape = [n, c.in_channels, c.image_size, c.image_size];
-    let _ = cfg;
-    diffusion.p_sample_loop(gpu, model, weights, &shape, opts, seed, keep_every)
+    [n, c.in_channels, c.image_size, c.image_size]
 }
 
 fn to_grid(gpu: &Gpu, model: &UNet, x: &Tensor, n: usize) -> image::RgbImage {
@@ -192,17 +180,7 @@ fn sample_grid(
     n: usize,
     seed: u32,
 ) -> Result<image::RgbImage> {
-    let (x0, _) = run_chain(
-        gpu,
-        cfg,
-        model,
-        diffusion,
-        weights,
-        n,
-        seed,
-        default_options(cfg)?,
-        None,
-    );
+    let (x0, _) = diffusion.p_sample_loop(gpu, model, weights, &image_shape(model, n), default_options(cfg)?, seed, None);
     Ok(to_grid(gpu, model, &x0, n))
 }
 
@@ -221,17 +199,7 @@ pub fn write_samples(
     let model = UNet::new(unet_cfg.clone());
     let diffusion = diffusion(gpu, cfg)?;
     let every = cfg.n_timesteps.div_ceil(GIF_FRAMES).max(1);
-    let (x0, frames) = run_chain(
-        gpu,
-        cfg,
-        &model,
-        &diffusion,
-        weights,
-        n,
-        seed,
-        opts,
-        Some(every),
-    );
+    let (x0, frames) = diffusion.p_sample_loop(gpu, &model, weights, &image_shape(&model, n), opts, seed, Some(every));
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let c = &model.config;
     let pixels = to_u8_nhwc(&gpu.read(&x0), n, c.in_channels, c.image_size, c.image_size);

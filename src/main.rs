@@ -127,7 +127,7 @@ fn info(adapter_arg: &AdapterArg) -> Result<()> {
         println!(
             "    max storage binding {} MiB, max buffer {} MiB, storage buffers per stage {}, \
              workgroup memory {} KiB, invocations per workgroup {}, workgroups per dimension {}",
-            l.max_storage_buffer_binding_size as u64 >> 20,
+            l.max_storage_buffer_binding_size >> 20,
             l.max_buffer_size >> 20,
             l.max_storage_buffers_per_shader_stage,
             l.max_compute_workgroup_storage_size >> 10,

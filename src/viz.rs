@@ -505,6 +505,89 @@ fn parse_shape(value: &str) -> Option<Vec<usize>> {
         .collect()
 }
 
+/// A line plot of `values` (e.g. the training loss per logging interval) on a log-scaled y
+/// axis, with the first and last values written in the corner.
+pub fn line_plot(values: &[f32], width: u32, height: u32, title: &str) -> RgbImage {
+    let mut img = RgbImage::from_pixel(width, height, CANVAS_COLOR);
+    let finite: Vec<(usize, f32)> = values
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite() && *v > 0.0)
+        .collect();
+    let (margin, top) = (8u32, 24u32);
+    draw_text(&mut img, margin, 6, title, Rgb([0, 0, 0]), 2);
+    if finite.len() < 2 || width <= 2 * margin || height <= top + margin {
+        return img;
+    }
+    let (lo, hi) = finite
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (_, v)| {
+            (lo.min(*v), hi.max(*v))
+        });
+    let (lo, hi) = (lo.ln(), hi.ln().max(lo.ln() + 1e-6));
+    let plot_w = (width - 2 * margin) as f32;
+    let plot_h = (height - top - margin) as f32;
+    let to_px = |i: usize, v: f32| {
+        let x = margin as f32 + plot_w * i as f32 / (values.len() - 1).max(1) as f32;
+        let y = top as f32 + plot_h * (1.0 - (v.ln() - lo) / (hi - lo));
+        (x, y)
+    };
+    for w in finite.windows(2) {
+        let (x0, y0) = to_px(w[0].0, w[0].1);
+        let (x1, y1) = to_px(w[1].0, w[1].1);
+        let steps = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize).max(1);
+        for s in 0..=steps {
+            let t = s as f32 / steps as f32;
+            let (x, y) = (
+                (x0 + t * (x1 - x0)).round() as u32,
+                (y0 + t * (y1 - y0)).round() as u32,
+            );
+            if x < width && y < height {
+                img.put_pixel(x, y, POINT_COLOR);
+            }
+        }
+    }
+    let label = format!("{:.4} .. {:.4}", finite[0].1, finite[finite.len() - 1].1);
+    draw_text(
+        &mut img,
+        margin,
+        height - margin - 8,
+        &label,
+        FRAME_COLOR,
+        1,
+    );
+    img
+}
+
+/// Images (u8, NHWC, 1 or 3 channels) tiled into a grid, each scaled up by `zoom`.
+pub fn image_grid(pixels: &[u8], n: usize, h: usize, w: usize, c: usize, zoom: usize) -> RgbImage {
+    let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
+    let rows = n.div_ceil(cols).max(1);
+    let pad = 2;
+    let cell = (h * zoom + pad, w * zoom + pad);
+    let mut img = RgbImage::from_pixel(
+        (cols * cell.1 + pad) as u32,
+        (rows * cell.0 + pad) as u32,
+        Rgb([40, 40, 40]),
+    );
+    for i in 0..n {
+        let (oy, ox) = ((i / cols) * cell.0 + pad, (i % cols) * cell.1 + pad);
+        for y in 0..h * zoom {
+            for x in 0..w * zoom {
+                let base = ((i * h + y / zoom) * w + x / zoom) * c;
+                let px = if c == 1 {
+                    Rgb([pixels[base]; 3])
+                } else {
+                    Rgb([pixels[base], pixels[base + 1], pixels[base + 2]])
+                };
+                img.put_pixel((ox + x) as u32, (oy + y) as u32, px);
+            }
+        }
+    }
+    img
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -736,87 +819,4 @@ mod tests {
             io::ErrorKind::InvalidData
         );
     }
-}
-
-/// A line plot of `values` (e.g. the training loss per logging interval) on a log-scaled y
-/// axis, with the first and last values written in the corner.
-pub fn line_plot(values: &[f32], width: u32, height: u32, title: &str) -> RgbImage {
-    let mut img = RgbImage::from_pixel(width, height, CANVAS_COLOR);
-    let finite: Vec<(usize, f32)> = values
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, v)| v.is_finite() && *v > 0.0)
-        .collect();
-    let (margin, top) = (8u32, 24u32);
-    draw_text(&mut img, margin, 6, title, Rgb([0, 0, 0]), 2);
-    if finite.len() < 2 || width <= 2 * margin || height <= top + margin {
-        return img;
-    }
-    let (lo, hi) = finite
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (_, v)| {
-            (lo.min(*v), hi.max(*v))
-        });
-    let (lo, hi) = (lo.ln(), hi.ln().max(lo.ln() + 1e-6));
-    let plot_w = (width - 2 * margin) as f32;
-    let plot_h = (height - top - margin) as f32;
-    let to_px = |i: usize, v: f32| {
-        let x = margin as f32 + plot_w * i as f32 / (values.len() - 1).max(1) as f32;
-        let y = top as f32 + plot_h * (1.0 - (v.ln() - lo) / (hi - lo));
-        (x, y)
-    };
-    for w in finite.windows(2) {
-        let (x0, y0) = to_px(w[0].0, w[0].1);
-        let (x1, y1) = to_px(w[1].0, w[1].1);
-        let steps = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize).max(1);
-        for s in 0..=steps {
-            let t = s as f32 / steps as f32;
-            let (x, y) = (
-                (x0 + t * (x1 - x0)).round() as u32,
-                (y0 + t * (y1 - y0)).round() as u32,
-            );
-            if x < width && y < height {
-                img.put_pixel(x, y, POINT_COLOR);
-            }
-        }
-    }
-    let label = format!("{:.4} .. {:.4}", finite[0].1, finite[finite.len() - 1].1);
-    draw_text(
-        &mut img,
-        margin,
-        height - margin - 8,
-        &label,
-        FRAME_COLOR,
-        1,
-    );
-    img
-}
-
-/// Images (u8, NHWC, 1 or 3 channels) tiled into a grid, each scaled up by `zoom`.
-pub fn image_grid(pixels: &[u8], n: usize, h: usize, w: usize, c: usize, zoom: usize) -> RgbImage {
-    let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
-    let rows = n.div_ceil(cols).max(1);
-    let pad = 2;
-    let cell = (h * zoom + pad, w * zoom + pad);
-    let mut img = RgbImage::from_pixel(
-        (cols * cell.1 + pad) as u32,
-        (rows * cell.0 + pad) as u32,
-        Rgb([40, 40, 40]),
-    );
-    for i in 0..n {
-        let (oy, ox) = ((i / cols) * cell.0 + pad, (i % cols) * cell.1 + pad);
-        for y in 0..h * zoom {
-            for x in 0..w * zoom {
-                let base = ((i * h + y / zoom) * w + x / zoom) * c;
-                let px = if c == 1 {
-                    Rgb([pixels[base]; 3])
-                } else {
-                    Rgb([pixels[base], pixels[base + 1], pixels[base + 2]])
-                };
-                img.put_pixel((ox + x) as u32, (oy + y) as u32, px);
-            }
-        }
-    }
-    img
 }

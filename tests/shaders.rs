@@ -64,6 +64,6 @@ fn a_broken_shader_is_reported_with_its_name() {
         name: "broken",
         source: "fn f() -> u32 { return 1.0; }",
     };
-    let err = parse(&broken).err().expect("the shader is invalid");
+    let err = parse(&broken).expect_err("the shader is invalid");
     assert!(err.starts_with("broken.wgsl"), "{err}");
 }

@@ -56,6 +56,7 @@ impl GaussianDiffusion {
         self.schedule.n_timesteps()
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// L_simple = mean ||eps - eps_theta(x_t, t)||^2 with t and eps drawn on the GPU for
     /// training step `step` (antithetic t pairs t with T - 1 - t).
     pub fn training_losses(

@@ -40,7 +40,7 @@ impl UNetConfig {
             return Err("the UNet needs at least one level, channels and groups".into());
         }
         let levels = self.channel_mult.len();
-        if self.image_size % (1 << (levels - 1)) != 0 {
+        if !self.image_size.is_multiple_of(1 << (levels - 1)) {
             return Err(format!(
                 "image size {} is not divisible by 2^{} for {} levels",
                 self.image_size,
@@ -49,7 +49,7 @@ impl UNetConfig {
             ));
         }
         for mult in &self.channel_mult {
-            if (self.base_channels * mult) % self.groups != 0 {
+            if !(self.base_channels * mult).is_multiple_of(self.groups) {
                 return Err(format!(
                     "{} channels do not split into {} groups",
                     self.base_channels * mult,

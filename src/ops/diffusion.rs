@@ -66,6 +66,7 @@ pub struct PSampleOptions {
     pub clip_denoised: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 /// One reverse step x_t -> x_{t-1} from the predicted noise `eps`, at timestep `t` for the whole
 /// batch; the fresh noise is draw (seed, stream).
 pub fn p_sample(
