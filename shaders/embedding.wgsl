@@ -2,6 +2,8 @@
 // embedding_fwd: out[b, j] = table[index[b], j]; one thread per output element.
 // embedding_bwd: dtable[r, j] = sum over b with index[b] == r of dy[b, j]; one thread per table
 //   element looping over the batch in order: no float atomics, deterministic.
+// one_hot: out[r, b] = 1 if index[b] == r else 0, so that dtable = one_hot * dy is a matmul:
+//   the same deterministic sum, much faster than the loop where loops are costly (lavapipe).
 // Geometry: Gpu::groups_1d(elements). CPU twin: src/cpu/embedding.rs.
 
 struct EmbeddingParams {
@@ -42,5 +44,14 @@ fn embedding_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             }
         }
         out[i] = acc;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn one_hot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n_rows * p.batch) {
+        out[i] = select(0.0, 1.0, index[i % p.batch] == i / p.batch);
     }
 }

@@ -180,7 +180,15 @@ fn sample_grid(
     n: usize,
     seed: u32,
 ) -> Result<image::RgbImage> {
-    let (x0, _) = diffusion.p_sample_loop(gpu, model, weights, &image_shape(model, n), default_options(cfg)?, seed, None);
+    let (x0, _) = diffusion.p_sample_loop(
+        gpu,
+        model,
+        weights,
+        &image_shape(model, n),
+        default_options(cfg)?,
+        seed,
+        None,
+    );
     Ok(to_grid(gpu, model, &x0, n))
 }
 
@@ -199,7 +207,15 @@ pub fn write_samples(
     let model = UNet::new(unet_cfg.clone());
     let diffusion = diffusion(gpu, cfg)?;
     let every = cfg.n_timesteps.div_ceil(GIF_FRAMES).max(1);
-    let (x0, frames) = diffusion.p_sample_loop(gpu, &model, weights, &image_shape(&model, n), opts, seed, Some(every));
+    let (x0, frames) = diffusion.p_sample_loop(
+        gpu,
+        &model,
+        weights,
+        &image_shape(&model, n),
+        opts,
+        seed,
+        Some(every),
+    );
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let c = &model.config;
     let pixels = to_u8_nhwc(&gpu.read(&x0), n, c.in_channels, c.image_size, c.image_size);

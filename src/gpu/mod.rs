@@ -123,7 +123,9 @@ impl Gpu {
 
     /// The largest storage binding the device takes, for clear "too large" errors.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     fn pipeline(&self, kernel: &Kernel) -> Rc<kernel::Pipeline> {

@@ -21,6 +21,10 @@ static EMBEDDING_FWD: Kernel = Kernel {
     shader: &EMBEDDING,
     entry: "embedding_fwd",
 };
+static ONE_HOT: Kernel = Kernel {
+    shader: &EMBEDDING,
+    entry: "one_hot",
+};
 static EMBEDDING_BWD: Kernel = Kernel {
     shader: &EMBEDDING,
     entry: "embedding_bwd",
@@ -52,7 +56,13 @@ pub fn embedding(gpu: &Gpu, table: &Tensor, index: &Tensor) -> Tensor {
     out
 }
 
-pub fn embedding_backward(gpu: &Gpu, table_shape: &[usize], index: &Tensor, dy: &Tensor) -> Tensor {
+/// dtable with one thread per table element looping over the batch (the direct kernel).
+pub fn embedding_backward_loop(
+    gpu: &Gpu,
+    table_shape: &[usize],
+    index: &Tensor,
+    dy: &Tensor,
+) -> Tensor {
     let p = params(index.numel(), table_shape);
     let dtable = gpu.empty(table_shape);
     gpu.dispatch(
@@ -62,6 +72,41 @@ pub fn embedding_backward(gpu: &Gpu, table_shape: &[usize], index: &Tensor, dy: 
         gpu.groups_1d(dtable.numel()),
     );
     dtable
+}
+
+/// dtable: one dispatch of the loop kernel on GPUs; on CPU adapters, where long per-thread
+/// loops are expensive, the one-hot matmul (several times faster there).
+pub fn embedding_backward(gpu: &Gpu, table_shape: &[usize], index: &Tensor, dy: &Tensor) -> Tensor {
+    if gpu.is_cpu() {
+        embedding_backward_one_hot(gpu, table_shape, index, dy)
+    } else {
+        embedding_backward_loop(gpu, table_shape, index, dy)
+    }
+}
+
+/// dtable = one_hot(index) dy as a matmul: the same fixed-order sum as the loop kernel.
+pub fn embedding_backward_one_hot(
+    gpu: &Gpu,
+    table_shape: &[usize],
+    index: &Tensor,
+    dy: &Tensor,
+) -> Tensor {
+    let p = params(index.numel(), table_shape);
+    let one_hot = gpu.empty(&[p.n_rows as usize, p.batch as usize]);
+    gpu.dispatch(
+        &ONE_HOT,
+        &p,
+        &[index, &one_hot],
+        gpu.groups_1d(one_hot.numel()),
+    );
+    super::matmul::matmul(
+        gpu,
+        &one_hot,
+        &dy.reshape(&[p.batch as usize, p.dim as usize]),
+        None,
+        false,
+        false,
+    )
 }
 
 struct EmbeddingBackward {

@@ -292,7 +292,8 @@ pub fn train_loop(
         monitor.take(done, &bar)?;
         monitor.take(loss_log.poll(gpu), &bar)?;
         bar.inc(1);
-        let at_checkpoint = cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every);
+        let at_checkpoint =
+            cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every);
         let at_sample = cfg.sample_every > 0 && state.step.is_multiple_of(cfg.sample_every);
         if (at_checkpoint || at_sample) && state.step < cfg.steps {
             // Check the losses before saving: a NaN run must not overwrite a good checkpoint.
