@@ -168,6 +168,40 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
     };
     let mut state = TrainState::new(gpu, &model.layout, 0);
     let batch = rand(gpu, &[cfg.batch_size, 2], 6);
+    let flops = 6.0 * cfg.batch_size as f64 * model.layout.n_params() as f64;
+    let t = ops::rng::timesteps(gpu, cfg.batch_size, cfg.n_timesteps, true, 0, 16);
+    let ms = time(gpu, reps, || {
+        let mut cx = crate::autograd::Ctx::no_grad(gpu);
+        let params = model.layout.vars(&mut cx, &state.params, None);
+        let x = cx.constant(batch.clone());
+        let out = model.forward(&mut cx, &params, &x, &t);
+        gpu.submit();
+        out.tensor
+    });
+    push(
+        format!("toy forward only (batch {})", cfg.batch_size),
+        ms,
+        flops / 3.0,
+        "GFLOP/s",
+    );
+    let ms = time(gpu, reps, || {
+        let mut cx = crate::autograd::Ctx::new(gpu);
+        let params = model
+            .layout
+            .vars(&mut cx, &state.params, Some(&state.grads));
+        let x = cx.constant(batch.clone());
+        let out = model.forward(&mut cx, &params, &x, &t);
+        let loss = ops::loss::mse_var(&mut cx, &out, &batch);
+        cx.backward(&loss);
+        gpu.submit();
+        loss.tensor
+    });
+    push(
+        format!("toy forward + backward (batch {})", cfg.batch_size),
+        ms,
+        flops,
+        "GFLOP/s",
+    );
     let ms = time(gpu, reps, || {
         let loss = trainer.record_step(&mut state, &batch);
         gpu.submit();
