@@ -279,3 +279,243 @@ fn conv2d_bwd_bias_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
         out[z * p.c_out + co] = acc;
     }
 }
+
+// ---- Direct variants for CPU adapters (lavapipe): no workgroup memory and no barriers, as
+// matmul_fwd_direct. A thread owns 4 rows x 8 columns of the GEMM (rows ty + 4 i, columns
+// tx + 16 j) in eight vec4 accumulators; per-column pixel coordinates are computed once, and
+// the tap (ci or co, ky, kx) of each K step is the same for every thread. Workgroups of 16 x 4
+// threads cover 16 rows x 128 columns. Same outputs as the tiled entry points above.
+
+struct Columns {
+    base: array<u32, 8>,
+    y0: array<i32, 8>,
+    x0: array<i32, 8>,
+    ok: array<bool, 8>,
+}
+
+// Pixel columns (n, oy, ox) of the forward / weight-gradient GEMM, as input coordinates.
+fn forward_columns(col0: u32, cols: u32) -> Columns {
+    var c: Columns;
+    let hw_out = p.h_out * p.w_out;
+    for (var j = 0u; j < 8u; j++) {
+        let col = col0 + 16u * j;
+        c.ok[j] = col < cols;
+        let cc = select(0u, col, col < cols);
+        let pix = cc % hw_out;
+        c.base[j] = (cc / hw_out) * p.c_in * p.h * p.w;
+        c.y0[j] = i32((pix / p.w_out) * p.stride) - i32(p.padding);
+        c.x0[j] = i32((pix % p.w_out) * p.stride) - i32(p.padding);
+    }
+    return c;
+}
+
+fn gather_x4(c: Columns, half: u32, ci: u32, ky: u32, kx: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var q = 0u; q < 4u; q++) {
+        let j = half * 4u + q;
+        let iy = c.y0[j] + i32(ky);
+        let ix = c.x0[j] + i32(kx);
+        if (c.ok[j] && iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
+            v[q] = x[c.base[j] + (ci * p.h + u32(iy)) * p.w + u32(ix)];
+        }
+    }
+    return v;
+}
+
+struct Acc {
+    r0a: vec4<f32>, r0b: vec4<f32>,
+    r1a: vec4<f32>, r1b: vec4<f32>,
+    r2a: vec4<f32>, r2b: vec4<f32>,
+    r3a: vec4<f32>, r3b: vec4<f32>,
+}
+
+fn acc_add(acc: ptr<function, Acc>, a: vec4<f32>, lo: vec4<f32>, hi: vec4<f32>) {
+    (*acc).r0a = fma(vec4<f32>(a.x), lo, (*acc).r0a);
+    (*acc).r0b = fma(vec4<f32>(a.x), hi, (*acc).r0b);
+    (*acc).r1a = fma(vec4<f32>(a.y), lo, (*acc).r1a);
+    (*acc).r1b = fma(vec4<f32>(a.y), hi, (*acc).r1b);
+    (*acc).r2a = fma(vec4<f32>(a.z), lo, (*acc).r2a);
+    (*acc).r2b = fma(vec4<f32>(a.z), hi, (*acc).r2b);
+    (*acc).r3a = fma(vec4<f32>(a.w), lo, (*acc).r3a);
+    (*acc).r3b = fma(vec4<f32>(a.w), hi, (*acc).r3b);
+}
+
+fn acc_get(acc: Acc, i: u32, j: u32) -> f32 {
+    var lo: vec4<f32>;
+    var hi: vec4<f32>;
+    switch i {
+        case 0u: { lo = acc.r0a; hi = acc.r0b; }
+        case 1u: { lo = acc.r1a; hi = acc.r1b; }
+        case 2u: { lo = acc.r2a; hi = acc.r2b; }
+        default: { lo = acc.r3a; hi = acc.r3b; }
+    }
+    return select(hi[j % 4u], lo[j % 4u], j < 4u);
+}
+
+fn acc_zero() -> Acc {
+    let z = vec4<f32>(0.0);
+    return Acc(z, z, z, z, z, z, z, z);
+}
+
+@compute @workgroup_size(16, 4, 1)
+fn conv2d_fwd_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let kk2 = p.kernel * p.kernel;
+    let k_total = p.c_in * kk2;
+    let cols = p.n * p.h_out * p.w_out;
+    let row0 = wid.y * 16u + lid.y;
+    let col0 = wid.x * 128u + lid.x;
+    let c = forward_columns(col0, cols);
+    // Rows past c_out read row 0 and are never stored.
+    var w_rows: vec4<u32>;
+    for (var i = 0u; i < 4u; i++) {
+        let co = row0 + 4u * i;
+        w_rows[i] = select(0u, co, co < p.c_out) * k_total;
+    }
+    var acc = acc_zero();
+    for (var kk = 0u; kk < k_total; kk++) {
+        let ci = kk / kk2;
+        let ky = (kk % kk2) / p.kernel;
+        let kx = kk % p.kernel;
+        let a = vec4<f32>(weight[w_rows.x + kk], weight[w_rows.y + kk], weight[w_rows.z + kk], weight[w_rows.w + kk]);
+        acc_add(&acc, a, gather_x4(c, 0u, ci, ky, kx), gather_x4(c, 1u, ci, ky, kx));
+    }
+    let hw_out = p.h_out * p.w_out;
+    for (var i = 0u; i < 4u; i++) {
+        let co = row0 + 4u * i;
+        for (var j = 0u; j < 8u; j++) {
+            let col = col0 + 16u * j;
+            if (co < p.c_out && col < cols) {
+                var v = acc_get(acc, i, j);
+                if (p.has_bias == 1u) {
+                    v += bias[co];
+                }
+                out[((col / hw_out) * p.c_out + co) * hw_out + col % hw_out] = v;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(16, 4, 1)
+fn conv2d_bwd_x_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let kk2 = p.kernel * p.kernel;
+    let k_total = p.c_out * kk2;
+    let hw = p.h * p.w;
+    let cols = p.n * hw;
+    let row0 = wid.y * 16u + lid.y;
+    let col0 = wid.x * 128u + lid.x;
+    // Columns are input pixels (n, iy, ix): the output pixel under tap (ky, kx) is
+    // ((iy + pad - ky) / s, (ix + pad - kx) / s) where that divides exactly.
+    var base: array<u32, 8>;
+    var ty: array<i32, 8>;
+    var tx: array<i32, 8>;
+    var ok: array<bool, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        let col = col0 + 16u * j;
+        ok[j] = col < cols;
+        let cc = select(0u, col, col < cols);
+        base[j] = (cc / hw) * p.c_out * p.h_out * p.w_out;
+        ty[j] = i32((cc % hw) / p.w) + i32(p.padding);
+        tx[j] = i32(cc % p.w) + i32(p.padding);
+    }
+    var w_rows: vec4<u32>;
+    for (var i = 0u; i < 4u; i++) {
+        let ci = row0 + 4u * i;
+        w_rows[i] = select(0u, ci, ci < p.c_in) * kk2;
+    }
+    let s = i32(p.stride);
+    var acc = acc_zero();
+    for (var kk = 0u; kk < k_total; kk++) {
+        let co = kk / kk2;
+        let tap = kk % kk2;
+        let ky = i32(tap / p.kernel);
+        let kx = i32(tap % p.kernel);
+        let wo = co * p.c_in * kk2 + tap;
+        let a = vec4<f32>(weight[wo + w_rows.x], weight[wo + w_rows.y], weight[wo + w_rows.z], weight[wo + w_rows.w]);
+        var b: array<vec4<f32>, 2>;
+        for (var j = 0u; j < 8u; j++) {
+            let yy = ty[j] - ky;
+            let xx = tx[j] - kx;
+            var v = 0.0;
+            if (ok[j] && yy >= 0 && xx >= 0 && yy % s == 0 && xx % s == 0) {
+                let oy = u32(yy / s);
+                let ox = u32(xx / s);
+                if (oy < p.h_out && ox < p.w_out) {
+                    v = dy[base[j] + (co * p.h_out + oy) * p.w_out + ox];
+                }
+            }
+            b[j / 4u][j % 4u] = v;
+        }
+        acc_add(&acc, a, b[0], b[1]);
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let ci = row0 + 4u * i;
+        for (var j = 0u; j < 8u; j++) {
+            let col = col0 + 16u * j;
+            if (ci < p.c_in && col < cols) {
+                out[((col / hw) * p.c_in + ci) * hw + col % hw] = acc_get(acc, i, j);
+            }
+        }
+    }
+}
+
+// Weight gradient: rows co, columns the taps (ci, ky, kx), reduction over the z-th chunk of
+// output pixels (n, oy, ox).
+@compute @workgroup_size(16, 4, 1)
+fn conv2d_bwd_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let kk2 = p.kernel * p.kernel;
+    let k_cols = p.c_in * kk2;
+    let hw_out = p.h_out * p.w_out;
+    let np_total = p.n * hw_out;
+    let row0 = wid.y * 16u + lid.y;
+    let col0 = wid.x * 128u + lid.x;
+    let np_begin = wid.z * p.chunk;
+    let np_end = min(np_begin + p.chunk, np_total);
+    // Per column: the tap's input-channel offset and (ky, kx).
+    var cbase: array<u32, 8>;
+    var cky: array<i32, 8>;
+    var ckx: array<i32, 8>;
+    var ok: array<bool, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        let col = col0 + 16u * j;
+        ok[j] = col < k_cols;
+        let cc = select(0u, col, col < k_cols);
+        cbase[j] = (cc / kk2) * p.h * p.w;
+        cky[j] = i32((cc % kk2) / p.kernel);
+        ckx[j] = i32(cc % p.kernel);
+    }
+    var dy_rows: vec4<u32>;
+    for (var i = 0u; i < 4u; i++) {
+        let co = row0 + 4u * i;
+        dy_rows[i] = select(0u, co, co < p.c_out) * hw_out;
+    }
+    var acc = acc_zero();
+    for (var np = np_begin; np < np_end; np++) {
+        let n = np / hw_out;
+        let pix = np % hw_out;
+        let dy_base = n * p.c_out * hw_out + pix;
+        let a = vec4<f32>(dy[dy_base + dy_rows.x], dy[dy_base + dy_rows.y], dy[dy_base + dy_rows.z], dy[dy_base + dy_rows.w]);
+        let y0 = i32((pix / p.w_out) * p.stride) - i32(p.padding);
+        let x0 = i32((pix % p.w_out) * p.stride) - i32(p.padding);
+        let x_base = n * p.c_in * p.h * p.w;
+        var b: array<vec4<f32>, 2>;
+        for (var j = 0u; j < 8u; j++) {
+            let iy = y0 + cky[j];
+            let ix = x0 + ckx[j];
+            var v = 0.0;
+            if (ok[j] && iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w)) {
+                v = x[x_base + cbase[j] + u32(iy) * p.w + u32(ix)];
+            }
+            b[j / 4u][j % 4u] = v;
+        }
+        acc_add(&acc, a, b[0], b[1]);
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let co = row0 + 4u * i;
+        for (var j = 0u; j < 8u; j++) {
+            let col = col0 + 16u * j;
+            if (co < p.c_out && col < k_cols) {
+                out[(wid.z * p.c_out + co) * k_cols + col] = acc_get(acc, i, j);
+            }
+        }
+    }
+}

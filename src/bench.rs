@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use crate::config::TrainConfig;
+use crate::cpu::conv::ConvShape;
 use crate::gpu::Gpu;
 use crate::ops;
 use crate::ops::matmul::MatmulVariant;
@@ -86,6 +87,119 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
         ms,
         8.0 * small.numel() as f64,
         "GB/s",
+    );
+
+    // The mnist UNet's layers at batch 32.
+    let n = 32;
+    let conv_shapes = [
+        ("conv 32->32 3x3 @28", 32, 32, 28, 1),
+        ("conv 32->32 3x3 s2 @28", 32, 32, 28, 2),
+        ("conv 96->32 3x3 @28", 96, 32, 28, 1),
+        ("conv 64->64 3x3 @14", 64, 64, 14, 1),
+        ("conv 64->64 3x3 @7", 64, 64, 7, 1),
+    ];
+    let conv_reps = if quick { 1 } else { 5 };
+    for (name, c_in, c_out, size, stride) in conv_shapes {
+        let s = ConvShape {
+            n,
+            c_in,
+            h: size,
+            w: size,
+            c_out,
+            kernel: 3,
+            stride,
+            padding: 1,
+        };
+        let x = rand(gpu, &[n, c_in, size, size], 20);
+        let w = rand(gpu, &[c_out, c_in, 3, 3], 21);
+        let b = rand(gpu, &[c_out], 22);
+        let dy = rand(gpu, &[n, c_out, s.h_out(), s.w_out()], 23);
+        let flops = 2.0 * (n * c_out * s.h_out() * s.w_out() * c_in * 9) as f64;
+        let ms = time(gpu, conv_reps, || {
+            ops::conv::conv2d(gpu, &x, &w, Some(&b), stride, 1)
+        });
+        push(format!("{name} fwd"), ms, flops, "GFLOP/s");
+        let ms = time(gpu, conv_reps, || {
+            ops::conv::conv2d_backward_x(gpu, &w, &dy, &s)
+        });
+        push(format!("{name} bwd_x"), ms, flops, "GFLOP/s");
+        let ms = time(gpu, conv_reps, || {
+            ops::conv::conv2d_backward_w(gpu, &x, &dy, &s)
+        });
+        push(format!("{name} bwd_w"), ms, flops, "GFLOP/s");
+    }
+    for (c, size) in [(32, 28), (64, 14)] {
+        let x = rand(gpu, &[n, c, size, size], 24);
+        let (g, b) = (rand(gpu, &[c], 25), rand(gpu, &[c], 26));
+        let bytes = 8.0 * x.numel() as f64;
+        let ms = time(gpu, conv_reps, || {
+            ops::group_norm::group_norm(gpu, &x, &g, &b, 8, true).0
+        });
+        push(
+            format!("group_norm+silu fwd {c}ch @{size}"),
+            ms,
+            bytes,
+            "GB/s",
+        );
+        let (_, stats) = ops::group_norm::group_norm(gpu, &x, &g, &b, 8, true);
+        let ms = time(gpu, conv_reps, || {
+            ops::group_norm::group_norm_backward(gpu, &x, &g, &b, &stats, &x, 8, true).0
+        });
+        push(
+            format!("group_norm+silu bwd {c}ch @{size}"),
+            ms,
+            2.0 * bytes,
+            "GB/s",
+        );
+    }
+    let scores = rand(gpu, &[n, 49, 49], 27);
+    let ms = time(gpu, conv_reps, || {
+        ops::softmax::softmax(gpu, &scores, 0.125)
+    });
+    push(
+        "attention softmax fwd 64ch @7".into(),
+        ms,
+        8.0 * scores.numel() as f64,
+        "GB/s",
+    );
+    let q = rand(gpu, &[n, 64, 49], 28);
+    let ms = time(gpu, conv_reps, || {
+        ops::matmul::matmul(gpu, &q, &q, None, true, false)
+    });
+    push(
+        "attention q^T k 64ch @7".into(),
+        ms,
+        2.0 * (n * 49 * 49 * 64) as f64,
+        "GFLOP/s",
+    );
+
+    let mnist = TrainConfig {
+        batch_size: n,
+        ..TrainConfig::mnist()
+    };
+    let unet = crate::nn::unet::UNet::new(mnist.unet.clone().expect("mnist has a UNet"));
+    let unet_diffusion = crate::images::diffusion(gpu, &mnist).expect("mnist schedule");
+    let unet_trainer = Trainer {
+        gpu,
+        model: &unet,
+        diffusion: &unet_diffusion,
+        optim: optim_config(&mnist),
+        seed: 0,
+        antithetic: false,
+    };
+    let mut unet_state = TrainState::new(gpu, &unet.layout, 0);
+    let images = rand(gpu, &[n, 1, 28, 28], 29);
+    let ms = time(gpu, if quick { 1 } else { 3 }, || {
+        let loss = unet_trainer.record_step(&mut unet_state, &images);
+        gpu.submit();
+        loss
+    });
+    // 1.66 GFLOP per image for forward, backward and the update (the count).
+    push(
+        format!("mnist UNet training step (batch {n})"),
+        ms,
+        1.66e9 * n as f64,
+        "GFLOP/s",
     );
 
     // The pieces of a toy training step (batch 128, hidden 128, T = 100, 72k parameters).

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use ddpm::config::TrainConfig;
@@ -40,6 +40,11 @@ enum Command {
         /// (2-D point clouds).
         #[arg(long, default_value = "mnist")]
         preset: String,
+        /// Start from a config.json (as a run writes it) instead of a preset: every setting,
+        /// the UNet's channels, multipliers, blocks, attention resolutions, groups and dropout
+        /// included. Flags given alongside override it.
+        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+        config: Option<PathBuf>,
         /// Data: for the toy preset s-curve, swiss-roll or moons; for the image presets an IDX
         /// file, a folder of MNIST-style IDX files, or a folder of PNG/JPEG images.
         #[arg(long)]
@@ -165,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { adapter } => info(&adapter),
         Command::Train {
             preset,
+            config,
             data,
             resume,
             sample_every,
@@ -194,7 +200,19 @@ fn run(cli: Cli) -> Result<()> {
                 let gpu = open_gpu(&adapter)?;
                 return finish(ddpm::train::run(&gpu, &cfg, &dir, true)?);
             }
-            let mut cfg = TrainConfig::preset(&preset).map_err(anyhow::Error::msg)?;
+            let mut cfg = match config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read config {}", path.display()))?;
+                    serde_json::from_str::<TrainConfig>(&text).with_context(|| {
+                        format!(
+                            "{} is not a valid ddpm config (compare with a run's config.json)",
+                            path.display()
+                        )
+                    })?
+                }
+                None => TrainConfig::preset(&preset).map_err(anyhow::Error::msg)?,
+            };
             if let Some(v) = sample_every {
                 cfg.sample_every = v;
             }

@@ -7,6 +7,7 @@ use common::{assert_close, gpu, to_f64, uniform};
 use ddpm::cpu;
 use ddpm::cpu::conv::ConvShape;
 use ddpm::ops;
+use ddpm::ops::conv::ConvVariant;
 
 fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
     let x = uniform(s.n * s.c_in * s.h * s.w, -1.0, 1.0, seed);
@@ -19,33 +20,36 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
     let gdy = gpu.upload(&dy, &[s.n, s.c_out, s.h_out(), s.w_out()]);
     let what = format!("{s:?}");
     let b64 = to_f64(&b);
-    let y = ops::conv::conv2d(gpu, &gx, &gw, Some(&gb), s.stride, s.padding);
-    assert_eq!(y.shape, vec![s.n, s.c_out, s.h_out(), s.w_out()]);
-    let want = cpu::conv::conv2d(&to_f64(&x), &to_f64(&w), Some(&b64), &s);
-    assert_close(
-        &format!("conv2d_fwd {what}"),
-        &gpu.read(&y),
-        &want,
-        1e-4,
-        1e-4,
-    );
     let (dx, dw, db) = cpu::conv::conv2d_backward(&to_f64(&x), &to_f64(&w), &to_f64(&dy), &s);
-    let got = ops::conv::conv2d_backward_x(gpu, &gw, &gdy, &s);
-    assert_close(
-        &format!("conv2d_bwd_x {what}"),
-        &gpu.read(&got),
-        &dx,
-        1e-4,
-        1e-4,
-    );
-    let got = ops::conv::conv2d_backward_w(gpu, &gx, &gdy, &s);
-    assert_close(
-        &format!("conv2d_bwd_w {what}"),
-        &gpu.read(&got),
-        &dw,
-        1e-3,
-        1e-4,
-    );
+    let want = cpu::conv::conv2d(&to_f64(&x), &to_f64(&w), Some(&b64), &s);
+    for variant in [ConvVariant::Tiled, ConvVariant::Direct] {
+        let what = format!("{variant:?} {what}");
+        let y = ops::conv::conv2d_with(gpu, variant, &gx, &gw, Some(&gb), s.stride, s.padding);
+        assert_eq!(y.shape, vec![s.n, s.c_out, s.h_out(), s.w_out()]);
+        assert_close(
+            &format!("conv2d_fwd {what}"),
+            &gpu.read(&y),
+            &want,
+            1e-4,
+            1e-4,
+        );
+        let got = ops::conv::conv2d_backward_x_with(gpu, variant, &gw, &gdy, &s);
+        assert_close(
+            &format!("conv2d_bwd_x {what}"),
+            &gpu.read(&got),
+            &dx,
+            1e-4,
+            1e-4,
+        );
+        let got = ops::conv::conv2d_backward_w_with(gpu, variant, &gx, &gdy, &s);
+        assert_close(
+            &format!("conv2d_bwd_w {what}"),
+            &gpu.read(&got),
+            &dw,
+            1e-3,
+            1e-4,
+        );
+    }
     let got = ops::conv::conv2d_backward_bias(gpu, &gdy, &s);
     assert_close(
         &format!("conv2d_bwd_bias {what}"),

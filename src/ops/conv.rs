@@ -42,7 +42,60 @@ static CONV_BWD_BIAS: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_bias_partial",
 };
+static CONV_FWD_DIRECT: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_fwd_direct",
+};
+static CONV_BWD_X_DIRECT: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_x_direct",
+};
+static CONV_BWD_W_DIRECT: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_w_direct",
+};
 const TILE: usize = 64;
+/// Rows x columns of the GEMM covered by a workgroup of the direct (CPU-adapter) variants.
+const DIRECT_TILE: (usize, usize) = (16, 128);
+
+/// Workgroup-memory tiles for GPUs, or the barrier-free direct kernels for CPU adapters (see
+/// ops::matmul::MatmulVariant); both compute the same sums in the same order per output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvVariant {
+    Tiled,
+    Direct,
+}
+
+impl ConvVariant {
+    pub fn for_adapter(gpu: &Gpu) -> ConvVariant {
+        if gpu.is_cpu() {
+            ConvVariant::Direct
+        } else {
+            ConvVariant::Tiled
+        }
+    }
+
+    fn pick(
+        self,
+        tiled: &'static Kernel,
+        direct: &'static Kernel,
+        rows: usize,
+        cols: usize,
+        z: usize,
+    ) -> (&'static Kernel, [u32; 3]) {
+        match self {
+            ConvVariant::Tiled => (tiled, grid(rows, cols, z)),
+            ConvVariant::Direct => (
+                direct,
+                [
+                    cols.div_ceil(DIRECT_TILE.1) as u32,
+                    rows.div_ceil(DIRECT_TILE.0) as u32,
+                    z as u32,
+                ],
+            ),
+        }
+    }
+}
 /// (n, pixel) columns per split-K chunk of the weight gradient: enough chunks to fill a GPU,
 /// few enough that the second pass is cheap.
 const CHUNK: usize = 1024;
@@ -106,28 +159,57 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> Tensor {
+    conv2d_with(
+        gpu,
+        ConvVariant::for_adapter(gpu),
+        x,
+        weight,
+        bias,
+        stride,
+        padding,
+    )
+}
+
+/// `conv2d` with the implementation chosen by the caller (tests cover both on any adapter).
+pub fn conv2d_with(
+    gpu: &Gpu,
+    variant: ConvVariant,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Tensor {
     let s = shape_of(x, weight, stride, padding);
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
     let p = params(&s, bias.is_some());
-    let groups = grid(s.c_out, s.n * s.h_out() * s.w_out(), 1);
-    // dy is unused by the forward entry point, so it is not bound.
-    gpu.dispatch(
+    let (kernel, groups) = variant.pick(
         &CONV_FWD,
-        &p,
-        &[x, weight, bias.unwrap_or(weight), &y],
-        groups,
+        &CONV_FWD_DIRECT,
+        s.c_out,
+        s.n * s.h_out() * s.w_out(),
+        1,
     );
+    // dy is unused by the forward entry points, so it is not bound.
+    gpu.dispatch(kernel, &p, &[x, weight, bias.unwrap_or(weight), &y], groups);
     y
 }
 
 pub fn conv2d_backward_x(gpu: &Gpu, weight: &Tensor, dy: &Tensor, s: &ConvShape) -> Tensor {
+    conv2d_backward_x_with(gpu, ConvVariant::for_adapter(gpu), weight, dy, s)
+}
+
+pub fn conv2d_backward_x_with(
+    gpu: &Gpu,
+    variant: ConvVariant,
+    weight: &Tensor,
+    dy: &Tensor,
+    s: &ConvShape,
+) -> Tensor {
     let dx = gpu.empty(&[s.n, s.c_in, s.h, s.w]);
-    gpu.dispatch(
-        &CONV_BWD_X,
-        &params(s, false),
-        &[weight, dy, &dx],
-        grid(s.c_in, s.n * s.h * s.w, 1),
-    );
+    let (kernel, groups) =
+        variant.pick(&CONV_BWD_X, &CONV_BWD_X_DIRECT, s.c_in, s.n * s.h * s.w, 1);
+    gpu.dispatch(kernel, &params(s, false), &[weight, dy, &dx], groups);
     dx
 }
 
@@ -136,15 +218,21 @@ fn n_chunks(s: &ConvShape) -> usize {
 }
 
 pub fn conv2d_backward_w(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Tensor {
+    conv2d_backward_w_with(gpu, ConvVariant::for_adapter(gpu), x, dy, s)
+}
+
+pub fn conv2d_backward_w_with(
+    gpu: &Gpu,
+    variant: ConvVariant,
+    x: &Tensor,
+    dy: &Tensor,
+    s: &ConvShape,
+) -> Tensor {
     let k_cols = s.c_in * s.kernel * s.kernel;
     let chunks = n_chunks(s);
     let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
-    gpu.dispatch(
-        &CONV_BWD_W,
-        &params(s, false),
-        &[x, dy, &partial],
-        grid(s.c_out, k_cols, chunks),
-    );
+    let (kernel, groups) = variant.pick(&CONV_BWD_W, &CONV_BWD_W_DIRECT, s.c_out, k_cols, chunks);
+    gpu.dispatch(kernel, &params(s, false), &[x, dy, &partial], groups);
     super::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, s.kernel, s.kernel])
 }
 

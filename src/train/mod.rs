@@ -93,14 +93,22 @@ fn progress_bar(steps: u64, start: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// Smoothed loss, every loss, and the log file.
+/// Smoothed loss, every loss, the log file, and the clock for images/s.
 struct Monitor {
     smoothed: Option<f64>,
     log: std::fs::File,
     losses: Vec<f32>,
+    batch_size: usize,
+    started: (Instant, u64),
 }
 
 impl Monitor {
+    fn images_per_second(&self, step: u64) -> Option<f64> {
+        let seconds = self.started.0.elapsed().as_secs_f64();
+        let steps = step.checked_sub(self.started.1)?;
+        (seconds > 0.0).then(|| steps as f64 * self.batch_size as f64 / seconds)
+    }
+
     fn take(&mut self, chunks: Vec<LossChunk>, bar: &indicatif::ProgressBar) -> Result<()> {
         use std::io::Write;
         for chunk in chunks {
@@ -121,6 +129,12 @@ impl Monitor {
             let end = chunk.first_step + chunk.losses.len() as u64;
             writeln!(self.log, "step {end} loss {mean:.6}")?;
             bar.set_message(format!("loss {:.4}", self.smoothed.unwrap_or(mean)));
+            if let Some(rate) = self.images_per_second(end) {
+                bar.set_message(format!(
+                    "loss {:.4}  {rate:.1} img/s",
+                    self.smoothed.unwrap_or(mean)
+                ));
+            }
         }
         Ok(())
     }
@@ -269,6 +283,8 @@ pub fn train_loop(
         smoothed: None,
         log,
         losses: Vec::new(),
+        batch_size: cfg.batch_size,
+        started: (Instant::now(), state.step),
     };
     let ckpt_path = out.join("checkpoint.safetensors");
     let save =
