@@ -217,6 +217,8 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.sample_every = v;
             }
             if let Some(v) = data {
+                // Image folders (photos, drawings) get random flips, as the emoji preset does.
+                cfg.flip |= cfg.unet.is_some() && ddpm::data::images::is_image_folder(&v);
                 cfg.data = v;
             }
             if let Some(v) = steps {

@@ -23,6 +23,16 @@ pub fn resolve(path: &str) -> PathBuf {
     }
 }
 
+/// Whether `path` is a folder of images (not MNIST-style IDX files): such data gets random
+/// horizontal flips by default, as natural images do.
+pub fn is_image_folder(path: &str) -> bool {
+    let p = resolve(path);
+    p.is_dir()
+        && !["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte", "train-images.idx3-ubyte"]
+            .iter()
+            .any(|name| p.join(name).is_file())
+}
+
 /// Loads the training images and checks them against the model's size and channels.
 pub fn load(path: &str, image_size: usize, channels: usize) -> Result<ImageSet> {
     let resolved = resolve(path);
@@ -180,6 +190,37 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let err = load(dir.to_str().unwrap(), 28, 1).unwrap_err().to_string();
         assert!(err.contains("holds no PNG or JPEG images"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn an_image_folder_is_resized_and_centre_cropped() {
+        let dir = std::env::temp_dir().join(format!("ddpm-folder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // 16 x 8, left half black, right half white: the centre crop of the 8 x 8 resize keeps
+        // both halves; a 4 x 4 white square stays white.
+        let wide = image::RgbImage::from_fn(16, 8, |x, _| {
+            if x < 8 {
+                image::Rgb([0, 0, 0])
+            } else {
+                image::Rgb([255, 255, 255])
+            }
+        });
+        wide.save(dir.join("a.png")).unwrap();
+        image::RgbImage::from_pixel(4, 4, image::Rgb([255, 255, 255]))
+            .save(dir.join("b.jpg"))
+            .unwrap();
+        std::fs::write(dir.join("notes.txt"), "not an image").unwrap();
+        let set = load(dir.to_str().unwrap(), 4, 3).unwrap();
+        assert_eq!((set.n, set.height, set.width, set.channels), (2, 4, 4, 3));
+        let a = set.image(0);
+        assert!(
+            a[0] < 30 && a[(4 - 1) * 3] > 225,
+            "left dark, right bright: {a:?}"
+        );
+        assert!(set.image(1).iter().all(|&v| v > 240));
+        let grey = load(dir.to_str().unwrap(), 4, 1).unwrap();
+        assert_eq!(grey.channels, 1);
         std::fs::remove_dir_all(&dir).ok();
     }
 
