@@ -519,3 +519,21 @@ fn conv2d_bwd_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
         }
     }
 }
+
+// conv2d_flip_weight: out[ci, co, ky, kx] = weight[co, ci, k - 1 - ky, k - 1 - kx]. For stride 1
+// the input gradient is the forward convolution of dy with these weights and padding
+// k - 1 - padding, which lets CPU adapters reuse the fast direct forward kernel.
+// Geometry: Gpu::groups_1d(weight elements).
+@compute @workgroup_size(WG)
+fn conv2d_flip_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lidx: u32) {
+    let i = linear_index(wid, nwg, lidx);
+    let kk2 = p.kernel * p.kernel;
+    if (i < p.c_out * p.c_in * kk2) {
+        let ci = i / (p.c_out * kk2);
+        let co = (i / kk2) % p.c_out;
+        let tap = i % kk2;
+        let flipped = kk2 - 1u - tap;
+        out[i] = weight[(co * p.c_in + ci) * kk2 + flipped];
+    }
+}

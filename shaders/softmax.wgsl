@@ -69,3 +69,42 @@ fn softmax_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         out[base + j] = p.scale * x[base + j] * (dy[base + j] - d);
     }
 }
+
+// softmax_fwd_rows / softmax_bwd_rows: one thread per row, for short rows (attention over a
+// 7x7 or 8x8 map has 49 or 64 columns), where a workgroup per row would leave most of its
+// threads idle and pay three barrier trees. Same maths as above.
+@compute @workgroup_size(WG)
+fn softmax_fwd_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let row = linear_index(wid, nwg, lid);
+    if (row < p.rows) {
+        let base = row * p.cols;
+        var m = -3.0e38;
+        for (var j = 0u; j < p.cols; j++) {
+            m = max(m, p.scale * x[base + j]);
+        }
+        var s = 0.0;
+        for (var j = 0u; j < p.cols; j++) {
+            s += exp(p.scale * x[base + j] - m);
+        }
+        for (var j = 0u; j < p.cols; j++) {
+            out[base + j] = exp(p.scale * x[base + j] - m) / s;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn softmax_bwd_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let row = linear_index(wid, nwg, lid);
+    if (row < p.rows) {
+        let base = row * p.cols;
+        var d = 0.0;
+        for (var j = 0u; j < p.cols; j++) {
+            d += dy[base + j] * x[base + j];
+        }
+        for (var j = 0u; j < p.cols; j++) {
+            out[base + j] = p.scale * x[base + j] * (dy[base + j] - d);
+        }
+    }
+}

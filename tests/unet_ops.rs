@@ -226,16 +226,34 @@ fn upsample_and_concat_match_reference() {
 #[test]
 fn softmax_and_attention_match_reference() {
     let gpu = gpu();
-    let (rows, cols) = (7, 300);
-    // Large inputs: the max subtraction keeps exp finite.
-    let x = uniform(rows * cols, 90.0, 100.0, 80);
-    let y = ops::softmax::softmax(&gpu, &gpu.upload(&x, &[rows, cols]), 1.0);
-    let want = cpu::attention::softmax(&to_f64(&x), rows, cols);
-    assert_close("softmax fwd", &gpu.read(&y), &want, 1e-6, 1e-4);
-    let dy = uniform(rows * cols, -1.0, 1.0, 81);
-    let dx = ops::softmax::softmax_backward(&gpu, &y, &gpu.upload(&dy, &[rows, cols]), 1.0);
-    let want = cpu::attention::softmax_backward(&want, &to_f64(&dy), rows, cols);
-    assert_close("softmax bwd", &gpu.read(&dx), &want, 1e-6, 1e-4);
+    // Long rows get a workgroup each, short rows (attention's 49 or 64) a thread each.
+    for (rows, cols) in [(7, 300), (37, 49)] {
+        // Large inputs: the max subtraction keeps exp finite.
+        let x = uniform(rows * cols, 90.0, 100.0, 80);
+        let y = ops::softmax::softmax(&gpu, &gpu.upload(&x, &[rows, cols]), 0.5);
+        let scaled: Vec<f64> = x.iter().map(|&v| 0.5 * v as f64).collect();
+        let want = cpu::attention::softmax(&scaled, rows, cols);
+        assert_close(
+            &format!("softmax fwd {rows}x{cols}"),
+            &gpu.read(&y),
+            &want,
+            1e-6,
+            1e-4,
+        );
+        let dy = uniform(rows * cols, -1.0, 1.0, 81);
+        let dx = ops::softmax::softmax_backward(&gpu, &y, &gpu.upload(&dy, &[rows, cols]), 0.5);
+        let want: Vec<f64> = cpu::attention::softmax_backward(&want, &to_f64(&dy), rows, cols)
+            .iter()
+            .map(|v| 0.5 * v)
+            .collect();
+        assert_close(
+            &format!("softmax bwd {rows}x{cols}"),
+            &gpu.read(&dx),
+            &want,
+            1e-6,
+            1e-4,
+        );
+    }
 
     let (n, c, hw) = (2, 6, 63);
     let q = uniform(n * c * hw, -1.0, 1.0, 82);

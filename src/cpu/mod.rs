@@ -7,6 +7,7 @@ pub mod arith;
 pub mod attention;
 pub mod channel_bias;
 pub mod conv;
+pub mod ddim;
 pub mod diffusion;
 pub mod dropout;
 pub mod embedding;
@@ -18,6 +19,7 @@ pub mod reduce;
 pub mod resample;
 pub mod rng;
 pub mod time_embedding;
+pub mod vlb;
 
 /// f32 data to f64 for the reference.
 pub fn to_f64(x: &[f32]) -> Vec<f64> {

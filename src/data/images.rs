@@ -28,9 +28,13 @@ pub fn resolve(path: &str) -> PathBuf {
 pub fn is_image_folder(path: &str) -> bool {
     let p = resolve(path);
     p.is_dir()
-        && !["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte", "train-images.idx3-ubyte"]
-            .iter()
-            .any(|name| p.join(name).is_file())
+        && ![
+            "train-images-idx3-ubyte.gz",
+            "train-images-idx3-ubyte",
+            "train-images.idx3-ubyte",
+        ]
+        .iter()
+        .any(|name| p.join(name).is_file())
 }
 
 /// Loads the training images and checks them against the model's size and channels.

@@ -2,6 +2,8 @@
 //! (q_sample, p_sample loop, training loss) in `gaussian`.
 
 pub mod gaussian;
+pub mod respace;
 pub mod schedule;
+pub mod timestep_sampler;
 
 pub use schedule::{BetaSchedule, Schedule};

@@ -50,6 +50,10 @@ static CONV_BWD_X_DIRECT: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_x_direct",
 };
+static CONV_FLIP_WEIGHT: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_flip_weight",
+};
 static CONV_BWD_W_DIRECT: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_w_direct",
@@ -199,6 +203,18 @@ pub fn conv2d_backward_x(gpu: &Gpu, weight: &Tensor, dy: &Tensor, s: &ConvShape)
     conv2d_backward_x_with(gpu, ConvVariant::for_adapter(gpu), weight, dy, s)
 }
 
+/// The weight of the transposed convolution: [c_in, c_out, k, k], taps flipped.
+pub fn flip_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape) -> Tensor {
+    let flipped = gpu.empty(&[s.c_in, s.c_out, s.kernel, s.kernel]);
+    gpu.dispatch(
+        &CONV_FLIP_WEIGHT,
+        &params(s, false),
+        &[weight, &flipped],
+        gpu.groups_1d(weight.numel()),
+    );
+    flipped
+}
+
 pub fn conv2d_backward_x_with(
     gpu: &Gpu,
     variant: ConvVariant,
@@ -206,6 +222,19 @@ pub fn conv2d_backward_x_with(
     dy: &Tensor,
     s: &ConvShape,
 ) -> Tensor {
+    if variant == ConvVariant::Direct && s.stride == 1 && s.padding < s.kernel {
+        // dx = conv(dy, flipped weights, padding k - 1 - p): the fast forward kernel.
+        let flipped = flip_weight(gpu, weight, s);
+        return conv2d_with(
+            gpu,
+            variant,
+            dy,
+            &flipped,
+            None,
+            1,
+            s.kernel - 1 - s.padding,
+        );
+    }
     let dx = gpu.empty(&[s.n, s.c_in, s.h, s.w]);
     let (kernel, groups) =
         variant.pick(&CONV_BWD_X, &CONV_BWD_X_DIRECT, s.c_in, s.n * s.h * s.w, 1);

@@ -21,18 +21,31 @@ static SOFTMAX_FWD: Kernel = Kernel {
     shader: &SOFTMAX,
     entry: "softmax_fwd",
 };
+static SOFTMAX_FWD_ROWS: Kernel = Kernel {
+    shader: &SOFTMAX,
+    entry: "softmax_fwd_rows",
+};
+static SOFTMAX_BWD_ROWS: Kernel = Kernel {
+    shader: &SOFTMAX,
+    entry: "softmax_bwd_rows",
+};
+/// Rows up to this long get a thread each; longer rows a workgroup each.
+pub const SHORT_ROW: usize = 256;
 static SOFTMAX_BWD: Kernel = Kernel {
     shader: &SOFTMAX,
     entry: "softmax_bwd",
 };
 
-fn setup(x: &Tensor, scale: f32) -> (SoftmaxParams, [u32; 3]) {
+/// The parameters and, for long rows, the grid (one workgroup per row); None for short rows.
+fn setup(x: &Tensor, scale: f32) -> (SoftmaxParams, Option<[u32; 3]>) {
     let cols = *x.shape.last().expect("softmax of a scalar");
     let rows = (x.numel() / cols) as u32;
-    let grid = if rows <= MAX_GROUPS_PER_DIM {
-        [rows, 1, 1]
+    let grid = if cols <= SHORT_ROW {
+        None
+    } else if rows <= MAX_GROUPS_PER_DIM {
+        Some([rows, 1, 1])
     } else {
-        [MAX_GROUPS_PER_DIM, rows.div_ceil(MAX_GROUPS_PER_DIM), 1]
+        Some([MAX_GROUPS_PER_DIM, rows.div_ceil(MAX_GROUPS_PER_DIM), 1])
     };
     (
         SoftmaxParams {
@@ -49,7 +62,15 @@ fn setup(x: &Tensor, scale: f32) -> (SoftmaxParams, [u32; 3]) {
 pub fn softmax(gpu: &Gpu, x: &Tensor, scale: f32) -> Tensor {
     let (p, grid) = setup(x, scale);
     let y = gpu.empty(&x.shape);
-    gpu.dispatch(&SOFTMAX_FWD, &p, &[x, &y], grid);
+    match grid {
+        Some(grid) => gpu.dispatch(&SOFTMAX_FWD, &p, &[x, &y], grid),
+        None => gpu.dispatch(
+            &SOFTMAX_FWD_ROWS,
+            &p,
+            &[x, &y],
+            gpu.groups_1d(p.rows as usize),
+        ),
+    }
     y
 }
 
@@ -57,7 +78,15 @@ pub fn softmax(gpu: &Gpu, x: &Tensor, scale: f32) -> Tensor {
 pub fn softmax_backward(gpu: &Gpu, y: &Tensor, dy: &Tensor, scale: f32) -> Tensor {
     let (p, grid) = setup(y, scale);
     let dx = gpu.empty(&y.shape);
-    gpu.dispatch(&SOFTMAX_BWD, &p, &[y, dy, &dx], grid);
+    match grid {
+        Some(grid) => gpu.dispatch(&SOFTMAX_BWD, &p, &[y, dy, &dx], grid),
+        None => gpu.dispatch(
+            &SOFTMAX_BWD_ROWS,
+            &p,
+            &[y, dy, &dx],
+            gpu.groups_1d(p.rows as usize),
+        ),
+    }
     dx
 }
 
