@@ -29,8 +29,8 @@ fn q_sample(s: &Schedule, t: usize, x0: f64, eps: f64) -> f64 {
     s.sqrt_alphas_cumprod[t] * x0 + s.sqrt_one_minus_alphas_cumprod[t] * eps
 }
 
-/// d/dv by central differences next to the analytic derivative, for one element.
-fn check_dv(s: &Schedule, t: usize, x0: f64, x_t: f64, eps: f64, v: f64) {
+/// d/dv by central differences next to the analytic derivative, for one element; returns it.
+fn check_dv(s: &Schedule, t: usize, x0: f64, x_t: f64, eps: f64, v: f64) -> f64 {
     let h = 1e-5;
     let num = (vb_term_elementwise(s, t, x0, x_t, eps, v + h)
         - vb_term_elementwise(s, t, x0, x_t, eps, v - h))
@@ -40,6 +40,7 @@ fn check_dv(s: &Schedule, t: usize, x0: f64, x_t: f64, eps: f64, v: f64) {
         (num - ana).abs() <= 1e-7 + 1e-6 * ana.abs(),
         "t {t} x0 {x0} eps {eps} v {v}: numeric {num} vs analytic {ana}"
     );
+    ana
 }
 
 #[test]
@@ -69,6 +70,7 @@ fn vb_dv_matches_central_differences_for_the_kl_terms() {
 #[test]
 fn vb_dv_matches_central_differences_for_the_decoder_term() {
     let s = Schedule::new(BetaSchedule::Cosine, 1000);
+    let mut nonzero = 0;
     // Outer bins (open to -inf and +inf), their neighbours, and the middle.
     for k in [0, 1, 2, 127, 128, 253, 254, 255] {
         let x0 = pixel(k);
@@ -76,10 +78,14 @@ fn vb_dv_matches_central_differences_for_the_decoder_term() {
             let noise = rng::normal(2, 0, k * 4 + j as u32);
             let x_t = q_sample(&s, 0, x0, noise);
             for v in [-1.0, -0.3, 0.4, 1.0] {
-                check_dv(&s, 0, x0, x_t, noise + eps_err, v);
+                if check_dv(&s, 0, x0, x_t, noise + eps_err, v).abs() > 1e-3 {
+                    nonzero += 1;
+                }
             }
         }
     }
+    // The bins are not clamped away: the derivative is really exercised.
+    assert_eq!(nonzero, 8 * 3 * 4);
 }
 
 #[test]
@@ -147,7 +153,7 @@ fn kl_term_matches_the_posterior_written_from_alpha_bar() {
 #[test]
 fn normal_kl_matches_its_closed_form() {
     for (m1, lv1, m2, lv2) in [
-        (0.0, 0.0, 0.0, 0.0),
+        (0.0f64, 0.0f64, 0.0f64, 0.0f64),
         (0.5, -2.0, -0.3, 0.7),
         (1.5, 1.0, 1.0, -3.0),
     ] {
@@ -164,7 +170,7 @@ fn normal_kl_matches_its_closed_form() {
             1e-6,
         );
     }
-    assert_eq!(normal_kl(0.2, -0.4, 0.2, -0.4), 0.0);
+    assert!(normal_kl(0.2, -0.4, 0.2, -0.4).abs() < 1e-15);
 }
 
 #[test]
@@ -249,7 +255,7 @@ fn per_sample_terms_are_element_means_with_matching_gradients() {
         .map(|i| q_sample(&s, ts[i / per] as usize, x0[i], noise[i]))
         .collect();
     let eps: Vec<f64> = noise.iter().map(|e| e * 0.9 + 0.05).collect();
-    let v: Vec<f64> = (0..n * per as u32)
+    let v: Vec<f64> = (0..(n * per) as u32)
         .map(|i| rng::uniform(3, 2, i) * 2.0 - 1.0)
         .collect();
     let terms = vb_terms_bpd(&s, &x0, &x_t, &eps, &v, &ts);
@@ -348,12 +354,14 @@ fn respaced_tables_keep_alphas_cumprod_at_the_kept_steps() {
             let s = &r.schedule;
             assert_eq!(s.n_timesteps(), kept.len());
             for (i, &k) in kept.iter().enumerate() {
+                // Up to rounding: the cosine tail's abar ~ 1e-9 is rebuilt from products of
+                // 1 - beta ~ 1e-3, each carrying a relative error near 1e-13.
                 close(
                     "abar",
                     s.alphas_cumprod[i],
                     base.alphas_cumprod[k],
                     0.0,
-                    1e-12,
+                    1e-10,
                 );
                 // Betas from the kept alphas_cumprod, not the original betas at the kept steps.
                 let prev = if i == 0 {

@@ -23,7 +23,7 @@
 //!
 //! # Scaling of the hybrid loss (what improved-diffusion does, and what we do)
 //! improved-diffusion's hybrid objective is `LossType.RESCALED_MSE` with `ModelVarType.LEARNED_RANGE`
-//! (script_util: learn_sigma=True, use_kl=False, rescale_learned_sigmas=True). Its
+//! (script_util's defaults use_kl=False and rescale_learned_sigmas=True, with --learn_sigma True). Its
 //! `training_losses` computes, per sample b:
 //! ```text
 //! mse_b  = mean over elements of (eps - eps_pred)^2
@@ -319,10 +319,14 @@ pub fn prior_bpd(s: &Schedule, x_start: &[f64]) -> f64 {
         / LN_2
 }
 
-/// -log2 N(x; mean, exp(log_variance)) = 0.5 * (ln(2 pi) + log_variance
-/// + (x - mean)^2 exp(-log_variance)) / ln 2, in bits. The t = 0 term of the NLL for continuous
-/// (2-D toy) data, where there are no bins: with `mean` and `log_variance` from `p_mean_variance`
-/// at t = 0. Average it over dimensions for bits per dimension. Being a density it can go negative.
+/// The negative log density in bits,
+/// ```text
+/// -log2 N(x; mean, exp(log_variance))
+///     = 0.5 * (ln(2 pi) + log_variance + (x - mean)^2 exp(-log_variance)) / ln 2
+/// ```
+/// The t = 0 term of the NLL for continuous (2-D toy) data, where there are no bins: with `mean`
+/// and `log_variance` from `p_mean_variance` at t = 0. Average it over dimensions for bits per
+/// dimension. Being a density it can go negative.
 pub fn gaussian_nll_bits(x: f64, mean: f64, log_variance: f64) -> f64 {
     0.5 * ((2.0 * PI).ln() + log_variance + (x - mean) * (x - mean) * (-log_variance).exp()) / LN_2
 }

@@ -6,7 +6,9 @@
 //! variance (whose bounds ln(betas) and posterior_log_variance_clipped are read from the schedule
 //! in use) work on it unchanged. The one thing callers must add is the timestep map: at respaced
 //! index i the model is evaluated with the original timestep `timestep_map[i]` (respace.py's
-//! `_WrappedModel`), since the network was trained on original timesteps.
+//! `_WrappedModel`), since the network was trained on original timesteps (with improved-diffusion's
+//! default rescale_timesteps=True the network sees the float timestep_map[i] * 1000 / T_original,
+//! the same value the full process would give it at that step).
 
 use super::schedule::Schedule;
 
