@@ -6,10 +6,16 @@
 //   pred_xstart = sqrt_recip_alphas_cumprod[t] x_t - sqrt_recipm1_alphas_cumprod[t] eps
 //   (clipped to [-1, 1] when clip_denoised = 1), mean = coef1[t] pred_xstart + coef2[t] x_t,
 //   variance = betas[t] (variance_kind 0) or posterior_variance[t] (1), and no noise at t = 0.
+// ddim_step: one DDIM step (improved-diffusion's ddim_sample) from alphas_cumprod[t] to
+//   alphas_cumprod_prev[t] of the (possibly respaced) table: pred_xstart as above (clipped when
+//   asked), eps re-derived from it, sigma = eta sqrt((1 - abar_prev) / (1 - abar))
+//   sqrt(1 - abar / abar_prev), x_prev = pred_xstart sqrt(abar_prev)
+//   + sqrt(max(1 - abar_prev - sigma^2, 0)) eps + sigma z. eta = 0 is deterministic; at t = 0,
+//   abar_prev = 1 makes sigma 0. CPU twin: src/cpu/ddim.rs.
 // fill_timesteps: timesteps[i] = t, so the model sees the sampling step without an upload.
 // Geometry: Gpu::groups_1d(n). CPU twin: src/cpu/diffusion.rs.
 
-const TABLE_COLS: u32 = 8u;
+const TABLE_COLS: u32 = 10u;
 const COL_SQRT_ALPHAS_CUMPROD: u32 = 0u;
 const COL_SQRT_ONE_MINUS_ALPHAS_CUMPROD: u32 = 1u;
 const COL_SQRT_RECIP_ALPHAS_CUMPROD: u32 = 2u;
@@ -18,6 +24,8 @@ const COL_POSTERIOR_MEAN_COEF1: u32 = 4u;
 const COL_POSTERIOR_MEAN_COEF2: u32 = 5u;
 const COL_BETAS: u32 = 6u;
 const COL_POSTERIOR_VARIANCE: u32 = 7u;
+const COL_ALPHAS_CUMPROD: u32 = 8u;
+const COL_ALPHAS_CUMPROD_PREV: u32 = 9u;
 
 struct DiffusionParams {
     n: u32,
@@ -27,7 +35,7 @@ struct DiffusionParams {
     variance_kind: u32,
     seed: u32,
     stream: u32,
-    _pad0: u32,
+    eta: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: DiffusionParams;
@@ -71,6 +79,30 @@ fn p_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             let variance = select(coef(p.t, COL_BETAS), coef(p.t, COL_POSTERIOR_VARIANCE),
                                   p.variance_kind == 1u);
             out += sqrt(variance) * random_normal_at(p.seed, p.stream, i);
+        }
+        x_out[i] = out;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn ddim_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n) {
+        let x_t = x_in[i];
+        let abar = coef(p.t, COL_ALPHAS_CUMPROD);
+        let abar_prev = coef(p.t, COL_ALPHAS_CUMPROD_PREV);
+        let sqrt_recip = coef(p.t, COL_SQRT_RECIP_ALPHAS_CUMPROD);
+        let sqrt_recipm1 = coef(p.t, COL_SQRT_RECIPM1_ALPHAS_CUMPROD);
+        var pred_xstart = sqrt_recip * x_t - sqrt_recipm1 * noise_in[i];
+        if (p.clip_denoised == 1u) {
+            pred_xstart = clamp(pred_xstart, -1.0, 1.0);
+        }
+        let eps = (sqrt_recip * x_t - pred_xstart) / sqrt_recipm1;
+        let sigma = p.eta * sqrt((1.0 - abar_prev) / (1.0 - abar)) * sqrt(1.0 - abar / abar_prev);
+        var out = pred_xstart * sqrt(abar_prev) + sqrt(max(1.0 - abar_prev - sigma * sigma, 0.0)) * eps;
+        if (sigma > 0.0) {
+            out += sigma * random_normal_at(p.seed, p.stream, i);
         }
         x_out[i] = out;
     }

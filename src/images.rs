@@ -143,6 +143,8 @@ pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
     Ok(PSampleOptions {
         variance: cfg.variance_kind().map_err(anyhow::Error::msg)?,
         clip_denoised: cfg.clip_denoised,
+        ddim_eta: None,
+        steps: None,
     })
 }
 
@@ -205,8 +207,10 @@ pub fn write_samples(
     let unet_cfg = unet_config(cfg)?;
     check_batch_fits(gpu, unet_cfg, n, "--n")?;
     let model = UNet::new(unet_cfg.clone());
-    let diffusion = diffusion(gpu, cfg)?;
-    let every = cfg.n_timesteps.div_ceil(GIF_FRAMES).max(1);
+    let diffusion = diffusion(gpu, cfg)?
+        .for_sampling(gpu, &opts)
+        .map_err(anyhow::Error::msg)?;
+    let every = diffusion.n_timesteps().div_ceil(GIF_FRAMES).max(1);
     let (x0, frames) = diffusion.p_sample_loop(
         gpu,
         &model,

@@ -101,6 +101,15 @@ enum Command {
         /// Clip the predicted x_0 to [-1, 1] at every step.
         #[arg(long)]
         clip_x0: bool,
+        /// Sample with this many of the trained timesteps (respaced, e.g. 50 of 1000).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// DDIM steps instead of ancestral ones (see --eta).
+        #[arg(long)]
+        ddim: bool,
+        /// DDIM's eta: 0 is deterministic, 1 matches ancestral sampling's noise.
+        #[arg(long, default_value_t = 0.0, requires = "ddim")]
+        eta: f32,
         /// Sample with the EMA weights or the raw trained weights.
         #[arg(long, default_value = "ema", value_parser = ["ema", "raw"])]
         weights: String,
@@ -260,6 +269,9 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             variance,
             clip_x0,
+            steps,
+            ddim,
+            eta,
             weights,
             adapter,
         } => {
@@ -272,6 +284,8 @@ fn run(cli: Cli) -> Result<()> {
                 variance,
                 clip_x0,
                 use_ema: weights == "ema",
+                steps,
+                ddim_eta: ddim.then_some(eta),
             };
             if let Some(mmd2) = ddpm::sample::run(&gpu, &args)? {
                 println!("MMD^2 (samples vs fresh data): {mmd2:.5}");

@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 
 use crate::checkpoint;
 use crate::gpu::Gpu;
+use crate::ops::diffusion::PSampleOptions;
 use crate::toy;
 
 pub struct SampleArgs<'a> {
@@ -16,6 +17,10 @@ pub struct SampleArgs<'a> {
     pub variance: Option<String>,
     pub clip_x0: bool,
     pub use_ema: bool,
+    /// Sample with this many timesteps (respaced); None: all of the trained ones.
+    pub steps: Option<usize>,
+    /// Some(eta): DDIM steps (eta = 0 is deterministic).
+    pub ddim_eta: Option<f32>,
 }
 
 /// Writes the samples; returns the MMD^2 for the toy preset (None for images).
@@ -44,7 +49,12 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
         None => {
             ckpt.check_layout(args.checkpoint, &toy::model(&cfg).layout)?;
             let weights = gpu.upload(host, &[host.len()]);
-            let report = toy::write_samples(gpu, &cfg, &weights, n, args.seed, args.out)?;
+            let opts = PSampleOptions {
+                steps: args.steps,
+                ddim_eta: args.ddim_eta,
+                ..toy::default_options(&cfg)?
+            };
+            let report = toy::write_samples(gpu, &cfg, &weights, n, args.seed, args.out, opts)?;
             Ok(Some(report.mmd2))
         }
         Some(unet) => {
@@ -54,7 +64,11 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
                 &crate::nn::unet::UNet::new(unet.clone()).layout,
             )?;
             let weights = gpu.upload(host, &[host.len()]);
-            let opts = crate::images::default_options(&cfg)?;
+            let opts = PSampleOptions {
+                steps: args.steps,
+                ddim_eta: args.ddim_eta,
+                ..crate::images::default_options(&cfg)?
+            };
             crate::images::write_samples(gpu, &cfg, &weights, n, args.seed, args.out, opts)?;
             Ok(None)
         }

@@ -58,6 +58,16 @@ fn to_points(flat: &[f32]) -> Vec<[f32; 2]> {
     flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect()
 }
 
+/// The run's own sampler: ancestral steps over every timestep, with its variance and clipping.
+pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
+    Ok(PSampleOptions {
+        variance: cfg.variance_kind().map_err(anyhow::Error::msg)?,
+        clip_denoised: cfg.clip_denoised,
+        ddim_eta: None,
+        steps: None,
+    })
+}
+
 pub struct SampleReport {
     pub mmd2: f64,
     pub n_samples: usize,
@@ -72,17 +82,26 @@ pub fn write_samples(
     n: usize,
     seed: u32,
     out: &Path,
+    opts: PSampleOptions,
 ) -> Result<SampleReport> {
     let model = model(cfg);
     let diffusion = diffusion(gpu, cfg)?;
+    let sampler = diffusion
+        .for_sampling(gpu, &opts)
+        .map_err(anyhow::Error::msg)?;
     let t_max = cfg.n_timesteps;
     let every = t_max.div_ceil(GIF_FRAMES_PER_HALF).max(1);
-    let opts = PSampleOptions {
-        variance: cfg.variance_kind().map_err(anyhow::Error::msg)?,
-        clip_denoised: cfg.clip_denoised,
-    };
-    let (x0, frames) =
-        diffusion.p_sample_loop(gpu, &model, weights, &[n, 2], opts, seed, Some(every));
+    let sample_steps = sampler.n_timesteps();
+    let sample_every = sample_steps.div_ceil(GIF_FRAMES_PER_HALF).max(1);
+    let (x0, frames) = sampler.p_sample_loop(
+        gpu,
+        &model,
+        weights,
+        &[n, 2],
+        opts,
+        seed,
+        Some(sample_every),
+    );
     let samples = to_points(&gpu.read(&x0));
     let data = training_data(cfg)?;
     let fresh = fresh_data(cfg, n)?;
@@ -116,15 +135,11 @@ pub fn write_samples(
         let pts: Vec<f32> = x_t.iter().map(|&v| v as f32).collect();
         images.push(frame(&to_points(&pts), &format!("q(x_{t})")));
     }
-    let n_frames = frames.len();
     for (i, f) in frames.iter().enumerate() {
-        let t_label = if i + 1 == n_frames {
-            0
-        } else {
-            t_max - i * every
-        };
+        // Frame i follows min(i * sample_every, steps) reverse steps.
+        let done = (i * sample_every).min(sample_steps);
         let pts = to_points(&gpu.read(f));
-        images.push(frame(&pts, &format!("p(x_{t_label})")));
+        images.push(frame(&pts, &format!("p step {done}/{sample_steps}")));
     }
     // Hold the last frame so the loop pauses on the result.
     let last = images.last().cloned();

@@ -94,6 +94,8 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
         variance: Some("posterior".into()),
         clip_x0: true,
         use_ema: false,
+        steps: Some(10),
+        ddim_eta: Some(0.0),
     };
     assert_eq!(ddpm::sample::run(&gpu, &args).unwrap(), None);
     assert_eq!(
@@ -194,6 +196,8 @@ fn bad_image_inputs_are_refused_with_the_fix() {
         variance: None,
         clip_x0: false,
         use_ema: true,
+        steps: None,
+        ddim_eta: None,
     };
     let err = ddpm::sample::run(&gpu, &args).unwrap_err();
     assert!(

@@ -386,6 +386,8 @@ fn q_sample_and_p_sample_match_reference() {
                 let opts = PSampleOptions {
                     variance,
                     clip_denoised,
+                    ddim_eta: None,
+                    steps: None,
                 };
                 let (seed, stream) = (11, 100 + t as u32);
                 let got = ops::diffusion::p_sample(
@@ -416,4 +418,48 @@ fn q_sample_and_p_sample_match_reference() {
     }
     let filled = gpu.read_u32(&ops::diffusion::fill_timesteps(&gpu, 300, 17));
     assert_eq!(filled, vec![17; 300], "fill_timesteps");
+}
+
+#[test]
+fn ddim_step_matches_reference_on_a_respaced_schedule() {
+    use ddpm::diffusion::{BetaSchedule, Schedule};
+    let gpu = gpu();
+    let base = Schedule::new(BetaSchedule::Cosine, 1000);
+    let kept = ddpm::diffusion::respace::space_timesteps(1000, "ddim50").unwrap();
+    let respaced = ddpm::diffusion::respace::respace(&base, &kept).schedule;
+    let table = gpu.upload(
+        &respaced.gpu_table(),
+        &[50, ddpm::diffusion::schedule::TABLE_COLS],
+    );
+    let n = 300;
+    let x_t = uniform(n, -3.0, 3.0, 40);
+    let eps = uniform(n, -2.0, 2.0, 41);
+    let (gx, geps) = (gpu.upload(&x_t, &[n]), gpu.upload(&eps, &[n]));
+    for t in [0, 1, 25, 49] {
+        for (eta, clip) in [(0.0f32, false), (1.0, true), (0.5, false)] {
+            let got = ops::diffusion::ddim_step(&gpu, &table, &gx, &geps, t, eta, clip, 3, 7);
+            let z = cpu::rng::normals(3, 7, n);
+            let (abar, abar_prev) = (respaced.alphas_cumprod[t], respaced.alphas_cumprod_prev[t]);
+            let want: Vec<f64> = (0..n)
+                .map(|i| {
+                    cpu::ddim::ddim_step(
+                        x_t[i] as f64,
+                        eps[i] as f64,
+                        abar,
+                        abar_prev,
+                        eta as f64,
+                        z[i],
+                        clip,
+                    )
+                })
+                .collect();
+            assert_close(
+                &format!("ddim_step t={t} eta={eta} clip={clip}"),
+                &gpu.read(&got),
+                &want,
+                2e-4,
+                2e-4,
+            );
+        }
+    }
 }

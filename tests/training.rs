@@ -96,6 +96,7 @@ fn a_short_toy_run_learns_the_s_curve() {
         cfg.n_samples,
         0,
         &out.join("untrained"),
+        toy::default_options(&cfg).unwrap(),
     )
     .unwrap();
 
@@ -135,6 +136,8 @@ fn a_short_toy_run_learns_the_s_curve() {
         variance: None,
         clip_x0: false,
         use_ema: true,
+        steps: None,
+        ddim_eta: None,
     };
     let mmd2 = ddpm::sample::run(&gpu, &args)
         .unwrap()
@@ -142,6 +145,60 @@ fn a_short_toy_run_learns_the_s_curve() {
     assert_eq!(
         mmd2, after,
         "sampling from the checkpoint repeats the run's samples"
+    );
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn ddim_with_eta_zero_is_deterministic_and_50_steps_approach_the_full_chain() {
+    use ddpm::ops::diffusion::PSampleOptions;
+    let gpu = gpu();
+    let cfg = TrainConfig {
+        steps: 600,
+        n_samples: 500,
+        log_every: 50,
+        checkpoint_every: 0,
+        ..TrainConfig::toy()
+    };
+    let out = std::env::temp_dir().join(format!("ddpm-ddim-{}", std::process::id()));
+    let report = ddpm::train::run(&gpu, &cfg, &out, false).unwrap();
+    let model = toy::model(&cfg);
+    let diffusion = toy::diffusion(&gpu, &cfg).unwrap();
+    let ckpt = ddpm::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    let weights = gpu.upload(&ckpt.state.ema, &[ckpt.state.ema.len()]);
+    let ddim = PSampleOptions {
+        ddim_eta: Some(0.0),
+        steps: Some(50),
+        ..toy::default_options(&cfg).unwrap()
+    };
+    let sampler = diffusion.for_sampling(&gpu, &ddim).unwrap();
+    assert_eq!(sampler.n_timesteps(), 50);
+    let run = |seed| {
+        gpu.read(
+            &sampler
+                .p_sample_loop(&gpu, &model, &weights, &[200, 2], ddim, seed, None)
+                .0,
+        )
+    };
+    let (a, b) = (run(4), run(4));
+    assert_eq!(a, b, "DDIM with eta = 0 twice from the same x_T");
+    assert_ne!(a, run(5), "another x_T gives other samples");
+    // Respaced 50-step samples are as close to the data as the full 100-step chain's.
+    let respaced = PSampleOptions {
+        steps: Some(50),
+        ..toy::default_options(&cfg).unwrap()
+    };
+    let short =
+        toy::write_samples(&gpu, &cfg, &weights, 500, 0, &out.join("s50"), respaced).unwrap();
+    let full = report.mmd2.unwrap();
+    eprintln!(
+        "MMD^2: 100 steps {full:.4}, 50 respaced steps {:.4}",
+        short.mmd2
+    );
+    assert!(
+        short.mmd2 < full + 0.05,
+        "50 steps {} vs 100 steps {full}",
+        short.mmd2
     );
     std::fs::remove_dir_all(&out).ok();
 }

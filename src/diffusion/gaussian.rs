@@ -33,6 +33,9 @@ pub struct GaussianDiffusion {
     pub schedule: Schedule,
     /// Schedule::gpu_table, uploaded once.
     pub table: Tensor,
+    /// The model's timestep for each step of `schedule`: the identity, or the kept timesteps
+    /// of the trained process when sampling with fewer steps.
+    pub timestep_map: Vec<usize>,
 }
 
 /// What one training step drew and computed, for tests and logging.
@@ -45,11 +48,66 @@ pub struct TrainingLoss {
 
 impl GaussianDiffusion {
     pub fn new(gpu: &Gpu, schedule: Schedule) -> GaussianDiffusion {
+        let timestep_map = (0..schedule.n_timesteps()).collect();
+        Self::with_map(gpu, schedule, timestep_map)
+    }
+
+    fn with_map(gpu: &Gpu, schedule: Schedule, timestep_map: Vec<usize>) -> GaussianDiffusion {
         let table = gpu.upload(
             &schedule.gpu_table(),
             &[schedule.n_timesteps(), super::schedule::TABLE_COLS],
         );
-        GaussianDiffusion { schedule, table }
+        GaussianDiffusion {
+            schedule,
+            table,
+            timestep_map,
+        }
+    }
+
+    /// The process to sample with under `opts`: this one, or its respaced version.
+    pub fn for_sampling(
+        &self,
+        gpu: &Gpu,
+        opts: &crate::ops::diffusion::PSampleOptions,
+    ) -> Result<GaussianDiffusion, String> {
+        let steps = opts.steps.unwrap_or(self.n_timesteps());
+        if steps == self.n_timesteps() && opts.ddim_eta.is_none() {
+            return Ok(GaussianDiffusion {
+                schedule: self.schedule.clone(),
+                table: self.table.clone(),
+                timestep_map: self.timestep_map.clone(),
+            });
+        }
+        Self::respaced(gpu, &self.schedule, steps, opts.ddim_eta.is_some())
+    }
+
+    /// The process of `schedule` sampled with `steps` of its timesteps (improved-diffusion's
+    /// respacing: "ddimN" strides for DDIM, evenly spread counts otherwise); betas are
+    /// recomputed from the kept alphas_cumprod.
+    pub fn respaced(
+        gpu: &Gpu,
+        schedule: &Schedule,
+        steps: usize,
+        ddim: bool,
+    ) -> Result<GaussianDiffusion, String> {
+        let t_max = schedule.n_timesteps();
+        if steps == 0 || steps > t_max {
+            return Err(format!(
+                "--steps must be between 1 and the trained {t_max} timesteps, got {steps}"
+            ));
+        }
+        let spec = if ddim {
+            format!("ddim{steps}")
+        } else {
+            steps.to_string()
+        };
+        let kept = super::respace::space_timesteps(t_max, &spec)?;
+        let respaced = super::respace::respace(schedule, &kept);
+        Ok(Self::with_map(
+            gpu,
+            respaced.schedule,
+            respaced.timestep_map,
+        ))
     }
 
     pub fn n_timesteps(&self) -> usize {
@@ -123,19 +181,24 @@ impl GaussianDiffusion {
         for t in (0..n_timesteps).rev() {
             let mut cx = Ctx::no_grad(gpu);
             let params = model.layout().vars(&mut cx, weights, None);
-            let timesteps = kernels::fill_timesteps(gpu, shape[0], t);
+            let timesteps = kernels::fill_timesteps(gpu, shape[0], self.timestep_map[t]);
             let x_var = cx.constant(x.clone());
             let eps = model.forward(&mut cx, &params, &x_var, &timesteps, None);
-            x = kernels::p_sample(
-                gpu,
-                &self.table,
-                &x,
-                &eps.tensor,
-                t,
-                opts,
-                seed,
-                streams::sampling_step(t),
-            );
+            let stream = streams::sampling_step(t);
+            x = match opts.ddim_eta {
+                None => kernels::p_sample(gpu, &self.table, &x, &eps.tensor, t, opts, seed, stream),
+                Some(eta) => kernels::ddim_step(
+                    gpu,
+                    &self.table,
+                    &x,
+                    &eps.tensor,
+                    t,
+                    eta,
+                    opts.clip_denoised,
+                    seed,
+                    stream,
+                ),
+            };
             if let Some(every) = keep_every {
                 if t % every == 0 {
                     frames.push(x.clone());

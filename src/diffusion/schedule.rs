@@ -101,7 +101,7 @@ pub struct Schedule {
 }
 
 /// Columns of the f32 table the kernels read (shaders/diffusion.wgsl, TABLE_COLS).
-pub const TABLE_COLS: usize = 8;
+pub const TABLE_COLS: usize = 10;
 
 impl Schedule {
     pub fn new(kind: BetaSchedule, n_timesteps: usize) -> Schedule {
@@ -175,6 +175,8 @@ impl Schedule {
                     self.posterior_mean_coef2[t],
                     self.betas[t],
                     self.posterior_variance[t],
+                    self.alphas_cumprod[t],
+                    self.alphas_cumprod_prev[t],
                 ]
                 .map(|v| v as f32),
             );

@@ -18,7 +18,7 @@ struct DiffusionParams {
     variance_kind: u32,
     seed: u32,
     stream: u32,
-    _pad: u32,
+    eta: f32,
 }
 
 static Q_SAMPLE: Kernel = Kernel {
@@ -28,6 +28,10 @@ static Q_SAMPLE: Kernel = Kernel {
 static P_SAMPLE: Kernel = Kernel {
     shader: &DIFFUSION,
     entry: "p_sample",
+};
+static DDIM_STEP: Kernel = Kernel {
+    shader: &DIFFUSION,
+    entry: "ddim_step",
 };
 static FILL_TIMESTEPS: Kernel = Kernel {
     shader: &DIFFUSION,
@@ -64,6 +68,10 @@ pub fn q_sample(
 pub struct PSampleOptions {
     pub variance: VarianceKind,
     pub clip_denoised: bool,
+    /// Some(eta): DDIM steps instead of ancestral ones (eta = 0 is deterministic).
+    pub ddim_eta: Option<f32>,
+    /// Sample with this many of the trained timesteps (respacing); None: all of them.
+    pub steps: Option<usize>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -89,10 +97,39 @@ pub fn p_sample(
         variance_kind: (opts.variance == VarianceKind::Posterior) as u32,
         seed,
         stream,
-        _pad: 0,
+        eta: 0.0,
     };
     let out = gpu.empty(&x_t.shape);
     gpu.dispatch(&P_SAMPLE, &p, &[table, x_t, eps, &out], gpu.groups_1d(n));
+    out
+}
+
+/// One DDIM step at table index `t` (noise from draw (seed, stream) when eta > 0).
+#[allow(clippy::too_many_arguments)]
+pub fn ddim_step(
+    gpu: &Gpu,
+    table: &Tensor,
+    x_t: &Tensor,
+    eps: &Tensor,
+    t: usize,
+    eta: f32,
+    clip_denoised: bool,
+    seed: u32,
+    stream: u32,
+) -> Tensor {
+    assert_eq!(x_t.shape, eps.shape, "ddim_step: eps shape");
+    let n = x_t.numel();
+    let p = DiffusionParams {
+        n: super::count_u32(n, "ddim_step"),
+        t: t as u32,
+        clip_denoised: clip_denoised as u32,
+        seed,
+        stream,
+        eta,
+        ..Default::default()
+    };
+    let out = gpu.empty(&x_t.shape);
+    gpu.dispatch(&DDIM_STEP, &p, &[table, x_t, eps, &out], gpu.groups_1d(n));
     out
 }
 

@@ -419,7 +419,19 @@ fn run_toy(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<Run
     let mmd2 = if interrupted {
         None
     } else {
-        Some(toy::write_samples(gpu, cfg, &state.ema, cfg.n_samples, cfg.seed as u32, out)?.mmd2)
+        let opts = toy::default_options(cfg)?;
+        Some(
+            toy::write_samples(
+                gpu,
+                cfg,
+                &state.ema,
+                cfg.n_samples,
+                cfg.seed as u32,
+                out,
+                opts,
+            )?
+            .mmd2,
+        )
     };
     Ok(RunReport {
         out_dir: out.to_path_buf(),
