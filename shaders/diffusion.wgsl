@@ -12,10 +12,13 @@
 //   sqrt(1 - abar / abar_prev), x_prev = pred_xstart sqrt(abar_prev)
 //   + sqrt(max(1 - abar_prev - sigma^2, 0)) eps + sigma z. eta = 0 is deterministic; at t = 0,
 //   abar_prev = 1 makes sigma 0. CPU twin: src/cpu/ddim.rs.
+// p_sample_learned: p_sample with the learned-range variance of IDDPM: the model's extra
+//   channels v in [-1, 1] give log sigma^2 = frac log(beta_t) + (1 - frac)
+//   posterior_log_variance_clipped[t], frac = (v + 1) / 2.
 // fill_timesteps: timesteps[i] = t, so the model sees the sampling step without an upload.
 // Geometry: Gpu::groups_1d(n). CPU twin: src/cpu/diffusion.rs.
 
-const TABLE_COLS: u32 = 10u;
+const TABLE_COLS: u32 = 12u;
 const COL_SQRT_ALPHAS_CUMPROD: u32 = 0u;
 const COL_SQRT_ONE_MINUS_ALPHAS_CUMPROD: u32 = 1u;
 const COL_SQRT_RECIP_ALPHAS_CUMPROD: u32 = 2u;
@@ -26,6 +29,8 @@ const COL_BETAS: u32 = 6u;
 const COL_POSTERIOR_VARIANCE: u32 = 7u;
 const COL_ALPHAS_CUMPROD: u32 = 8u;
 const COL_ALPHAS_CUMPROD_PREV: u32 = 9u;
+const COL_LOG_BETAS: u32 = 10u;
+const COL_POSTERIOR_LOG_VARIANCE_CLIPPED: u32 = 11u;
 
 struct DiffusionParams {
     n: u32,
@@ -45,6 +50,7 @@ struct DiffusionParams {
 @group(0) @binding(4) var<storage, read> timesteps_in: array<u32>;
 @group(0) @binding(5) var<storage, read_write> x_out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> timesteps_out: array<u32>;
+@group(0) @binding(7) var<storage, read> v_in: array<f32>;
 
 fn coef(t: u32, col: u32) -> f32 {
     return table[t * TABLE_COLS + col];
@@ -79,6 +85,29 @@ fn p_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             let variance = select(coef(p.t, COL_BETAS), coef(p.t, COL_POSTERIOR_VARIANCE),
                                   p.variance_kind == 1u);
             out += sqrt(variance) * random_normal_at(p.seed, p.stream, i);
+        }
+        x_out[i] = out;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn p_sample_learned(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n) {
+        let x_t = x_in[i];
+        var pred_xstart = coef(p.t, COL_SQRT_RECIP_ALPHAS_CUMPROD) * x_t
+            - coef(p.t, COL_SQRT_RECIPM1_ALPHAS_CUMPROD) * noise_in[i];
+        if (p.clip_denoised == 1u) {
+            pred_xstart = clamp(pred_xstart, -1.0, 1.0);
+        }
+        var out = coef(p.t, COL_POSTERIOR_MEAN_COEF1) * pred_xstart
+            + coef(p.t, COL_POSTERIOR_MEAN_COEF2) * x_t;
+        if (p.t > 0u) {
+            let frac = (v_in[i] + 1.0) * 0.5;
+            let log_variance = frac * coef(p.t, COL_LOG_BETAS)
+                + (1.0 - frac) * coef(p.t, COL_POSTERIOR_LOG_VARIANCE_CLIPPED);
+            out += exp(0.5 * log_variance) * random_normal_at(p.seed, p.stream, i);
         }
         x_out[i] = out;
     }

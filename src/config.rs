@@ -43,6 +43,10 @@ pub struct TrainConfig {
     /// Images in each sample grid.
     #[serde(default = "default_grid")]
     pub n_grid: usize,
+    /// IDDPM: the model also predicts the variance (learned range) and trains on the hybrid
+    /// loss L_simple + (T / 1000) L_vlb; sampling uses the learned variance.
+    #[serde(default)]
+    pub learn_sigma: bool,
 }
 
 fn default_grid() -> usize {
@@ -75,7 +79,18 @@ impl TrainConfig {
             flip: false,
             sample_every: 0,
             n_grid: 64,
+            learn_sigma: false,
         }
+    }
+
+    /// IDDPM's options on any preset: cosine schedule, learned-range variance, hybrid loss.
+    pub fn with_iddpm(mut self) -> TrainConfig {
+        self.schedule = BetaSchedule::Cosine.name().into();
+        self.learn_sigma = true;
+        if let Some(unet) = &mut self.unet {
+            unet.out_channels = 2 * unet.in_channels;
+        }
+        self
     }
 
     /// Preset `mnist` of shared/MODEL.md: the default job.
@@ -113,6 +128,7 @@ impl TrainConfig {
             flip: false,
             sample_every: 2000,
             n_grid: 64,
+            learn_sigma: false,
         }
     }
 
@@ -156,16 +172,39 @@ impl TrainConfig {
 
     /// Checks the settings that would otherwise fail deep inside a run.
     pub fn validate(&self) -> Result<(), String> {
-        if self.preset == "toy" {
-            self.data
-                .parse::<crate::data::toy::ToyData>()
-                .map_err(|e| format!("--data: {e}"))?;
+        match &self.unet {
+            None => {
+                self.data
+                    .parse::<crate::data::toy::ToyData>()
+                    .map_err(|e| format!("--data: {e}"))?;
+            }
+            Some(unet) => {
+                unet.validate()?;
+                let expected = if self.learn_sigma {
+                    2 * unet.in_channels
+                } else {
+                    unet.in_channels
+                };
+                if unet.out_channels != expected {
+                    return Err(format!(
+                        "the UNet outputs {} channels but {} are needed ({} input channels{})",
+                        unet.out_channels,
+                        expected,
+                        unet.in_channels,
+                        if self.learn_sigma {
+                            ", doubled for the learned variance"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
         }
         self.variance_kind()?;
         let betas = self.beta_schedule()?.betas(self.n_timesteps.max(1));
         if let Some(b) = betas.iter().find(|b| !(**b > 0.0 && **b < 1.0)) {
             return Err(format!(
-                "the {} schedule with T = {} gives a beta of {b}, outside (0, 1): use more                  timesteps or another schedule",
+                "the {} schedule with T = {} gives a beta of {b}, outside (0, 1): use more timesteps or another schedule",
                 self.schedule, self.n_timesteps
             ));
         }

@@ -29,10 +29,8 @@ pub fn unet_config(cfg: &TrainConfig) -> Result<&UNetConfig> {
 
 pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
     let schedule = cfg.beta_schedule().map_err(anyhow::Error::msg)?;
-    Ok(GaussianDiffusion::new(
-        gpu,
-        Schedule::new(schedule, cfg.n_timesteps),
-    ))
+    let diffusion = GaussianDiffusion::new(gpu, Schedule::new(schedule, cfg.n_timesteps));
+    Ok(diffusion.with_learned_variance(cfg.learn_sigma))
 }
 
 /// Refuses batches whose largest activation would not fit one storage binding of the device.

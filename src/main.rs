@@ -53,6 +53,9 @@ enum Command {
         /// raise its step count.
         #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "out", "data", "batch_size", "lr", "seed", "schedule"])]
         resume: Option<PathBuf>,
+        /// IDDPM: cosine schedule, learned-range variance and the hybrid loss, on any preset.
+        #[arg(long)]
+        iddpm: bool,
         /// Steps between sample grids (0: only at the end).
         #[arg(long)]
         sample_every: Option<u64>,
@@ -182,6 +185,7 @@ fn run(cli: Cli) -> Result<()> {
             config,
             data,
             resume,
+            iddpm,
             sample_every,
             out,
             steps,
@@ -222,6 +226,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => TrainConfig::preset(&preset).map_err(anyhow::Error::msg)?,
             };
+            if iddpm {
+                cfg = cfg.with_iddpm();
+            }
             if let Some(v) = sample_every {
                 cfg.sample_every = v;
             }

@@ -29,6 +29,7 @@ pub static RESAMPLE: Shader = shader!("resample");
 pub static RNG: Shader = shader!("rng");
 pub static SOFTMAX: Shader = shader!("softmax");
 pub static UNET_MISC: Shader = shader!("unet_misc");
+pub static VLB: Shader = shader!("vlb");
 
 /// All shaders, for validation.
 pub static ALL: &[&Shader] = &[
@@ -46,4 +47,5 @@ pub static ALL: &[&Shader] = &[
     &RNG,
     &SOFTMAX,
     &UNET_MISC,
+    &VLB,
 ];

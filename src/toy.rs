@@ -43,15 +43,18 @@ pub fn fresh_data(cfg: &TrainConfig, n: usize) -> Result<Vec<[f32; 2]>> {
 }
 
 pub fn model(cfg: &TrainConfig) -> Mlp {
-    Mlp::new(2, cfg.hidden, cfg.n_timesteps)
+    Mlp::with_output(
+        2,
+        if cfg.learn_sigma { 4 } else { 2 },
+        cfg.hidden,
+        cfg.n_timesteps,
+    )
 }
 
 pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
     let schedule = cfg.beta_schedule().map_err(anyhow::Error::msg)?;
-    Ok(GaussianDiffusion::new(
-        gpu,
-        Schedule::new(schedule, cfg.n_timesteps),
-    ))
+    let diffusion = GaussianDiffusion::new(gpu, Schedule::new(schedule, cfg.n_timesteps));
+    Ok(diffusion.with_learned_variance(cfg.learn_sigma))
 }
 
 fn to_points(flat: &[f32]) -> Vec<[f32; 2]> {

@@ -36,6 +36,9 @@ pub struct GaussianDiffusion {
     /// The model's timestep for each step of `schedule`: the identity, or the kept timesteps
     /// of the trained process when sampling with fewer steps.
     pub timestep_map: Vec<usize>,
+    /// IDDPM: the model outputs 2C channels, noise then variance (learned range); the loss is
+    /// the hybrid one and sampling uses the learned variance.
+    pub learn_sigma: bool,
 }
 
 /// What one training step drew and computed, for tests and logging.
@@ -61,7 +64,28 @@ impl GaussianDiffusion {
             schedule,
             table,
             timestep_map,
+            learn_sigma: false,
         }
+    }
+
+    pub fn with_learned_variance(mut self, learn_sigma: bool) -> GaussianDiffusion {
+        self.learn_sigma = learn_sigma;
+        self
+    }
+
+    /// Splits the model's output [n, 2C, ...] into the noise and the variance channels, each
+    /// shaped like x.
+    fn split_output(cx: &mut Ctx, out: &Var, x_shape: &[usize]) -> (Var, Var) {
+        let c = x_shape[1];
+        let n = x_shape[0];
+        let rest: usize = x_shape[2..].iter().product();
+        let as_nchw = crate::nn::unet::reshape(cx, out, &[n, 2 * c, rest.max(1), 1]);
+        let eps = crate::ops::resample::take_channels_var(cx, &as_nchw, c, true);
+        let v = crate::ops::resample::take_channels_var(cx, &as_nchw, c, false);
+        (
+            crate::nn::unet::reshape(cx, &eps, x_shape),
+            crate::nn::unet::reshape(cx, &v, x_shape),
+        )
     }
 
     /// The process to sample with under `opts`: this one, or its respaced version.
@@ -76,9 +100,11 @@ impl GaussianDiffusion {
                 schedule: self.schedule.clone(),
                 table: self.table.clone(),
                 timestep_map: self.timestep_map.clone(),
+                learn_sigma: self.learn_sigma,
             });
         }
-        Self::respaced(gpu, &self.schedule, steps, opts.ddim_eta.is_some())
+        let respaced = Self::respaced(gpu, &self.schedule, steps, opts.ddim_eta.is_some())?;
+        Ok(respaced.with_learned_variance(self.learn_sigma))
     }
 
     /// The process of `schedule` sampled with `steps` of its timesteps (improved-diffusion's
@@ -149,8 +175,25 @@ impl GaussianDiffusion {
             seed,
             stream: streams::for_step(step, streams::DROPOUT),
         };
-        let eps = model.forward(cx, params, &x_var, &timesteps, Some(dropout));
-        let loss = loss::mse_var(cx, &eps, &noise);
+        let out = model.forward(cx, params, &x_var, &timesteps, Some(dropout));
+        let loss = if self.learn_sigma {
+            // IDDPM's hybrid loss: L_simple on the noise channels plus (T / 1000) L_vlb, whose
+            // gradient reaches only the variance channels (the noise enters as a constant).
+            let (eps, v) = Self::split_output(cx, &out, &x_start.shape);
+            let simple = loss::mse_var(cx, &eps, &noise);
+            let inputs = crate::ops::vlb::VlbInputs {
+                table: self.table.clone(),
+                x_start: x_start.clone(),
+                x_t: x_t.clone(),
+                eps: eps.tensor.clone(),
+                timesteps: timesteps.clone(),
+            };
+            let scale = crate::cpu::vlb::hybrid_vb_scale(self.n_timesteps()) as f32;
+            let vb = crate::ops::vlb::vb_loss_var(cx, inputs, &v, scale);
+            crate::ops::arith::add_var(cx, &simple, &vb)
+        } else {
+            loss::mse_var(cx, &out, &noise)
+        };
         TrainingLoss {
             loss,
             timesteps,
@@ -183,11 +226,30 @@ impl GaussianDiffusion {
             let params = model.layout().vars(&mut cx, weights, None);
             let timesteps = kernels::fill_timesteps(gpu, shape[0], self.timestep_map[t]);
             let x_var = cx.constant(x.clone());
-            let eps = model.forward(&mut cx, &params, &x_var, &timesteps, None);
+            let out = model.forward(&mut cx, &params, &x_var, &timesteps, None);
             let stream = streams::sampling_step(t);
-            x = match opts.ddim_eta {
-                None => kernels::p_sample(gpu, &self.table, &x, &eps.tensor, t, opts, seed, stream),
-                Some(eta) => kernels::ddim_step(
+            let (eps, v) = if self.learn_sigma {
+                let (eps, v) = Self::split_output(&mut cx, &out, shape);
+                (eps, Some(v.tensor))
+            } else {
+                (out, None)
+            };
+            x = match (opts.ddim_eta, v) {
+                (None, Some(v)) => kernels::p_sample_learned(
+                    gpu,
+                    &self.table,
+                    &x,
+                    &eps.tensor,
+                    &v,
+                    t,
+                    opts.clip_denoised,
+                    seed,
+                    stream,
+                ),
+                (None, None) => {
+                    kernels::p_sample(gpu, &self.table, &x, &eps.tensor, t, opts, seed, stream)
+                }
+                (Some(eta), _) => kernels::ddim_step(
                     gpu,
                     &self.table,
                     &x,

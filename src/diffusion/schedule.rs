@@ -101,7 +101,7 @@ pub struct Schedule {
 }
 
 /// Columns of the f32 table the kernels read (shaders/diffusion.wgsl, TABLE_COLS).
-pub const TABLE_COLS: usize = 10;
+pub const TABLE_COLS: usize = 12;
 
 impl Schedule {
     pub fn new(kind: BetaSchedule, n_timesteps: usize) -> Schedule {
@@ -177,6 +177,8 @@ impl Schedule {
                     self.posterior_variance[t],
                     self.alphas_cumprod[t],
                     self.alphas_cumprod_prev[t],
+                    self.betas[t].ln(),
+                    self.posterior_log_variance_clipped[t],
                 ]
                 .map(|v| v as f32),
             );

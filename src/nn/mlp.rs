@@ -15,6 +15,11 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn new(data_dim: usize, hidden: usize, n_timesteps: usize) -> Mlp {
+        Mlp::with_output(data_dim, data_dim, hidden, n_timesteps)
+    }
+
+    /// An MLP with `out_dim` outputs: 2 * data_dim when the variance is learned (IDDPM).
+    pub fn with_output(data_dim: usize, out_dim: usize, hidden: usize, n_timesteps: usize) -> Mlp {
         let mut layout = ParamLayout::default();
         let linear = |layout: &mut ParamLayout, name: &str, d_in: usize, d_out: usize| {
             // PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both.
@@ -41,7 +46,7 @@ impl Mlp {
             &mut layout,
             &format!("linears.{n_hidden_layers}"),
             hidden,
-            data_dim,
+            out_dim,
         );
         Mlp {
             layout,

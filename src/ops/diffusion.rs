@@ -29,6 +29,10 @@ static P_SAMPLE: Kernel = Kernel {
     shader: &DIFFUSION,
     entry: "p_sample",
 };
+static P_SAMPLE_LEARNED: Kernel = Kernel {
+    shader: &DIFFUSION,
+    entry: "p_sample_learned",
+};
 static DDIM_STEP: Kernel = Kernel {
     shader: &DIFFUSION,
     entry: "ddim_step",
@@ -101,6 +105,42 @@ pub fn p_sample(
     };
     let out = gpu.empty(&x_t.shape);
     gpu.dispatch(&P_SAMPLE, &p, &[table, x_t, eps, &out], gpu.groups_1d(n));
+    out
+}
+
+/// One reverse step with IDDPM's learned-range variance from the model's channels `v`.
+#[allow(clippy::too_many_arguments)]
+pub fn p_sample_learned(
+    gpu: &Gpu,
+    table: &Tensor,
+    x_t: &Tensor,
+    eps: &Tensor,
+    v: &Tensor,
+    t: usize,
+    clip_denoised: bool,
+    seed: u32,
+    stream: u32,
+) -> Tensor {
+    assert!(
+        x_t.shape == eps.shape && x_t.shape == v.shape,
+        "p_sample_learned: shapes"
+    );
+    let n = x_t.numel();
+    let p = DiffusionParams {
+        n: super::count_u32(n, "p_sample_learned"),
+        t: t as u32,
+        clip_denoised: clip_denoised as u32,
+        seed,
+        stream,
+        ..Default::default()
+    };
+    let out = gpu.empty(&x_t.shape);
+    gpu.dispatch(
+        &P_SAMPLE_LEARNED,
+        &p,
+        &[table, x_t, eps, &out, v],
+        gpu.groups_1d(n),
+    );
     out
 }
 

@@ -16,6 +16,7 @@ pub mod resample;
 pub mod rng;
 pub mod softmax;
 pub mod unet_misc;
+pub mod vlb;
 
 /// Element count as the u32 the kernels index with.
 pub(crate) fn count_u32(n: usize, what: &str) -> u32 {

@@ -148,3 +148,35 @@ pub fn concat_var(cx: &mut Ctx, a: &Var, b: &Var) -> Var {
     let y = concat(cx.gpu, &a.tensor, &b.tensor);
     cx.record(ConcatBackward { ca: a.shape()[1] }, &[a, b], y)
 }
+
+struct TakeChannelsBackward {
+    first: bool,
+    other_shape: Vec<usize>,
+}
+
+impl Backward for TakeChannelsBackward {
+    fn name(&self) -> &'static str {
+        "take_channels"
+    }
+    fn backward(&self, gpu: &Gpu, dy: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
+        let zeros = gpu.zeros(&self.other_shape);
+        let dx = if self.first {
+            concat(gpu, dy, &zeros)
+        } else {
+            concat(gpu, &zeros, dy)
+        };
+        vec![Some(dx)]
+    }
+}
+
+/// The first `ca` channels of x [n, c, h, w] (`first`), or the remaining ones: IDDPM splits the
+/// model's output into the noise and the variance channels this way.
+pub fn take_channels_var(cx: &mut Ctx, x: &Var, ca: usize, first: bool) -> Var {
+    let (a, b) = concat_backward(cx.gpu, &x.tensor, ca);
+    let (taken, other) = if first { (a, b) } else { (b, a) };
+    let node = TakeChannelsBackward {
+        first,
+        other_shape: other.shape.clone(),
+    };
+    cx.record(node, &[x], taken)
+}
