@@ -5,7 +5,8 @@
 //   model log variance = frac log(beta_t) + (1 - frac) posterior_log_variance_clipped[t],
 //   t > 0: KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) / ln 2,
 //   t = 0: -log of the discretised Gaussian decoder likelihood of x_0 (256 bins, edges at
-//          +-1/255, outer bins open, logs clamped at 1e-12) / ln 2.
+//          +-1/255, outer bins open, logs clamped at 1e-12) / ln 2; or, with continuous = 1
+//          (2-D toy data), the Gaussian negative log density of x_0 / ln 2.
 // vb_terms_fwd: term[i]; vb_terms_bwd: dv[i] = scale * dloss[0] * dterm/dv.
 // Table columns as diffusion.wgsl. Geometry: Gpu::groups_1d(n). CPU twin: src/cpu/vlb.rs.
 
@@ -24,7 +25,7 @@ struct VlbParams {
     n: u32,
     per_sample: u32,
     scale: f32,
-    _pad0: u32,
+    continuous: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: VlbParams;
@@ -83,7 +84,12 @@ fn terms(i: u32) -> Terms {
     let log_var = frac * log_beta + (1.0 - frac) * post_log_var;
     let dlv = 0.5 * (log_beta - post_log_var);
     var r: Terms;
-    if (t == 0u) {
+    if (t == 0u && p.continuous == 1u) {
+        let d = x0 - mean;
+        let inv_var = exp(-log_var);
+        r.value = 0.5 * (1.8378770664093453 + log_var + d * d * inv_var) / LN_2;
+        r.dv = 0.5 * (1.0 - d * d * inv_var) * dlv / LN_2;
+    } else if (t == 0u) {
         let log_scale = 0.5 * log_var;
         let centered = x0 - mean;
         let inv_stdv = exp(-log_scale);

@@ -16,6 +16,7 @@ pub mod config;
 pub mod cpu;
 pub mod data;
 pub mod diffusion;
+pub mod eval;
 pub mod gpu;
 pub mod images;
 pub mod metrics;

@@ -187,6 +187,7 @@ impl GaussianDiffusion {
                 x_t: x_t.clone(),
                 eps: eps.tensor.clone(),
                 timesteps: timesteps.clone(),
+                continuous: x_start.shape.len() == 2,
             };
             let scale = crate::cpu::vlb::hybrid_vb_scale(self.n_timesteps()) as f32;
             let vb = crate::ops::vlb::vb_loss_var(cx, inputs, &v, scale);

@@ -15,7 +15,7 @@ struct VlbParams {
     n: u32,
     per_sample: u32,
     scale: f32,
-    _pad: u32,
+    continuous: u32,
 }
 
 static VB_FWD: Kernel = Kernel {
@@ -35,6 +35,9 @@ pub struct VlbInputs {
     pub x_t: Tensor,
     pub eps: Tensor,
     pub timesteps: Tensor,
+    /// The t = 0 term as a Gaussian density (continuous 2-D data) instead of the discretised
+    /// 256-level decoder (images).
+    pub continuous: bool,
 }
 
 fn params(inputs: &VlbInputs, scale: f32) -> VlbParams {
@@ -43,7 +46,7 @@ fn params(inputs: &VlbInputs, scale: f32) -> VlbParams {
         n: super::count_u32(n, "vb_terms"),
         per_sample: (n / inputs.timesteps.numel()) as u32,
         scale,
-        _pad: 0,
+        continuous: inputs.continuous as u32,
     }
 }
 
