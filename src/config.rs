@@ -62,7 +62,7 @@ impl TrainConfig {
             hidden: 128,
             n_timesteps: 100,
             schedule: BetaSchedule::Sigmoid.name().into(),
-            steps: 80_000,
+            steps: 100_000,
             batch_size: 128,
             lr: 1e-3,
             warmup_steps: 0,

@@ -194,7 +194,10 @@ fn finish(report: ddpm::train::RunReport) -> Result<()> {
         return Ok(());
     }
     if let Some(mmd2) = report.mmd2 {
-        println!("MMD^2 (samples vs fresh data): {mmd2:.5}");
+        println!(
+            "MMD^2 (samples vs fresh data, mean of {} draws): {mmd2:.5}",
+            ddpm::toy::MMD_DRAWS
+        );
     }
     println!("outputs in {}", report.out_dir.display());
     Ok(())
@@ -354,7 +357,10 @@ fn run(cli: Cli) -> Result<()> {
                 ddim_eta: ddim.then_some(eta),
             };
             if let Some(mmd2) = ddpm::sample::run(&gpu, &args)? {
-                println!("MMD^2 (samples vs fresh data): {mmd2:.5}");
+                println!(
+                    "MMD^2 (samples vs fresh data, mean of {} draws): {mmd2:.5}",
+                    ddpm::toy::MMD_DRAWS
+                );
             }
             println!("outputs in {}", out.display());
             Ok(())
