@@ -3,38 +3,9 @@
 
 use ddpm::cpu;
 
-/// Random values in [lo, hi) from the project's RNG.
-fn rand(n: usize, lo: f64, hi: f64, seed: u32) -> Vec<f64> {
-    (0..n as u32)
-        .map(|i| lo + (hi - lo) * cpu::rng::uniform(seed, 7, i))
-        .collect()
-}
+mod common;
 
-/// d/dx of sum(f(x) * r) by central differences.
-fn numeric_grad(x: &[f64], r: &[f64], f: &dyn Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
-    let h = 1e-6;
-    (0..x.len())
-        .map(|i| {
-            let mut plus = x.to_vec();
-            let mut minus = x.to_vec();
-            plus[i] += h;
-            minus[i] -= h;
-            let fp: f64 = f(&plus).iter().zip(r).map(|(a, b)| a * b).sum();
-            let fm: f64 = f(&minus).iter().zip(r).map(|(a, b)| a * b).sum();
-            (fp - fm) / (2.0 * h)
-        })
-        .collect()
-}
-
-fn assert_grad(what: &str, analytic: &[f64], numeric: &[f64]) {
-    assert_eq!(analytic.len(), numeric.len(), "{what}: length");
-    for (i, (a, n)) in analytic.iter().zip(numeric).enumerate() {
-        assert!(
-            (a - n).abs() <= 1e-6 + 1e-5 * n.abs(),
-            "{what}[{i}]: analytic {a}, numeric {n}"
-        );
-    }
-}
+use common::{assert_grad, numeric_grad, rand64 as rand};
 
 #[test]
 fn linear_backward_matches_finite_differences() {
