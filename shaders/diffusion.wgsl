@@ -67,20 +67,23 @@ fn q_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     }
 }
 
+// pred_xstart from x_t and the predicted noise at table row t, clipped to [-1, 1] when asked.
+fn pred_xstart_at(t: u32, x_t: f32, eps: f32) -> f32 {
+    let x0 = coef(t, COL_SQRT_RECIP_ALPHAS_CUMPROD) * x_t - coef(t, COL_SQRT_RECIPM1_ALPHAS_CUMPROD) * eps;
+    return select(x0, clamp(x0, -1.0, 1.0), p.clip_denoised == 1u);
+}
+
+// The mean of p(x_{t-1} | x_t): the posterior mean q(x_{t-1} | x_t, pred_xstart).
+fn model_mean_at(t: u32, x_t: f32, eps: f32) -> f32 {
+    return coef(t, COL_POSTERIOR_MEAN_COEF1) * pred_xstart_at(t, x_t, eps) + coef(t, COL_POSTERIOR_MEAN_COEF2) * x_t;
+}
+
 @compute @workgroup_size(WG)
 fn p_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
-        let x_t = x_in[i];
-        var pred_xstart = coef(p.t, COL_SQRT_RECIP_ALPHAS_CUMPROD) * x_t
-            - coef(p.t, COL_SQRT_RECIPM1_ALPHAS_CUMPROD) * noise_in[i];
-        if (p.clip_denoised == 1u) {
-            pred_xstart = clamp(pred_xstart, -1.0, 1.0);
-        }
-        let mean = coef(p.t, COL_POSTERIOR_MEAN_COEF1) * pred_xstart
-            + coef(p.t, COL_POSTERIOR_MEAN_COEF2) * x_t;
-        var out = mean;
+        var out = model_mean_at(p.t, x_in[i], noise_in[i]);
         if (p.t > 0u) {
             let variance = select(coef(p.t, COL_BETAS), coef(p.t, COL_POSTERIOR_VARIANCE),
                                   p.variance_kind == 1u);
@@ -95,14 +98,7 @@ fn p_sample_learned(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
-        let x_t = x_in[i];
-        var pred_xstart = coef(p.t, COL_SQRT_RECIP_ALPHAS_CUMPROD) * x_t
-            - coef(p.t, COL_SQRT_RECIPM1_ALPHAS_CUMPROD) * noise_in[i];
-        if (p.clip_denoised == 1u) {
-            pred_xstart = clamp(pred_xstart, -1.0, 1.0);
-        }
-        var out = coef(p.t, COL_POSTERIOR_MEAN_COEF1) * pred_xstart
-            + coef(p.t, COL_POSTERIOR_MEAN_COEF2) * x_t;
+        var out = model_mean_at(p.t, x_in[i], noise_in[i]);
         if (p.t > 0u) {
             let frac = (v_in[i] + 1.0) * 0.5;
             let log_variance = frac * coef(p.t, COL_LOG_BETAS)
@@ -123,10 +119,7 @@ fn ddim_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         let abar_prev = coef(p.t, COL_ALPHAS_CUMPROD_PREV);
         let sqrt_recip = coef(p.t, COL_SQRT_RECIP_ALPHAS_CUMPROD);
         let sqrt_recipm1 = coef(p.t, COL_SQRT_RECIPM1_ALPHAS_CUMPROD);
-        var pred_xstart = sqrt_recip * x_t - sqrt_recipm1 * noise_in[i];
-        if (p.clip_denoised == 1u) {
-            pred_xstart = clamp(pred_xstart, -1.0, 1.0);
-        }
+        let pred_xstart = pred_xstart_at(p.t, x_t, noise_in[i]);
         let eps = (sqrt_recip * x_t - pred_xstart) / sqrt_recipm1;
         let sigma = p.eta * sqrt((1.0 - abar_prev) / (1.0 - abar)) * sqrt(1.0 - abar / abar_prev);
         var out = pred_xstart * sqrt(abar_prev) + sqrt(max(1.0 - abar_prev - sigma * sigma, 0.0)) * eps;
