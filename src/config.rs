@@ -47,6 +47,9 @@ pub struct TrainConfig {
     /// loss L_simple + (T / 1000) L_vlb; sampling uses the learned variance.
     #[serde(default)]
     pub learn_sigma: bool,
+    /// Timesteps of the sample grids and final samples (respaced); None: all T.
+    #[serde(default)]
+    pub sample_steps: Option<usize>,
 }
 
 fn default_grid() -> usize {
@@ -80,6 +83,7 @@ impl TrainConfig {
             sample_every: 0,
             n_grid: 64,
             learn_sigma: false,
+            sample_steps: None,
         }
     }
 
@@ -129,6 +133,7 @@ impl TrainConfig {
             sample_every: 2000,
             n_grid: 64,
             learn_sigma: false,
+            sample_steps: None,
         }
     }
 
@@ -156,8 +161,10 @@ impl TrainConfig {
     pub fn preset(name: &str) -> Result<TrainConfig, String> {
         match name {
             "toy" => Ok(TrainConfig::toy()),
+            "mnist" => Ok(TrainConfig::mnist()),
+            "emoji" => Ok(TrainConfig::emoji()),
             _ => Err(format!(
-                "unknown preset '{name}': available presets are: toy"
+                "unknown preset '{name}': available presets are: mnist, emoji, toy"
             )),
         }
     }

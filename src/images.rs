@@ -61,6 +61,22 @@ pub fn check_batch_fits(gpu: &Gpu, unet: &UNetConfig, batch: usize, what: &str) 
 }
 
 pub fn run_training(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
+    let software = TrainConfig {
+        sample_steps: Some(50.min(cfg.n_timesteps)),
+        n_grid: cfg.n_grid.min(16),
+        ..cfg.clone()
+    };
+    let cfg = if gpu.is_cpu() && cfg.sample_steps.is_none() {
+        // A full 1000-step chain for a 64-image grid takes hours on a CPU adapter.
+        eprintln!(
+            "software adapter: sample grids of {} images with {} respaced steps (--sample-steps N to change)",
+            software.n_grid,
+            software.sample_steps.unwrap_or(0)
+        );
+        &software
+    } else {
+        cfg
+    };
     let unet_cfg = unet_config(cfg)?;
     check_batch_fits(gpu, unet_cfg, cfg.batch_size, "--batch-size")?;
     check_batch_fits(gpu, unet_cfg, cfg.n_grid, "the sample grid of")?;
@@ -142,7 +158,7 @@ pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
         variance: cfg.variance_kind().map_err(anyhow::Error::msg)?,
         clip_denoised: cfg.clip_denoised,
         ddim_eta: None,
-        steps: None,
+        steps: cfg.sample_steps,
     })
 }
 
@@ -180,12 +196,16 @@ fn sample_grid(
     n: usize,
     seed: u32,
 ) -> Result<image::RgbImage> {
-    let (x0, _) = diffusion.p_sample_loop(
+    let opts = default_options(cfg)?;
+    let sampler = diffusion
+        .for_sampling(gpu, &opts)
+        .map_err(anyhow::Error::msg)?;
+    let (x0, _) = sampler.p_sample_loop(
         gpu,
         model,
         weights,
         &image_shape(model, n),
-        default_options(cfg)?,
+        opts,
         seed,
         None,
     );

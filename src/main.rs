@@ -56,6 +56,10 @@ enum Command {
         /// IDDPM: cosine schedule, learned-range variance and the hybrid loss, on any preset.
         #[arg(long)]
         iddpm: bool,
+        /// Timesteps of the sample grids and final samples (respaced; default all T, or 50 on
+        /// a software adapter).
+        #[arg(long)]
+        sample_steps: Option<usize>,
         /// Steps between sample grids (0: only at the end).
         #[arg(long)]
         sample_every: Option<u64>,
@@ -191,7 +195,8 @@ fn finish(report: ddpm::train::RunReport) -> Result<()> {
             report.steps,
             report.out_dir.display()
         );
-        return Ok(());
+        // 128 + SIGINT, as shells report an interrupted command.
+        std::process::exit(130);
     }
     if let Some(mmd2) = report.mmd2 {
         println!(
@@ -212,6 +217,7 @@ fn run(cli: Cli) -> Result<()> {
             data,
             resume,
             iddpm,
+            sample_steps,
             sample_every,
             out,
             steps,
@@ -254,6 +260,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             if iddpm {
                 cfg = cfg.with_iddpm();
+            }
+            if sample_steps.is_some() {
+                cfg.sample_steps = sample_steps;
             }
             if let Some(v) = sample_every {
                 cfg.sample_every = v;

@@ -115,6 +115,13 @@ fn a_missing_or_corrupt_checkpoint_is_named() {
 
 #[test]
 fn bad_settings_are_refused_before_any_work() {
+    // Every preset parses (the settings check fails first, before any GPU work).
+    for preset in ["mnist", "emoji", "toy"] {
+        let out = ddpm(&["train", "--preset", preset, "--steps", "0"], &[]);
+        assert_clean_failure(&out, &["--steps must be positive"]);
+    }
+    let out = ddpm(&["train", "--steps", "0"], &[]);
+    assert_clean_failure(&out, &["--steps must be positive"]);
     let out = ddpm(&["train", "--preset", "nonsense"], &[]);
     assert_clean_failure(&out, &["unknown preset 'nonsense'", "toy"]);
     let out = ddpm(&["train", "--preset", "toy", "--data", "spirals"], &[]);
