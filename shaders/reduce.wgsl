@@ -4,6 +4,8 @@
 // sum_final: one workgroup folds the G partials into out[out_index] = finish(sum), where finish is
 //   scale * sum (finish_sqrt = 0) or sqrt(sum) (finish_sqrt = 1, for the gradient norm).
 // sum_rows_fwd: out[j] = sum_i x[i * cols + j], one thread per column (bias gradients).
+// row_sums_fwd: out[r] = scale * sum_j f(x[r * cols + j]), f = x or x^2 (squares = 1), one thread
+//   per row (per-sample losses: a row is one sample, and there are few).
 // CPU twin: src/cpu/reduce.rs.
 
 struct ReduceParams {
@@ -73,5 +75,20 @@ fn sum_rows_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             acc += x[i * p.cols + j];
         }
         out[j] = p.scale * acc;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn row_sums_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let r = linear_index(wid, nwg, lid);
+    let rows = p.n / p.cols;
+    if (r < rows) {
+        var acc = 0.0;
+        for (var j = 0u; j < p.cols; j++) {
+            let v = x[r * p.cols + j];
+            acc += select(v, v * v, p.squares == 1u);
+        }
+        out[r] = p.scale * acc;
     }
 }

@@ -53,6 +53,23 @@ fn vb_terms_and_their_gradient_match_reference() {
     // f32 logs of tiny posterior variances at t = 1: a few 1e-3 relative.
     assert_close("vb_terms_fwd", &gpu.read(&terms), &want, 2e-3, 2e-3);
     assert_close("vb_terms_bwd", &gpu.read(&dv), &want_dv, 2e-3, 2e-3);
+
+    // Importance weights scale each sample's gradient.
+    let weights = [3.0f32, 0.0, 1.0, 0.25, 2.0, 1.5];
+    let gw = gpu.upload(&weights, &[batch]);
+    let dv_w = ops::vlb::vb_terms_backward_weighted(&gpu, &inputs, &gv, &dloss, 2.0, Some(&gw));
+    let want_w: Vec<f64> = want_dv
+        .iter()
+        .enumerate()
+        .map(|(i, g)| g * weights[i / per_sample] as f64)
+        .collect();
+    assert_close(
+        "vb_terms_bwd weighted",
+        &gpu.read(&dv_w),
+        &want_w,
+        2e-3,
+        2e-3,
+    );
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Sums: whole-tensor, of squares, and per column.
+//! Sums: whole-tensor, of squares, per column and per row.
 
 pub fn sum(x: &[f64]) -> f64 {
     x.iter().sum()
@@ -21,4 +21,17 @@ pub fn sum_rows(x: &[f64], cols: usize) -> Vec<f64> {
         }
     }
     out
+}
+
+/// out[r] = scale * sum_j f(x[r * cols + j]), f the identity or the square.
+pub fn row_sums(x: &[f64], cols: usize, squares: bool, scale: f64) -> Vec<f64> {
+    x.chunks(cols)
+        .map(|row| {
+            scale
+                * row
+                    .iter()
+                    .map(|v| if squares { v * v } else { *v })
+                    .sum::<f64>()
+        })
+        .collect()
 }

@@ -1,5 +1,5 @@
 //! Reductions (shaders/reduce.wgsl): sum, mean, sum of squares and norm in two deterministic
-//! passes, and per-column sums.
+//! passes, per-column sums and per-row (per-sample) sums.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -31,6 +31,10 @@ static SUM_FINAL: Kernel = Kernel {
 static SUM_ROWS: Kernel = Kernel {
     shader: &REDUCE,
     entry: "sum_rows_fwd",
+};
+static ROW_SUMS: Kernel = Kernel {
+    shader: &REDUCE,
+    entry: "row_sums_fwd",
 };
 
 /// Upper bound on first-pass workgroups, so the second pass is one workgroup.
@@ -121,6 +125,24 @@ pub fn sum_rows(gpu: &Gpu, x: &Tensor) -> Tensor {
         _pad: [0; 2],
     };
     gpu.dispatch(&SUM_ROWS, &p, &[x, &out], gpu.groups_1d(cols));
+    out
+}
+
+/// out[r] = scale * sum_j x[r, j] (of x[r, j]^2 when `squares`) for x viewed as [shape[0], rest]:
+/// per-sample sums, one thread per sample.
+pub fn row_sums(gpu: &Gpu, x: &Tensor, squares: bool, scale: f32) -> Tensor {
+    let rows = x.shape[0];
+    let out = gpu.empty(&[rows]);
+    let p = ReduceParams {
+        n: super::count_u32(x.numel(), "row_sums"),
+        squares: squares as u32,
+        finish_sqrt: 0,
+        out_index: 0,
+        scale,
+        cols: (x.numel() / rows) as u32,
+        _pad: [0; 2],
+    };
+    gpu.dispatch(&ROW_SUMS, &p, &[x, &out], gpu.groups_1d(rows));
     out
 }
 

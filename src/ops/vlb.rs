@@ -16,6 +16,8 @@ struct VlbParams {
     per_sample: u32,
     scale: f32,
     continuous: u32,
+    has_weights: u32,
+    _pad: [u32; 3],
 }
 
 static VB_FWD: Kernel = Kernel {
@@ -47,6 +49,8 @@ fn params(inputs: &VlbInputs, scale: f32) -> VlbParams {
         per_sample: (n / inputs.timesteps.numel()) as u32,
         scale,
         continuous: inputs.continuous as u32,
+        has_weights: 0,
+        _pad: [0; 3],
     }
 }
 
@@ -72,7 +76,21 @@ pub fn vb_terms_backward(
     dloss: &Tensor,
     scale: f32,
 ) -> Tensor {
+    vb_terms_backward_weighted(gpu, inputs, v, dloss, scale, None)
+}
+
+/// dv = scale * dloss[0] * w * dterm/dv, w the weight of the element's sample (`None`: 1).
+pub fn vb_terms_backward_weighted(
+    gpu: &Gpu,
+    inputs: &VlbInputs,
+    v: &Tensor,
+    dloss: &Tensor,
+    scale: f32,
+    weights: Option<&Tensor>,
+) -> Tensor {
     let dv = gpu.empty(&v.shape);
+    let mut p = params(inputs, scale);
+    p.has_weights = weights.is_some() as u32;
     let i = inputs;
     let t = [
         &i.table,
@@ -82,14 +100,10 @@ pub fn vb_terms_backward(
         v,
         &i.timesteps,
         dloss,
+        weights.unwrap_or(dloss),
         &dv,
     ];
-    gpu.dispatch(
-        &VB_BWD,
-        &params(inputs, scale),
-        &t,
-        gpu.groups_1d(dv.numel()),
-    );
+    gpu.dispatch(&VB_BWD, &p, &t, gpu.groups_1d(dv.numel()));
     dv
 }
 
@@ -97,6 +111,7 @@ struct VbLossBackward {
     inputs: VlbInputs,
     v: Tensor,
     scale: f32,
+    weights: Option<Tensor>,
 }
 
 impl Backward for VbLossBackward {
@@ -104,12 +119,13 @@ impl Backward for VbLossBackward {
         "vb_loss"
     }
     fn backward(&self, gpu: &Gpu, dy: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
-        vec![Some(vb_terms_backward(
+        vec![Some(vb_terms_backward_weighted(
             gpu,
             &self.inputs,
             &self.v,
             dy,
             self.scale,
+            self.weights.as_ref(),
         ))]
     }
 }
@@ -123,6 +139,33 @@ pub fn vb_loss_var(cx: &mut Ctx, inputs: VlbInputs, v: &Var, weight: f32) -> Var
         inputs,
         v: v.tensor.clone(),
         scale: weight / n as f32,
+        weights: None,
     };
     cx.record(node, &[v], out)
+}
+
+/// The importance-weighted form: (1 / batch) sum_b w_b * weight * L_b with L_b the mean of
+/// sample b's terms, differentiable in v only; also returns weight * L_b per sample, unweighted
+/// by w (what the timestep sampler learns from).
+pub fn weighted_vb_loss_var(
+    cx: &mut Ctx,
+    inputs: VlbInputs,
+    v: &Var,
+    weight: f32,
+    sample_weights: &Tensor,
+) -> (Var, Tensor) {
+    let gpu = cx.gpu;
+    let terms = vb_terms(gpu, &inputs, &v.tensor);
+    let n = terms.numel();
+    let batch = inputs.timesteps.numel();
+    let per_sample = super::reduce::row_sums(gpu, &terms, false, weight * batch as f32 / n as f32);
+    let weighted = super::arith::mul(gpu, sample_weights, &per_sample);
+    let out = super::reduce::mean(gpu, &weighted);
+    let node = VbLossBackward {
+        inputs,
+        v: v.tensor.clone(),
+        scale: weight / n as f32,
+        weights: Some(sample_weights.clone()),
+    };
+    (cx.record(node, &[v], out), per_sample)
 }
