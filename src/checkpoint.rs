@@ -1,6 +1,7 @@
 //! Checkpoints as .safetensors: the flat weights, EMA weights and Adam moments, with the step,
-//! the run's config and the parameter layout in the metadata. Written to a temporary file and
-//! renamed, so a crash mid-write never leaves a broken checkpoint behind.
+//! the run's config, the parameter layout and any importance sampler's state in the metadata.
+//! Written to a temporary file and renamed, so a crash mid-write never leaves a broken
+//! checkpoint behind.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,6 +13,7 @@ use safetensors::SafeTensors;
 use crate::config::TrainConfig;
 use crate::nn::ParamLayout;
 use crate::optim::HostState;
+use crate::train::importance::SamplerState;
 
 const FORMAT: &str = "ddpm-checkpoint-1";
 const TENSORS: [&str; 4] = ["params", "ema", "adam.exp_avg", "adam.exp_avg_sq"];
@@ -19,6 +21,8 @@ const TENSORS: [&str; 4] = ["params", "ema", "adam.exp_avg", "adam.exp_avg_sq"];
 pub struct Checkpoint {
     pub config: TrainConfig,
     pub state: HostState,
+    /// The importance sampler's history and unseen losses (runs with importance sampling).
+    pub sampler: Option<SamplerState>,
     /// (name, shape, offset) of every parameter, as the model that wrote it laid them out.
     pub layout: Vec<(String, Vec<usize>, usize)>,
 }
@@ -38,7 +42,24 @@ pub fn save(
     layout: &ParamLayout,
     state: &HostState,
 ) -> Result<()> {
+    save_with_sampler(path, config, layout, state, None)
+}
+
+/// `save`, plus the importance sampler's state in the metadata (JSON: a few hundred kB at most).
+pub fn save_with_sampler(
+    path: &Path,
+    config: &TrainConfig,
+    layout: &ParamLayout,
+    state: &HostState,
+    sampler: Option<&SamplerState>,
+) -> Result<()> {
     let mut metadata = HashMap::new();
+    if let Some(sampler) = sampler {
+        metadata.insert(
+            "timestep_sampler".to_owned(),
+            serde_json::to_string(sampler)?,
+        );
+    }
     metadata.insert("format".to_owned(), FORMAT.to_owned());
     metadata.insert("step".to_owned(), state.step.to_string());
     metadata.insert("config".to_owned(), serde_json::to_string(config)?);
@@ -98,6 +119,12 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let step: u64 = field("step")?
         .parse()
         .map_err(|e| corrupt(format!("step: {e}")))?;
+    let sampler: Option<SamplerState> = match meta.get("timestep_sampler") {
+        None => None,
+        Some(text) => Some(
+            serde_json::from_str(text).map_err(|e| corrupt(format!("timestep_sampler: {e}")))?,
+        ),
+    };
     let mut flat = Vec::new();
     for name in TENSORS {
         let view = tensors
@@ -133,6 +160,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             ema,
             step,
         },
+        sampler,
         layout,
     })
 }

@@ -50,6 +50,10 @@ pub struct TrainConfig {
     /// Timesteps of the sample grids and final samples (respaced); None: all T.
     #[serde(default)]
     pub sample_steps: Option<usize>,
+    /// Draw t with p_t proportional to sqrt(E[L_t^2]) over the last 10 losses of each t (once
+    /// every t has 10), and weight each sample's loss by 1 / (T p_t); otherwise t is uniform.
+    #[serde(default)]
+    pub importance_sampling: bool,
 }
 
 fn default_grid() -> usize {
@@ -84,6 +88,7 @@ impl TrainConfig {
             n_grid: 64,
             learn_sigma: false,
             sample_steps: None,
+            importance_sampling: false,
         }
     }
 
@@ -134,6 +139,7 @@ impl TrainConfig {
             n_grid: 64,
             learn_sigma: false,
             sample_steps: None,
+            importance_sampling: false,
         }
     }
 
@@ -233,6 +239,13 @@ impl TrainConfig {
                 "ema_decay must be in [0, 1), got {}",
                 self.ema_decay
             ));
+        }
+        if self.importance_sampling && self.antithetic {
+            return Err(
+                "importance-sampled timesteps are drawn one by one on the host, which \
+                        antithetic pairs would undo: set antithetic to false"
+                    .into(),
+            );
         }
         if self.batch_size < 2 && self.antithetic {
             return Err("antithetic timesteps need --batch-size of at least 2".into());

@@ -51,11 +51,15 @@ enum Command {
         data: Option<String>,
         /// Continue the run in DIR from its checkpoint (exactly where it stopped); --steps may
         /// raise its step count.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "out", "data", "batch_size", "lr", "seed", "schedule"])]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "out", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling"])]
         resume: Option<PathBuf>,
         /// IDDPM: cosine schedule, learned-range variance and the hybrid loss, on any preset.
         #[arg(long)]
         iddpm: bool,
+        /// Importance-sampled timesteps (IDDPM): p_t proportional to the RMS of each t's recent
+        /// losses, each loss weighted by 1 / (T p_t); turns off antithetic pairs.
+        #[arg(long)]
+        importance_sampling: bool,
         /// Timesteps of the sample grids and final samples (respaced; default all T, or 50 on
         /// a software adapter).
         #[arg(long)]
@@ -217,6 +221,7 @@ fn run(cli: Cli) -> Result<()> {
             data,
             resume,
             iddpm,
+            importance_sampling,
             sample_steps,
             sample_every,
             out,
@@ -260,6 +265,10 @@ fn run(cli: Cli) -> Result<()> {
             };
             if iddpm {
                 cfg = cfg.with_iddpm();
+            }
+            if importance_sampling {
+                cfg.importance_sampling = true;
+                cfg.antithetic = false;
             }
             if sample_steps.is_some() {
                 cfg.sample_steps = sample_steps;

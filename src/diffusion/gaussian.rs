@@ -47,6 +47,18 @@ pub struct TrainingLoss {
     pub timesteps: Tensor,
     pub noise: Tensor,
     pub x_t: Tensor,
+    /// With host-drawn timesteps: each sample's unweighted loss (L_simple, plus the scaled L_vlb
+    /// when the variance is learned), which the importance sampler learns from.
+    pub per_sample_losses: Option<Tensor>,
+}
+
+/// Timesteps drawn on the host by an importance sampler, with the weights 1 / (T p_t) that keep
+/// the weighted loss an unbiased estimate of the uniform-t objective.
+pub struct TimestepDraw {
+    /// [batch] u32.
+    pub timesteps: Tensor,
+    /// [batch] f32.
+    pub weights: Tensor,
 }
 
 impl GaussianDiffusion {
@@ -141,8 +153,10 @@ impl GaussianDiffusion {
     }
 
     #[allow(clippy::too_many_arguments)]
-    /// L_simple = mean ||eps - eps_theta(x_t, t)||^2 with t and eps drawn on the GPU for
-    /// training step `step` (antithetic t pairs t with T - 1 - t).
+    /// L_simple = mean ||eps - eps_theta(x_t, t)||^2 (plus the VLB term when the variance is
+    /// learned) with eps drawn on the GPU for training step `step`, and t drawn there too
+    /// (antithetic t pairs t with T - 1 - t) unless `draw` brings host-drawn timesteps and their
+    /// importance weights.
     pub fn training_losses(
         &self,
         cx: &mut Ctx,
@@ -152,17 +166,21 @@ impl GaussianDiffusion {
         seed: u32,
         step: u64,
         antithetic: bool,
+        draw: Option<&TimestepDraw>,
     ) -> TrainingLoss {
         let gpu = cx.gpu;
         let batch = x_start.shape[0];
-        let timesteps = rng::timesteps(
-            gpu,
-            batch,
-            self.n_timesteps(),
-            antithetic,
-            seed,
-            streams::for_step(step, streams::TIMESTEPS),
-        );
+        let timesteps = match draw {
+            Some(d) => d.timesteps.clone(),
+            None => rng::timesteps(
+                gpu,
+                batch,
+                self.n_timesteps(),
+                antithetic,
+                seed,
+                streams::for_step(step, streams::TIMESTEPS),
+            ),
+        };
         let noise = rng::normal(
             gpu,
             &x_start.shape,
@@ -176,7 +194,38 @@ impl GaussianDiffusion {
             stream: streams::for_step(step, streams::DROPOUT),
         };
         let out = model.forward(cx, params, &x_var, &timesteps, Some(dropout));
-        let loss = if self.learn_sigma {
+        let mut per_sample_losses = None;
+        let loss = if let Some(draw) = draw {
+            let (eps, v) = if self.learn_sigma {
+                let (eps, v) = Self::split_output(cx, &out, &x_start.shape);
+                (eps, Some(v))
+            } else {
+                (out, None)
+            };
+            let (simple, per_sample) = loss::weighted_mse_var(cx, &eps, &noise, &draw.weights);
+            match v {
+                None => {
+                    per_sample_losses = Some(per_sample);
+                    simple
+                }
+                Some(v) => {
+                    let inputs = crate::ops::vlb::VlbInputs {
+                        table: self.table.clone(),
+                        x_start: x_start.clone(),
+                        x_t: x_t.clone(),
+                        eps: eps.tensor.clone(),
+                        timesteps: timesteps.clone(),
+                        continuous: x_start.shape.len() == 2,
+                    };
+                    let scale = crate::cpu::vlb::hybrid_vb_scale(self.n_timesteps()) as f32;
+                    let (vb, per_sample_vb) =
+                        crate::ops::vlb::weighted_vb_loss_var(cx, inputs, &v, scale, &draw.weights);
+                    per_sample_losses =
+                        Some(crate::ops::arith::add(gpu, &per_sample, &per_sample_vb));
+                    crate::ops::arith::add_var(cx, &simple, &vb)
+                }
+            }
+        } else if self.learn_sigma {
             // IDDPM's hybrid loss: L_simple on the noise channels plus (T / 1000) L_vlb, whose
             // gradient reaches only the variance channels (the noise enters as a constant).
             let (eps, v) = Self::split_output(cx, &out, &x_start.shape);
@@ -200,6 +249,7 @@ impl GaussianDiffusion {
             timesteps,
             noise,
             x_t,
+            per_sample_losses,
         }
     }
 

@@ -96,7 +96,7 @@ impl ScheduleSampler for UniformSampler {
 /// resample.py's `LossSecondMomentResampler`: the last `HISTORY_PER_TERM` losses of every t;
 /// uniform until every t has a full history, then
 /// w_t = (1 - UNIFORM_PROB) * s_t / sum_t s_t + UNIFORM_PROB / T, s_t = sqrt(mean of L_t^2).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossSecondMomentResampler {
     /// `loss_history[t][..loss_counts[t]]`, oldest first (the losses, squared when weighing).
     loss_history: Vec<[f64; HISTORY_PER_TERM]>,

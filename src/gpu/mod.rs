@@ -47,6 +47,7 @@ pub struct Gpu {
     arena: wgpu::Buffer,
     uniform_align: u64,
     n_submits: Cell<usize>,
+    last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
 }
 
 impl Gpu {
@@ -96,6 +97,7 @@ impl Gpu {
             arena,
             uniform_align,
             n_submits: Cell::new(0),
+            last_submission: RefCell::new(None),
         })
     }
 
@@ -321,8 +323,14 @@ impl Gpu {
             rec.uniforms.clear();
         }
         rec.n_dispatches = 0;
-        self.queue.submit(Some(encoder.finish()));
+        let index = self.queue.submit(Some(encoder.finish()));
+        *self.last_submission.borrow_mut() = Some(index);
         self.n_submits.set(self.n_submits.get() + 1);
+    }
+
+    /// The most recent submit, for waiting on that one alone (see readback::Staging::read_after).
+    pub fn last_submission(&self) -> Option<wgpu::SubmissionIndex> {
+        self.last_submission.borrow().clone()
     }
 
     /// Blocks until the GPU is idle.

@@ -69,11 +69,24 @@ impl Staging {
 
     /// Maps and reads, waiting for the GPU.
     pub fn read_blocking(&self, device: &wgpu::Device) -> Vec<u8> {
+        self.read_after(device, None)
+    }
+
+    /// Maps and reads, waiting only for `submission` (the one that holds the copy into this
+    /// buffer) rather than for everything queued after it; `None` waits for all.
+    pub fn read_after(
+        &self,
+        device: &wgpu::Device,
+        submission: Option<wgpu::SubmissionIndex>,
+    ) -> Vec<u8> {
         if self.state.load(Ordering::SeqCst) == IDLE {
             self.start_map();
         }
         loop {
-            let _ = device.poll(wgpu::PollType::wait_indefinitely());
+            let _ = device.poll(wgpu::PollType::Wait {
+                submission_index: submission.clone(),
+                timeout: None,
+            });
             match self.state.load(Ordering::SeqCst) {
                 PENDING => continue,
                 FAILED => panic!("mapping a staging buffer failed: the GPU device was lost"),

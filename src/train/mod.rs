@@ -1,6 +1,7 @@
 //! Training: the step loop (one command encoder and one submit per step), the progress bar,
 //! loss readback, NaN detection and checkpoints, and the end-of-run outputs.
 
+pub mod importance;
 pub mod loss_log;
 
 use std::path::{Path, PathBuf};
@@ -12,12 +13,13 @@ use crate::autograd::Ctx;
 use crate::checkpoint;
 use crate::config::TrainConfig;
 use crate::cpu::optim::AdamConfig;
-use crate::diffusion::gaussian::{streams, GaussianDiffusion};
+use crate::diffusion::gaussian::{streams, GaussianDiffusion, TimestepDraw, TrainingLoss};
 use crate::gpu::Gpu;
 use crate::nn::Denoiser;
 use crate::optim::{OptimConfig, TrainState};
 use crate::tensor::Tensor;
 use crate::toy;
+use importance::{ImportanceSampling, SamplerState};
 use loss_log::{LossChunk, LossLog};
 
 pub fn optim_config(cfg: &TrainConfig) -> OptimConfig {
@@ -49,6 +51,17 @@ impl Trainer<'_> {
     /// Records one step on the batch in `x_start` (forward, backward, update) and returns the
     /// loss tensor; the caller submits.
     pub fn record_step(&self, state: &mut TrainState, x_start: &Tensor) -> Tensor {
+        self.record_step_drawn(state, x_start, None).loss.tensor
+    }
+
+    /// `record_step` with the timesteps (and loss weights) of `draw` when given, returning
+    /// everything the step computed.
+    pub fn record_step_drawn(
+        &self,
+        state: &mut TrainState,
+        x_start: &Tensor,
+        draw: Option<&TimestepDraw>,
+    ) -> TrainingLoss {
         let gpu = self.gpu;
         let mut cx = Ctx::new(gpu);
         let params = self
@@ -64,10 +77,11 @@ impl Trainer<'_> {
             self.seed,
             state.step,
             self.antithetic,
+            draw,
         );
         cx.backward(&tl.loss);
         state.apply_gradients(gpu, &self.optim);
-        tl.loss.tensor
+        tl
     }
 }
 
@@ -287,8 +301,39 @@ pub fn train_loop(
         started: (Instant::now(), state.step),
     };
     let ckpt_path = out.join("checkpoint.safetensors");
-    let save =
-        |state: &TrainState| checkpoint::save(&ckpt_path, cfg, model.layout(), &state.to_host(gpu));
+    let mut importance = if cfg.importance_sampling {
+        let saved = if state.step > 0 {
+            let sampler = checkpoint::load(&ckpt_path)?.sampler;
+            if sampler.is_none() {
+                bail!(
+                    "checkpoint {} was trained with importance sampling but holds no sampler \
+                     state; it is damaged or was edited: retrain",
+                    ckpt_path.display()
+                );
+            }
+            sampler
+        } else {
+            None
+        };
+        Some(ImportanceSampling::new(
+            gpu,
+            diffusion.n_timesteps(),
+            cfg.batch_size,
+            saved,
+        ))
+    } else {
+        None
+    };
+    let save = |state: &TrainState, importance: &mut Option<ImportanceSampling>| {
+        let sampler: Option<SamplerState> = importance.as_mut().map(|i| i.state(gpu));
+        checkpoint::save_with_sampler(
+            &ckpt_path,
+            cfg,
+            model.layout(),
+            &state.to_host(gpu),
+            sampler.as_ref(),
+        )
+    };
     let bar = progress_bar(cfg.steps, state.step);
     let started = Instant::now();
     let first_step = state.step;
@@ -301,10 +346,17 @@ pub fn train_loop(
         batches.batch(seed, state.step, &mut host_batch);
         gpu.write(&batch, bytemuck::cast_slice(&host_batch));
         let step = state.step;
-        let loss = trainer.record_step(state, &batch);
-        let done = loss_log.record(gpu, &loss, step);
+        let draw = importance.as_mut().map(|i| i.draw(gpu, seed, step));
+        let tl = trainer.record_step_drawn(state, &batch, draw.as_ref());
+        if let (Some(i), Some(losses)) = (importance.as_mut(), &tl.per_sample_losses) {
+            i.record(gpu, step, losses);
+        }
+        let done = loss_log.record(gpu, &tl.loss.tensor, step);
         gpu.submit();
         loss_log.after_submit();
+        if let Some(i) = importance.as_mut() {
+            i.after_submit(gpu);
+        }
         monitor.take(done, &bar)?;
         monitor.take(loss_log.poll(gpu), &bar)?;
         bar.inc(1);
@@ -315,7 +367,7 @@ pub fn train_loop(
             // Check the losses before saving: a NaN run must not overwrite a good checkpoint.
             monitor.take(loss_log.drain(gpu), &bar)?;
             if at_checkpoint {
-                save(state)?;
+                save(state, &mut importance)?;
             }
             if at_sample {
                 bar.suspend(|| on_sample(gpu, state))?;
@@ -333,7 +385,7 @@ pub fn train_loop(
     gpu.wait();
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    save(state)?;
+    save(state, &mut importance)?;
     Ok((seconds, monitor.smoothed, monitor.losses, interrupted))
 }
 
