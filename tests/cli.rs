@@ -134,3 +134,36 @@ fn bad_settings_are_refused_before_any_work() {
     );
     assert_clean_failure(&out, &["quadratic"]);
 }
+
+#[test]
+fn importance_sampling_trains_from_the_command_line_on_the_toy_preset() {
+    // The toy preset pairs timesteps antithetically; the flag turns that off rather than fail.
+    let dir = std::env::temp_dir().join(format!("ddpm-cli-is-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let out = ddpm(
+        &[
+            "train",
+            "--preset",
+            "toy",
+            "--iddpm",
+            "--importance-sampling",
+            "--steps",
+            "3",
+            "--n-samples",
+            "16",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["importance_sampling"], true);
+    assert_eq!(config["antithetic"], false);
+    std::fs::remove_dir_all(&dir).ok();
+}
