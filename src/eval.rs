@@ -2,8 +2,10 @@
 //! evaluation: L_T (the prior term, on the host) + sum over every t of the KL terms + the
 //! decoder term at t = 0 (discretised for images, a Gaussian density for the 2-D toy), and a
 //! faster estimate from sampled t (T times the mean of a few L_t). Both with standard errors
-//! over the evaluated examples. Models with a fixed variance are scored with that variance
-//! (beta_t or the posterior's; with beta, t = 0 uses beta_0).
+//! over the evaluated examples. Models with a fixed variance are scored with that variance:
+//! the posterior's, or beta_t, which at t = 0 is replaced by the posterior variance of t = 1 as
+//! in improved-diffusion's FIXED_LARGE (beta_0 is tiny and would make the decoder term
+//! meaningless; sampling is unaffected, since the last step adds no noise).
 
 use std::path::Path;
 
@@ -122,9 +124,10 @@ struct Scorer<'a> {
 }
 
 impl Scorer<'_> {
-    /// Per-element VLB terms (bits) of the batch x_0 at per-example timesteps `t`.
-    fn terms(&self, x_start: &Tensor, t: &Tensor, stream: u32) -> Tensor {
+    /// Per-element VLB terms (bits) of the batch x_0 at per-example timesteps `t_host`.
+    fn terms(&self, x_start: &Tensor, t_host: &[u32], stream: u32) -> Tensor {
         let gpu = self.gpu;
+        let t = &gpu.upload_u32(t_host, &[t_host.len()]);
         let noise = ops::rng::normal(gpu, &x_start.shape, self.seed, stream);
         let x_t = ops::diffusion::q_sample(gpu, &self.diffusion.table, x_start, &noise, t);
         let mut cx = Ctx::no_grad(gpu);
@@ -135,9 +138,17 @@ impl Scorer<'_> {
             let (a, b) = split(gpu, &out.tensor, &x_start.shape);
             (a, b)
         } else {
-            let v = gpu.empty(&x_start.shape);
-            ops::arith::fill(gpu, &v, self.fixed_v);
-            (out.tensor, v)
+            // FIXED_LARGE at t = 0 is the posterior variance of t = 1: the clipped posterior
+            // log variance of t = 0, which v = -1 selects.
+            let per_example = x_start.numel() / t_host.len();
+            let v: Vec<f32> = t_host
+                .iter()
+                .flat_map(|&t| {
+                    let v = if t == 0 { -1.0 } else { self.fixed_v };
+                    std::iter::repeat_n(v, per_example)
+                })
+                .collect();
+            (out.tensor, gpu.upload(&v, &x_start.shape))
         };
         let inputs = ops::vlb::VlbInputs {
             table: self.diffusion.table.clone(),
@@ -230,7 +241,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         if args.full {
             let mut acc = gpu.zeros(&shape);
             for t in 0..t_max {
-                let tt = ops::diffusion::fill_timesteps(gpu, b, t);
+                let tt = vec![t as u32; b];
                 let terms = scorer.terms(&x_start, &tt, stream_base.wrapping_add(t as u32));
                 acc = ops::arith::add(gpu, &acc, &terms);
                 gpu.submit();
@@ -245,8 +256,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
             let t: Vec<u32> = (0..b as u32)
                 .map(|i| cpu::rng::random_bits(args.seed, stream, i)[0] % t_max as u32)
                 .collect();
-            let tt = gpu.upload_u32(&t, &[b]);
-            let terms = scorer.terms(&x_start, &tt, stream.wrapping_add(0x4000));
+            let terms = scorer.terms(&x_start, &t, stream.wrapping_add(0x4000));
             acc = ops::arith::add(gpu, &acc, &terms);
             bar.inc(1);
         }

@@ -235,10 +235,11 @@ fn bits_per_dim_on_the_gpu_equal_the_cpu_composition() {
             let x_t: Vec<f64> = x_t.iter().map(|&v| v as f32 as f64).collect();
             let eps = cpu_mlp(&mlp, &flat64, &x_t, &tt);
             for i in 0..x0.len() {
-                // Fixed variance sigma^2 = beta_t is v = +1; at t = 0 the toy's decoder is a
-                // Gaussian density of x_0.
+                // Fixed variance sigma^2 = beta_t is v = +1, except at t = 0, where
+                // improved-diffusion's FIXED_LARGE takes posterior_variance[1] (v = -1); there
+                // the toy's decoder is a Gaussian density of x_0.
                 let term = if t == 0 {
-                    let m = cpu::vlb::p_mean_variance(&s, 0, x_t[i], eps[i], 1.0);
+                    let m = cpu::vlb::p_mean_variance(&s, 0, x_t[i], eps[i], -1.0);
                     cpu::vlb::gaussian_nll_bits(x0[i], m.mean, m.log_variance)
                 } else {
                     cpu::vlb::vb_term_elementwise(&s, t, x0[i], x_t[i], eps[i], 1.0)
