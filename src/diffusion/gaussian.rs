@@ -194,56 +194,50 @@ impl GaussianDiffusion {
             stream: streams::for_step(step, streams::DROPOUT),
         };
         let out = model.forward(cx, params, &x_var, &timesteps, Some(dropout));
-        let mut per_sample_losses = None;
-        let loss = if let Some(draw) = draw {
-            let (eps, v) = if self.learn_sigma {
-                let (eps, v) = Self::split_output(cx, &out, &x_start.shape);
-                (eps, Some(v))
-            } else {
-                (out, None)
-            };
-            let (simple, per_sample) = loss::weighted_mse_var(cx, &eps, &noise, &draw.weights);
-            match v {
-                None => {
-                    per_sample_losses = Some(per_sample);
-                    simple
-                }
-                Some(v) => {
-                    let inputs = crate::ops::vlb::VlbInputs {
-                        table: self.table.clone(),
-                        x_start: x_start.clone(),
-                        x_t: x_t.clone(),
-                        eps: eps.tensor.clone(),
-                        timesteps: timesteps.clone(),
-                        continuous: x_start.shape.len() == 2,
-                    };
-                    let scale = crate::cpu::vlb::hybrid_vb_scale(self.n_timesteps()) as f32;
-                    let (vb, per_sample_vb) =
-                        crate::ops::vlb::weighted_vb_loss_var(cx, inputs, &v, scale, &draw.weights);
-                    per_sample_losses =
-                        Some(crate::ops::arith::add(gpu, &per_sample, &per_sample_vb));
-                    crate::ops::arith::add_var(cx, &simple, &vb)
-                }
-            }
-        } else if self.learn_sigma {
-            // IDDPM's hybrid loss: L_simple on the noise channels plus (T / 1000) L_vlb, whose
-            // gradient reaches only the variance channels (the noise enters as a constant).
+        let (eps, v) = if self.learn_sigma {
             let (eps, v) = Self::split_output(cx, &out, &x_start.shape);
-            let simple = loss::mse_var(cx, &eps, &noise);
-            let inputs = crate::ops::vlb::VlbInputs {
-                table: self.table.clone(),
-                x_start: x_start.clone(),
-                x_t: x_t.clone(),
-                eps: eps.tensor.clone(),
-                timesteps: timesteps.clone(),
-                continuous: x_start.shape.len() == 2,
-            };
-            let scale = crate::cpu::vlb::hybrid_vb_scale(self.n_timesteps()) as f32;
-            let vb = crate::ops::vlb::vb_loss_var(cx, inputs, &v, scale);
-            crate::ops::arith::add_var(cx, &simple, &vb)
+            (eps, Some(v))
         } else {
-            loss::mse_var(cx, &out, &noise)
+            (out, None)
         };
+        // L_simple, weighted per sample when t was importance-sampled.
+        let (simple, per_sample_simple) = match draw {
+            Some(d) => {
+                let (simple, per_sample) = loss::weighted_mse_var(cx, &eps, &noise, &d.weights);
+                (simple, Some(per_sample))
+            }
+            None => (loss::mse_var(cx, &eps, &noise), None),
+        };
+        let Some(v) = v else {
+            return TrainingLoss {
+                loss: simple,
+                timesteps,
+                noise,
+                x_t,
+                per_sample_losses: per_sample_simple,
+            };
+        };
+        // IDDPM's hybrid loss: L_simple on the noise channels plus (T / 1000) L_vlb, whose
+        // gradient reaches only the variance channels (the noise enters as a constant).
+        let inputs = crate::ops::vlb::VlbInputs {
+            table: self.table.clone(),
+            x_start: x_start.clone(),
+            x_t: x_t.clone(),
+            eps: eps.tensor.clone(),
+            timesteps: timesteps.clone(),
+            continuous: x_start.shape.len() == 2,
+        };
+        let scale = crate::cpu::vlb::hybrid_vb_scale(self.n_timesteps()) as f32;
+        let (vb, per_sample_losses) = match (draw, per_sample_simple) {
+            (Some(d), Some(per_sample)) => {
+                let (vb, per_sample_vb) =
+                    crate::ops::vlb::weighted_vb_loss_var(cx, inputs, &v, scale, &d.weights);
+                let total = crate::ops::arith::add(gpu, &per_sample, &per_sample_vb);
+                (vb, Some(total))
+            }
+            _ => (crate::ops::vlb::vb_loss_var(cx, inputs, &v, scale), None),
+        };
+        let loss = crate::ops::arith::add_var(cx, &simple, &vb);
         TrainingLoss {
             loss,
             timesteps,
