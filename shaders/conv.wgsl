@@ -23,6 +23,11 @@ struct ConvParams {
     has_bias: u32,
     // bwd_w: (n, p) columns per chunk.
     chunk: u32,
+    // conv2d_pack_weight: 1 packs the stride-1 input-gradient convolution's weights.
+    flip: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -535,5 +540,319 @@ fn conv2d_flip_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         let tap = i % kk2;
         let flipped = kk2 - 1u - tap;
         out[i] = weight[(co * p.c_in + ci) * kk2 + flipped];
+    }
+}
+
+// ---- Register-blocked kernels for CPU adapters (lavapipe), 3x3 and 1x1 taps. On llvmpipe a
+// thread is one lane of an 8-wide SIMD loop, and a storage load whose address differs between
+// lanes is a scalar loop over the lanes: the cost is the number of loaded elements per lane, not
+// the FMAs. So a thread owns PX = 4 consecutive output pixels of one row, in NB = 4 samples,
+// times the CB = 8 output channels of its workgroup's channel block (128 accumulators): per
+// input row (ci, ky) it loads 3 + PX (stride 2: 5 + 2 PX) input pixels per sample and uses each
+// for up to 3 taps x 8 channels, and each weight once for 4 pixels x 4 samples. The weights of
+// the channel block come packed by conv2d_pack_weight and are staged in workgroup memory, where
+// every lane reads the same address (Mesa 23+ turns that into one scalar load and a broadcast).
+// Padding is a select on a clamped, always-valid load; no division in the loop.
+// Geometry: workgroups of 64 threads over (sample block, oy, pixel group), grid
+// (ceil(items / 64), ceil(c_out / 8), 1), items = ceil(n / 4) * h_out * ceil(w_out / 4)
+// (1x1: ceil(n / 4) * ceil(h w / 4)).
+
+@group(0) @binding(6) var<storage, read> wpack: array<vec4<f32>>;
+
+const PX: u32 = 4u;
+const CB: u32 = 8u;
+const NB: u32 = 4u;
+// Staged weights: CB channels x (ci, tap) as vec4 pairs, in chunks of input channels.
+const WSH: u32 = 576u;
+var<workgroup> wsh: array<vec4<f32>, 576>;
+
+struct Acc8 {
+    c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>,
+    c4: vec4<f32>, c5: vec4<f32>, c6: vec4<f32>, c7: vec4<f32>,
+}
+
+fn acc8_zero() -> Acc8 {
+    let z = vec4<f32>(0.0);
+    return Acc8(z, z, z, z, z, z, z, z);
+}
+
+// acc[j] += w_j * xv for the 8 channels j = (wa, wb) of one tap; xv: the tap's input at 4 pixels.
+fn acc8_fma(acc: ptr<function, Acc8>, wa: vec4<f32>, wb: vec4<f32>, xv: vec4<f32>) {
+    (*acc).c0 = fma(vec4<f32>(wa.x), xv, (*acc).c0);
+    (*acc).c1 = fma(vec4<f32>(wa.y), xv, (*acc).c1);
+    (*acc).c2 = fma(vec4<f32>(wa.z), xv, (*acc).c2);
+    (*acc).c3 = fma(vec4<f32>(wa.w), xv, (*acc).c3);
+    (*acc).c4 = fma(vec4<f32>(wb.x), xv, (*acc).c4);
+    (*acc).c5 = fma(vec4<f32>(wb.y), xv, (*acc).c5);
+    (*acc).c6 = fma(vec4<f32>(wb.z), xv, (*acc).c6);
+    (*acc).c7 = fma(vec4<f32>(wb.w), xv, (*acc).c7);
+}
+
+fn acc8_get(acc: Acc8, j: u32) -> vec4<f32> {
+    switch j {
+        case 0u: { return acc.c0; }
+        case 1u: { return acc.c1; }
+        case 2u: { return acc.c2; }
+        case 3u: { return acc.c3; }
+        case 4u: { return acc.c4; }
+        case 5u: { return acc.c5; }
+        case 6u: { return acc.c6; }
+        default: { return acc.c7; }
+    }
+}
+
+// Stores channels cb * 8 + j (j < 8) of the n_valid (at most 4) pixels from flat pixel pix0.
+fn store8(acc: Acc8, n: u32, cb: u32, pix0: u32, n_valid: u32, valid: bool) {
+    let hw_out = p.h_out * p.w_out;
+    for (var j = 0u; j < CB; j++) {
+        let co = cb * CB + j;
+        let v = acc8_get(acc, j);
+        var b = 0.0;
+        if (p.has_bias == 1u && co < p.c_out) {
+            b = bias[co];
+        }
+        for (var q = 0u; q < PX; q++) {
+            if (valid && co < p.c_out && q < n_valid) {
+                out[(n * p.c_out + co) * hw_out + pix0 + q] = v[q] + b;
+            }
+        }
+    }
+}
+
+// Copies wpack[begin, begin + len) to wsh; len <= WSH. The first barrier keeps the previous
+// chunk alive until every thread is done with it.
+fn stage_weights(li: u32, begin: u32, len: u32) {
+    workgroupBarrier();
+    for (var e = li; e < len; e += 64u) {
+        wsh[e] = wpack[begin + e];
+    }
+    workgroupBarrier();
+}
+
+// x[row + ix] for 0 <= ix < w, else 0 (the load is clamped into the row and its value dropped).
+fn xat(row: u32, ix: i32, row_ok: bool) -> f32 {
+    let ok = row_ok && ix >= 0 && ix < i32(p.w);
+    return select(0.0, x[row + u32(clamp(ix, 0, i32(p.w) - 1))], ok);
+}
+
+// The 8-channel weights (wa, wb) of taps kx = 0, 1, 2 of one kernel row.
+struct Taps3 { a0: vec4<f32>, b0: vec4<f32>, a1: vec4<f32>, b1: vec4<f32>, a2: vec4<f32>, b2: vec4<f32> }
+
+// The inputs of 4 output pixels under taps kx = 0, 1, 2 of one row.
+struct Row3 { k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32> }
+
+fn row_s1(row: u32, ix0: i32, row_ok: bool) -> Row3 {
+    let x0 = xat(row, ix0, row_ok);
+    let x1 = xat(row, ix0 + 1, row_ok);
+    let x2 = xat(row, ix0 + 2, row_ok);
+    let x3 = xat(row, ix0 + 3, row_ok);
+    let x4 = xat(row, ix0 + 4, row_ok);
+    let x5 = xat(row, ix0 + 5, row_ok);
+    return Row3(vec4<f32>(x0, x1, x2, x3), vec4<f32>(x1, x2, x3, x4), vec4<f32>(x2, x3, x4, x5));
+}
+
+fn row_s2(row: u32, ix0: i32, row_ok: bool) -> Row3 {
+    let x0 = xat(row, ix0, row_ok);
+    let x1 = xat(row, ix0 + 1, row_ok);
+    let x2 = xat(row, ix0 + 2, row_ok);
+    let x3 = xat(row, ix0 + 3, row_ok);
+    let x4 = xat(row, ix0 + 4, row_ok);
+    let x5 = xat(row, ix0 + 5, row_ok);
+    let x6 = xat(row, ix0 + 6, row_ok);
+    let x7 = xat(row, ix0 + 7, row_ok);
+    let x8 = xat(row, ix0 + 8, row_ok);
+    return Row3(vec4<f32>(x0, x2, x4, x6), vec4<f32>(x1, x3, x5, x7), vec4<f32>(x2, x4, x6, x8));
+}
+
+fn taps3(acc: ptr<function, Acc8>, w: Taps3, r: Row3) {
+    acc8_fma(acc, w.a0, w.b0, r.k0);
+    acc8_fma(acc, w.a1, w.b1, r.k1);
+    acc8_fma(acc, w.a2, w.b2, r.k2);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let gw = (p.w_out + PX - 1u) / PX;
+    let items = ((p.n + NB - 1u) / NB) * p.h_out * gw;
+    let item = wid.x * 64u + li;
+    let valid = item < items;
+    let it = select(0u, item, valid);
+    let ox0 = (it % gw) * PX;
+    let oy = (it / gw) % p.h_out;
+    let n0 = (it / (gw * p.h_out)) * NB;
+    let cb = wid.y;
+    let ix0 = i32(ox0 * 1u) - i32(p.padding);
+    let hw = p.h * p.w;
+    let chw = p.c_in * hw;
+    // Samples past the batch read the last one and are never stored.
+    var a0 = acc8_zero();
+    let s0 = min(n0, p.n - 1u) * chw;
+    var a1 = acc8_zero();
+    let s1 = min(n0 + 1u, p.n - 1u) * chw;
+    var a2 = acc8_zero();
+    let s2 = min(n0 + 2u, p.n - 1u) * chw;
+    var a3 = acc8_zero();
+    let s3 = min(n0 + 3u, p.n - 1u) * chw;
+    let ci_chunk = WSH / 18u;
+    for (var c0 = 0u; c0 < p.c_in; c0 += ci_chunk) {
+        let c1 = min(c0 + ci_chunk, p.c_in);
+        stage_weights(li, (cb * p.c_in + c0) * 18u, (c1 - c0) * 18u);
+        var wi = 0u;
+        for (var ci = c0; ci < c1; ci++) {
+            let plane = ci * hw;
+            for (var ky = 0u; ky < 3u; ky++) {
+                let iy = i32(oy * 1u + ky) - i32(p.padding);
+                let row_ok = iy >= 0 && iy < i32(p.h);
+                let row = plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+                let w = Taps3(wsh[wi], wsh[wi + 1u], wsh[wi + 2u], wsh[wi + 3u], wsh[wi + 4u], wsh[wi + 5u]);
+                wi += 6u;
+                taps3(&a0, w, row_s1(s0 + row, ix0, row_ok));
+                taps3(&a1, w, row_s1(s1 + row, ix0, row_ok));
+                taps3(&a2, w, row_s1(s2 + row, ix0, row_ok));
+                taps3(&a3, w, row_s1(s3 + row, ix0, row_ok));
+            }
+        }
+    }
+    let pix0 = oy * p.w_out + ox0;
+    store8(a0, n0, cb, pix0, p.w_out - ox0, valid && n0 < p.n);
+    store8(a1, n0 + 1u, cb, pix0, p.w_out - ox0, valid && n0 + 1u < p.n);
+    store8(a2, n0 + 2u, cb, pix0, p.w_out - ox0, valid && n0 + 2u < p.n);
+    store8(a3, n0 + 3u, cb, pix0, p.w_out - ox0, valid && n0 + 3u < p.n);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let gw = (p.w_out + PX - 1u) / PX;
+    let items = ((p.n + NB - 1u) / NB) * p.h_out * gw;
+    let item = wid.x * 64u + li;
+    let valid = item < items;
+    let it = select(0u, item, valid);
+    let ox0 = (it % gw) * PX;
+    let oy = (it / gw) % p.h_out;
+    let n0 = (it / (gw * p.h_out)) * NB;
+    let cb = wid.y;
+    let ix0 = i32(ox0 * 2u) - i32(p.padding);
+    let hw = p.h * p.w;
+    let chw = p.c_in * hw;
+    // Samples past the batch read the last one and are never stored.
+    var a0 = acc8_zero();
+    let s0 = min(n0, p.n - 1u) * chw;
+    var a1 = acc8_zero();
+    let s1 = min(n0 + 1u, p.n - 1u) * chw;
+    var a2 = acc8_zero();
+    let s2 = min(n0 + 2u, p.n - 1u) * chw;
+    var a3 = acc8_zero();
+    let s3 = min(n0 + 3u, p.n - 1u) * chw;
+    let ci_chunk = WSH / 18u;
+    for (var c0 = 0u; c0 < p.c_in; c0 += ci_chunk) {
+        let c1 = min(c0 + ci_chunk, p.c_in);
+        stage_weights(li, (cb * p.c_in + c0) * 18u, (c1 - c0) * 18u);
+        var wi = 0u;
+        for (var ci = c0; ci < c1; ci++) {
+            let plane = ci * hw;
+            for (var ky = 0u; ky < 3u; ky++) {
+                let iy = i32(oy * 2u + ky) - i32(p.padding);
+                let row_ok = iy >= 0 && iy < i32(p.h);
+                let row = plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+                let w = Taps3(wsh[wi], wsh[wi + 1u], wsh[wi + 2u], wsh[wi + 3u], wsh[wi + 4u], wsh[wi + 5u]);
+                wi += 6u;
+                taps3(&a0, w, row_s2(s0 + row, ix0, row_ok));
+                taps3(&a1, w, row_s2(s1 + row, ix0, row_ok));
+                taps3(&a2, w, row_s2(s2 + row, ix0, row_ok));
+                taps3(&a3, w, row_s2(s3 + row, ix0, row_ok));
+            }
+        }
+    }
+    let pix0 = oy * p.w_out + ox0;
+    store8(a0, n0, cb, pix0, p.w_out - ox0, valid && n0 < p.n);
+    store8(a1, n0 + 1u, cb, pix0, p.w_out - ox0, valid && n0 + 1u < p.n);
+    store8(a2, n0 + 2u, cb, pix0, p.w_out - ox0, valid && n0 + 2u < p.n);
+    store8(a3, n0 + 3u, cb, pix0, p.w_out - ox0, valid && n0 + 3u < p.n);
+}
+
+// 1x1, stride 1, no padding: a GEMM over flat pixels; a thread owns 4 consecutive pixels.
+@compute @workgroup_size(64)
+fn conv2d_fwd_k1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let hw = p.h * p.w;
+    let gw = (hw + PX - 1u) / PX;
+    let items = ((p.n + NB - 1u) / NB) * gw;
+    let item = wid.x * 64u + li;
+    let valid = item < items;
+    let it = select(0u, item, valid);
+    let pix0 = (it % gw) * PX;
+    let n0 = (it / gw) * NB;
+    let cb = wid.y;
+    let chw = p.c_in * hw;
+    // Pixels past the end repeat the last one; they are never stored.
+    let last = hw - 1u;
+    let i0 = min(pix0, last);
+    let i1 = min(pix0 + 1u, last);
+    let i2 = min(pix0 + 2u, last);
+    let i3 = min(pix0 + 3u, last);
+    // Samples past the batch read the last one and are never stored.
+    var a0 = acc8_zero();
+    let s0 = min(n0, p.n - 1u) * chw;
+    var a1 = acc8_zero();
+    let s1 = min(n0 + 1u, p.n - 1u) * chw;
+    var a2 = acc8_zero();
+    let s2 = min(n0 + 2u, p.n - 1u) * chw;
+    var a3 = acc8_zero();
+    let s3 = min(n0 + 3u, p.n - 1u) * chw;
+    let ci_chunk = WSH / 2u;
+    for (var c0 = 0u; c0 < p.c_in; c0 += ci_chunk) {
+        let c1 = min(c0 + ci_chunk, p.c_in);
+        stage_weights(li, (cb * p.c_in + c0) * 2u, (c1 - c0) * 2u);
+        var wi = 0u;
+        for (var ci = c0; ci < c1; ci++) {
+            let plane = ci * hw;
+            let wa = wsh[wi];
+            let wb = wsh[wi + 1u];
+            wi += 2u;
+            let b0 = s0 + plane;
+            acc8_fma(&a0, wa, wb, vec4<f32>(x[b0 + i0], x[b0 + i1], x[b0 + i2], x[b0 + i3]));
+            let b1 = s1 + plane;
+            acc8_fma(&a1, wa, wb, vec4<f32>(x[b1 + i0], x[b1 + i1], x[b1 + i2], x[b1 + i3]));
+            let b2 = s2 + plane;
+            acc8_fma(&a2, wa, wb, vec4<f32>(x[b2 + i0], x[b2 + i1], x[b2 + i2], x[b2 + i3]));
+            let b3 = s3 + plane;
+            acc8_fma(&a3, wa, wb, vec4<f32>(x[b3 + i0], x[b3 + i1], x[b3 + i2], x[b3 + i3]));
+        }
+    }
+    store8(a0, n0, cb, pix0, hw - pix0, valid && n0 < p.n);
+    store8(a1, n0 + 1u, cb, pix0, hw - pix0, valid && n0 + 1u < p.n);
+    store8(a2, n0 + 2u, cb, pix0, hw - pix0, valid && n0 + 2u < p.n);
+    store8(a3, n0 + 3u, cb, pix0, hw - pix0, valid && n0 + 3u < p.n);
+}
+
+// conv2d_pack_weight: the weights of a (possibly transposed) convolution in the order the CPU
+// kernels above read them: packed[cb][ci][tap][j] = W[cb * 8 + j][ci][tap], zero past the last
+// output channel. flip = 0: W = weight. flip = 1: W is the stride-1 input-gradient
+// convolution's weight, W[ci][co][tap] = weight[co][ci][k * k - 1 - tap] (rows c_in, inputs
+// c_out). Geometry: Gpu::groups_1d(ceil(rows / 8) * 8 * inputs * k * k).
+@compute @workgroup_size(WG)
+fn conv2d_pack_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lidx: u32) {
+    let i = linear_index(wid, nwg, lidx);
+    let kk2 = p.kernel * p.kernel;
+    var rows = p.c_out;
+    var inputs = p.c_in;
+    if (p.flip == 1u) {
+        rows = p.c_in;
+        inputs = p.c_out;
+    }
+    if (i < ((rows + CB - 1u) / CB) * CB * inputs * kk2) {
+        let j = i % CB;
+        let tap = (i / CB) % kk2;
+        let ci = (i / (CB * kk2)) % inputs;
+        let row = (i / (CB * kk2 * inputs)) * CB + j;
+        var v = 0.0;
+        if (row < rows) {
+            if (p.flip == 1u) {
+                v = weight[(ci * p.c_in + row) * kk2 + kk2 - 1u - tap];
+            } else {
+                v = weight[(row * p.c_in + ci) * kk2 + tap];
+            }
+        }
+        out[i] = v;
     }
 }
