@@ -601,19 +601,20 @@ fn acc8_get(acc: Acc8, j: u32) -> vec4<f32> {
     }
 }
 
-// Stores channels cb * 8 + j (j < 8) of the n_valid (at most 4) pixels from flat pixel pix0.
-fn store8(acc: Acc8, n: u32, cb: u32, pix0: u32, n_valid: u32, valid: bool) {
-    let hw_out = p.h_out * p.w_out;
+// Stores channels cb * 8 + j (j < 8, below c_total) of the n_valid (at most 4) pixels from flat
+// pixel pix0 of sample n, in an [n, c_total, hw_total] tensor; adds the bias when asked.
+fn store8(acc: Acc8, n: u32, cb: u32, pix0: u32, n_valid: u32, valid: bool, c_total: u32, hw_total: u32,
+          add_bias: bool) {
     for (var j = 0u; j < CB; j++) {
         let co = cb * CB + j;
         let v = acc8_get(acc, j);
         var b = 0.0;
-        if (p.has_bias == 1u && co < p.c_out) {
+        if (add_bias && co < c_total) {
             b = bias[co];
         }
         for (var q = 0u; q < PX; q++) {
-            if (valid && co < p.c_out && q < n_valid) {
-                out[(n * p.c_out + co) * hw_out + pix0 + q] = v[q] + b;
+            if (valid && co < c_total && q < n_valid) {
+                out[(n * c_total + co) * hw_total + pix0 + q] = v[q] + b;
             }
         }
     }
@@ -714,10 +715,10 @@ fn conv2d_fwd_k3s1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
         }
     }
     let pix0 = oy * p.w_out + ox0;
-    store8(a0, n0, cb, pix0, p.w_out - ox0, valid && n0 < p.n);
-    store8(a1, n0 + 1u, cb, pix0, p.w_out - ox0, valid && n0 + 1u < p.n);
-    store8(a2, n0 + 2u, cb, pix0, p.w_out - ox0, valid && n0 + 2u < p.n);
-    store8(a3, n0 + 3u, cb, pix0, p.w_out - ox0, valid && n0 + 3u < p.n);
+    store8(a0, n0, cb, pix0, p.w_out - ox0, valid && n0 < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a1, n0 + 1u, cb, pix0, p.w_out - ox0, valid && n0 + 1u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a2, n0 + 2u, cb, pix0, p.w_out - ox0, valid && n0 + 2u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a3, n0 + 3u, cb, pix0, p.w_out - ox0, valid && n0 + 3u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
 }
 
 @compute @workgroup_size(64)
@@ -764,10 +765,10 @@ fn conv2d_fwd_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
         }
     }
     let pix0 = oy * p.w_out + ox0;
-    store8(a0, n0, cb, pix0, p.w_out - ox0, valid && n0 < p.n);
-    store8(a1, n0 + 1u, cb, pix0, p.w_out - ox0, valid && n0 + 1u < p.n);
-    store8(a2, n0 + 2u, cb, pix0, p.w_out - ox0, valid && n0 + 2u < p.n);
-    store8(a3, n0 + 3u, cb, pix0, p.w_out - ox0, valid && n0 + 3u < p.n);
+    store8(a0, n0, cb, pix0, p.w_out - ox0, valid && n0 < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a1, n0 + 1u, cb, pix0, p.w_out - ox0, valid && n0 + 1u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a2, n0 + 2u, cb, pix0, p.w_out - ox0, valid && n0 + 2u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a3, n0 + 3u, cb, pix0, p.w_out - ox0, valid && n0 + 3u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
 }
 
 // 1x1, stride 1, no padding: a GEMM over flat pixels; a thread owns 4 consecutive pixels.
@@ -818,17 +819,102 @@ fn conv2d_fwd_k1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
             acc8_fma(&a3, wa, wb, vec4<f32>(x[b3 + i0], x[b3 + i1], x[b3 + i2], x[b3 + i3]));
         }
     }
-    store8(a0, n0, cb, pix0, hw - pix0, valid && n0 < p.n);
-    store8(a1, n0 + 1u, cb, pix0, hw - pix0, valid && n0 + 1u < p.n);
-    store8(a2, n0 + 2u, cb, pix0, hw - pix0, valid && n0 + 2u < p.n);
-    store8(a3, n0 + 3u, cb, pix0, hw - pix0, valid && n0 + 3u < p.n);
+    store8(a0, n0, cb, pix0, hw - pix0, valid && n0 < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a1, n0 + 1u, cb, pix0, hw - pix0, valid && n0 + 1u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a2, n0 + 2u, cb, pix0, hw - pix0, valid && n0 + 2u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a3, n0 + 3u, cb, pix0, hw - pix0, valid && n0 + 3u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+}
+
+// conv2d_bwd_x_k3s2_cpu: the input gradient of a 3x3, stride-2, padding-1 convolution on CPU
+// adapters, without the divisibility test per tap: input row iy = 2 a + parity receives output
+// row oy = a through ky = 1 when iy is even, and oy = a + 1 through ky = 0 and oy = a through
+// ky = 2 when odd; the parity is wid.z, so the loop runs only over the taps that exist. Along a
+// row, the 4 pixels ix0 + q (ix0 = 4 gx, b = 2 gx) take dy at ox = b, b + 1, b + 2:
+//   q = 0: kx 1 at b;   q = 1: kx 0 at b + 1, kx 2 at b;   q = 2: kx 1 at b + 1;
+//   q = 3: kx 0 at b + 2, kx 2 at b + 1.
+// Register blocking as the forward kernels: 4 pixels x 4 samples x 8 input channels per thread,
+// weights packed with flip = 2 and staged in workgroup memory.
+// Geometry: (ceil(items / 64), ceil(c_in / 8), 2), items = ceil(n / 4) * ceil(h / 2) * ceil(w / 4).
+
+fn dyat(row: u32, ox: u32, row_ok: bool) -> f32 {
+    return select(0.0, dy[row + min(ox, p.w_out - 1u)], row_ok && ox < p.w_out);
+}
+
+fn row_s2_transposed(row: u32, b: u32, row_ok: bool) -> Row3 {
+    let d0 = dyat(row, b, row_ok);
+    let d1 = dyat(row, b + 1u, row_ok);
+    let d2 = dyat(row, b + 2u, row_ok);
+    return Row3(vec4<f32>(0.0, d1, 0.0, d2), vec4<f32>(d0, 0.0, d1, 0.0), vec4<f32>(0.0, d0, 0.0, d1));
+}
+
+// Adds output row oy (kernel row at wsh[wi], 3 taps) to the 4 samples at planes `planes`.
+fn s2_transposed_row(a0: ptr<function, Acc8>, a1: ptr<function, Acc8>, a2: ptr<function, Acc8>,
+                     a3: ptr<function, Acc8>, planes: vec4<u32>, oy: u32, b: u32, wi: u32) {
+    let row_ok = oy < p.h_out;
+    let row = min(oy, p.h_out - 1u) * p.w_out;
+    let w = Taps3(wsh[wi], wsh[wi + 1u], wsh[wi + 2u], wsh[wi + 3u], wsh[wi + 4u], wsh[wi + 5u]);
+    taps3(a0, w, row_s2_transposed(planes.x + row, b, row_ok));
+    taps3(a1, w, row_s2_transposed(planes.y + row, b, row_ok));
+    taps3(a2, w, row_s2_transposed(planes.z + row, b, row_ok));
+    taps3(a3, w, row_s2_transposed(planes.w + row, b, row_ok));
+}
+
+@compute @workgroup_size(64)
+fn conv2d_bwd_x_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let gw = (p.w + PX - 1u) / PX;
+    let hh = (p.h + 1u) / 2u;
+    let items = ((p.n + NB - 1u) / NB) * hh * gw;
+    let item = wid.x * 64u + li;
+    let it = select(0u, item, item < items);
+    let gx = it % gw;
+    let a = (it / gw) % hh;
+    let n0 = (it / (gw * hh)) * NB;
+    let parity = wid.z;
+    let iy = 2u * a + parity;
+    let valid = item < items && iy < p.h;
+    let cb = wid.y;
+    let b = 2u * gx;
+    let hw_out = p.h_out * p.w_out;
+    let chw = p.c_out * hw_out;
+    // Samples past the batch read the last one and are never stored.
+    var a0 = acc8_zero();
+    let s0 = min(n0, p.n - 1u) * chw;
+    var a1 = acc8_zero();
+    let s1 = min(n0 + 1u, p.n - 1u) * chw;
+    var a2 = acc8_zero();
+    let s2 = min(n0 + 2u, p.n - 1u) * chw;
+    var a3 = acc8_zero();
+    let s3 = min(n0 + 3u, p.n - 1u) * chw;
+    let co_chunk = WSH / 18u;
+    for (var c0 = 0u; c0 < p.c_out; c0 += co_chunk) {
+        let c1 = min(c0 + co_chunk, p.c_out);
+        stage_weights(li, (cb * p.c_out + c0) * 18u, (c1 - c0) * 18u);
+        for (var co = c0; co < c1; co++) {
+            let plane = co * hw_out;
+            let wi = (co - c0) * 18u;
+            // Even rows: ky = 1 from oy = a. Odd rows: ky = 0 from oy = a + 1, ky = 2 from a.
+            if (parity == 0u) {
+                s2_transposed_row(&a0, &a1, &a2, &a3, vec4<u32>(s0, s1, s2, s3) + plane, a, b, wi + 6u);
+            } else {
+                s2_transposed_row(&a0, &a1, &a2, &a3, vec4<u32>(s0, s1, s2, s3) + plane, a + 1u, b, wi);
+                s2_transposed_row(&a0, &a1, &a2, &a3, vec4<u32>(s0, s1, s2, s3) + plane, a, b, wi + 12u);
+            }
+        }
+    }
+    let hw = p.h * p.w;
+    let ix0 = 4u * gx;
+    let pix0 = iy * p.w + ix0;
+    store8(a0, n0, cb, pix0, p.w - ix0, valid && n0 < p.n, p.c_in, hw, false);
+    store8(a1, n0 + 1u, cb, pix0, p.w - ix0, valid && n0 + 1u < p.n, p.c_in, hw, false);
+    store8(a2, n0 + 2u, cb, pix0, p.w - ix0, valid && n0 + 2u < p.n, p.c_in, hw, false);
+    store8(a3, n0 + 3u, cb, pix0, p.w - ix0, valid && n0 + 3u < p.n, p.c_in, hw, false);
 }
 
 // conv2d_pack_weight: the weights of a (possibly transposed) convolution in the order the CPU
 // kernels above read them: packed[cb][ci][tap][j] = W[cb * 8 + j][ci][tap], zero past the last
 // output channel. flip = 0: W = weight. flip = 1: W is the stride-1 input-gradient
 // convolution's weight, W[ci][co][tap] = weight[co][ci][k * k - 1 - tap] (rows c_in, inputs
-// c_out). Geometry: Gpu::groups_1d(ceil(rows / 8) * 8 * inputs * k * k).
+// c_out). flip = 2: the transpose without the flip, W[ci][co][tap] = weight[co][ci][tap]. Geometry: Gpu::groups_1d(ceil(rows / 8) * 8 * inputs * k * k).
 @compute @workgroup_size(WG)
 fn conv2d_pack_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lidx: u32) {
@@ -836,7 +922,7 @@ fn conv2d_pack_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let kk2 = p.kernel * p.kernel;
     var rows = p.c_out;
     var inputs = p.c_in;
-    if (p.flip == 1u) {
+    if (p.flip != 0u) {
         rows = p.c_in;
         inputs = p.c_out;
     }
@@ -849,6 +935,8 @@ fn conv2d_pack_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         if (row < rows) {
             if (p.flip == 1u) {
                 v = weight[(ci * p.c_in + row) * kk2 + kk2 - 1u - tap];
+            } else if (p.flip == 2u) {
+                v = weight[(ci * p.c_in + row) * kk2 + tap];
             } else {
                 v = weight[(row * p.c_in + ci) * kk2 + tap];
             }

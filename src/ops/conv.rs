@@ -72,6 +72,10 @@ static CONV_FWD_K1_CPU: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_fwd_k1_cpu",
 };
+static CONV_BWD_X_K3S2_CPU: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_x_k3s2_cpu",
+};
 static CONV_PACK_WEIGHT: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_pack_weight",
@@ -213,7 +217,7 @@ pub fn conv2d_with(
     let s = shape_of(x, weight, stride, padding);
     if variant == ConvVariant::Direct {
         if let Some(kernel) = cpu_fwd_kernel(&s) {
-            let packed = pack_weight(gpu, weight, &s, false);
+            let packed = pack_weight(gpu, weight, &s, Pack::Forward);
             return conv_cpu(gpu, kernel, &s, x, &packed, bias);
         }
     }
@@ -241,10 +245,20 @@ fn cpu_fwd_kernel(s: &ConvShape) -> Option<&'static Kernel> {
     }
 }
 
-/// `weight` packed for the CPU kernels: [ceil(rows / 8)][inputs][k * k][8]. With `flip`, the
-/// weights of the stride-1 input-gradient convolution (rows c_in, inputs c_out, taps flipped).
-fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, flip: bool) -> Tensor {
-    let (rows, inputs) = if flip {
+/// How conv2d_pack_weight lays out the weights.
+#[derive(Clone, Copy)]
+enum Pack {
+    /// Rows c_out, inputs c_in: the forward convolution.
+    Forward,
+    /// Rows c_in, inputs c_out, taps flipped: the stride-1 input-gradient convolution.
+    TransposedFlipped,
+    /// Rows c_in, inputs c_out: conv2d_bwd_x_k3s2_cpu.
+    Transposed,
+}
+
+/// `weight` packed for the CPU kernels: [ceil(rows / 8)][inputs][k * k][8].
+fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack) -> Tensor {
+    let (rows, inputs) = if !matches!(pack, Pack::Forward) {
         (s.c_in, s.c_out)
     } else {
         (s.c_out, s.c_in)
@@ -252,7 +266,7 @@ fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, flip: bool) -> Tensor 
     let len = rows.div_ceil(CPU_BLOCK) * CPU_BLOCK * inputs * s.kernel * s.kernel;
     let packed = gpu.empty(&[len]);
     let p = ConvParams {
-        flip: flip as u32,
+        flip: pack as u32,
         ..params(s, false)
     };
     gpu.dispatch(
@@ -331,7 +345,7 @@ pub fn conv2d_backward_x_with(
             padding: s.kernel - 1 - s.padding,
         };
         if let Some(kernel) = cpu_fwd_kernel(&t) {
-            let packed = pack_weight(gpu, weight, s, true);
+            let packed = pack_weight(gpu, weight, s, Pack::TransposedFlipped);
             return conv_cpu(gpu, kernel, &t, dy, &packed, None);
         }
         // dx = conv(dy, flipped weights, padding k - 1 - p): the fast forward kernel.
@@ -347,6 +361,23 @@ pub fn conv2d_backward_x_with(
         );
     }
     let dx = gpu.empty(&[s.n, s.c_in, s.h, s.w]);
+    if variant == ConvVariant::Direct && (s.kernel, s.stride, s.padding) == (3, 2, 1) {
+        let packed = pack_weight(gpu, weight, s, Pack::Transposed);
+        let items = s.n.div_ceil(CPU_NB) * s.h.div_ceil(2) * s.w.div_ceil(CPU_PX);
+        let groups = [
+            items.div_ceil(CPU_WG) as u32,
+            s.c_in.div_ceil(CPU_BLOCK) as u32,
+            2,
+        ];
+        gpu.dispatch(
+            &CONV_BWD_X_K3S2_CPU,
+            &params(s, false),
+            // The bias binding (unread here) holds dy.
+            &[dy, dy, &dx, &packed],
+            groups,
+        );
+        return dx;
+    }
     let (kernel, groups) =
         variant.pick(&CONV_BWD_X, &CONV_BWD_X_DIRECT, s.c_in, s.n * s.h * s.w, 1);
     gpu.dispatch(kernel, &params(s, false), &[weight, dy, &dx], groups);
