@@ -682,7 +682,7 @@ fn conv2d_fwd_k3s1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
     let oy = (it / gw) % p.h_out;
     let n0 = (it / (gw * p.h_out)) * NB;
     let cb = wid.y;
-    let ix0 = i32(ox0 * 1u) - i32(p.padding);
+    let ix0 = i32(ox0) - i32(p.padding);
     let hw = p.h * p.w;
     let chw = p.c_in * hw;
     // Samples past the batch read the last one and are never stored.
@@ -702,7 +702,7 @@ fn conv2d_fwd_k3s1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
         for (var ci = c0; ci < c1; ci++) {
             let plane = ci * hw;
             for (var ky = 0u; ky < 3u; ky++) {
-                let iy = i32(oy * 1u + ky) - i32(p.padding);
+                let iy = i32(oy + ky) - i32(p.padding);
                 let row_ok = iy >= 0 && iy < i32(p.h);
                 let row = plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
                 let w = Taps3(wsh[wi], wsh[wi + 1u], wsh[wi + 2u], wsh[wi + 3u], wsh[wi + 4u], wsh[wi + 5u]);
@@ -908,6 +908,237 @@ fn conv2d_bwd_x_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     store8(a1, n0 + 1u, cb, pix0, p.w - ix0, valid && n0 + 1u < p.n, p.c_in, hw, false);
     store8(a2, n0 + 2u, cb, pix0, p.w - ix0, valid && n0 + 2u < p.n, p.c_in, hw, false);
     store8(a3, n0 + 3u, cb, pix0, p.w - ix0, valid && n0 + 3u < p.n, p.c_in, hw, false);
+}
+
+// conv2d_bwd_w_k3s{1,2}_cpu: the weight gradient of 3x3 convolutions on CPU adapters. A thread
+// owns one input channel ci (lanes: consecutive ci) and all 9 taps of the CB = 8 output channels
+// of its workgroup's block (72 accumulators), and sums over the z-th chunk of output rows
+// (n, oy): per 4-pixel group and kernel row it loads 3 + 4 (stride 2: 5 + 8) inputs and takes
+// the 8 channels' dy from workgroup memory, where every lane reads the same address. dy rows
+// are staged DSH vec4s at a time as [row][channel][pixel group], zero past w_out and c_out.
+// Output: partial sums [chunk, c_out, c_in * 9], summed by reduce.wgsl's sum_rows_fwd.
+// Geometry: 32 threads, grid (ceil(c_in / 32), ceil(c_out / 8), ceil(n h_out / chunk)).
+
+const DSH: u32 = 512u;
+var<workgroup> dsh: array<vec4<f32>, 512>;
+
+struct Acc9 { k0: vec3<f32>, k1: vec3<f32>, k2: vec3<f32> }
+
+fn store_acc9(a: Acc9, o: u32, ok: bool) {
+    if (ok) {
+        out[o] = a.k0.x;
+        out[o + 1u] = a.k0.y;
+        out[o + 2u] = a.k0.z;
+        out[o + 3u] = a.k1.x;
+        out[o + 4u] = a.k1.y;
+        out[o + 5u] = a.k1.z;
+        out[o + 6u] = a.k2.x;
+        out[o + 7u] = a.k2.y;
+        out[o + 8u] = a.k2.z;
+    }
+}
+
+// dsh[((r - r0) CB + j) gw + g] = dy[n, cb CB + j, oy, 4 g .. 4 g + 3] for rows r = (n, oy) in
+// [r0, r1). The first barrier keeps the previous stage alive until everyone is done with it.
+fn stage_dy(li: u32, r0: u32, r1: u32, cb: u32, gw: u32) {
+    workgroupBarrier();
+    let hw_out = p.h_out * p.w_out;
+    for (var e = li; e < (r1 - r0) * CB * gw; e += 32u) {
+        let g = e % gw;
+        let j = (e / gw) % CB;
+        let r = r0 + e / (gw * CB);
+        let co = cb * CB + j;
+        let base = ((r / p.h_out) * p.c_out + min(co, p.c_out - 1u)) * hw_out + (r % p.h_out) * p.w_out;
+        var v = vec4<f32>(0.0);
+        for (var q = 0u; q < PX; q++) {
+            let ox = g * PX + q;
+            v[q] = select(0.0, dy[base + min(ox, p.w_out - 1u)], co < p.c_out && ox < p.w_out);
+        }
+        dsh[e] = v;
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(32)
+fn conv2d_bwd_w_k3s1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let ci = wid.x * 32u + li;
+    let cic = min(ci, p.c_in - 1u);
+    let cb = wid.y;
+    let gw = (p.w_out + PX - 1u) / PX;
+    let rows_per_stage = DSH / (CB * gw);
+    let r_begin = wid.z * p.chunk;
+    let r_end = min(r_begin + p.chunk, p.n * p.h_out);
+    let hw = p.h * p.w;
+    var a0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a2 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a3 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a4 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a5 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a6 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a7 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    for (var r0 = r_begin; r0 < r_end; r0 += rows_per_stage) {
+        let r1 = min(r0 + rows_per_stage, r_end);
+        stage_dy(li, r0, r1, cb, gw);
+        for (var r = r0; r < r1; r++) {
+            let n = r / p.h_out;
+            let oy = r % p.h_out;
+            let plane = (n * p.c_in + cic) * hw;
+            var di = (r - r0) * CB * gw;
+            for (var g = 0u; g < gw; g++) {
+                let ix0 = i32(g * PX) - i32(p.padding);
+                let d0 = dsh[di];
+                let d1 = dsh[di + 1u * gw];
+                let d2 = dsh[di + 2u * gw];
+                let d3 = dsh[di + 3u * gw];
+                let d4 = dsh[di + 4u * gw];
+                let d5 = dsh[di + 5u * gw];
+                let d6 = dsh[di + 6u * gw];
+                let d7 = dsh[di + 7u * gw];
+                di += 1u;
+                {
+                    let iy = i32(oy) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let xr = row_s1(plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w, ix0, row_ok);
+                    a0.k0 += vec3<f32>(dot(d0, xr.k0), dot(d0, xr.k1), dot(d0, xr.k2));
+                    a1.k0 += vec3<f32>(dot(d1, xr.k0), dot(d1, xr.k1), dot(d1, xr.k2));
+                    a2.k0 += vec3<f32>(dot(d2, xr.k0), dot(d2, xr.k1), dot(d2, xr.k2));
+                    a3.k0 += vec3<f32>(dot(d3, xr.k0), dot(d3, xr.k1), dot(d3, xr.k2));
+                    a4.k0 += vec3<f32>(dot(d4, xr.k0), dot(d4, xr.k1), dot(d4, xr.k2));
+                    a5.k0 += vec3<f32>(dot(d5, xr.k0), dot(d5, xr.k1), dot(d5, xr.k2));
+                    a6.k0 += vec3<f32>(dot(d6, xr.k0), dot(d6, xr.k1), dot(d6, xr.k2));
+                    a7.k0 += vec3<f32>(dot(d7, xr.k0), dot(d7, xr.k1), dot(d7, xr.k2));
+                }
+                {
+                    let iy = i32(oy + 1u) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let xr = row_s1(plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w, ix0, row_ok);
+                    a0.k1 += vec3<f32>(dot(d0, xr.k0), dot(d0, xr.k1), dot(d0, xr.k2));
+                    a1.k1 += vec3<f32>(dot(d1, xr.k0), dot(d1, xr.k1), dot(d1, xr.k2));
+                    a2.k1 += vec3<f32>(dot(d2, xr.k0), dot(d2, xr.k1), dot(d2, xr.k2));
+                    a3.k1 += vec3<f32>(dot(d3, xr.k0), dot(d3, xr.k1), dot(d3, xr.k2));
+                    a4.k1 += vec3<f32>(dot(d4, xr.k0), dot(d4, xr.k1), dot(d4, xr.k2));
+                    a5.k1 += vec3<f32>(dot(d5, xr.k0), dot(d5, xr.k1), dot(d5, xr.k2));
+                    a6.k1 += vec3<f32>(dot(d6, xr.k0), dot(d6, xr.k1), dot(d6, xr.k2));
+                    a7.k1 += vec3<f32>(dot(d7, xr.k0), dot(d7, xr.k1), dot(d7, xr.k2));
+                }
+                {
+                    let iy = i32(oy + 2u) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let xr = row_s1(plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w, ix0, row_ok);
+                    a0.k2 += vec3<f32>(dot(d0, xr.k0), dot(d0, xr.k1), dot(d0, xr.k2));
+                    a1.k2 += vec3<f32>(dot(d1, xr.k0), dot(d1, xr.k1), dot(d1, xr.k2));
+                    a2.k2 += vec3<f32>(dot(d2, xr.k0), dot(d2, xr.k1), dot(d2, xr.k2));
+                    a3.k2 += vec3<f32>(dot(d3, xr.k0), dot(d3, xr.k1), dot(d3, xr.k2));
+                    a4.k2 += vec3<f32>(dot(d4, xr.k0), dot(d4, xr.k1), dot(d4, xr.k2));
+                    a5.k2 += vec3<f32>(dot(d5, xr.k0), dot(d5, xr.k1), dot(d5, xr.k2));
+                    a6.k2 += vec3<f32>(dot(d6, xr.k0), dot(d6, xr.k1), dot(d6, xr.k2));
+                    a7.k2 += vec3<f32>(dot(d7, xr.k0), dot(d7, xr.k1), dot(d7, xr.k2));
+                }
+            }
+        }
+    }
+    let k_cols = p.c_in * 9u;
+    let o = (wid.z * p.c_out + cb * CB) * k_cols + cic * 9u;
+    store_acc9(a0, o, ci < p.c_in && cb * CB < p.c_out);
+    store_acc9(a1, o + 1u * k_cols, ci < p.c_in && cb * CB + 1u < p.c_out);
+    store_acc9(a2, o + 2u * k_cols, ci < p.c_in && cb * CB + 2u < p.c_out);
+    store_acc9(a3, o + 3u * k_cols, ci < p.c_in && cb * CB + 3u < p.c_out);
+    store_acc9(a4, o + 4u * k_cols, ci < p.c_in && cb * CB + 4u < p.c_out);
+    store_acc9(a5, o + 5u * k_cols, ci < p.c_in && cb * CB + 5u < p.c_out);
+    store_acc9(a6, o + 6u * k_cols, ci < p.c_in && cb * CB + 6u < p.c_out);
+    store_acc9(a7, o + 7u * k_cols, ci < p.c_in && cb * CB + 7u < p.c_out);
+}
+
+@compute @workgroup_size(32)
+fn conv2d_bwd_w_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let ci = wid.x * 32u + li;
+    let cic = min(ci, p.c_in - 1u);
+    let cb = wid.y;
+    let gw = (p.w_out + PX - 1u) / PX;
+    let rows_per_stage = DSH / (CB * gw);
+    let r_begin = wid.z * p.chunk;
+    let r_end = min(r_begin + p.chunk, p.n * p.h_out);
+    let hw = p.h * p.w;
+    var a0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a2 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a3 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a4 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a5 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a6 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a7 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    for (var r0 = r_begin; r0 < r_end; r0 += rows_per_stage) {
+        let r1 = min(r0 + rows_per_stage, r_end);
+        stage_dy(li, r0, r1, cb, gw);
+        for (var r = r0; r < r1; r++) {
+            let n = r / p.h_out;
+            let oy = r % p.h_out;
+            let plane = (n * p.c_in + cic) * hw;
+            var di = (r - r0) * CB * gw;
+            for (var g = 0u; g < gw; g++) {
+                let ix0 = i32(g * PX * 2u) - i32(p.padding);
+                let d0 = dsh[di];
+                let d1 = dsh[di + 1u * gw];
+                let d2 = dsh[di + 2u * gw];
+                let d3 = dsh[di + 3u * gw];
+                let d4 = dsh[di + 4u * gw];
+                let d5 = dsh[di + 5u * gw];
+                let d6 = dsh[di + 6u * gw];
+                let d7 = dsh[di + 7u * gw];
+                di += 1u;
+                {
+                    let iy = i32(oy * 2u) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let xr = row_s2(plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w, ix0, row_ok);
+                    a0.k0 += vec3<f32>(dot(d0, xr.k0), dot(d0, xr.k1), dot(d0, xr.k2));
+                    a1.k0 += vec3<f32>(dot(d1, xr.k0), dot(d1, xr.k1), dot(d1, xr.k2));
+                    a2.k0 += vec3<f32>(dot(d2, xr.k0), dot(d2, xr.k1), dot(d2, xr.k2));
+                    a3.k0 += vec3<f32>(dot(d3, xr.k0), dot(d3, xr.k1), dot(d3, xr.k2));
+                    a4.k0 += vec3<f32>(dot(d4, xr.k0), dot(d4, xr.k1), dot(d4, xr.k2));
+                    a5.k0 += vec3<f32>(dot(d5, xr.k0), dot(d5, xr.k1), dot(d5, xr.k2));
+                    a6.k0 += vec3<f32>(dot(d6, xr.k0), dot(d6, xr.k1), dot(d6, xr.k2));
+                    a7.k0 += vec3<f32>(dot(d7, xr.k0), dot(d7, xr.k1), dot(d7, xr.k2));
+                }
+                {
+                    let iy = i32(oy * 2u + 1u) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let xr = row_s2(plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w, ix0, row_ok);
+                    a0.k1 += vec3<f32>(dot(d0, xr.k0), dot(d0, xr.k1), dot(d0, xr.k2));
+                    a1.k1 += vec3<f32>(dot(d1, xr.k0), dot(d1, xr.k1), dot(d1, xr.k2));
+                    a2.k1 += vec3<f32>(dot(d2, xr.k0), dot(d2, xr.k1), dot(d2, xr.k2));
+                    a3.k1 += vec3<f32>(dot(d3, xr.k0), dot(d3, xr.k1), dot(d3, xr.k2));
+                    a4.k1 += vec3<f32>(dot(d4, xr.k0), dot(d4, xr.k1), dot(d4, xr.k2));
+                    a5.k1 += vec3<f32>(dot(d5, xr.k0), dot(d5, xr.k1), dot(d5, xr.k2));
+                    a6.k1 += vec3<f32>(dot(d6, xr.k0), dot(d6, xr.k1), dot(d6, xr.k2));
+                    a7.k1 += vec3<f32>(dot(d7, xr.k0), dot(d7, xr.k1), dot(d7, xr.k2));
+                }
+                {
+                    let iy = i32(oy * 2u + 2u) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let xr = row_s2(plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w, ix0, row_ok);
+                    a0.k2 += vec3<f32>(dot(d0, xr.k0), dot(d0, xr.k1), dot(d0, xr.k2));
+                    a1.k2 += vec3<f32>(dot(d1, xr.k0), dot(d1, xr.k1), dot(d1, xr.k2));
+                    a2.k2 += vec3<f32>(dot(d2, xr.k0), dot(d2, xr.k1), dot(d2, xr.k2));
+                    a3.k2 += vec3<f32>(dot(d3, xr.k0), dot(d3, xr.k1), dot(d3, xr.k2));
+                    a4.k2 += vec3<f32>(dot(d4, xr.k0), dot(d4, xr.k1), dot(d4, xr.k2));
+                    a5.k2 += vec3<f32>(dot(d5, xr.k0), dot(d5, xr.k1), dot(d5, xr.k2));
+                    a6.k2 += vec3<f32>(dot(d6, xr.k0), dot(d6, xr.k1), dot(d6, xr.k2));
+                    a7.k2 += vec3<f32>(dot(d7, xr.k0), dot(d7, xr.k1), dot(d7, xr.k2));
+                }
+            }
+        }
+    }
+    let k_cols = p.c_in * 9u;
+    let o = (wid.z * p.c_out + cb * CB) * k_cols + cic * 9u;
+    store_acc9(a0, o, ci < p.c_in && cb * CB < p.c_out);
+    store_acc9(a1, o + 1u * k_cols, ci < p.c_in && cb * CB + 1u < p.c_out);
+    store_acc9(a2, o + 2u * k_cols, ci < p.c_in && cb * CB + 2u < p.c_out);
+    store_acc9(a3, o + 3u * k_cols, ci < p.c_in && cb * CB + 3u < p.c_out);
+    store_acc9(a4, o + 4u * k_cols, ci < p.c_in && cb * CB + 4u < p.c_out);
+    store_acc9(a5, o + 5u * k_cols, ci < p.c_in && cb * CB + 5u < p.c_out);
+    store_acc9(a6, o + 6u * k_cols, ci < p.c_in && cb * CB + 6u < p.c_out);
+    store_acc9(a7, o + 7u * k_cols, ci < p.c_in && cb * CB + 7u < p.c_out);
 }
 
 // conv2d_pack_weight: the weights of a (possibly transposed) convolution in the order the CPU

@@ -76,6 +76,14 @@ static CONV_BWD_X_K3S2_CPU: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_x_k3s2_cpu",
 };
+static CONV_BWD_W_K3S1_CPU: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_w_k3s1_cpu",
+};
+static CONV_BWD_W_K3S2_CPU: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_w_k3s2_cpu",
+};
 static CONV_PACK_WEIGHT: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_pack_weight",
@@ -87,6 +95,10 @@ const CPU_BLOCK: usize = 8;
 const CPU_PX: usize = 4;
 const CPU_NB: usize = 4;
 const CPU_WG: usize = 64;
+/// conv2d_bwd_w_k3s*_cpu: threads per workgroup (one input channel each) and the number of
+/// split-K chunks of output rows.
+const CPU_BWD_W_WG: usize = 32;
+const CPU_BWD_W_CHUNKS: usize = 24;
 /// Rows x columns of the GEMM covered by a workgroup of the direct (CPU-adapter) variants.
 const DIRECT_TILE: (usize, usize) = (16, 128);
 
@@ -400,6 +412,30 @@ pub fn conv2d_backward_w_with(
     s: &ConvShape,
 ) -> Tensor {
     let k_cols = s.c_in * s.kernel * s.kernel;
+    let cpu_kernel = match (s.kernel, s.stride) {
+        (3, 1) => Some(&CONV_BWD_W_K3S1_CPU),
+        (3, 2) => Some(&CONV_BWD_W_K3S2_CPU),
+        _ => None,
+    };
+    if let (ConvVariant::Direct, Some(kernel)) = (variant, cpu_kernel) {
+        // Split-K over output rows (n, oy): enough chunks for both cores and then some.
+        let rows = s.n * s.h_out();
+        let chunk = rows.div_ceil(CPU_BWD_W_CHUNKS);
+        let chunks = rows.div_ceil(chunk);
+        let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
+        let p = ConvParams {
+            chunk: chunk as u32,
+            ..params(s, false)
+        };
+        let groups = [
+            s.c_in.div_ceil(CPU_BWD_W_WG) as u32,
+            s.c_out.div_ceil(CPU_BLOCK) as u32,
+            chunks as u32,
+        ];
+        gpu.dispatch(kernel, &p, &[x, dy, &partial], groups);
+        return super::reduce::sum_rows(gpu, &partial)
+            .reshape(&[s.c_out, s.c_in, s.kernel, s.kernel]);
+    }
     let chunks = n_chunks(s);
     let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
     let (kernel, groups) = variant.pick(&CONV_BWD_W, &CONV_BWD_W_DIRECT, s.c_out, k_cols, chunks);
