@@ -101,33 +101,34 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
     // The mnist UNet's layers at batch 32.
     let n = 32;
     let conv_shapes = [
-        ("conv 32->32 3x3 @28", 32, 32, 28, 1),
-        ("conv 32->32 3x3 s2 @28", 32, 32, 28, 2),
-        ("conv 96->32 3x3 @28", 96, 32, 28, 1),
-        ("conv 64->64 3x3 @14", 64, 64, 14, 1),
-        ("conv 64->64 3x3 @7", 64, 64, 7, 1),
+        ("conv 32->32 3x3 @28", 32, 32, 28, 1, 3),
+        ("conv 32->32 3x3 s2 @28", 32, 32, 28, 2, 3),
+        ("conv 96->32 3x3 @28", 96, 32, 28, 1, 3),
+        ("conv 96->32 1x1 @28", 96, 32, 28, 1, 1),
+        ("conv 64->64 3x3 @14", 64, 64, 14, 1, 3),
+        ("conv 64->64 3x3 @7", 64, 64, 7, 1, 3),
     ];
     let conv_reps = if quick { 1 } else { 5 };
-    for (case, c_in, c_out, size, stride) in conv_shapes {
+    for (case, c_in, c_out, size, stride, kernel) in conv_shapes {
         let s = ConvShape {
             n,
             c_in,
             h: size,
             w: size,
             c_out,
-            kernel: 3,
+            kernel,
             stride,
-            padding: 1,
+            padding: kernel / 2,
         };
         let x = rand(gpu, &[n, c_in, size, size], 20);
-        let w = rand(gpu, &[c_out, c_in, 3, 3], 21);
+        let w = rand(gpu, &[c_out, c_in, kernel, kernel], 21);
         let b = rand(gpu, &[c_out], 22);
         let dy = rand(gpu, &[n, c_out, s.h_out(), s.w_out()], 23);
-        let flops = 2.0 * (n * c_out * s.h_out() * s.w_out() * c_in * 9) as f64;
+        let flops = 2.0 * (n * c_out * s.h_out() * s.w_out() * c_in * kernel * kernel) as f64;
         let name = format!("{case} fwd");
         if selected(&filter, &name) {
             let ms = time(gpu, conv_reps, || {
-                ops::conv::conv2d(gpu, &x, &w, Some(&b), stride, 1)
+                ops::conv::conv2d(gpu, &x, &w, Some(&b), stride, s.padding)
             });
             push(name, ms, flops, "GFLOP/s");
         }
