@@ -95,9 +95,9 @@ const CPU_BLOCK: usize = 8;
 const CPU_PX: usize = 4;
 const CPU_NB: usize = 4;
 const CPU_WG: usize = 64;
-/// conv2d_bwd_w_k3s*_cpu: threads per workgroup (one input channel each) and the number of
+/// conv2d_bwd_w_k3s*_cpu: input channels per workgroup (16 threads, two each) and the number of
 /// split-K chunks of output rows.
-const CPU_BWD_W_WG: usize = 32;
+const CPU_BWD_W_CHANNELS: usize = 32;
 const CPU_BWD_W_CHUNKS: usize = 24;
 /// Rows x columns of the GEMM covered by a workgroup of the direct (CPU-adapter) variants.
 const DIRECT_TILE: (usize, usize) = (16, 128);
@@ -428,7 +428,7 @@ pub fn conv2d_backward_w_with(
             ..params(s, false)
         };
         let groups = [
-            s.c_in.div_ceil(CPU_BWD_W_WG) as u32,
+            s.c_in.div_ceil(CPU_BWD_W_CHANNELS) as u32,
             s.c_out.div_ceil(CPU_BLOCK) as u32,
             chunks as u32,
         ];
