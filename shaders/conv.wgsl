@@ -23,6 +23,11 @@ struct ConvParams {
     has_bias: u32,
     // bwd_w: (n, p) columns per chunk.
     chunk: u32,
+    // conv2d_pack_weight: 1 packs the stride-1 input-gradient convolution's weights.
+    flip: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -535,5 +540,742 @@ fn conv2d_flip_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         let tap = i % kk2;
         let flipped = kk2 - 1u - tap;
         out[i] = weight[(co * p.c_in + ci) * kk2 + flipped];
+    }
+}
+
+// ---- Register-blocked kernels for CPU adapters (lavapipe), 3x3 and 1x1 taps. On llvmpipe a
+// thread is one lane of an 8-wide SIMD loop, and a storage load whose address differs between
+// lanes is a scalar loop over the lanes: the cost is the number of loaded elements per lane, not
+// the FMAs. So a thread owns PX = 4 consecutive output pixels of one row, in NB = 4 samples,
+// times the CB = 8 output channels of its workgroup's channel block (128 accumulators): per
+// input row (ci, ky) it loads 3 + PX (stride 2: 5 + 2 PX) input pixels per sample and uses each
+// for up to 3 taps x 8 channels, and each weight once for 4 pixels x 4 samples. The weights of
+// the channel block come packed by conv2d_pack_weight and are staged in workgroup memory, where
+// every lane reads the same address (~25% faster than reading them from the storage buffer on
+// Mesa 25.0.7, which loads them once and broadcasts; no difference on 22.3.6). Padding is a
+// select on a clamped, always-valid load; no division in the loop. Measured alternatives: 8
+// samples per thread (256 accumulators) is 10-15% faster on Mesa 22.3.6 only and takes LLVM
+// ~26 s instead of ~9 s to compile per kernel; 16 channels x 2 samples is 12% faster on Mesa 25
+// and 20% slower on 22.3.6; a runtime-bounded (not unrolled) ky loop is 2x slower.
+// Geometry: workgroups of 64 threads over (sample block, oy, pixel group), grid
+// (ceil(items / 64), ceil(c_out / 8), 1), items = ceil(n / 4) * h_out * ceil(w_out / 4)
+// (1x1: ceil(n / 4) * ceil(h w / 4)).
+
+@group(0) @binding(6) var<storage, read> wpack: array<vec4<f32>>;
+
+const PX: u32 = 4u;
+const CB: u32 = 8u;
+const NB: u32 = 4u;
+// Staged weights: CB channels x (ci, tap) as vec4 pairs, in chunks of input channels.
+const WSH: u32 = 576u;
+var<workgroup> wsh: array<vec4<f32>, 576>;
+
+struct Acc8 {
+    c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>,
+    c4: vec4<f32>, c5: vec4<f32>, c6: vec4<f32>, c7: vec4<f32>,
+}
+
+fn acc8_zero() -> Acc8 {
+    let z = vec4<f32>(0.0);
+    return Acc8(z, z, z, z, z, z, z, z);
+}
+
+// acc[j] += w_j * xv for the 8 channels j = (wa, wb) of one tap; xv: the tap's input at 4 pixels.
+fn acc8_fma(acc: ptr<function, Acc8>, wa: vec4<f32>, wb: vec4<f32>, xv: vec4<f32>) {
+    (*acc).c0 = fma(vec4<f32>(wa.x), xv, (*acc).c0);
+    (*acc).c1 = fma(vec4<f32>(wa.y), xv, (*acc).c1);
+    (*acc).c2 = fma(vec4<f32>(wa.z), xv, (*acc).c2);
+    (*acc).c3 = fma(vec4<f32>(wa.w), xv, (*acc).c3);
+    (*acc).c4 = fma(vec4<f32>(wb.x), xv, (*acc).c4);
+    (*acc).c5 = fma(vec4<f32>(wb.y), xv, (*acc).c5);
+    (*acc).c6 = fma(vec4<f32>(wb.z), xv, (*acc).c6);
+    (*acc).c7 = fma(vec4<f32>(wb.w), xv, (*acc).c7);
+}
+
+fn acc8_get(acc: Acc8, j: u32) -> vec4<f32> {
+    switch j {
+        case 0u: { return acc.c0; }
+        case 1u: { return acc.c1; }
+        case 2u: { return acc.c2; }
+        case 3u: { return acc.c3; }
+        case 4u: { return acc.c4; }
+        case 5u: { return acc.c5; }
+        case 6u: { return acc.c6; }
+        default: { return acc.c7; }
+    }
+}
+
+// Stores channels cb * 8 + j (j < 8, below c_total) of the n_valid (at most 4) pixels from flat
+// pixel pix0 of sample n, in an [n, c_total, hw_total] tensor; adds the bias when asked.
+fn store8(acc: Acc8, n: u32, cb: u32, pix0: u32, n_valid: u32, valid: bool, c_total: u32, hw_total: u32,
+          add_bias: bool) {
+    for (var j = 0u; j < CB; j++) {
+        let co = cb * CB + j;
+        let v = acc8_get(acc, j);
+        var b = 0.0;
+        if (add_bias && co < c_total) {
+            b = bias[co];
+        }
+        for (var q = 0u; q < PX; q++) {
+            if (valid && co < c_total && q < n_valid) {
+                out[(n * c_total + co) * hw_total + pix0 + q] = v[q] + b;
+            }
+        }
+    }
+}
+
+// Copies wpack[begin, begin + len) to wsh; len <= WSH. The first barrier keeps the previous
+// chunk alive until every thread is done with it.
+fn stage_weights(li: u32, begin: u32, len: u32) {
+    workgroupBarrier();
+    for (var e = li; e < len; e += 64u) {
+        wsh[e] = wpack[begin + e];
+    }
+    workgroupBarrier();
+}
+
+// x[row + ix] for 0 <= ix < w, else 0 (the load is clamped into the row and its value dropped).
+fn xat(row: u32, ix: i32, row_ok: bool) -> f32 {
+    let ok = row_ok && ix >= 0 && ix < i32(p.w);
+    return select(0.0, x[row + u32(clamp(ix, 0, i32(p.w) - 1))], ok);
+}
+
+// The 8-channel weights (wa, wb) of taps kx = 0, 1, 2 of one kernel row.
+struct Taps3 { a0: vec4<f32>, b0: vec4<f32>, a1: vec4<f32>, b1: vec4<f32>, a2: vec4<f32>, b2: vec4<f32> }
+
+// The inputs of 4 output pixels under taps kx = 0, 1, 2 of one row.
+struct Row3 { k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32> }
+
+fn row_s1(row: u32, ix0: i32, row_ok: bool) -> Row3 {
+    let x0 = xat(row, ix0, row_ok);
+    let x1 = xat(row, ix0 + 1, row_ok);
+    let x2 = xat(row, ix0 + 2, row_ok);
+    let x3 = xat(row, ix0 + 3, row_ok);
+    let x4 = xat(row, ix0 + 4, row_ok);
+    let x5 = xat(row, ix0 + 5, row_ok);
+    return Row3(vec4<f32>(x0, x1, x2, x3), vec4<f32>(x1, x2, x3, x4), vec4<f32>(x2, x3, x4, x5));
+}
+
+fn row_s2(row: u32, ix0: i32, row_ok: bool) -> Row3 {
+    let x0 = xat(row, ix0, row_ok);
+    let x1 = xat(row, ix0 + 1, row_ok);
+    let x2 = xat(row, ix0 + 2, row_ok);
+    let x3 = xat(row, ix0 + 3, row_ok);
+    let x4 = xat(row, ix0 + 4, row_ok);
+    let x5 = xat(row, ix0 + 5, row_ok);
+    let x6 = xat(row, ix0 + 6, row_ok);
+    let x7 = xat(row, ix0 + 7, row_ok);
+    let x8 = xat(row, ix0 + 8, row_ok);
+    return Row3(vec4<f32>(x0, x2, x4, x6), vec4<f32>(x1, x3, x5, x7), vec4<f32>(x2, x4, x6, x8));
+}
+
+fn taps3(acc: ptr<function, Acc8>, w: Taps3, r: Row3) {
+    acc8_fma(acc, w.a0, w.b0, r.k0);
+    acc8_fma(acc, w.a1, w.b1, r.k1);
+    acc8_fma(acc, w.a2, w.b2, r.k2);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let gw = (p.w_out + PX - 1u) / PX;
+    let items = ((p.n + NB - 1u) / NB) * p.h_out * gw;
+    let item = wid.x * 64u + li;
+    let valid = item < items;
+    let it = select(0u, item, valid);
+    let ox0 = (it % gw) * PX;
+    let oy = (it / gw) % p.h_out;
+    let n0 = (it / (gw * p.h_out)) * NB;
+    let cb = wid.y;
+    let ix0 = i32(ox0) - i32(p.padding);
+    let hw = p.h * p.w;
+    let chw = p.c_in * hw;
+    // Samples past the batch read the last one and are never stored.
+    var a0 = acc8_zero();
+    let s0 = min(n0, p.n - 1u) * chw;
+    var a1 = acc8_zero();
+    let s1 = min(n0 + 1u, p.n - 1u) * chw;
+    var a2 = acc8_zero();
+    let s2 = min(n0 + 2u, p.n - 1u) * chw;
+    var a3 = acc8_zero();
+    let s3 = min(n0 + 3u, p.n - 1u) * chw;
+    let ci_chunk = WSH / 18u;
+    for (var c0 = 0u; c0 < p.c_in; c0 += ci_chunk) {
+        let c1 = min(c0 + ci_chunk, p.c_in);
+        stage_weights(li, (cb * p.c_in + c0) * 18u, (c1 - c0) * 18u);
+        var wi = 0u;
+        for (var ci = c0; ci < c1; ci++) {
+            let plane = ci * hw;
+            for (var ky = 0u; ky < 3u; ky++) {
+                let iy = i32(oy + ky) - i32(p.padding);
+                let row_ok = iy >= 0 && iy < i32(p.h);
+                let row = plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+                let w = Taps3(wsh[wi], wsh[wi + 1u], wsh[wi + 2u], wsh[wi + 3u], wsh[wi + 4u], wsh[wi + 5u]);
+                wi += 6u;
+                taps3(&a0, w, row_s1(s0 + row, ix0, row_ok));
+                taps3(&a1, w, row_s1(s1 + row, ix0, row_ok));
+                taps3(&a2, w, row_s1(s2 + row, ix0, row_ok));
+                taps3(&a3, w, row_s1(s3 + row, ix0, row_ok));
+            }
+        }
+    }
+    let pix0 = oy * p.w_out + ox0;
+    store8(a0, n0, cb, pix0, p.w_out - ox0, valid && n0 < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a1, n0 + 1u, cb, pix0, p.w_out - ox0, valid && n0 + 1u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a2, n0 + 2u, cb, pix0, p.w_out - ox0, valid && n0 + 2u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a3, n0 + 3u, cb, pix0, p.w_out - ox0, valid && n0 + 3u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let gw = (p.w_out + PX - 1u) / PX;
+    let items = ((p.n + NB - 1u) / NB) * p.h_out * gw;
+    let item = wid.x * 64u + li;
+    let valid = item < items;
+    let it = select(0u, item, valid);
+    let ox0 = (it % gw) * PX;
+    let oy = (it / gw) % p.h_out;
+    let n0 = (it / (gw * p.h_out)) * NB;
+    let cb = wid.y;
+    let ix0 = i32(ox0 * 2u) - i32(p.padding);
+    let hw = p.h * p.w;
+    let chw = p.c_in * hw;
+    // Samples past the batch read the last one and are never stored.
+    var a0 = acc8_zero();
+    let s0 = min(n0, p.n - 1u) * chw;
+    var a1 = acc8_zero();
+    let s1 = min(n0 + 1u, p.n - 1u) * chw;
+    var a2 = acc8_zero();
+    let s2 = min(n0 + 2u, p.n - 1u) * chw;
+    var a3 = acc8_zero();
+    let s3 = min(n0 + 3u, p.n - 1u) * chw;
+    let ci_chunk = WSH / 18u;
+    for (var c0 = 0u; c0 < p.c_in; c0 += ci_chunk) {
+        let c1 = min(c0 + ci_chunk, p.c_in);
+        stage_weights(li, (cb * p.c_in + c0) * 18u, (c1 - c0) * 18u);
+        var wi = 0u;
+        for (var ci = c0; ci < c1; ci++) {
+            let plane = ci * hw;
+            for (var ky = 0u; ky < 3u; ky++) {
+                let iy = i32(oy * 2u + ky) - i32(p.padding);
+                let row_ok = iy >= 0 && iy < i32(p.h);
+                let row = plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+                let w = Taps3(wsh[wi], wsh[wi + 1u], wsh[wi + 2u], wsh[wi + 3u], wsh[wi + 4u], wsh[wi + 5u]);
+                wi += 6u;
+                taps3(&a0, w, row_s2(s0 + row, ix0, row_ok));
+                taps3(&a1, w, row_s2(s1 + row, ix0, row_ok));
+                taps3(&a2, w, row_s2(s2 + row, ix0, row_ok));
+                taps3(&a3, w, row_s2(s3 + row, ix0, row_ok));
+            }
+        }
+    }
+    let pix0 = oy * p.w_out + ox0;
+    store8(a0, n0, cb, pix0, p.w_out - ox0, valid && n0 < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a1, n0 + 1u, cb, pix0, p.w_out - ox0, valid && n0 + 1u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a2, n0 + 2u, cb, pix0, p.w_out - ox0, valid && n0 + 2u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a3, n0 + 3u, cb, pix0, p.w_out - ox0, valid && n0 + 3u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+}
+
+// 1x1, stride 1, no padding: a GEMM over flat pixels; a thread owns 4 consecutive pixels.
+@compute @workgroup_size(64)
+fn conv2d_fwd_k1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let hw = p.h * p.w;
+    let gw = (hw + PX - 1u) / PX;
+    let items = ((p.n + NB - 1u) / NB) * gw;
+    let item = wid.x * 64u + li;
+    let valid = item < items;
+    let it = select(0u, item, valid);
+    let pix0 = (it % gw) * PX;
+    let n0 = (it / gw) * NB;
+    let cb = wid.y;
+    let chw = p.c_in * hw;
+    // Pixels past the end repeat the last one; they are never stored.
+    let last = hw - 1u;
+    let i0 = min(pix0, last);
+    let i1 = min(pix0 + 1u, last);
+    let i2 = min(pix0 + 2u, last);
+    let i3 = min(pix0 + 3u, last);
+    // Samples past the batch read the last one and are never stored.
+    var a0 = acc8_zero();
+    let s0 = min(n0, p.n - 1u) * chw;
+    var a1 = acc8_zero();
+    let s1 = min(n0 + 1u, p.n - 1u) * chw;
+    var a2 = acc8_zero();
+    let s2 = min(n0 + 2u, p.n - 1u) * chw;
+    var a3 = acc8_zero();
+    let s3 = min(n0 + 3u, p.n - 1u) * chw;
+    let ci_chunk = WSH / 2u;
+    for (var c0 = 0u; c0 < p.c_in; c0 += ci_chunk) {
+        let c1 = min(c0 + ci_chunk, p.c_in);
+        stage_weights(li, (cb * p.c_in + c0) * 2u, (c1 - c0) * 2u);
+        var wi = 0u;
+        for (var ci = c0; ci < c1; ci++) {
+            let plane = ci * hw;
+            let wa = wsh[wi];
+            let wb = wsh[wi + 1u];
+            wi += 2u;
+            let b0 = s0 + plane;
+            acc8_fma(&a0, wa, wb, vec4<f32>(x[b0 + i0], x[b0 + i1], x[b0 + i2], x[b0 + i3]));
+            let b1 = s1 + plane;
+            acc8_fma(&a1, wa, wb, vec4<f32>(x[b1 + i0], x[b1 + i1], x[b1 + i2], x[b1 + i3]));
+            let b2 = s2 + plane;
+            acc8_fma(&a2, wa, wb, vec4<f32>(x[b2 + i0], x[b2 + i1], x[b2 + i2], x[b2 + i3]));
+            let b3 = s3 + plane;
+            acc8_fma(&a3, wa, wb, vec4<f32>(x[b3 + i0], x[b3 + i1], x[b3 + i2], x[b3 + i3]));
+        }
+    }
+    store8(a0, n0, cb, pix0, hw - pix0, valid && n0 < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a1, n0 + 1u, cb, pix0, hw - pix0, valid && n0 + 1u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a2, n0 + 2u, cb, pix0, hw - pix0, valid && n0 + 2u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    store8(a3, n0 + 3u, cb, pix0, hw - pix0, valid && n0 + 3u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+}
+
+// conv2d_bwd_x_k3s2_cpu: the input gradient of a 3x3, stride-2, padding-1 convolution on CPU
+// adapters, without the divisibility test per tap: input row iy = 2 a + parity receives output
+// row oy = a through ky = 1 when iy is even, and oy = a + 1 through ky = 0 and oy = a through
+// ky = 2 when odd; the parity is wid.z, so the loop runs only over the taps that exist. Along a
+// row, the 4 pixels ix0 + q (ix0 = 4 gx, b = 2 gx) take dy at ox = b, b + 1, b + 2:
+//   q = 0: kx 1 at b;   q = 1: kx 0 at b + 1, kx 2 at b;   q = 2: kx 1 at b + 1;
+//   q = 3: kx 0 at b + 2, kx 2 at b + 1.
+// Register blocking as the forward kernels: 4 pixels x 4 samples x 8 input channels per thread,
+// weights packed with flip = 2 and staged in workgroup memory.
+// Geometry: (ceil(items / 64), ceil(c_in / 8), 2), items = ceil(n / 4) * ceil(h / 2) * ceil(w / 4).
+
+fn dyat(row: u32, ox: u32, row_ok: bool) -> f32 {
+    return select(0.0, dy[row + min(ox, p.w_out - 1u)], row_ok && ox < p.w_out);
+}
+
+fn row_s2_transposed(row: u32, b: u32, row_ok: bool) -> Row3 {
+    let d0 = dyat(row, b, row_ok);
+    let d1 = dyat(row, b + 1u, row_ok);
+    let d2 = dyat(row, b + 2u, row_ok);
+    return Row3(vec4<f32>(0.0, d1, 0.0, d2), vec4<f32>(d0, 0.0, d1, 0.0), vec4<f32>(0.0, d0, 0.0, d1));
+}
+
+// Adds output row oy (kernel row at wsh[wi], 3 taps) to the 4 samples at planes `planes`.
+fn s2_transposed_row(a0: ptr<function, Acc8>, a1: ptr<function, Acc8>, a2: ptr<function, Acc8>,
+                     a3: ptr<function, Acc8>, planes: vec4<u32>, oy: u32, b: u32, wi: u32) {
+    let row_ok = oy < p.h_out;
+    let row = min(oy, p.h_out - 1u) * p.w_out;
+    let w = Taps3(wsh[wi], wsh[wi + 1u], wsh[wi + 2u], wsh[wi + 3u], wsh[wi + 4u], wsh[wi + 5u]);
+    taps3(a0, w, row_s2_transposed(planes.x + row, b, row_ok));
+    taps3(a1, w, row_s2_transposed(planes.y + row, b, row_ok));
+    taps3(a2, w, row_s2_transposed(planes.z + row, b, row_ok));
+    taps3(a3, w, row_s2_transposed(planes.w + row, b, row_ok));
+}
+
+@compute @workgroup_size(64)
+fn conv2d_bwd_x_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let gw = (p.w + PX - 1u) / PX;
+    let hh = (p.h + 1u) / 2u;
+    let items = ((p.n + NB - 1u) / NB) * hh * gw;
+    let item = wid.x * 64u + li;
+    let it = select(0u, item, item < items);
+    let gx = it % gw;
+    let a = (it / gw) % hh;
+    let n0 = (it / (gw * hh)) * NB;
+    let parity = wid.z;
+    let iy = 2u * a + parity;
+    let valid = item < items && iy < p.h;
+    let cb = wid.y;
+    let b = 2u * gx;
+    let hw_out = p.h_out * p.w_out;
+    let chw = p.c_out * hw_out;
+    // Samples past the batch read the last one and are never stored.
+    var a0 = acc8_zero();
+    let s0 = min(n0, p.n - 1u) * chw;
+    var a1 = acc8_zero();
+    let s1 = min(n0 + 1u, p.n - 1u) * chw;
+    var a2 = acc8_zero();
+    let s2 = min(n0 + 2u, p.n - 1u) * chw;
+    var a3 = acc8_zero();
+    let s3 = min(n0 + 3u, p.n - 1u) * chw;
+    let co_chunk = WSH / 18u;
+    for (var c0 = 0u; c0 < p.c_out; c0 += co_chunk) {
+        let c1 = min(c0 + co_chunk, p.c_out);
+        stage_weights(li, (cb * p.c_out + c0) * 18u, (c1 - c0) * 18u);
+        for (var co = c0; co < c1; co++) {
+            let plane = co * hw_out;
+            let wi = (co - c0) * 18u;
+            // Even rows: ky = 1 from oy = a. Odd rows: ky = 0 from oy = a + 1, ky = 2 from a.
+            if (parity == 0u) {
+                s2_transposed_row(&a0, &a1, &a2, &a3, vec4<u32>(s0, s1, s2, s3) + plane, a, b, wi + 6u);
+            } else {
+                s2_transposed_row(&a0, &a1, &a2, &a3, vec4<u32>(s0, s1, s2, s3) + plane, a + 1u, b, wi);
+                s2_transposed_row(&a0, &a1, &a2, &a3, vec4<u32>(s0, s1, s2, s3) + plane, a, b, wi + 12u);
+            }
+        }
+    }
+    let hw = p.h * p.w;
+    let ix0 = 4u * gx;
+    let pix0 = iy * p.w + ix0;
+    store8(a0, n0, cb, pix0, p.w - ix0, valid && n0 < p.n, p.c_in, hw, false);
+    store8(a1, n0 + 1u, cb, pix0, p.w - ix0, valid && n0 + 1u < p.n, p.c_in, hw, false);
+    store8(a2, n0 + 2u, cb, pix0, p.w - ix0, valid && n0 + 2u < p.n, p.c_in, hw, false);
+    store8(a3, n0 + 3u, cb, pix0, p.w - ix0, valid && n0 + 3u < p.n, p.c_in, hw, false);
+}
+
+// conv2d_bwd_w_k3s{1,2}_cpu: the weight gradient of 3x3 convolutions on CPU adapters. A thread
+// owns two input channels (ci and ci + 16; lanes: consecutive ci) and all 9 taps of the CB = 8
+// output channels of its workgroup's block (144 accumulators), and sums over the z-th chunk of
+// output rows (n, oy): per 4-pixel group and kernel row it loads 3 + 4 (stride 2: 5 + 8) inputs
+// per channel and takes the 8 channels' dy from workgroup memory, where every lane reads the same
+// address. dy rows are staged DSH vec4s at a time as [row][channel][pixel group], zero past
+// w_out and c_out. Two channels per thread share each dy read: 23% faster on Mesa 22.3.6, which
+// pays a per-lane loop even for those, and the same on 25.0.7.
+// Output: partial sums [chunk, c_out, c_in * 9], summed by reduce.wgsl's sum_rows_fwd.
+// Geometry: 16 threads, grid (ceil(c_in / 32), ceil(c_out / 8), ceil(n h_out / chunk)).
+
+const DSH: u32 = 512u;
+var<workgroup> dsh: array<vec4<f32>, 512>;
+
+struct Acc9 { k0: vec3<f32>, k1: vec3<f32>, k2: vec3<f32> }
+
+fn store_acc9(a: Acc9, o: u32, ok: bool) {
+    if (ok) {
+        out[o] = a.k0.x;
+        out[o + 1u] = a.k0.y;
+        out[o + 2u] = a.k0.z;
+        out[o + 3u] = a.k1.x;
+        out[o + 4u] = a.k1.y;
+        out[o + 5u] = a.k1.z;
+        out[o + 6u] = a.k2.x;
+        out[o + 7u] = a.k2.y;
+        out[o + 8u] = a.k2.z;
+    }
+}
+
+// dsh[((r - r0) CB + j) gw + g] = dy[n, cb CB + j, oy, 4 g .. 4 g + 3] for rows r = (n, oy) in
+// [r0, r1). The first barrier keeps the previous stage alive until everyone is done with it.
+fn stage_dy(li: u32, r0: u32, r1: u32, cb: u32, gw: u32) {
+    workgroupBarrier();
+    let hw_out = p.h_out * p.w_out;
+    for (var e = li; e < (r1 - r0) * CB * gw; e += 16u) {
+        let g = e % gw;
+        let j = (e / gw) % CB;
+        let r = r0 + e / (gw * CB);
+        let co = cb * CB + j;
+        let base = ((r / p.h_out) * p.c_out + min(co, p.c_out - 1u)) * hw_out + (r % p.h_out) * p.w_out;
+        var v = vec4<f32>(0.0);
+        for (var q = 0u; q < PX; q++) {
+            let ox = g * PX + q;
+            v[q] = select(0.0, dy[base + min(ox, p.w_out - 1u)], co < p.c_out && ox < p.w_out);
+        }
+        dsh[e] = v;
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(16)
+fn conv2d_bwd_w_k3s1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let ci0 = wid.x * 32u + li;
+    let cb = wid.y;
+    let gw = (p.w_out + PX - 1u) / PX;
+    let rows_per_stage = DSH / (CB * gw);
+    let r_begin = wid.z * p.chunk;
+    let r_end = min(r_begin + p.chunk, p.n * p.h_out);
+    let hw = p.h * p.w;
+    let cc0 = min(ci0, p.c_in - 1u);
+    var a0_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a1_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a2_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a3_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a4_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a5_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a6_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a7_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    let cc1 = min(ci0 + 16u, p.c_in - 1u);
+    var a0_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a1_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a2_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a3_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a4_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a5_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a6_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a7_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    for (var r0 = r_begin; r0 < r_end; r0 += rows_per_stage) {
+        let r1 = min(r0 + rows_per_stage, r_end);
+        stage_dy(li, r0, r1, cb, gw);
+        for (var r = r0; r < r1; r++) {
+            let n = r / p.h_out;
+            let oy = r % p.h_out;
+            let plane0 = (n * p.c_in + cc0) * hw;
+            let plane1 = (n * p.c_in + cc1) * hw;
+            var di = (r - r0) * CB * gw;
+            for (var g = 0u; g < gw; g++) {
+                let ix0 = i32(g * PX) - i32(p.padding);
+                let d0 = dsh[di];
+                let d1 = dsh[di + 1u * gw];
+                let d2 = dsh[di + 2u * gw];
+                let d3 = dsh[di + 3u * gw];
+                let d4 = dsh[di + 4u * gw];
+                let d5 = dsh[di + 5u * gw];
+                let d6 = dsh[di + 6u * gw];
+                let d7 = dsh[di + 7u * gw];
+                di += 1u;
+                {
+                    let iy = i32(oy) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let yoff = u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+                    let xr0 = row_s1(plane0 + yoff, ix0, row_ok);
+                    a0_0.k0 += vec3<f32>(dot(d0, xr0.k0), dot(d0, xr0.k1), dot(d0, xr0.k2));
+                    a1_0.k0 += vec3<f32>(dot(d1, xr0.k0), dot(d1, xr0.k1), dot(d1, xr0.k2));
+                    a2_0.k0 += vec3<f32>(dot(d2, xr0.k0), dot(d2, xr0.k1), dot(d2, xr0.k2));
+                    a3_0.k0 += vec3<f32>(dot(d3, xr0.k0), dot(d3, xr0.k1), dot(d3, xr0.k2));
+                    a4_0.k0 += vec3<f32>(dot(d4, xr0.k0), dot(d4, xr0.k1), dot(d4, xr0.k2));
+                    a5_0.k0 += vec3<f32>(dot(d5, xr0.k0), dot(d5, xr0.k1), dot(d5, xr0.k2));
+                    a6_0.k0 += vec3<f32>(dot(d6, xr0.k0), dot(d6, xr0.k1), dot(d6, xr0.k2));
+                    a7_0.k0 += vec3<f32>(dot(d7, xr0.k0), dot(d7, xr0.k1), dot(d7, xr0.k2));
+                    let xr1 = row_s1(plane1 + yoff, ix0, row_ok);
+                    a0_1.k0 += vec3<f32>(dot(d0, xr1.k0), dot(d0, xr1.k1), dot(d0, xr1.k2));
+                    a1_1.k0 += vec3<f32>(dot(d1, xr1.k0), dot(d1, xr1.k1), dot(d1, xr1.k2));
+                    a2_1.k0 += vec3<f32>(dot(d2, xr1.k0), dot(d2, xr1.k1), dot(d2, xr1.k2));
+                    a3_1.k0 += vec3<f32>(dot(d3, xr1.k0), dot(d3, xr1.k1), dot(d3, xr1.k2));
+                    a4_1.k0 += vec3<f32>(dot(d4, xr1.k0), dot(d4, xr1.k1), dot(d4, xr1.k2));
+                    a5_1.k0 += vec3<f32>(dot(d5, xr1.k0), dot(d5, xr1.k1), dot(d5, xr1.k2));
+                    a6_1.k0 += vec3<f32>(dot(d6, xr1.k0), dot(d6, xr1.k1), dot(d6, xr1.k2));
+                    a7_1.k0 += vec3<f32>(dot(d7, xr1.k0), dot(d7, xr1.k1), dot(d7, xr1.k2));
+                }
+                {
+                    let iy = i32(oy + 1u) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let yoff = u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+                    let xr0 = row_s1(plane0 + yoff, ix0, row_ok);
+                    a0_0.k1 += vec3<f32>(dot(d0, xr0.k0), dot(d0, xr0.k1), dot(d0, xr0.k2));
+                    a1_0.k1 += vec3<f32>(dot(d1, xr0.k0), dot(d1, xr0.k1), dot(d1, xr0.k2));
+                    a2_0.k1 += vec3<f32>(dot(d2, xr0.k0), dot(d2, xr0.k1), dot(d2, xr0.k2));
+                    a3_0.k1 += vec3<f32>(dot(d3, xr0.k0), dot(d3, xr0.k1), dot(d3, xr0.k2));
+                    a4_0.k1 += vec3<f32>(dot(d4, xr0.k0), dot(d4, xr0.k1), dot(d4, xr0.k2));
+                    a5_0.k1 += vec3<f32>(dot(d5, xr0.k0), dot(d5, xr0.k1), dot(d5, xr0.k2));
+                    a6_0.k1 += vec3<f32>(dot(d6, xr0.k0), dot(d6, xr0.k1), dot(d6, xr0.k2));
+                    a7_0.k1 += vec3<f32>(dot(d7, xr0.k0), dot(d7, xr0.k1), dot(d7, xr0.k2));
+                    let xr1 = row_s1(plane1 + yoff, ix0, row_ok);
+                    a0_1.k1 += vec3<f32>(dot(d0, xr1.k0), dot(d0, xr1.k1), dot(d0, xr1.k2));
+                    a1_1.k1 += vec3<f32>(dot(d1, xr1.k0), dot(d1, xr1.k1), dot(d1, xr1.k2));
+                    a2_1.k1 += vec3<f32>(dot(d2, xr1.k0), dot(d2, xr1.k1), dot(d2, xr1.k2));
+                    a3_1.k1 += vec3<f32>(dot(d3, xr1.k0), dot(d3, xr1.k1), dot(d3, xr1.k2));
+                    a4_1.k1 += vec3<f32>(dot(d4, xr1.k0), dot(d4, xr1.k1), dot(d4, xr1.k2));
+                    a5_1.k1 += vec3<f32>(dot(d5, xr1.k0), dot(d5, xr1.k1), dot(d5, xr1.k2));
+                    a6_1.k1 += vec3<f32>(dot(d6, xr1.k0), dot(d6, xr1.k1), dot(d6, xr1.k2));
+                    a7_1.k1 += vec3<f32>(dot(d7, xr1.k0), dot(d7, xr1.k1), dot(d7, xr1.k2));
+                }
+                {
+                    let iy = i32(oy + 2u) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let yoff = u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+                    let xr0 = row_s1(plane0 + yoff, ix0, row_ok);
+                    a0_0.k2 += vec3<f32>(dot(d0, xr0.k0), dot(d0, xr0.k1), dot(d0, xr0.k2));
+                    a1_0.k2 += vec3<f32>(dot(d1, xr0.k0), dot(d1, xr0.k1), dot(d1, xr0.k2));
+                    a2_0.k2 += vec3<f32>(dot(d2, xr0.k0), dot(d2, xr0.k1), dot(d2, xr0.k2));
+                    a3_0.k2 += vec3<f32>(dot(d3, xr0.k0), dot(d3, xr0.k1), dot(d3, xr0.k2));
+                    a4_0.k2 += vec3<f32>(dot(d4, xr0.k0), dot(d4, xr0.k1), dot(d4, xr0.k2));
+                    a5_0.k2 += vec3<f32>(dot(d5, xr0.k0), dot(d5, xr0.k1), dot(d5, xr0.k2));
+                    a6_0.k2 += vec3<f32>(dot(d6, xr0.k0), dot(d6, xr0.k1), dot(d6, xr0.k2));
+                    a7_0.k2 += vec3<f32>(dot(d7, xr0.k0), dot(d7, xr0.k1), dot(d7, xr0.k2));
+                    let xr1 = row_s1(plane1 + yoff, ix0, row_ok);
+                    a0_1.k2 += vec3<f32>(dot(d0, xr1.k0), dot(d0, xr1.k1), dot(d0, xr1.k2));
+                    a1_1.k2 += vec3<f32>(dot(d1, xr1.k0), dot(d1, xr1.k1), dot(d1, xr1.k2));
+                    a2_1.k2 += vec3<f32>(dot(d2, xr1.k0), dot(d2, xr1.k1), dot(d2, xr1.k2));
+                    a3_1.k2 += vec3<f32>(dot(d3, xr1.k0), dot(d3, xr1.k1), dot(d3, xr1.k2));
+                    a4_1.k2 += vec3<f32>(dot(d4, xr1.k0), dot(d4, xr1.k1), dot(d4, xr1.k2));
+                    a5_1.k2 += vec3<f32>(dot(d5, xr1.k0), dot(d5, xr1.k1), dot(d5, xr1.k2));
+                    a6_1.k2 += vec3<f32>(dot(d6, xr1.k0), dot(d6, xr1.k1), dot(d6, xr1.k2));
+                    a7_1.k2 += vec3<f32>(dot(d7, xr1.k0), dot(d7, xr1.k1), dot(d7, xr1.k2));
+                }
+            }
+        }
+    }
+    let k_cols = p.c_in * 9u;
+    let o0 = (wid.z * p.c_out + cb * CB) * k_cols + cc0 * 9u;
+    store_acc9(a0_0, o0, ci0 < p.c_in && cb * CB < p.c_out);
+    store_acc9(a1_0, o0 + 1u * k_cols, ci0 < p.c_in && cb * CB + 1u < p.c_out);
+    store_acc9(a2_0, o0 + 2u * k_cols, ci0 < p.c_in && cb * CB + 2u < p.c_out);
+    store_acc9(a3_0, o0 + 3u * k_cols, ci0 < p.c_in && cb * CB + 3u < p.c_out);
+    store_acc9(a4_0, o0 + 4u * k_cols, ci0 < p.c_in && cb * CB + 4u < p.c_out);
+    store_acc9(a5_0, o0 + 5u * k_cols, ci0 < p.c_in && cb * CB + 5u < p.c_out);
+    store_acc9(a6_0, o0 + 6u * k_cols, ci0 < p.c_in && cb * CB + 6u < p.c_out);
+    store_acc9(a7_0, o0 + 7u * k_cols, ci0 < p.c_in && cb * CB + 7u < p.c_out);
+    let o1 = (wid.z * p.c_out + cb * CB) * k_cols + cc1 * 9u;
+    store_acc9(a0_1, o1, ci0 + 16u < p.c_in && cb * CB < p.c_out);
+    store_acc9(a1_1, o1 + 1u * k_cols, ci0 + 16u < p.c_in && cb * CB + 1u < p.c_out);
+    store_acc9(a2_1, o1 + 2u * k_cols, ci0 + 16u < p.c_in && cb * CB + 2u < p.c_out);
+    store_acc9(a3_1, o1 + 3u * k_cols, ci0 + 16u < p.c_in && cb * CB + 3u < p.c_out);
+    store_acc9(a4_1, o1 + 4u * k_cols, ci0 + 16u < p.c_in && cb * CB + 4u < p.c_out);
+    store_acc9(a5_1, o1 + 5u * k_cols, ci0 + 16u < p.c_in && cb * CB + 5u < p.c_out);
+    store_acc9(a6_1, o1 + 6u * k_cols, ci0 + 16u < p.c_in && cb * CB + 6u < p.c_out);
+    store_acc9(a7_1, o1 + 7u * k_cols, ci0 + 16u < p.c_in && cb * CB + 7u < p.c_out);
+}
+
+@compute @workgroup_size(16)
+fn conv2d_bwd_w_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let ci0 = wid.x * 32u + li;
+    let cb = wid.y;
+    let gw = (p.w_out + PX - 1u) / PX;
+    let rows_per_stage = DSH / (CB * gw);
+    let r_begin = wid.z * p.chunk;
+    let r_end = min(r_begin + p.chunk, p.n * p.h_out);
+    let hw = p.h * p.w;
+    let cc0 = min(ci0, p.c_in - 1u);
+    var a0_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a1_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a2_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a3_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a4_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a5_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a6_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a7_0 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    let cc1 = min(ci0 + 16u, p.c_in - 1u);
+    var a0_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a1_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a2_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a3_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a4_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a5_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a6_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a7_1 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    for (var r0 = r_begin; r0 < r_end; r0 += rows_per_stage) {
+        let r1 = min(r0 + rows_per_stage, r_end);
+        stage_dy(li, r0, r1, cb, gw);
+        for (var r = r0; r < r1; r++) {
+            let n = r / p.h_out;
+            let oy = r % p.h_out;
+            let plane0 = (n * p.c_in + cc0) * hw;
+            let plane1 = (n * p.c_in + cc1) * hw;
+            var di = (r - r0) * CB * gw;
+            for (var g = 0u; g < gw; g++) {
+                let ix0 = i32(g * PX * 2u) - i32(p.padding);
+                let d0 = dsh[di];
+                let d1 = dsh[di + 1u * gw];
+                let d2 = dsh[di + 2u * gw];
+                let d3 = dsh[di + 3u * gw];
+                let d4 = dsh[di + 4u * gw];
+                let d5 = dsh[di + 5u * gw];
+                let d6 = dsh[di + 6u * gw];
+                let d7 = dsh[di + 7u * gw];
+                di += 1u;
+                {
+                    let iy = i32(oy * 2u) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let yoff = u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+                    let xr0 = row_s2(plane0 + yoff, ix0, row_ok);
+                    a0_0.k0 += vec3<f32>(dot(d0, xr0.k0), dot(d0, xr0.k1), dot(d0, xr0.k2));
+                    a1_0.k0 += vec3<f32>(dot(d1, xr0.k0), dot(d1, xr0.k1), dot(d1, xr0.k2));
+                    a2_0.k0 += vec3<f32>(dot(d2, xr0.k0), dot(d2, xr0.k1), dot(d2, xr0.k2));
+                    a3_0.k0 += vec3<f32>(dot(d3, xr0.k0), dot(d3, xr0.k1), dot(d3, xr0.k2));
+                    a4_0.k0 += vec3<f32>(dot(d4, xr0.k0), dot(d4, xr0.k1), dot(d4, xr0.k2));
+                    a5_0.k0 += vec3<f32>(dot(d5, xr0.k0), dot(d5, xr0.k1), dot(d5, xr0.k2));
+                    a6_0.k0 += vec3<f32>(dot(d6, xr0.k0), dot(d6, xr0.k1), dot(d6, xr0.k2));
+                    a7_0.k0 += vec3<f32>(dot(d7, xr0.k0), dot(d7, xr0.k1), dot(d7, xr0.k2));
+                    let xr1 = row_s2(plane1 + yoff, ix0, row_ok);
+                    a0_1.k0 += vec3<f32>(dot(d0, xr1.k0), dot(d0, xr1.k1), dot(d0, xr1.k2));
+                    a1_1.k0 += vec3<f32>(dot(d1, xr1.k0), dot(d1, xr1.k1), dot(d1, xr1.k2));
+                    a2_1.k0 += vec3<f32>(dot(d2, xr1.k0), dot(d2, xr1.k1), dot(d2, xr1.k2));
+                    a3_1.k0 += vec3<f32>(dot(d3, xr1.k0), dot(d3, xr1.k1), dot(d3, xr1.k2));
+                    a4_1.k0 += vec3<f32>(dot(d4, xr1.k0), dot(d4, xr1.k1), dot(d4, xr1.k2));
+                    a5_1.k0 += vec3<f32>(dot(d5, xr1.k0), dot(d5, xr1.k1), dot(d5, xr1.k2));
+                    a6_1.k0 += vec3<f32>(dot(d6, xr1.k0), dot(d6, xr1.k1), dot(d6, xr1.k2));
+                    a7_1.k0 += vec3<f32>(dot(d7, xr1.k0), dot(d7, xr1.k1), dot(d7, xr1.k2));
+                }
+                {
+                    let iy = i32(oy * 2u + 1u) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let yoff = u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+                    let xr0 = row_s2(plane0 + yoff, ix0, row_ok);
+                    a0_0.k1 += vec3<f32>(dot(d0, xr0.k0), dot(d0, xr0.k1), dot(d0, xr0.k2));
+                    a1_0.k1 += vec3<f32>(dot(d1, xr0.k0), dot(d1, xr0.k1), dot(d1, xr0.k2));
+                    a2_0.k1 += vec3<f32>(dot(d2, xr0.k0), dot(d2, xr0.k1), dot(d2, xr0.k2));
+                    a3_0.k1 += vec3<f32>(dot(d3, xr0.k0), dot(d3, xr0.k1), dot(d3, xr0.k2));
+                    a4_0.k1 += vec3<f32>(dot(d4, xr0.k0), dot(d4, xr0.k1), dot(d4, xr0.k2));
+                    a5_0.k1 += vec3<f32>(dot(d5, xr0.k0), dot(d5, xr0.k1), dot(d5, xr0.k2));
+                    a6_0.k1 += vec3<f32>(dot(d6, xr0.k0), dot(d6, xr0.k1), dot(d6, xr0.k2));
+                    a7_0.k1 += vec3<f32>(dot(d7, xr0.k0), dot(d7, xr0.k1), dot(d7, xr0.k2));
+                    let xr1 = row_s2(plane1 + yoff, ix0, row_ok);
+                    a0_1.k1 += vec3<f32>(dot(d0, xr1.k0), dot(d0, xr1.k1), dot(d0, xr1.k2));
+                    a1_1.k1 += vec3<f32>(dot(d1, xr1.k0), dot(d1, xr1.k1), dot(d1, xr1.k2));
+                    a2_1.k1 += vec3<f32>(dot(d2, xr1.k0), dot(d2, xr1.k1), dot(d2, xr1.k2));
+                    a3_1.k1 += vec3<f32>(dot(d3, xr1.k0), dot(d3, xr1.k1), dot(d3, xr1.k2));
+                    a4_1.k1 += vec3<f32>(dot(d4, xr1.k0), dot(d4, xr1.k1), dot(d4, xr1.k2));
+                    a5_1.k1 += vec3<f32>(dot(d5, xr1.k0), dot(d5, xr1.k1), dot(d5, xr1.k2));
+                    a6_1.k1 += vec3<f32>(dot(d6, xr1.k0), dot(d6, xr1.k1), dot(d6, xr1.k2));
+                    a7_1.k1 += vec3<f32>(dot(d7, xr1.k0), dot(d7, xr1.k1), dot(d7, xr1.k2));
+                }
+                {
+                    let iy = i32(oy * 2u + 2u) - i32(p.padding);
+                    let row_ok = iy >= 0 && iy < i32(p.h);
+                    let yoff = u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+                    let xr0 = row_s2(plane0 + yoff, ix0, row_ok);
+                    a0_0.k2 += vec3<f32>(dot(d0, xr0.k0), dot(d0, xr0.k1), dot(d0, xr0.k2));
+                    a1_0.k2 += vec3<f32>(dot(d1, xr0.k0), dot(d1, xr0.k1), dot(d1, xr0.k2));
+                    a2_0.k2 += vec3<f32>(dot(d2, xr0.k0), dot(d2, xr0.k1), dot(d2, xr0.k2));
+                    a3_0.k2 += vec3<f32>(dot(d3, xr0.k0), dot(d3, xr0.k1), dot(d3, xr0.k2));
+                    a4_0.k2 += vec3<f32>(dot(d4, xr0.k0), dot(d4, xr0.k1), dot(d4, xr0.k2));
+                    a5_0.k2 += vec3<f32>(dot(d5, xr0.k0), dot(d5, xr0.k1), dot(d5, xr0.k2));
+                    a6_0.k2 += vec3<f32>(dot(d6, xr0.k0), dot(d6, xr0.k1), dot(d6, xr0.k2));
+                    a7_0.k2 += vec3<f32>(dot(d7, xr0.k0), dot(d7, xr0.k1), dot(d7, xr0.k2));
+                    let xr1 = row_s2(plane1 + yoff, ix0, row_ok);
+                    a0_1.k2 += vec3<f32>(dot(d0, xr1.k0), dot(d0, xr1.k1), dot(d0, xr1.k2));
+                    a1_1.k2 += vec3<f32>(dot(d1, xr1.k0), dot(d1, xr1.k1), dot(d1, xr1.k2));
+                    a2_1.k2 += vec3<f32>(dot(d2, xr1.k0), dot(d2, xr1.k1), dot(d2, xr1.k2));
+                    a3_1.k2 += vec3<f32>(dot(d3, xr1.k0), dot(d3, xr1.k1), dot(d3, xr1.k2));
+                    a4_1.k2 += vec3<f32>(dot(d4, xr1.k0), dot(d4, xr1.k1), dot(d4, xr1.k2));
+                    a5_1.k2 += vec3<f32>(dot(d5, xr1.k0), dot(d5, xr1.k1), dot(d5, xr1.k2));
+                    a6_1.k2 += vec3<f32>(dot(d6, xr1.k0), dot(d6, xr1.k1), dot(d6, xr1.k2));
+                    a7_1.k2 += vec3<f32>(dot(d7, xr1.k0), dot(d7, xr1.k1), dot(d7, xr1.k2));
+                }
+            }
+        }
+    }
+    let k_cols = p.c_in * 9u;
+    let o0 = (wid.z * p.c_out + cb * CB) * k_cols + cc0 * 9u;
+    store_acc9(a0_0, o0, ci0 < p.c_in && cb * CB < p.c_out);
+    store_acc9(a1_0, o0 + 1u * k_cols, ci0 < p.c_in && cb * CB + 1u < p.c_out);
+    store_acc9(a2_0, o0 + 2u * k_cols, ci0 < p.c_in && cb * CB + 2u < p.c_out);
+    store_acc9(a3_0, o0 + 3u * k_cols, ci0 < p.c_in && cb * CB + 3u < p.c_out);
+    store_acc9(a4_0, o0 + 4u * k_cols, ci0 < p.c_in && cb * CB + 4u < p.c_out);
+    store_acc9(a5_0, o0 + 5u * k_cols, ci0 < p.c_in && cb * CB + 5u < p.c_out);
+    store_acc9(a6_0, o0 + 6u * k_cols, ci0 < p.c_in && cb * CB + 6u < p.c_out);
+    store_acc9(a7_0, o0 + 7u * k_cols, ci0 < p.c_in && cb * CB + 7u < p.c_out);
+    let o1 = (wid.z * p.c_out + cb * CB) * k_cols + cc1 * 9u;
+    store_acc9(a0_1, o1, ci0 + 16u < p.c_in && cb * CB < p.c_out);
+    store_acc9(a1_1, o1 + 1u * k_cols, ci0 + 16u < p.c_in && cb * CB + 1u < p.c_out);
+    store_acc9(a2_1, o1 + 2u * k_cols, ci0 + 16u < p.c_in && cb * CB + 2u < p.c_out);
+    store_acc9(a3_1, o1 + 3u * k_cols, ci0 + 16u < p.c_in && cb * CB + 3u < p.c_out);
+    store_acc9(a4_1, o1 + 4u * k_cols, ci0 + 16u < p.c_in && cb * CB + 4u < p.c_out);
+    store_acc9(a5_1, o1 + 5u * k_cols, ci0 + 16u < p.c_in && cb * CB + 5u < p.c_out);
+    store_acc9(a6_1, o1 + 6u * k_cols, ci0 + 16u < p.c_in && cb * CB + 6u < p.c_out);
+    store_acc9(a7_1, o1 + 7u * k_cols, ci0 + 16u < p.c_in && cb * CB + 7u < p.c_out);
+}
+
+// conv2d_pack_weight: the weights of a (possibly transposed) convolution in the order the CPU
+// kernels above read them: packed[cb][ci][tap][j] = W[cb * 8 + j][ci][tap], zero past the last
+// output channel. flip = 0: W = weight. flip = 1: W is the stride-1 input-gradient
+// convolution's weight, W[ci][co][tap] = weight[co][ci][k * k - 1 - tap] (rows c_in, inputs
+// c_out). flip = 2: the transpose without the flip, W[ci][co][tap] = weight[co][ci][tap]. Geometry: Gpu::groups_1d(ceil(rows / 8) * 8 * inputs * k * k).
+@compute @workgroup_size(WG)
+fn conv2d_pack_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lidx: u32) {
+    let i = linear_index(wid, nwg, lidx);
+    let kk2 = p.kernel * p.kernel;
+    var rows = p.c_out;
+    var inputs = p.c_in;
+    if (p.flip != 0u) {
+        rows = p.c_in;
+        inputs = p.c_out;
+    }
+    if (i < ((rows + CB - 1u) / CB) * CB * inputs * kk2) {
+        let j = i % CB;
+        let tap = (i / CB) % kk2;
+        let ci = (i / (CB * kk2)) % inputs;
+        let row = (i / (CB * kk2 * inputs)) * CB + j;
+        var v = 0.0;
+        if (row < rows) {
+            if (p.flip == 1u) {
+                v = weight[(ci * p.c_in + row) * kk2 + kk2 - 1u - tap];
+            } else if (p.flip == 2u) {
+                v = weight[(ci * p.c_in + row) * kk2 + tap];
+            } else {
+                v = weight[(row * p.c_in + ci) * kk2 + tap];
+            }
+        }
+        out[i] = v;
     }
 }

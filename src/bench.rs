@@ -37,8 +37,17 @@ fn rand(gpu: &Gpu, shape: &[usize], stream: u32) -> Tensor {
     ops::rng::uniform(gpu, shape, 1, stream)
 }
 
+/// `DDPM_BENCH_FILTER=substring` runs only the cases whose name contains it (for timing one
+/// kernel without the whole, slow suite); unset or empty runs everything.
+fn selected(filter: &Option<String>, name: &str) -> bool {
+    filter.as_deref().is_none_or(|f| name.contains(f))
+}
+
 pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
     let reps = if quick { 3 } else { 20 };
+    let filter = std::env::var("DDPM_BENCH_FILTER")
+        .ok()
+        .filter(|f| !f.is_empty());
     let mut out = Vec::new();
     let mut push = |name: String, ms: f64, work: f64, unit: &'static str| {
         out.push(BenchResult {
@@ -53,125 +62,127 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
             let a = rand(gpu, &[m, k], 1);
             let b = rand(gpu, &[k, n], 2);
             let flops = 2.0 * (m * k * n) as f64;
-            let ms = time(gpu, reps, || {
-                ops::matmul::matmul_variant(gpu, variant, &a, &b, None, false, false)
-            });
-            push(
-                format!("matmul {variant:?} {m}x{k}x{n}"),
-                ms,
-                flops,
-                "GFLOP/s",
-            );
+            let name = format!("matmul {variant:?} {m}x{k}x{n}");
+            if selected(&filter, &name) {
+                let ms = time(gpu, reps, || {
+                    ops::matmul::matmul_variant(gpu, variant, &a, &b, None, false, false)
+                });
+                push(name, ms, flops, "GFLOP/s");
+            }
             let at = rand(gpu, &[k, m], 3);
-            let ms = time(gpu, reps, || {
-                ops::matmul::matmul_variant(gpu, variant, &at, &b, None, true, false)
-            });
-            push(
-                format!("matmul {variant:?} A^T {m}x{k}x{n}"),
-                ms,
-                flops,
-                "GFLOP/s",
-            );
+            let name = format!("matmul {variant:?} A^T {m}x{k}x{n}");
+            if selected(&filter, &name) {
+                let ms = time(gpu, reps, || {
+                    ops::matmul::matmul_variant(gpu, variant, &at, &b, None, true, false)
+                });
+                push(name, ms, flops, "GFLOP/s");
+            }
         }
     }
     let n = 1 << 20;
     let x = rand(gpu, &[n], 4);
-    let ms = time(gpu, reps, || ops::activation::silu(gpu, &x));
-    push("silu_fwd 1M".into(), ms, 8.0 * n as f64, "GB/s");
-    let ms = time(gpu, reps, || ops::reduce::sum(gpu, &x));
-    push("sum 1M".into(), ms, 4.0 * n as f64, "GB/s");
+    let name = String::from("silu_fwd 1M");
+    if selected(&filter, &name) {
+        let ms = time(gpu, reps, || ops::activation::silu(gpu, &x));
+        push(name, ms, 8.0 * n as f64, "GB/s");
+    }
+    let name = String::from("sum 1M");
+    if selected(&filter, &name) {
+        let ms = time(gpu, reps, || ops::reduce::sum(gpu, &x));
+        push(name, ms, 4.0 * n as f64, "GB/s");
+    }
     let small = rand(gpu, &[128 * 128], 5);
-    let ms = time(gpu, reps * 5, || ops::activation::relu(gpu, &small));
-    push(
-        "relu_fwd 16K (dispatch overhead)".into(),
-        ms,
-        8.0 * small.numel() as f64,
-        "GB/s",
-    );
+    let name = String::from("relu_fwd 16K (dispatch overhead)");
+    if selected(&filter, &name) {
+        let ms = time(gpu, reps * 5, || ops::activation::relu(gpu, &small));
+        push(name, ms, 8.0 * small.numel() as f64, "GB/s");
+    }
 
     // The mnist UNet's layers at batch 32.
     let n = 32;
     let conv_shapes = [
-        ("conv 32->32 3x3 @28", 32, 32, 28, 1),
-        ("conv 32->32 3x3 s2 @28", 32, 32, 28, 2),
-        ("conv 96->32 3x3 @28", 96, 32, 28, 1),
-        ("conv 64->64 3x3 @14", 64, 64, 14, 1),
-        ("conv 64->64 3x3 @7", 64, 64, 7, 1),
+        ("conv 32->32 3x3 @28", 32, 32, 28, 1, 3),
+        ("conv 32->32 3x3 s2 @28", 32, 32, 28, 2, 3),
+        ("conv 96->32 3x3 @28", 96, 32, 28, 1, 3),
+        ("conv 96->32 1x1 @28", 96, 32, 28, 1, 1),
+        ("conv 64->64 3x3 @14", 64, 64, 14, 1, 3),
+        ("conv 64->64 3x3 @7", 64, 64, 7, 1, 3),
     ];
     let conv_reps = if quick { 1 } else { 5 };
-    for (name, c_in, c_out, size, stride) in conv_shapes {
+    for (case, c_in, c_out, size, stride, kernel) in conv_shapes {
         let s = ConvShape {
             n,
             c_in,
             h: size,
             w: size,
             c_out,
-            kernel: 3,
+            kernel,
             stride,
-            padding: 1,
+            padding: kernel / 2,
         };
         let x = rand(gpu, &[n, c_in, size, size], 20);
-        let w = rand(gpu, &[c_out, c_in, 3, 3], 21);
+        let w = rand(gpu, &[c_out, c_in, kernel, kernel], 21);
         let b = rand(gpu, &[c_out], 22);
         let dy = rand(gpu, &[n, c_out, s.h_out(), s.w_out()], 23);
-        let flops = 2.0 * (n * c_out * s.h_out() * s.w_out() * c_in * 9) as f64;
-        let ms = time(gpu, conv_reps, || {
-            ops::conv::conv2d(gpu, &x, &w, Some(&b), stride, 1)
-        });
-        push(format!("{name} fwd"), ms, flops, "GFLOP/s");
-        let ms = time(gpu, conv_reps, || {
-            ops::conv::conv2d_backward_x(gpu, &w, &dy, &s)
-        });
-        push(format!("{name} bwd_x"), ms, flops, "GFLOP/s");
-        let ms = time(gpu, conv_reps, || {
-            ops::conv::conv2d_backward_w(gpu, &x, &dy, &s)
-        });
-        push(format!("{name} bwd_w"), ms, flops, "GFLOP/s");
+        let flops = 2.0 * (n * c_out * s.h_out() * s.w_out() * c_in * kernel * kernel) as f64;
+        let name = format!("{case} fwd");
+        if selected(&filter, &name) {
+            let ms = time(gpu, conv_reps, || {
+                ops::conv::conv2d(gpu, &x, &w, Some(&b), stride, s.padding)
+            });
+            push(name, ms, flops, "GFLOP/s");
+        }
+        let name = format!("{case} bwd_x");
+        if selected(&filter, &name) {
+            let ms = time(gpu, conv_reps, || {
+                ops::conv::conv2d_backward_x(gpu, &w, &dy, &s)
+            });
+            push(name, ms, flops, "GFLOP/s");
+        }
+        let name = format!("{case} bwd_w");
+        if selected(&filter, &name) {
+            let ms = time(gpu, conv_reps, || {
+                ops::conv::conv2d_backward_w(gpu, &x, &dy, &s)
+            });
+            push(name, ms, flops, "GFLOP/s");
+        }
     }
     for (c, size) in [(32, 28), (64, 14)] {
         let x = rand(gpu, &[n, c, size, size], 24);
         let (g, b) = (rand(gpu, &[c], 25), rand(gpu, &[c], 26));
         let bytes = 8.0 * x.numel() as f64;
-        let ms = time(gpu, conv_reps, || {
-            ops::group_norm::group_norm(gpu, &x, &g, &b, 8, true).0
-        });
-        push(
-            format!("group_norm+silu fwd {c}ch @{size}"),
-            ms,
-            bytes,
-            "GB/s",
-        );
+        let name = format!("group_norm+silu fwd {c}ch @{size}");
+        if selected(&filter, &name) {
+            let ms = time(gpu, conv_reps, || {
+                ops::group_norm::group_norm(gpu, &x, &g, &b, 8, true).0
+            });
+            push(name, ms, bytes, "GB/s");
+        }
         let (_, stats) = ops::group_norm::group_norm(gpu, &x, &g, &b, 8, true);
-        let ms = time(gpu, conv_reps, || {
-            ops::group_norm::group_norm_backward(gpu, &x, &g, &b, &stats, &x, 8, true).0
-        });
-        push(
-            format!("group_norm+silu bwd {c}ch @{size}"),
-            ms,
-            2.0 * bytes,
-            "GB/s",
-        );
+        let name = format!("group_norm+silu bwd {c}ch @{size}");
+        if selected(&filter, &name) {
+            let ms = time(gpu, conv_reps, || {
+                ops::group_norm::group_norm_backward(gpu, &x, &g, &b, &stats, &x, 8, true).0
+            });
+            push(name, ms, 2.0 * bytes, "GB/s");
+        }
     }
     let scores = rand(gpu, &[n, 49, 49], 27);
-    let ms = time(gpu, conv_reps, || {
-        ops::softmax::softmax(gpu, &scores, 0.125)
-    });
-    push(
-        "attention softmax fwd 64ch @7".into(),
-        ms,
-        8.0 * scores.numel() as f64,
-        "GB/s",
-    );
+    let name = String::from("attention softmax fwd 64ch @7");
+    if selected(&filter, &name) {
+        let ms = time(gpu, conv_reps, || {
+            ops::softmax::softmax(gpu, &scores, 0.125)
+        });
+        push(name, ms, 8.0 * scores.numel() as f64, "GB/s");
+    }
     let q = rand(gpu, &[n, 64, 49], 28);
-    let ms = time(gpu, conv_reps, || {
-        ops::matmul::matmul(gpu, &q, &q, None, true, false)
-    });
-    push(
-        "attention q^T k 64ch @7".into(),
-        ms,
-        2.0 * (n * 49 * 49 * 64) as f64,
-        "GFLOP/s",
-    );
+    let name = String::from("attention q^T k 64ch @7");
+    if selected(&filter, &name) {
+        let ms = time(gpu, conv_reps, || {
+            ops::matmul::matmul(gpu, &q, &q, None, true, false)
+        });
+        push(name, ms, 2.0 * (n * 49 * 49 * 64) as f64, "GFLOP/s");
+    }
 
     let mnist = TrainConfig {
         batch_size: n,
@@ -189,39 +200,33 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
     };
     let mut unet_state = TrainState::new(gpu, &unet.layout, 0);
     let images = rand(gpu, &[n, 1, 28, 28], 29);
-    let ms = time(gpu, if quick { 1 } else { 3 }, || {
-        let loss = unet_trainer.record_step(&mut unet_state, &images);
-        gpu.submit();
-        loss
-    });
-    // 1.66 GFLOP per image for forward, backward and the update (the count).
-    push(
-        format!("mnist UNet training step (batch {n})"),
-        ms,
-        1.66e9 * n as f64,
-        "GFLOP/s",
-    );
+    let name = format!("mnist UNet training step (batch {n})");
+    if selected(&filter, &name) {
+        let ms = time(gpu, if quick { 1 } else { 3 }, || {
+            let loss = unet_trainer.record_step(&mut unet_state, &images);
+            gpu.submit();
+            loss
+        });
+        // 1.66 GFLOP per image for forward, backward and the update (the count).
+        push(name, ms, 1.66e9 * n as f64, "GFLOP/s");
+    }
 
     // The pieces of a toy training step (batch 128, hidden 128, T = 100, 72k parameters).
     let index = ops::rng::timesteps(gpu, 128, 100, true, 0, 8);
     let dy = rand(gpu, &[128, 128], 9);
-    let ms = time(gpu, reps, || {
-        ops::embedding::embedding_backward(gpu, &[100, 128], &index, &dy)
-    });
-    push(
-        "embedding_bwd 100x128, batch 128".into(),
-        ms,
-        4.0 * (100 * 128 * 128) as f64,
-        "GB/s",
-    );
+    let name = String::from("embedding_bwd 100x128, batch 128");
+    if selected(&filter, &name) {
+        let ms = time(gpu, reps, || {
+            ops::embedding::embedding_backward(gpu, &[100, 128], &index, &dy)
+        });
+        push(name, ms, 4.0 * (100 * 128 * 128) as f64, "GB/s");
+    }
     let flat = rand(gpu, &[72_066], 10);
-    let ms = time(gpu, reps, || ops::optim::grad_norm(gpu, &flat));
-    push(
-        "grad norm 72k".into(),
-        ms,
-        4.0 * flat.numel() as f64,
-        "GB/s",
-    );
+    let name = String::from("grad norm 72k");
+    if selected(&filter, &name) {
+        let ms = time(gpu, reps, || ops::optim::grad_norm(gpu, &flat));
+        push(name, ms, 4.0 * flat.numel() as f64, "GB/s");
+    }
     let (m1, m2, m3) = (
         rand(gpu, &[72_066], 11),
         rand(gpu, &[72_066], 12),
@@ -236,16 +241,14 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
         weight_decay: 0.0,
         max_norm: 1.0,
     };
-    let ms = time(gpu, reps, || {
-        ops::optim::adam_step(gpu, &adam, 1e-3, 1, &m1, &flat, &norm, &m2, &m3);
-        norm.clone()
-    });
-    push(
-        "adam_step 72k".into(),
-        ms,
-        28.0 * flat.numel() as f64,
-        "GB/s",
-    );
+    let name = String::from("adam_step 72k");
+    if selected(&filter, &name) {
+        let ms = time(gpu, reps, || {
+            ops::optim::adam_step(gpu, &adam, 1e-3, 1, &m1, &flat, &norm, &m2, &m3);
+            norm.clone()
+        });
+        push(name, ms, 28.0 * flat.numel() as f64, "GB/s");
+    }
     for (m, k, n, ta) in [
         (128, 2, 128, false),
         (128, 128, 2, false),
@@ -258,15 +261,13 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
             rand(gpu, &[m, k], 14)
         };
         let b = rand(gpu, &[k, n], 15);
-        let ms = time(gpu, reps, || {
-            ops::matmul::matmul(gpu, &a, &b, None, ta, false)
-        });
-        push(
-            format!("matmul {m}x{k}x{n} trans_a={ta}"),
-            ms,
-            2.0 * (m * k * n) as f64,
-            "GFLOP/s",
-        );
+        let name = format!("matmul {m}x{k}x{n} trans_a={ta}");
+        if selected(&filter, &name) {
+            let ms = time(gpu, reps, || {
+                ops::matmul::matmul(gpu, &a, &b, None, ta, false)
+            });
+            push(name, ms, 2.0 * (m * k * n) as f64, "GFLOP/s");
+        }
     }
 
     let cfg = TrainConfig::toy();
@@ -284,49 +285,43 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
     let batch = rand(gpu, &[cfg.batch_size, 2], 6);
     let flops = 6.0 * cfg.batch_size as f64 * model.layout.n_params() as f64;
     let t = ops::rng::timesteps(gpu, cfg.batch_size, cfg.n_timesteps, true, 0, 16);
-    let ms = time(gpu, reps, || {
-        let mut cx = crate::autograd::Ctx::no_grad(gpu);
-        let params = model.layout.vars(&mut cx, &state.params, None);
-        let x = cx.constant(batch.clone());
-        let out = model.forward(&mut cx, &params, &x, &t);
-        gpu.submit();
-        out.tensor
-    });
-    push(
-        format!("toy forward only (batch {})", cfg.batch_size),
-        ms,
-        flops / 3.0,
-        "GFLOP/s",
-    );
-    let ms = time(gpu, reps, || {
-        let mut cx = crate::autograd::Ctx::new(gpu);
-        let params = model
-            .layout
-            .vars(&mut cx, &state.params, Some(&state.grads));
-        let x = cx.constant(batch.clone());
-        let out = model.forward(&mut cx, &params, &x, &t);
-        let loss = ops::loss::mse_var(&mut cx, &out, &batch);
-        cx.backward(&loss);
-        gpu.submit();
-        loss.tensor
-    });
-    push(
-        format!("toy forward + backward (batch {})", cfg.batch_size),
-        ms,
-        flops,
-        "GFLOP/s",
-    );
-    let ms = time(gpu, reps, || {
-        let loss = trainer.record_step(&mut state, &batch);
-        gpu.submit();
-        loss
-    });
-    let flops = 6.0 * cfg.batch_size as f64 * model.layout.n_params() as f64;
-    push(
-        format!("toy training step (batch {})", cfg.batch_size),
-        ms,
-        flops,
-        "GFLOP/s",
-    );
+    let name = format!("toy forward only (batch {})", cfg.batch_size);
+    if selected(&filter, &name) {
+        let ms = time(gpu, reps, || {
+            let mut cx = crate::autograd::Ctx::no_grad(gpu);
+            let params = model.layout.vars(&mut cx, &state.params, None);
+            let x = cx.constant(batch.clone());
+            let out = model.forward(&mut cx, &params, &x, &t);
+            gpu.submit();
+            out.tensor
+        });
+        push(name, ms, flops / 3.0, "GFLOP/s");
+    }
+    let name = format!("toy forward + backward (batch {})", cfg.batch_size);
+    if selected(&filter, &name) {
+        let ms = time(gpu, reps, || {
+            let mut cx = crate::autograd::Ctx::new(gpu);
+            let params = model
+                .layout
+                .vars(&mut cx, &state.params, Some(&state.grads));
+            let x = cx.constant(batch.clone());
+            let out = model.forward(&mut cx, &params, &x, &t);
+            let loss = ops::loss::mse_var(&mut cx, &out, &batch);
+            cx.backward(&loss);
+            gpu.submit();
+            loss.tensor
+        });
+        push(name, ms, flops, "GFLOP/s");
+    }
+    let name = format!("toy training step (batch {})", cfg.batch_size);
+    if selected(&filter, &name) {
+        let ms = time(gpu, reps, || {
+            let loss = trainer.record_step(&mut state, &batch);
+            gpu.submit();
+            loss
+        });
+        let flops = 6.0 * cfg.batch_size as f64 * model.layout.n_params() as f64;
+        push(name, ms, flops, "GFLOP/s");
+    }
     out
 }

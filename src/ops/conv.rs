@@ -24,6 +24,8 @@ struct ConvParams {
     w_out: u32,
     has_bias: u32,
     chunk: u32,
+    flip: u32,
+    _pad: [u32; 3],
 }
 
 static CONV_FWD: Kernel = Kernel {
@@ -58,7 +60,45 @@ static CONV_BWD_W_DIRECT: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_w_direct",
 };
+static CONV_FWD_K3S1_CPU: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_fwd_k3s1_cpu",
+};
+static CONV_FWD_K3S2_CPU: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_fwd_k3s2_cpu",
+};
+static CONV_FWD_K1_CPU: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_fwd_k1_cpu",
+};
+static CONV_BWD_X_K3S2_CPU: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_x_k3s2_cpu",
+};
+static CONV_BWD_W_K3S1_CPU: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_w_k3s1_cpu",
+};
+static CONV_BWD_W_K3S2_CPU: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_w_k3s2_cpu",
+};
+static CONV_PACK_WEIGHT: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_pack_weight",
+};
 const TILE: usize = 64;
+/// The register-blocked CPU kernels: output channels per block, pixels per thread, samples per
+/// thread, threads per workgroup (shaders/conv.wgsl).
+const CPU_BLOCK: usize = 8;
+const CPU_PX: usize = 4;
+const CPU_NB: usize = 4;
+const CPU_WG: usize = 64;
+/// conv2d_bwd_w_k3s*_cpu: input channels per workgroup (16 threads, two each) and the number of
+/// split-K chunks of output rows.
+const CPU_BWD_W_CHANNELS: usize = 32;
+const CPU_BWD_W_CHUNKS: usize = 24;
 /// Rows x columns of the GEMM covered by a workgroup of the direct (CPU-adapter) variants.
 const DIRECT_TILE: (usize, usize) = (16, 128);
 
@@ -118,6 +158,8 @@ fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
         w_out: s.w_out() as u32,
         has_bias: has_bias as u32,
         chunk: CHUNK as u32,
+        flip: 0,
+        _pad: [0; 3],
     }
 }
 
@@ -185,6 +227,12 @@ pub fn conv2d_with(
     padding: usize,
 ) -> Tensor {
     let s = shape_of(x, weight, stride, padding);
+    if variant == ConvVariant::Direct {
+        if let Some(kernel) = cpu_fwd_kernel(&s) {
+            let packed = pack_weight(gpu, weight, &s, Pack::Forward);
+            return conv_cpu(gpu, kernel, &s, x, &packed, bias);
+        }
+    }
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
     let p = params(&s, bias.is_some());
     let (kernel, groups) = variant.pick(
@@ -196,6 +244,79 @@ pub fn conv2d_with(
     );
     // dy is unused by the forward entry points, so it is not bound.
     gpu.dispatch(kernel, &p, &[x, weight, bias.unwrap_or(weight), &y], groups);
+    y
+}
+
+/// The register-blocked CPU-adapter forward kernel for this shape, where there is one.
+fn cpu_fwd_kernel(s: &ConvShape) -> Option<&'static Kernel> {
+    match (s.kernel, s.stride, s.padding) {
+        (3, 1, _) => Some(&CONV_FWD_K3S1_CPU),
+        (3, 2, _) => Some(&CONV_FWD_K3S2_CPU),
+        (1, 1, 0) => Some(&CONV_FWD_K1_CPU),
+        _ => None,
+    }
+}
+
+/// How conv2d_pack_weight lays out the weights.
+#[derive(Clone, Copy)]
+enum Pack {
+    /// Rows c_out, inputs c_in: the forward convolution.
+    Forward,
+    /// Rows c_in, inputs c_out, taps flipped: the stride-1 input-gradient convolution.
+    TransposedFlipped,
+    /// Rows c_in, inputs c_out: conv2d_bwd_x_k3s2_cpu.
+    Transposed,
+}
+
+/// `weight` packed for the CPU kernels: [ceil(rows / 8)][inputs][k * k][8].
+fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack) -> Tensor {
+    let (rows, inputs) = if !matches!(pack, Pack::Forward) {
+        (s.c_in, s.c_out)
+    } else {
+        (s.c_out, s.c_in)
+    };
+    let len = rows.div_ceil(CPU_BLOCK) * CPU_BLOCK * inputs * s.kernel * s.kernel;
+    let packed = gpu.empty(&[len]);
+    let p = ConvParams {
+        flip: pack as u32,
+        ..params(s, false)
+    };
+    gpu.dispatch(
+        &CONV_PACK_WEIGHT,
+        &p,
+        &[weight, &packed],
+        gpu.groups_1d(len),
+    );
+    packed
+}
+
+/// Runs a CPU forward kernel for shape `s` with packed weights.
+fn conv_cpu(
+    gpu: &Gpu,
+    kernel: &'static Kernel,
+    s: &ConvShape,
+    x: &Tensor,
+    packed: &Tensor,
+    bias: Option<&Tensor>,
+) -> Tensor {
+    let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
+    let items = if s.kernel == 1 {
+        s.n.div_ceil(CPU_NB) * (s.h * s.w).div_ceil(CPU_PX)
+    } else {
+        s.n.div_ceil(CPU_NB) * s.h_out() * s.w_out().div_ceil(CPU_PX)
+    };
+    let groups = [
+        items.div_ceil(CPU_WG) as u32,
+        s.c_out.div_ceil(CPU_BLOCK) as u32,
+        1,
+    ];
+    // Without a bias the bias binding holds x and is not read.
+    gpu.dispatch(
+        kernel,
+        &params(s, bias.is_some()),
+        &[x, bias.unwrap_or(x), &y, packed],
+        groups,
+    );
     y
 }
 
@@ -223,6 +344,22 @@ pub fn conv2d_backward_x_with(
     s: &ConvShape,
 ) -> Tensor {
     if variant == ConvVariant::Direct && s.stride == 1 && s.padding < s.kernel {
+        // dx is the stride-1 convolution of dy with the flipped, transposed weights and
+        // padding k - 1 - p.
+        let t = ConvShape {
+            n: s.n,
+            c_in: s.c_out,
+            h: s.h_out(),
+            w: s.w_out(),
+            c_out: s.c_in,
+            kernel: s.kernel,
+            stride: 1,
+            padding: s.kernel - 1 - s.padding,
+        };
+        if let Some(kernel) = cpu_fwd_kernel(&t) {
+            let packed = pack_weight(gpu, weight, s, Pack::TransposedFlipped);
+            return conv_cpu(gpu, kernel, &t, dy, &packed, None);
+        }
         // dx = conv(dy, flipped weights, padding k - 1 - p): the fast forward kernel.
         let flipped = flip_weight(gpu, weight, s);
         return conv2d_with(
@@ -236,6 +373,23 @@ pub fn conv2d_backward_x_with(
         );
     }
     let dx = gpu.empty(&[s.n, s.c_in, s.h, s.w]);
+    if variant == ConvVariant::Direct && (s.kernel, s.stride, s.padding) == (3, 2, 1) {
+        let packed = pack_weight(gpu, weight, s, Pack::Transposed);
+        let items = s.n.div_ceil(CPU_NB) * s.h.div_ceil(2) * s.w.div_ceil(CPU_PX);
+        let groups = [
+            items.div_ceil(CPU_WG) as u32,
+            s.c_in.div_ceil(CPU_BLOCK) as u32,
+            2,
+        ];
+        gpu.dispatch(
+            &CONV_BWD_X_K3S2_CPU,
+            &params(s, false),
+            // The bias binding (unread here) holds dy.
+            &[dy, dy, &dx, &packed],
+            groups,
+        );
+        return dx;
+    }
     let (kernel, groups) =
         variant.pick(&CONV_BWD_X, &CONV_BWD_X_DIRECT, s.c_in, s.n * s.h * s.w, 1);
     gpu.dispatch(kernel, &params(s, false), &[weight, dy, &dx], groups);
@@ -258,6 +412,30 @@ pub fn conv2d_backward_w_with(
     s: &ConvShape,
 ) -> Tensor {
     let k_cols = s.c_in * s.kernel * s.kernel;
+    let cpu_kernel = match (s.kernel, s.stride) {
+        (3, 1) => Some(&CONV_BWD_W_K3S1_CPU),
+        (3, 2) => Some(&CONV_BWD_W_K3S2_CPU),
+        _ => None,
+    };
+    if let (ConvVariant::Direct, Some(kernel)) = (variant, cpu_kernel) {
+        // Split-K over output rows (n, oy): enough chunks for both cores and then some.
+        let rows = s.n * s.h_out();
+        let chunk = rows.div_ceil(CPU_BWD_W_CHUNKS);
+        let chunks = rows.div_ceil(chunk);
+        let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
+        let p = ConvParams {
+            chunk: chunk as u32,
+            ..params(s, false)
+        };
+        let groups = [
+            s.c_in.div_ceil(CPU_BWD_W_CHANNELS) as u32,
+            s.c_out.div_ceil(CPU_BLOCK) as u32,
+            chunks as u32,
+        ];
+        gpu.dispatch(kernel, &p, &[x, dy, &partial], groups);
+        return super::reduce::sum_rows(gpu, &partial)
+            .reshape(&[s.c_out, s.c_in, s.kernel, s.kernel]);
+    }
     let chunks = n_chunks(s);
     let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
     let (kernel, groups) = variant.pick(&CONV_BWD_W, &CONV_BWD_W_DIRECT, s.c_out, k_cols, chunks);

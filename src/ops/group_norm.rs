@@ -28,6 +28,16 @@ static GN_BWD: Kernel = Kernel {
     shader: &GROUP_NORM,
     entry: "group_norm_bwd",
 };
+static GN_FWD_CPU: Kernel = Kernel {
+    shader: &GROUP_NORM,
+    entry: "group_norm_fwd_cpu",
+};
+static GN_BWD_CPU: Kernel = Kernel {
+    shader: &GROUP_NORM,
+    entry: "group_norm_bwd_cpu",
+};
+/// Threads per workgroup of the CPU-adapter kernels (one thread per (sample, group)).
+const CPU_WG: usize = 16;
 pub const EPS: f32 = 1e-5;
 
 fn dims(x: &Tensor) -> (usize, usize, usize) {
@@ -65,6 +75,21 @@ fn grid(workgroups: usize) -> [u32; 3] {
     }
 }
 
+/// The kernel and grid for n * groups groups: a workgroup per group with tree sums on GPUs, a
+/// thread per group without barriers on CPU adapters (shaders/group_norm.wgsl).
+fn pick(
+    gpu: &Gpu,
+    gpu_kernel: &'static Kernel,
+    cpu_kernel: &'static Kernel,
+    n_groups: usize,
+) -> (&'static Kernel, [u32; 3]) {
+    if gpu.is_cpu() {
+        (cpu_kernel, grid(n_groups.div_ceil(CPU_WG)))
+    } else {
+        (gpu_kernel, grid(n_groups))
+    }
+}
+
 /// (y, stats): y = GN(x) (then SiLU when `fuse_silu`); stats holds (mean, rstd) per group.
 pub fn group_norm(
     gpu: &Gpu,
@@ -81,12 +106,8 @@ pub fn group_norm(
     );
     let y = gpu.empty(&x.shape);
     let stats = gpu.empty(&[x.shape[0] * groups, 2]);
-    gpu.dispatch(
-        &GN_FWD,
-        &p,
-        &[x, gamma, beta, &y, &stats],
-        grid(x.shape[0] * groups),
-    );
+    let (kernel, groups) = pick(gpu, &GN_FWD, &GN_FWD_CPU, x.shape[0] * groups);
+    gpu.dispatch(kernel, &p, &[x, gamma, beta, &y, &stats], groups);
     (y, stats)
 }
 
@@ -107,11 +128,12 @@ pub fn group_norm_backward(
     let dx = gpu.empty(&x.shape);
     let dgamma_part = gpu.empty(&[n, c]);
     let dbeta_part = gpu.empty(&[n, c]);
+    let (kernel, grid) = pick(gpu, &GN_BWD, &GN_BWD_CPU, n * groups);
     gpu.dispatch(
-        &GN_BWD,
+        kernel,
         &p,
         &[x, gamma, beta, dy, &dx, stats, &dgamma_part, &dbeta_part],
-        grid(n * groups),
+        grid,
     );
     let dgamma = super::reduce::sum_rows(gpu, &dgamma_part);
     let dbeta = super::reduce::sum_rows(gpu, &dbeta_part);
