@@ -143,17 +143,28 @@ fn group_norm_case(
     );
     let (x64, g64, b64, dy64) = (to_f64(&x), to_f64(&gamma), to_f64(&beta), to_f64(&dy));
     let eps = ops::group_norm::EPS as f64;
-    for fuse in [false, true] {
-        let what = format!("group_norm fuse_silu={fuse} n={n} c={c} hw={hw} groups={groups}");
-        let (y, stats) = ops::group_norm::group_norm(gpu, &gx, &gg, &gb, groups, fuse);
+    use ops::group_norm::GroupNormVariant;
+    let variants = [
+        GroupNormVariant::WorkgroupPerGroup,
+        GroupNormVariant::ThreadPerGroup,
+    ];
+    for (fuse, variant) in [false, true]
+        .into_iter()
+        .flat_map(|f| variants.map(|v| (f, v)))
+    {
+        let what =
+            format!("group_norm {variant:?} fuse_silu={fuse} n={n} c={c} hw={hw} groups={groups}");
+        let (y, stats) =
+            ops::group_norm::group_norm_variant(gpu, variant, &gx, &gg, &gb, groups, fuse);
         let want = if fuse {
             cpu::group_norm::group_norm_silu(&x64, &g64, &b64, n, c, hw, groups, eps)
         } else {
             cpu::group_norm::group_norm(&x64, &g64, &b64, n, c, hw, groups, eps)
         };
         assert_close(&format!("{what} fwd"), &gpu.read(&y), &want, 1e-4, 1e-4);
-        let (dx, dgamma, dbeta) =
-            ops::group_norm::group_norm_backward(gpu, &gx, &gg, &gb, &stats, &gdy, groups, fuse);
+        let (dx, dgamma, dbeta) = ops::group_norm::group_norm_backward_variant(
+            gpu, variant, &gx, &gg, &gb, &stats, &gdy, groups, fuse,
+        );
         let (wdx, wdg, wdb) = if fuse {
             cpu::group_norm::group_norm_silu_backward(
                 &x64, &g64, &b64, &dy64, n, c, hw, groups, eps,

@@ -75,24 +75,54 @@ fn grid(workgroups: usize) -> [u32; 3] {
     }
 }
 
-/// The kernel and grid for n * groups groups: a workgroup per group with tree sums on GPUs, a
-/// thread per group without barriers on CPU adapters (shaders/group_norm.wgsl).
-fn pick(
-    gpu: &Gpu,
-    gpu_kernel: &'static Kernel,
-    cpu_kernel: &'static Kernel,
-    n_groups: usize,
-) -> (&'static Kernel, [u32; 3]) {
-    if gpu.is_cpu() {
-        (cpu_kernel, grid(n_groups.div_ceil(CPU_WG)))
-    } else {
-        (gpu_kernel, grid(n_groups))
+/// A workgroup per group with tree sums (GPUs), or a thread per group without barriers (CPU
+/// adapters, where every barrier is a coroutine switch); both compute the same statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupNormVariant {
+    WorkgroupPerGroup,
+    ThreadPerGroup,
+}
+
+impl GroupNormVariant {
+    pub fn for_adapter(gpu: &Gpu) -> GroupNormVariant {
+        if gpu.is_cpu() {
+            GroupNormVariant::ThreadPerGroup
+        } else {
+            GroupNormVariant::WorkgroupPerGroup
+        }
+    }
+
+    /// The kernel and grid for n * groups groups (shaders/group_norm.wgsl).
+    fn pick(
+        self,
+        gpu_kernel: &'static Kernel,
+        cpu_kernel: &'static Kernel,
+        n_groups: usize,
+    ) -> (&'static Kernel, [u32; 3]) {
+        match self {
+            GroupNormVariant::ThreadPerGroup => (cpu_kernel, grid(n_groups.div_ceil(CPU_WG))),
+            GroupNormVariant::WorkgroupPerGroup => (gpu_kernel, grid(n_groups)),
+        }
     }
 }
 
 /// (y, stats): y = GN(x) (then SiLU when `fuse_silu`); stats holds (mean, rstd) per group.
 pub fn group_norm(
     gpu: &Gpu,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    groups: usize,
+    fuse_silu: bool,
+) -> (Tensor, Tensor) {
+    let variant = GroupNormVariant::for_adapter(gpu);
+    group_norm_variant(gpu, variant, x, gamma, beta, groups, fuse_silu)
+}
+
+/// `group_norm` with the kernel variant chosen by the caller (tests cover both on any adapter).
+pub fn group_norm_variant(
+    gpu: &Gpu,
+    variant: GroupNormVariant,
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
@@ -106,7 +136,7 @@ pub fn group_norm(
     );
     let y = gpu.empty(&x.shape);
     let stats = gpu.empty(&[x.shape[0] * groups, 2]);
-    let (kernel, groups) = pick(gpu, &GN_FWD, &GN_FWD_CPU, x.shape[0] * groups);
+    let (kernel, groups) = variant.pick(&GN_FWD, &GN_FWD_CPU, x.shape[0] * groups);
     gpu.dispatch(kernel, &p, &[x, gamma, beta, &y, &stats], groups);
     (y, stats)
 }
@@ -123,12 +153,29 @@ pub fn group_norm_backward(
     groups: usize,
     fuse_silu: bool,
 ) -> (Tensor, Tensor, Tensor) {
+    let variant = GroupNormVariant::for_adapter(gpu);
+    group_norm_backward_variant(gpu, variant, x, gamma, beta, stats, dy, groups, fuse_silu)
+}
+
+/// `group_norm_backward` with the kernel variant chosen by the caller.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_backward_variant(
+    gpu: &Gpu,
+    variant: GroupNormVariant,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    stats: &Tensor,
+    dy: &Tensor,
+    groups: usize,
+    fuse_silu: bool,
+) -> (Tensor, Tensor, Tensor) {
     let p = params(x, groups, fuse_silu);
     let (n, c, _) = dims(x);
     let dx = gpu.empty(&x.shape);
     let dgamma_part = gpu.empty(&[n, c]);
     let dbeta_part = gpu.empty(&[n, c]);
-    let (kernel, grid) = pick(gpu, &GN_BWD, &GN_BWD_CPU, n * groups);
+    let (kernel, grid) = variant.pick(&GN_BWD, &GN_BWD_CPU, n * groups);
     gpu.dispatch(
         kernel,
         &p,
