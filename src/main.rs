@@ -182,6 +182,17 @@ fn info(adapter_arg: &AdapterArg) -> Result<()> {
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroups_per_dimension
         );
+        // Features the kernels could use next (ddpm requests none yet), so users can tell.
+        let f = a.features();
+        let yes_no = |x: bool| if x { "yes" } else { "no" };
+        println!(
+            "    subgroups {} (sizes {}-{}), f16 {}, timestamp queries {}",
+            yes_no(f.contains(wgpu::Features::SUBGROUP)),
+            info.subgroup_min_size,
+            info.subgroup_max_size,
+            yes_no(f.contains(wgpu::Features::SHADER_F16)),
+            yes_no(f.contains(wgpu::Features::TIMESTAMP_QUERY)),
+        );
     }
     println!(
         "(* = the adapter ddpm uses; choose another with --adapter NAME or WGPU_ADAPTER_NAME)"

@@ -36,6 +36,7 @@ fn info_lists_the_adapter_in_use() {
         "the chosen adapter is marked:\n{stdout}"
     );
     assert!(stdout.contains("max storage binding"), "{stdout}");
+    assert!(stdout.contains("subgroups "), "{stdout}");
 }
 
 #[test]
