@@ -84,6 +84,27 @@ fn conv2d_matches_reference_on_odd_shapes() {
         10,
     );
     conv_case(&gpu, ConvShape { stride: 2, ..base }, 20);
+    // Shapes the specialised CPU-adapter kernels do not cover (3x3 stride 2 without padding, 1x1
+    // stride 2) take the general direct kernels: those must stay correct too.
+    conv_case(
+        &gpu,
+        ConvShape {
+            stride: 2,
+            padding: 0,
+            ..base
+        },
+        30,
+    );
+    conv_case(
+        &gpu,
+        ConvShape {
+            kernel: 1,
+            stride: 2,
+            padding: 0,
+            ..base
+        },
+        40,
+    );
 }
 
 #[test]
