@@ -167,16 +167,4 @@ impl ImportanceSampling {
             pending: self.pending.iter().cloned().collect(),
         }
     }
-
-    /// Whether the sampler has left its uniform warm-up.
-    pub fn warmed_up(&self) -> bool {
-        self.sampler.warmed_up()
-    }
-
-    /// The sampler's current probability of each t (for reports and tests).
-    pub fn probabilities(&self) -> Vec<f64> {
-        let w = self.sampler.weights();
-        let total: f64 = w.iter().sum();
-        w.iter().map(|x| x / total).collect()
-    }
 }
