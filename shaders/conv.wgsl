@@ -25,9 +25,16 @@ struct ConvParams {
     chunk: u32,
     // conv2d_pack_weight: 1 packs the stride-1 input-gradient convolution's weights.
     flip: u32,
+    // conv2d_pack_weight: output channels per packed block (8, or UB for the *_ubo kernels).
+    pack_width: u32,
+    // The *_ubo kernels: the dispatch's block of UB output channels, its input channels
+    // [ci_begin, ci_end), and whether it adds to the output of the previous chunk (1).
+    block: u32,
+    ci_begin: u32,
+    ci_end: u32,
+    accumulate: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -1245,6 +1252,94 @@ fn conv2d_bwd_w_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     store_acc9(a7_1, o1 + 7u * k_cols, ci0 + 16u < p.c_in && cb * CB + 7u < p.c_out);
 }
 
+// ---- The stride-1 3x3 kernel for CPU adapters with the weights in a uniform buffer. llvmpipe
+// loads a uniform-buffer element whose address is the same in every lane once and broadcasts it,
+// on every Mesa version; Mesa 22 loads storage and workgroup memory lane by lane even then (the
+// kernels above pay 8 loads per weight there, which halves their speed). With weights that
+// cheap, a thread takes UB = 32 output channels of PX = 4 pixels in one sample (128
+// accumulators, as above), so each input pixel it loads feeds 32 channels x 3 taps instead of 8.
+// The packed weights of one block of 32 channels and a chunk of input channels fill at most the
+// 64 KiB window `wuni`; the host dispatches each (block, chunk), and the chunks after the first
+// add to the output (each output element has one owner thread: deterministic).
+// Geometry: workgroups of 64 threads over (sample, oy, pixel group), grid (ceil(items / 64), 1, 1),
+// items = n * h_out * ceil(w_out / 4).
+
+const UB: u32 = 32u;
+// vec4s in the window: (ci_end - ci_begin) * 9 taps * UB / 4 <= 4096.
+@group(0) @binding(7) var<uniform> wuni: array<vec4<f32>, 4096>;
+
+// Taps kx = 0, 1, 2 of channels 8 k .. 8 k + 7 of the block, for the kernel row whose first tap
+// is at vec4 `base` of the window (packed [ci][tap][UB]: 8 vec4s per tap).
+fn ubo_taps3(base: u32, k: u32) -> Taps3 {
+    let o = base + 2u * k;
+    return Taps3(wuni[o], wuni[o + 1u], wuni[o + 8u], wuni[o + 9u], wuni[o + 16u], wuni[o + 17u]);
+}
+
+// Writes channels cb8 * 8 + j of 4 pixels from flat pixel pix0 of sample n, plus the bias (first
+// chunk) or plus what the previous chunks wrote.
+fn store8_chunk(acc: Acc8, n: u32, cb8: u32, pix0: u32, n_valid: u32, valid: bool) {
+    let hw = p.h_out * p.w_out;
+    for (var j = 0u; j < CB; j++) {
+        let co = cb8 * CB + j;
+        if (valid && co < p.c_out) {
+            let v = acc8_get(acc, j);
+            var b = 0.0;
+            if (p.accumulate == 0u && p.has_bias == 1u) {
+                b = bias[co];
+            }
+            for (var q = 0u; q < PX; q++) {
+                if (q < n_valid) {
+                    let o = (n * p.c_out + co) * hw + pix0 + q;
+                    var prev = 0.0;
+                    if (p.accumulate == 1u) {
+                        prev = out[o];
+                    }
+                    out[o] = prev + v[q] + b;
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let gw = (p.w_out + PX - 1u) / PX;
+    let items = p.n * p.h_out * gw;
+    let item = wid.x * 64u + li;
+    let valid = item < items;
+    let it = select(0u, item, valid);
+    let ox0 = (it % gw) * PX;
+    let oy = (it / gw) % p.h_out;
+    let n = it / (gw * p.h_out);
+    let ix0 = i32(ox0) - i32(p.padding);
+    let hw = p.h * p.w;
+    let sample = n * p.c_in * hw;
+    var a0 = acc8_zero();
+    var a1 = acc8_zero();
+    var a2 = acc8_zero();
+    var a3 = acc8_zero();
+    for (var ci = p.ci_begin; ci < p.ci_end; ci++) {
+        let plane = sample + ci * hw;
+        let wci = (ci - p.ci_begin) * 72u;
+        for (var ky = 0u; ky < 3u; ky++) {
+            let iy = i32(oy + ky) - i32(p.padding);
+            let row_ok = iy >= 0 && iy < i32(p.h);
+            let r = row_s1(plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w, ix0, row_ok);
+            let base = wci + ky * 24u;
+            taps3(&a0, ubo_taps3(base, 0u), r);
+            taps3(&a1, ubo_taps3(base, 1u), r);
+            taps3(&a2, ubo_taps3(base, 2u), r);
+            taps3(&a3, ubo_taps3(base, 3u), r);
+        }
+    }
+    let pix0 = oy * p.w_out + ox0;
+    let cb8 = p.block * (UB / CB);
+    store8_chunk(a0, n, cb8, pix0, p.w_out - ox0, valid);
+    store8_chunk(a1, n, cb8 + 1u, pix0, p.w_out - ox0, valid);
+    store8_chunk(a2, n, cb8 + 2u, pix0, p.w_out - ox0, valid);
+    store8_chunk(a3, n, cb8 + 3u, pix0, p.w_out - ox0, valid);
+}
+
 // conv2d_pack_weight: the weights of a (possibly transposed) convolution in the order the CPU
 // kernels above read them: packed[cb][ci][tap][j] = W[cb * 8 + j][ci][tap], zero past the last
 // output channel. flip = 0: W = weight. flip = 1: W is the stride-1 input-gradient
@@ -1261,11 +1356,12 @@ fn conv2d_pack_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         rows = p.c_in;
         inputs = p.c_out;
     }
-    if (i < ((rows + CB - 1u) / CB) * CB * inputs * kk2) {
-        let j = i % CB;
-        let tap = (i / CB) % kk2;
-        let ci = (i / (CB * kk2)) % inputs;
-        let row = (i / (CB * kk2 * inputs)) * CB + j;
+    let width = p.pack_width;
+    if (i < ((rows + width - 1u) / width) * width * inputs * kk2) {
+        let j = i % width;
+        let tap = (i / width) % kk2;
+        let ci = (i / (width * kk2)) % inputs;
+        let row = (i / (width * kk2 * inputs)) * width + j;
         var v = 0.0;
         if (row < rows) {
             if (p.flip == 1u) {

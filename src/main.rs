@@ -174,10 +174,13 @@ fn info(adapter_arg: &AdapterArg) -> Result<()> {
         println!("{mark} {}", adapter::describe(&info));
         println!(
             "    max storage binding {} MiB, max buffer {} MiB, storage buffers per stage {}, \
-             workgroup memory {} KiB, invocations per workgroup {}, workgroups per dimension {}",
+             uniform binding {} KiB (offset alignment {}), workgroup memory {} KiB, invocations \
+             per workgroup {}, workgroups per dimension {}",
             l.max_storage_buffer_binding_size >> 20,
             l.max_buffer_size >> 20,
             l.max_storage_buffers_per_shader_stage,
+            l.max_uniform_buffer_binding_size >> 10,
+            l.min_uniform_buffer_offset_alignment,
             l.max_compute_workgroup_storage_size >> 10,
             l.max_compute_invocations_per_workgroup,
             l.max_compute_workgroups_per_dimension

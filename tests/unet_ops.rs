@@ -22,7 +22,11 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
     let b64 = to_f64(&b);
     let (dx, dw, db) = cpu::conv::conv2d_backward(&to_f64(&x), &to_f64(&w), &to_f64(&dy), &s);
     let want = cpu::conv::conv2d(&to_f64(&x), &to_f64(&w), Some(&b64), &s);
-    for variant in [ConvVariant::Tiled, ConvVariant::Direct] {
+    for variant in [
+        ConvVariant::Tiled,
+        ConvVariant::Direct,
+        ConvVariant::DirectUniform,
+    ] {
         let what = format!("{variant:?} {what}");
         let y = ops::conv::conv2d_with(gpu, variant, &gx, &gw, Some(&gb), s.stride, s.padding);
         assert_eq!(y.shape, vec![s.n, s.c_out, s.h_out(), s.w_out()]);
@@ -139,6 +143,28 @@ fn conv2d_matches_reference_on_an_mnist_unet_shape() {
             padding: 1,
         },
         40,
+    );
+}
+
+#[test]
+fn conv2d_uniform_weight_kernels_sum_input_channels_in_chunks() {
+    let gpu = gpu();
+    // More input channels than one 64 KiB weight window holds (56), in two output blocks of 32:
+    // the forward pass adds up two chunks after the bias. Its input gradient runs the same
+    // kernel with 96 -> 64 channels (two chunks of 48).
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 2,
+            c_in: 64,
+            h: 5,
+            w: 6,
+            c_out: 96,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+        50,
     );
 }
 

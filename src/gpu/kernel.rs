@@ -16,6 +16,11 @@ pub struct Kernel {
     pub entry: &'static str,
 }
 
+/// The parameter struct every kernel names `p`: a uniform binding fed from the arena with a
+/// dynamic offset. Other uniform bindings are tensors (read-only constants such as packed conv
+/// weights, which CPU drivers load once per SIMD batch instead of once per lane).
+pub const PARAMS_NAME: &str = "p";
+
 /// Name of the pipeline-overridable workgroup size of 1-D kernels.
 pub const WORKGROUP_OVERRIDE: &str = "WG";
 
@@ -23,6 +28,7 @@ pub struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
     pub uniform_binding: Option<u32>,
+    /// Bindings fed from tensors (storage, or uniform other than `p`), in binding order.
     pub storage_bindings: Vec<u32>,
 }
 
@@ -66,8 +72,12 @@ pub fn create_pipeline(device: &wgpu::Device, kernel: &Kernel, workgroup_1d: u32
             kernel.entry
         );
         let ty = match var.space {
-            naga::AddressSpace::Uniform => {
+            naga::AddressSpace::Uniform if var.name.as_deref() == Some(PARAMS_NAME) => {
                 uniform_binding = Some(binding.binding);
+                wgpu::BufferBindingType::Uniform
+            }
+            naga::AddressSpace::Uniform => {
+                storage_bindings.push(binding.binding);
                 wgpu::BufferBindingType::Uniform
             }
             naga::AddressSpace::Storage { access } => {
@@ -83,7 +93,7 @@ pub fn create_pipeline(device: &wgpu::Device, kernel: &Kernel, workgroup_1d: u32
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty,
-                has_dynamic_offset: matches!(ty, wgpu::BufferBindingType::Uniform),
+                has_dynamic_offset: uniform_binding == Some(binding.binding),
                 min_binding_size: None,
             },
             count: None,

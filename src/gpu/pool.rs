@@ -7,6 +7,7 @@ use std::rc::{Rc, Weak};
 
 /// Usage of every pooled buffer: bindable as storage, copyable both ways.
 pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::UNIFORM)
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 

@@ -25,7 +25,12 @@ struct ConvParams {
     has_bias: u32,
     chunk: u32,
     flip: u32,
-    _pad: [u32; 3],
+    pack_width: u32,
+    block: u32,
+    ci_begin: u32,
+    ci_end: u32,
+    accumulate: u32,
+    _pad: [u32; 2],
 }
 
 static CONV_FWD: Kernel = Kernel {
@@ -84,6 +89,10 @@ static CONV_BWD_W_K3S2_CPU: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_w_k3s2_cpu",
 };
+static CONV_FWD_K3S1_UBO: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_fwd_k3s1_ubo",
+};
 static CONV_PACK_WEIGHT: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_pack_weight",
@@ -95,6 +104,10 @@ const CPU_BLOCK: usize = 8;
 const CPU_PX: usize = 4;
 const CPU_NB: usize = 4;
 const CPU_WG: usize = 64;
+/// conv2d_fwd_k3s1_ubo: output channels per thread, and the floats of its uniform weight window
+/// (`wuni`: 64 KiB, which every Vulkan driver allows).
+const UBO_BLOCK: usize = 32;
+const UBO_WINDOW_FLOATS: usize = 16384;
 /// conv2d_bwd_w_k3s*_cpu: input channels per workgroup (16 threads, two each) and the number of
 /// split-K chunks of output rows.
 const CPU_BWD_W_CHANNELS: usize = 32;
@@ -103,20 +116,30 @@ const CPU_BWD_W_CHUNKS: usize = 24;
 const DIRECT_TILE: (usize, usize) = (16, 128);
 
 /// Workgroup-memory tiles for GPUs, or the barrier-free direct kernels for CPU adapters (see
-/// ops::matmul::MatmulVariant); both compute the same sums in the same order per output.
+/// ops::matmul::MatmulVariant). `DirectUniform` is `Direct` with the stride-1 3x3 convolutions
+/// reading their weights from 64 KiB uniform-buffer windows (conv2d_fwd_k3s1_ubo), which CPU
+/// drivers broadcast instead of loading per lane; it sums the input channels in chunks, so its
+/// rounding differs slightly from the others'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvVariant {
     Tiled,
     Direct,
+    DirectUniform,
 }
 
 impl ConvVariant {
     pub fn for_adapter(gpu: &Gpu) -> ConvVariant {
-        if gpu.is_cpu() {
-            ConvVariant::Direct
-        } else {
+        if !gpu.is_cpu() {
             ConvVariant::Tiled
+        } else if uniform_windows_supported(gpu) {
+            ConvVariant::DirectUniform
+        } else {
+            ConvVariant::Direct
         }
+    }
+
+    fn is_direct(self) -> bool {
+        matches!(self, ConvVariant::Direct | ConvVariant::DirectUniform)
     }
 
     fn pick(
@@ -129,7 +152,7 @@ impl ConvVariant {
     ) -> (&'static Kernel, [u32; 3]) {
         match self {
             ConvVariant::Tiled => (tiled, grid(rows, cols, z)),
-            ConvVariant::Direct => (
+            ConvVariant::Direct | ConvVariant::DirectUniform => (
                 direct,
                 [
                     cols.div_ceil(DIRECT_TILE.1) as u32,
@@ -159,7 +182,12 @@ fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
         has_bias: has_bias as u32,
         chunk: CHUNK as u32,
         flip: 0,
-        _pad: [0; 3],
+        pack_width: CPU_BLOCK as u32,
+        block: 0,
+        ci_begin: 0,
+        ci_end: 0,
+        accumulate: 0,
+        _pad: [0; 2],
     }
 }
 
@@ -227,9 +255,13 @@ pub fn conv2d_with(
     padding: usize,
 ) -> Tensor {
     let s = shape_of(x, weight, stride, padding);
-    if variant == ConvVariant::Direct {
+    if variant.is_direct() {
+        if variant == ConvVariant::DirectUniform && ubo_fits(gpu, &s) {
+            let packed = pack_weight(gpu, weight, &s, Pack::Forward, UBO_BLOCK);
+            return conv_k3s1_ubo(gpu, &s, x, &packed, bias);
+        }
         if let Some(kernel) = cpu_fwd_kernel(&s) {
-            let packed = pack_weight(gpu, weight, &s, Pack::Forward);
+            let packed = pack_weight(gpu, weight, &s, Pack::Forward, CPU_BLOCK);
             return conv_cpu(gpu, kernel, &s, x, &packed, bias);
         }
     }
@@ -268,17 +300,25 @@ enum Pack {
     Transposed,
 }
 
-/// `weight` packed for the CPU kernels: [ceil(rows / 8)][inputs][k * k][8].
-fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack) -> Tensor {
+/// `weight` packed for the CPU kernels: [ceil(rows / width)][inputs][k * k][width].
+fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack, width: usize) -> Tensor {
     let (rows, inputs) = if !matches!(pack, Pack::Forward) {
         (s.c_in, s.c_out)
     } else {
         (s.c_out, s.c_in)
     };
-    let len = rows.div_ceil(CPU_BLOCK) * CPU_BLOCK * inputs * s.kernel * s.kernel;
-    let packed = gpu.empty(&[len]);
+    let len = rows.div_ceil(width) * width * inputs * s.kernel * s.kernel;
+    // The *_ubo kernels bind a whole window from each chunk's start: the tail keeps the last
+    // window inside the buffer.
+    let tail = if width == UBO_BLOCK {
+        UBO_WINDOW_FLOATS
+    } else {
+        0
+    };
+    let packed = gpu.empty(&[len + tail]);
     let p = ConvParams {
         flip: pack as u32,
+        pack_width: width as u32,
         ..params(s, false)
     };
     gpu.dispatch(
@@ -288,6 +328,63 @@ fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack) -> Tensor 
         gpu.groups_1d(len),
     );
     packed
+}
+
+/// Whether the adapter binds 64 KiB uniform windows at the offsets the *_ubo kernels use (a
+/// multiple of one input channel's packed weights).
+fn uniform_windows_supported(gpu: &Gpu) -> bool {
+    let align = gpu.limits.min_uniform_buffer_offset_alignment as usize;
+    gpu.limits.max_uniform_buffer_binding_size as usize >= UBO_WINDOW_FLOATS * 4
+        && (UBO_BLOCK * 9 * 4).is_multiple_of(align)
+}
+
+/// Whether conv2d_fwd_k3s1_ubo can run shape `s`: stride-1 3x3 with whole blocks of output
+/// channels.
+fn ubo_fits(gpu: &Gpu, s: &ConvShape) -> bool {
+    let items = s.n * s.h_out() * s.w_out().div_ceil(CPU_PX);
+    (s.kernel, s.stride) == (3, 1)
+        && s.c_out.is_multiple_of(UBO_BLOCK)
+        && uniform_windows_supported(gpu)
+        && items.div_ceil(CPU_WG) <= gpu.limits.max_compute_workgroups_per_dimension as usize
+}
+
+/// conv2d_fwd_k3s1_ubo over shape `s`: a dispatch per (block of 32 output channels, chunk of
+/// input channels whose weights fit the 64 KiB window), the chunks after the first adding on.
+fn conv_k3s1_ubo(
+    gpu: &Gpu,
+    s: &ConvShape,
+    x: &Tensor,
+    packed: &Tensor,
+    bias: Option<&Tensor>,
+) -> Tensor {
+    let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
+    let items = s.n * s.h_out() * s.w_out().div_ceil(CPU_PX);
+    let per_channel = UBO_BLOCK * 9;
+    let chunks = s.c_in.div_ceil(UBO_WINDOW_FLOATS / per_channel);
+    let chunk = s.c_in.div_ceil(chunks);
+    for block in 0..s.c_out / UBO_BLOCK {
+        for (i, ci_begin) in (0..s.c_in).step_by(chunk).enumerate() {
+            let window = packed.slice_flat(
+                (block * s.c_in + ci_begin) * per_channel,
+                &[UBO_WINDOW_FLOATS],
+            );
+            let p = ConvParams {
+                block: block as u32,
+                ci_begin: ci_begin as u32,
+                ci_end: (ci_begin + chunk).min(s.c_in) as u32,
+                accumulate: (i > 0) as u32,
+                ..params(s, bias.is_some())
+            };
+            // Without a bias the bias binding holds x and is not read.
+            gpu.dispatch(
+                &CONV_FWD_K3S1_UBO,
+                &p,
+                &[x, bias.unwrap_or(x), &y, &window],
+                [items.div_ceil(CPU_WG) as u32, 1, 1],
+            );
+        }
+    }
+    y
 }
 
 /// Runs a CPU forward kernel for shape `s` with packed weights.
@@ -343,7 +440,7 @@ pub fn conv2d_backward_x_with(
     dy: &Tensor,
     s: &ConvShape,
 ) -> Tensor {
-    if variant == ConvVariant::Direct && s.stride == 1 && s.padding < s.kernel {
+    if variant.is_direct() && s.stride == 1 && s.padding < s.kernel {
         // dx is the stride-1 convolution of dy with the flipped, transposed weights and
         // padding k - 1 - p.
         let t = ConvShape {
@@ -356,8 +453,12 @@ pub fn conv2d_backward_x_with(
             stride: 1,
             padding: s.kernel - 1 - s.padding,
         };
+        if variant == ConvVariant::DirectUniform && ubo_fits(gpu, &t) {
+            let packed = pack_weight(gpu, weight, s, Pack::TransposedFlipped, UBO_BLOCK);
+            return conv_k3s1_ubo(gpu, &t, dy, &packed, None);
+        }
         if let Some(kernel) = cpu_fwd_kernel(&t) {
-            let packed = pack_weight(gpu, weight, s, Pack::TransposedFlipped);
+            let packed = pack_weight(gpu, weight, s, Pack::TransposedFlipped, CPU_BLOCK);
             return conv_cpu(gpu, kernel, &t, dy, &packed, None);
         }
         // dx = conv(dy, flipped weights, padding k - 1 - p): the fast forward kernel.
@@ -373,8 +474,8 @@ pub fn conv2d_backward_x_with(
         );
     }
     let dx = gpu.empty(&[s.n, s.c_in, s.h, s.w]);
-    if variant == ConvVariant::Direct && (s.kernel, s.stride, s.padding) == (3, 2, 1) {
-        let packed = pack_weight(gpu, weight, s, Pack::Transposed);
+    if variant.is_direct() && (s.kernel, s.stride, s.padding) == (3, 2, 1) {
+        let packed = pack_weight(gpu, weight, s, Pack::Transposed, CPU_BLOCK);
         let items = s.n.div_ceil(CPU_NB) * s.h.div_ceil(2) * s.w.div_ceil(CPU_PX);
         let groups = [
             items.div_ceil(CPU_WG) as u32,
@@ -417,7 +518,7 @@ pub fn conv2d_backward_w_with(
         (3, 2) => Some(&CONV_BWD_W_K3S2_CPU),
         _ => None,
     };
-    if let (ConvVariant::Direct, Some(kernel)) = (variant, cpu_kernel) {
+    if let (true, Some(kernel)) = (variant.is_direct(), cpu_kernel) {
         // Split-K over output rows (n, oy): enough chunks for both cores and then some.
         let rows = s.n * s.h_out();
         let chunk = rows.div_ceil(CPU_BWD_W_CHUNKS);
