@@ -33,8 +33,9 @@ struct ConvParams {
     ci_begin: u32,
     ci_end: u32,
     accumulate: u32,
+    // conv2d_pad_planes and conv2d_bwd_w_k3s1_ubo: floats per padded input plane.
+    plane_stride: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -1338,6 +1339,252 @@ fn conv2d_fwd_k3s1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
     store8_chunk(a1, n, cb8 + 1u, pix0, p.w_out - ox0, valid);
     store8_chunk(a2, n, cb8 + 2u, pix0, p.w_out - ox0, valid);
     store8_chunk(a3, n, cb8 + 3u, pix0, p.w_out - ox0, valid);
+}
+
+// The 1x1 convolution (a matmul per sample) as conv2d_fwd_k3s1_ubo: 32 output channels x 4
+// pixels of one sample per thread, each gathered input pixel feeding 32 FMAs. The window packs
+// [ci][32] (8 vec4s per input channel). Geometry: (ceil(n * ceil(h w / 4) / 64), 1, 1).
+@compute @workgroup_size(64)
+fn conv2d_fwd_k1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let hw = p.h * p.w;
+    let gw = (hw + PX - 1u) / PX;
+    let item = wid.x * 64u + li;
+    let valid = item < p.n * gw;
+    let it = select(0u, item, valid);
+    let pix0 = (it % gw) * PX;
+    let n = it / gw;
+    // Pixels past the end repeat the last one; they are never stored.
+    let last = hw - 1u;
+    let i1 = min(pix0 + 1u, last);
+    let i2 = min(pix0 + 2u, last);
+    let i3 = min(pix0 + 3u, last);
+    let sample = n * p.c_in * hw;
+    var a0 = acc8_zero();
+    var a1 = acc8_zero();
+    var a2 = acc8_zero();
+    var a3 = acc8_zero();
+    for (var ci = p.ci_begin; ci < p.ci_end; ci++) {
+        let b = sample + ci * hw;
+        let xv = vec4<f32>(x[b + pix0], x[b + i1], x[b + i2], x[b + i3]);
+        let o = (ci - p.ci_begin) * 8u;
+        acc8_fma(&a0, wuni[o], wuni[o + 1u], xv);
+        acc8_fma(&a1, wuni[o + 2u], wuni[o + 3u], xv);
+        acc8_fma(&a2, wuni[o + 4u], wuni[o + 5u], xv);
+        acc8_fma(&a3, wuni[o + 6u], wuni[o + 7u], xv);
+    }
+    let cb8 = p.block * (UB / CB);
+    store8_chunk(a0, n, cb8, pix0, hw - pix0, valid);
+    store8_chunk(a1, n, cb8 + 1u, pix0, hw - pix0, valid);
+    store8_chunk(a2, n, cb8 + 2u, pix0, hw - pix0, valid);
+    store8_chunk(a3, n, cb8 + 3u, pix0, hw - pix0, valid);
+}
+
+// ---- The stride-1 3x3 weight gradient for CPU adapters, with dy in uniform windows:
+// dW[co, ci, ky, kx] = sum over (n, oy, ox) of dy[n, co, oy, ox] x[n, ci, oy + ky - pad, ox + kx - pad].
+// A lane owns one input channel and loads its 3 input rows (18 per-lane loads per 4 pixels),
+// while each dy element is at the same address in every lane: dy comes one sample and a run of
+// output channels at a time through the 64 KiB uniform window `wuni`, its planes padded to
+// plane_stride floats by conv2d_pad_planes so that every window starts aligned. A thread sums
+// 16 output channels x 9 taps over the output rows of its part (`chunk` rows), so each input
+// pixel feeds 48 FMAs; the dispatch of the next sample adds to the same partial, and a last pass
+// sums the parts. Everything the window's addresses depend on comes from the workgroup id, the
+// parameters and loop counters, so the driver sees it as uniform. Grid (row parts,
+// ceil(c_in / 32), ceil(window channels / 16)); block = the sample, [ci_begin, ci_end) = the
+// window's output channels (named for the window, as in the forward kernel).
+
+const WB: u32 = 16u;
+
+// dy of the window at 4 output pixels from column ox0 of the row starting at float `row`.
+fn dyw(row: u32, ox0: u32) -> vec4<f32> {
+    let e = row + ox0;
+    return vec4<f32>(wuni[e >> 2u][e & 3u],
+                     select(0.0, wuni[(e + 1u) >> 2u][(e + 1u) & 3u], ox0 + 1u < p.w_out),
+                     select(0.0, wuni[(e + 2u) >> 2u][(e + 2u) & 3u], ox0 + 2u < p.w_out),
+                     select(0.0, wuni[(e + 3u) >> 2u][(e + 3u) & 3u], ox0 + 3u < p.w_out));
+}
+
+// Writes (first sample) or adds (later samples) one channel pair's 9 taps at out[o ..].
+fn store_acc9_chunk(a: Acc9, o: u32, ok: bool) {
+    if (ok) {
+        var prev = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+        if (p.accumulate == 1u) {
+            prev = Acc9(vec3<f32>(out[o], out[o + 1u], out[o + 2u]),
+                        vec3<f32>(out[o + 3u], out[o + 4u], out[o + 5u]),
+                        vec3<f32>(out[o + 6u], out[o + 7u], out[o + 8u]));
+        }
+        store_acc9(Acc9(prev.k0 + a.k0, prev.k1 + a.k1, prev.k2 + a.k2), o, true);
+    }
+}
+
+@compute @workgroup_size(32)
+fn conv2d_bwd_w_k3s1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let ci = wid.y * 32u + li;
+    let ci_ok = ci < p.c_in;
+    let cb = wid.z * WB;
+    let oy0 = wid.x * p.chunk;
+    let oy1 = min(oy0 + p.chunk, p.h_out);
+    let x_plane = (p.block * p.c_in + min(ci, p.c_in - 1u)) * p.h * p.w;
+    let z9 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a0 = z9;
+    var a1 = z9;
+    var a2 = z9;
+    var a3 = z9;
+    var a4 = z9;
+    var a5 = z9;
+    var a6 = z9;
+    var a7 = z9;
+    var a8 = z9;
+    var a9 = z9;
+    var a10 = z9;
+    var a11 = z9;
+    var a12 = z9;
+    var a13 = z9;
+    var a14 = z9;
+    var a15 = z9;
+    for (var oy = oy0; oy < oy1; oy++) {
+        let iy0 = i32(oy) - i32(p.padding);
+        let ok0 = iy0 >= 0 && iy0 < i32(p.h);
+        let ok1 = iy0 + 1 >= 0 && iy0 + 1 < i32(p.h);
+        let ok2 = iy0 + 2 >= 0 && iy0 + 2 < i32(p.h);
+        let row0 = x_plane + u32(clamp(iy0, 0, i32(p.h) - 1)) * p.w;
+        let row1 = x_plane + u32(clamp(iy0 + 1, 0, i32(p.h) - 1)) * p.w;
+        let row2 = x_plane + u32(clamp(iy0 + 2, 0, i32(p.h) - 1)) * p.w;
+        let dp = cb * p.plane_stride + oy * p.w_out;
+        for (var ox0 = 0u; ox0 < p.w_out; ox0 += PX) {
+            let ix0 = i32(ox0) - i32(p.padding);
+            let r0 = row_s1(row0, ix0, ok0);
+            let r1 = row_s1(row1, ix0, ok1);
+            let r2 = row_s1(row2, ix0, ok2);
+            {
+                let d = dyw(dp + 0u * p.plane_stride, ox0);
+                a0.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a0.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a0.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 1u * p.plane_stride, ox0);
+                a1.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a1.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a1.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 2u * p.plane_stride, ox0);
+                a2.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a2.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a2.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 3u * p.plane_stride, ox0);
+                a3.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a3.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a3.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 4u * p.plane_stride, ox0);
+                a4.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a4.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a4.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 5u * p.plane_stride, ox0);
+                a5.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a5.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a5.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 6u * p.plane_stride, ox0);
+                a6.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a6.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a6.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 7u * p.plane_stride, ox0);
+                a7.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a7.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a7.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 8u * p.plane_stride, ox0);
+                a8.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a8.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a8.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 9u * p.plane_stride, ox0);
+                a9.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a9.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a9.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 10u * p.plane_stride, ox0);
+                a10.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a10.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a10.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 11u * p.plane_stride, ox0);
+                a11.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a11.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a11.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 12u * p.plane_stride, ox0);
+                a12.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a12.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a12.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 13u * p.plane_stride, ox0);
+                a13.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a13.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a13.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 14u * p.plane_stride, ox0);
+                a14.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a14.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a14.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+            {
+                let d = dyw(dp + 15u * p.plane_stride, ox0);
+                a15.k0 += vec3<f32>(dot(d, r0.k0), dot(d, r0.k1), dot(d, r0.k2));
+                a15.k1 += vec3<f32>(dot(d, r1.k0), dot(d, r1.k1), dot(d, r1.k2));
+                a15.k2 += vec3<f32>(dot(d, r2.k0), dot(d, r2.k1), dot(d, r2.k2));
+            }
+        }
+    }
+    let k_cols = p.c_in * 9u;
+    let co0 = p.ci_begin + cb;
+    let o = (wid.x * p.c_out + co0) * k_cols + ci * 9u;
+    store_acc9_chunk(a0, o + 0u * k_cols, ci_ok && co0 + 0u < p.ci_end);
+    store_acc9_chunk(a1, o + 1u * k_cols, ci_ok && co0 + 1u < p.ci_end);
+    store_acc9_chunk(a2, o + 2u * k_cols, ci_ok && co0 + 2u < p.ci_end);
+    store_acc9_chunk(a3, o + 3u * k_cols, ci_ok && co0 + 3u < p.ci_end);
+    store_acc9_chunk(a4, o + 4u * k_cols, ci_ok && co0 + 4u < p.ci_end);
+    store_acc9_chunk(a5, o + 5u * k_cols, ci_ok && co0 + 5u < p.ci_end);
+    store_acc9_chunk(a6, o + 6u * k_cols, ci_ok && co0 + 6u < p.ci_end);
+    store_acc9_chunk(a7, o + 7u * k_cols, ci_ok && co0 + 7u < p.ci_end);
+    store_acc9_chunk(a8, o + 8u * k_cols, ci_ok && co0 + 8u < p.ci_end);
+    store_acc9_chunk(a9, o + 9u * k_cols, ci_ok && co0 + 9u < p.ci_end);
+    store_acc9_chunk(a10, o + 10u * k_cols, ci_ok && co0 + 10u < p.ci_end);
+    store_acc9_chunk(a11, o + 11u * k_cols, ci_ok && co0 + 11u < p.ci_end);
+    store_acc9_chunk(a12, o + 12u * k_cols, ci_ok && co0 + 12u < p.ci_end);
+    store_acc9_chunk(a13, o + 13u * k_cols, ci_ok && co0 + 13u < p.ci_end);
+    store_acc9_chunk(a14, o + 14u * k_cols, ci_ok && co0 + 14u < p.ci_end);
+    store_acc9_chunk(a15, o + 15u * k_cols, ci_ok && co0 + 15u < p.ci_end);
+}
+
+// The planes of x ([n c_in] planes of h w floats) at a stride of plane_stride floats, zero-filled
+// (the weight gradient binds dy here as x, with c_in = its channels and h, w = its size).
+@compute @workgroup_size(WG)
+fn conv2d_pad_planes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lidx: u32) {
+    let i = linear_index(wid, nwg, lidx);
+    let hw = p.h * p.w;
+    if (i < p.n * p.c_in * p.plane_stride) {
+        let e = i % p.plane_stride;
+        out[i] = select(0.0, x[min((i / p.plane_stride) * hw + e, p.n * p.c_in * hw - 1u)], e < hw);
+    }
 }
 
 // conv2d_pack_weight: the weights of a (possibly transposed) convolution in the order the CPU

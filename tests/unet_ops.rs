@@ -147,7 +147,7 @@ fn conv2d_matches_reference_on_an_mnist_unet_shape() {
 }
 
 #[test]
-fn conv2d_uniform_weight_kernels_sum_input_channels_in_chunks() {
+fn conv2d_uniform_window_kernels_match_reference() {
     let gpu = gpu();
     // More input channels than one 64 KiB weight window holds (56), in two output blocks of 32:
     // the forward pass adds up two chunks after the bias. Its input gradient runs the same
@@ -165,6 +165,21 @@ fn conv2d_uniform_weight_kernels_sum_input_channels_in_chunks() {
             padding: 1,
         },
         50,
+    );
+    // The 1x1 kernel (forward and, transposed, input gradient) with a ragged last pixel group.
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 2,
+            c_in: 96,
+            h: 5,
+            w: 7,
+            c_out: 32,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+        },
+        60,
     );
 }
 

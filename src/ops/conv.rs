@@ -30,7 +30,8 @@ struct ConvParams {
     ci_begin: u32,
     ci_end: u32,
     accumulate: u32,
-    _pad: [u32; 2],
+    plane_stride: u32,
+    _pad: u32,
 }
 
 static CONV_FWD: Kernel = Kernel {
@@ -92,6 +93,18 @@ static CONV_BWD_W_K3S2_CPU: Kernel = Kernel {
 static CONV_FWD_K3S1_UBO: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_fwd_k3s1_ubo",
+};
+static CONV_FWD_K1_UBO: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_fwd_k1_ubo",
+};
+static CONV_BWD_W_K3S1_UBO: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_w_k3s1_ubo",
+};
+static CONV_PAD_PLANES: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_pad_planes",
 };
 static CONV_PACK_WEIGHT: Kernel = Kernel {
     shader: &CONV,
@@ -187,7 +200,8 @@ fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
         ci_begin: 0,
         ci_end: 0,
         accumulate: 0,
-        _pad: [0; 2],
+        plane_stride: 0,
+        _pad: 0,
     }
 }
 
@@ -256,9 +270,9 @@ pub fn conv2d_with(
 ) -> Tensor {
     let s = shape_of(x, weight, stride, padding);
     if variant.is_direct() {
-        if variant == ConvVariant::DirectUniform && ubo_fits(gpu, &s) {
+        if let (ConvVariant::DirectUniform, Some(kernel)) = (variant, ubo_fwd_kernel(gpu, &s)) {
             let packed = pack_weight(gpu, weight, &s, Pack::Forward, UBO_BLOCK);
-            return conv_k3s1_ubo(gpu, &s, x, &packed, bias);
+            return conv_ubo(gpu, kernel, &s, x, &packed, bias);
         }
         if let Some(kernel) = cpu_fwd_kernel(&s) {
             let packed = pack_weight(gpu, weight, &s, Pack::Forward, CPU_BLOCK);
@@ -331,35 +345,46 @@ fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack, width: usi
 }
 
 /// Whether the adapter binds 64 KiB uniform windows at the offsets the *_ubo kernels use (a
-/// multiple of one input channel's packed weights).
+/// multiple of one input channel's packed weights, 1x1 or 3x3).
 fn uniform_windows_supported(gpu: &Gpu) -> bool {
     let align = gpu.limits.min_uniform_buffer_offset_alignment as usize;
     gpu.limits.max_uniform_buffer_binding_size as usize >= UBO_WINDOW_FLOATS * 4
-        && (UBO_BLOCK * 9 * 4).is_multiple_of(align)
+        && (UBO_BLOCK * 4).is_multiple_of(align)
 }
 
-/// Whether conv2d_fwd_k3s1_ubo can run shape `s`: stride-1 3x3 with whole blocks of output
-/// channels.
-fn ubo_fits(gpu: &Gpu, s: &ConvShape) -> bool {
+/// The uniform-window forward kernel for shape `s`, where there is one: stride-1 3x3, or 1x1
+/// without padding, with whole blocks of output channels.
+fn ubo_fwd_kernel(gpu: &Gpu, s: &ConvShape) -> Option<&'static Kernel> {
+    let kernel = match (s.kernel, s.stride, s.padding) {
+        (3, 1, _) => &CONV_FWD_K3S1_UBO,
+        (1, 1, 0) => &CONV_FWD_K1_UBO,
+        _ => return None,
+    };
     let items = s.n * s.h_out() * s.w_out().div_ceil(CPU_PX);
-    (s.kernel, s.stride) == (3, 1)
-        && s.c_out.is_multiple_of(UBO_BLOCK)
+    let fits = s.c_out.is_multiple_of(UBO_BLOCK)
         && uniform_windows_supported(gpu)
-        && items.div_ceil(CPU_WG) <= gpu.limits.max_compute_workgroups_per_dimension as usize
+        && items.div_ceil(CPU_WG) <= gpu.limits.max_compute_workgroups_per_dimension as usize;
+    fits.then_some(kernel)
 }
 
-/// conv2d_fwd_k3s1_ubo over shape `s`: a dispatch per (block of 32 output channels, chunk of
-/// input channels whose weights fit the 64 KiB window), the chunks after the first adding on.
-fn conv_k3s1_ubo(
+/// A uniform-window forward kernel over shape `s`: a dispatch per (block of 32 output channels,
+/// chunk of input channels whose weights fit the 64 KiB window), the chunks after the first
+/// adding on.
+fn conv_ubo(
     gpu: &Gpu,
+    kernel: &'static Kernel,
     s: &ConvShape,
     x: &Tensor,
     packed: &Tensor,
     bias: Option<&Tensor>,
 ) -> Tensor {
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
-    let items = s.n * s.h_out() * s.w_out().div_ceil(CPU_PX);
-    let per_channel = UBO_BLOCK * 9;
+    let items = if s.kernel == 1 {
+        s.n * (s.h * s.w).div_ceil(CPU_PX)
+    } else {
+        s.n * s.h_out() * s.w_out().div_ceil(CPU_PX)
+    };
+    let per_channel = UBO_BLOCK * s.kernel * s.kernel;
     let chunks = s.c_in.div_ceil(UBO_WINDOW_FLOATS / per_channel);
     let chunk = s.c_in.div_ceil(chunks);
     for block in 0..s.c_out / UBO_BLOCK {
@@ -377,7 +402,7 @@ fn conv_k3s1_ubo(
             };
             // Without a bias the bias binding holds x and is not read.
             gpu.dispatch(
-                &CONV_FWD_K3S1_UBO,
+                kernel,
                 &p,
                 &[x, bias.unwrap_or(x), &y, &window],
                 [items.div_ceil(CPU_WG) as u32, 1, 1],
@@ -385,6 +410,70 @@ fn conv_k3s1_ubo(
         }
     }
     y
+}
+
+/// The stride-1 3x3 weight gradient by conv2d_bwd_w_k3s1_ubo, or None where a padded plane
+/// exceeds the window: dy goes through the uniform window one sample and a run of whole output
+/// channels at a time; each dispatch adds to the partial sums of its row parts, which a last
+/// pass adds up.
+fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Tensor> {
+    const THREAD_CHANNELS: usize = 16;
+    const LANES: usize = 32;
+    // Enough workgroups per dispatch for a many-core CPU.
+    const TARGET_GROUPS: usize = 16;
+    let align = gpu.limits.min_uniform_buffer_offset_alignment as usize;
+    let hw_out = s.h_out() * s.w_out();
+    let plane = hw_out.next_multiple_of((align / 4).max(1));
+    let window_channels = (UBO_WINDOW_FLOATS / plane) / THREAD_CHANNELS * THREAD_CHANNELS;
+    let ci_groups = s.c_in.div_ceil(LANES);
+    let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    if (s.kernel, s.stride) != (3, 1) || window_channels == 0 || ci_groups > max_groups {
+        return None;
+    }
+    let window_channels = window_channels.min(s.c_out.next_multiple_of(THREAD_CHANNELS));
+    let per_window = ci_groups * window_channels / THREAD_CHANNELS;
+    let parts = (TARGET_GROUPS / per_window).clamp(1, s.h_out());
+    let rows = s.h_out().div_ceil(parts);
+    let parts = s.h_out().div_ceil(rows);
+    // conv2d_pad_planes reads dy as its x: c_in = dy's channels, h x w = dy's size.
+    let dy_planes = ConvParams {
+        c_in: s.c_out as u32,
+        h: s.h_out() as u32,
+        w: s.w_out() as u32,
+        plane_stride: plane as u32,
+        ..params(s, false)
+    };
+    let padded = gpu.empty(&[s.n * s.c_out * plane + UBO_WINDOW_FLOATS]);
+    gpu.dispatch(
+        &CONV_PAD_PLANES,
+        &dy_planes,
+        &[dy, &padded],
+        gpu.groups_1d(s.n * s.c_out * plane),
+    );
+    let k_cols = s.c_in * 9;
+    let partial = gpu.empty(&[parts, s.c_out * k_cols]);
+    for n in 0..s.n {
+        for co_begin in (0..s.c_out).step_by(window_channels) {
+            let co_end = (co_begin + window_channels).min(s.c_out);
+            let window = padded.slice_flat((n * s.c_out + co_begin) * plane, &[UBO_WINDOW_FLOATS]);
+            let p = ConvParams {
+                block: n as u32,
+                ci_begin: co_begin as u32,
+                ci_end: co_end as u32,
+                accumulate: (n > 0) as u32,
+                chunk: rows as u32,
+                plane_stride: plane as u32,
+                ..params(s, false)
+            };
+            let groups = [
+                parts as u32,
+                ci_groups as u32,
+                (co_end - co_begin).div_ceil(THREAD_CHANNELS) as u32,
+            ];
+            gpu.dispatch(&CONV_BWD_W_K3S1_UBO, &p, &[x, &partial, &window], groups);
+        }
+    }
+    Some(super::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, s.kernel, s.kernel]))
 }
 
 /// Runs a CPU forward kernel for shape `s` with packed weights.
@@ -453,9 +542,9 @@ pub fn conv2d_backward_x_with(
             stride: 1,
             padding: s.kernel - 1 - s.padding,
         };
-        if variant == ConvVariant::DirectUniform && ubo_fits(gpu, &t) {
+        if let (ConvVariant::DirectUniform, Some(kernel)) = (variant, ubo_fwd_kernel(gpu, &t)) {
             let packed = pack_weight(gpu, weight, s, Pack::TransposedFlipped, UBO_BLOCK);
-            return conv_k3s1_ubo(gpu, &t, dy, &packed, None);
+            return conv_ubo(gpu, kernel, &t, dy, &packed, None);
         }
         if let Some(kernel) = cpu_fwd_kernel(&t) {
             let packed = pack_weight(gpu, weight, s, Pack::TransposedFlipped, CPU_BLOCK);
@@ -518,6 +607,11 @@ pub fn conv2d_backward_w_with(
         (3, 2) => Some(&CONV_BWD_W_K3S2_CPU),
         _ => None,
     };
+    if variant == ConvVariant::DirectUniform {
+        if let Some(dw) = bwd_w_k3s1_ubo(gpu, x, dy, s) {
+            return dw;
+        }
+    }
     if let (true, Some(kernel)) = (variant.is_direct(), cpu_kernel) {
         // Split-K over output rows (n, oy): enough chunks for both cores and then some.
         let rows = s.n * s.h_out();
