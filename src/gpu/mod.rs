@@ -48,6 +48,8 @@ pub struct Gpu {
     uniform_align: u64,
     n_submits: Cell<usize>,
     last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
+    /// With DDPM_PROFILE set: wall time and calls per entry point (each dispatch runs alone).
+    profile: Option<RefCell<HashMap<&'static str, (usize, f64)>>>,
 }
 
 impl Gpu {
@@ -98,6 +100,7 @@ impl Gpu {
             uniform_align,
             n_submits: Cell::new(0),
             last_submission: RefCell::new(None),
+            profile: std::env::var_os("DDPM_PROFILE").map(|_| RefCell::default()),
         })
     }
 
@@ -239,6 +242,10 @@ impl Gpu {
             "{}: grid {groups:?} exceeds {MAX_GROUPS_PER_DIM}",
             kernel.entry
         );
+        if self.profile.is_some() {
+            self.wait();
+        }
+        let started = std::time::Instant::now();
         let pipeline = self.pipeline(kernel);
         assert_eq!(
             tensors.len(),
@@ -298,6 +305,43 @@ impl Gpu {
         pass.set_bind_group(0, &bind_group, offsets);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         rec.n_dispatches += 1;
+        drop(rec);
+        if let Some(profile) = &self.profile {
+            self.wait();
+            let mut profile = profile.borrow_mut();
+            let entry = profile.entry(kernel.entry).or_default();
+            entry.0 += 1;
+            entry.1 += started.elapsed().as_secs_f64();
+        }
+    }
+
+    /// The DDPM_PROFILE table: each entry point's share of the time, calls and milliseconds, the
+    /// slowest first (None without DDPM_PROFILE). Every dispatch was run alone, so the times
+    /// include a submit each and the total exceeds that of normal, batched runs.
+    pub fn profile_report(&self) -> Option<String> {
+        let profile = self.profile.as_ref()?.borrow();
+        let total: f64 = profile.values().map(|v| v.1).sum();
+        let mut rows: Vec<_> = profile.iter().collect();
+        rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+        let mut out = format!(
+            "{:<32} {:>6} {:>7} {:>10}\n",
+            "kernel", "share", "calls", "ms"
+        );
+        for (entry, (calls, secs)) in rows {
+            out += &format!(
+                "{entry:<32} {:>5.1}% {calls:>7} {:>10.1}\n",
+                100.0 * secs / total.max(1e-12),
+                secs * 1e3
+            );
+        }
+        Some(out)
+    }
+
+    /// Forgets the DDPM_PROFILE times so far (e.g. the warm-up).
+    pub fn profile_reset(&self) {
+        if let Some(profile) = &self.profile {
+            profile.borrow_mut().clear();
+        }
     }
 
     /// A 1-D grid of at least `n_threads` threads of `workgroup_1d`, split over two dimensions
