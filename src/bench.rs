@@ -207,11 +207,6 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
             gpu.submit();
             loss
         });
-        if let Some(report) = gpu.profile_report() {
-            println!(
-                "DDPM_PROFILE: kernels of the UNet step (all runs, warm-up included)\n{report}"
-            );
-        }
         // 1.66 GFLOP per image for forward, backward and the update (the count).
         push(name, ms, 1.66e9 * n as f64, "GFLOP/s");
     }

@@ -325,6 +325,11 @@ fn run(cli: Cli) -> Result<()> {
             for r in ddpm::bench::run(&gpu, quick) {
                 println!("{:<40} {:>10.3} {:>8.2} {}", r.name, r.ms, r.rate, r.unit);
             }
+            if let Some(report) = gpu.profile_report() {
+                println!(
+                    "\nDDPM_PROFILE: the kernels of the cases run (warm-ups included)\n{report}"
+                );
+            }
             Ok(())
         }
         Command::Eval {

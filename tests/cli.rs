@@ -168,3 +168,27 @@ fn importance_sampling_trains_from_the_command_line_on_the_toy_preset() {
     assert_eq!(config["antithetic"], false);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn bench_profile_names_the_kernels_that_ran() {
+    let out = ddpm(
+        &["bench", "--quick"],
+        &[("DDPM_PROFILE", "1"), ("DDPM_BENCH_FILTER", "relu_fwd")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (cases, profile) = stdout
+        .split_once("DDPM_PROFILE")
+        .unwrap_or_else(|| panic!("no profile:\n{stdout}"));
+    assert!(cases.contains("relu_fwd 16K"), "{stdout}");
+    assert!(
+        !cases.contains("conv "),
+        "the filter ran other cases:\n{stdout}"
+    );
+    assert!(profile.contains("relu_fwd"), "{stdout}");
+    assert!(!profile.contains("conv2d"), "{stdout}");
+}
