@@ -327,7 +327,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             if let Some(report) = gpu.profile_report() {
                 println!(
-                    "\nDDPM_PROFILE: the kernels of the cases run (warm-ups included)\n{report}"
+                    "\nDDPM_PROFILE: the kernels of the cases run (their set-up and warm-ups included)\n{report}"
                 );
             }
             Ok(())
