@@ -1574,6 +1574,159 @@ fn conv2d_bwd_w_k3s1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     store_acc9_chunk(a15, o + 15u * k_cols, ci_ok && co0 + 15u < p.ci_end);
 }
 
+// The 1x1 weight gradient, dW[co, ci] = sum over (n, pixel) of dy[n, co, pixel] x[n, ci, pixel],
+// with dy in the uniform window as above. A lane owns 4 input channels (16 per-lane loads per 4
+// pixels) and 16 output channels of the window, so each gathered element feeds 16 FMAs and each
+// window element 4. Workgroups of 8 lanes (one SIMD batch: 32 input channels), each summing the
+// flat pixels [wid.x chunk, + chunk) of the sample. Grid (pixel parts, ceil(c_in / 32),
+// ceil(window channels / 16)).
+
+// dy of the window at flat pixels q .. q + 3 of the plane element e0 (zero past the plane).
+fn dyw_flat(e0: u32, q: u32, hw: u32) -> vec4<f32> {
+    return vec4<f32>(wuni[e0 >> 2u][e0 & 3u],
+                     select(0.0, wuni[(e0 + 1u) >> 2u][(e0 + 1u) & 3u], q + 1u < hw),
+                     select(0.0, wuni[(e0 + 2u) >> 2u][(e0 + 2u) & 3u], q + 2u < hw),
+                     select(0.0, wuni[(e0 + 3u) >> 2u][(e0 + 3u) & 3u], q + 3u < hw));
+}
+
+// Writes (first sample) or adds (later samples) input channels c0 .. c0 + 3 of one output
+// channel's row at out[o + c0 ..].
+fn store4_chunk(a: vec4<f32>, o: u32, c0: u32, ok: bool) {
+    for (var k = 0u; k < 4u; k++) {
+        if (ok && c0 + k < p.c_in) {
+            var prev = 0.0;
+            if (p.accumulate == 1u) {
+                prev = out[o + c0 + k];
+            }
+            out[o + c0 + k] = prev + a[k];
+        }
+    }
+}
+
+@compute @workgroup_size(8)
+fn conv2d_bwd_w_k1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let hw = p.h * p.w;
+    let cb = wid.z * WB;
+    let q0 = wid.x * p.chunk;
+    let q1 = min(q0 + p.chunk, hw);
+    let c0 = (wid.y * 8u + li) * 4u;
+    let sample = p.block * p.c_in * hw;
+    let top = p.c_in - 1u;
+    let b0 = sample + min(c0, top) * hw;
+    let b1 = sample + min(c0 + 1u, top) * hw;
+    let b2 = sample + min(c0 + 2u, top) * hw;
+    let b3 = sample + min(c0 + 3u, top) * hw;
+    let last = hw - 1u;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0);
+    var a9 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0);
+    var a13 = vec4<f32>(0.0);
+    var a14 = vec4<f32>(0.0);
+    var a15 = vec4<f32>(0.0);
+    for (var q = q0; q < q1; q += PX) {
+        // Pixels past the plane repeat the last one; their dy is zero.
+        let i1 = min(q + 1u, last);
+        let i2 = min(q + 2u, last);
+        let i3 = min(q + 3u, last);
+        let x0 = vec4<f32>(x[b0 + q], x[b0 + i1], x[b0 + i2], x[b0 + i3]);
+        let x1 = vec4<f32>(x[b1 + q], x[b1 + i1], x[b1 + i2], x[b1 + i3]);
+        let x2 = vec4<f32>(x[b2 + q], x[b2 + i1], x[b2 + i2], x[b2 + i3]);
+        let x3 = vec4<f32>(x[b3 + q], x[b3 + i1], x[b3 + i2], x[b3 + i3]);
+        {
+            let d = dyw_flat((0u + cb) * p.plane_stride + q, q, hw);
+            a0 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((1u + cb) * p.plane_stride + q, q, hw);
+            a1 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((2u + cb) * p.plane_stride + q, q, hw);
+            a2 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((3u + cb) * p.plane_stride + q, q, hw);
+            a3 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((4u + cb) * p.plane_stride + q, q, hw);
+            a4 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((5u + cb) * p.plane_stride + q, q, hw);
+            a5 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((6u + cb) * p.plane_stride + q, q, hw);
+            a6 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((7u + cb) * p.plane_stride + q, q, hw);
+            a7 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((8u + cb) * p.plane_stride + q, q, hw);
+            a8 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((9u + cb) * p.plane_stride + q, q, hw);
+            a9 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((10u + cb) * p.plane_stride + q, q, hw);
+            a10 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((11u + cb) * p.plane_stride + q, q, hw);
+            a11 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((12u + cb) * p.plane_stride + q, q, hw);
+            a12 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((13u + cb) * p.plane_stride + q, q, hw);
+            a13 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((14u + cb) * p.plane_stride + q, q, hw);
+            a14 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+        {
+            let d = dyw_flat((15u + cb) * p.plane_stride + q, q, hw);
+            a15 += vec4<f32>(dot(d, x0), dot(d, x1), dot(d, x2), dot(d, x3));
+        }
+    }
+    let co0 = p.ci_begin + cb;
+    let o = (wid.x * p.c_out + co0) * p.c_in;
+    store4_chunk(a0, o + 0u * p.c_in, c0, co0 + 0u < p.ci_end);
+    store4_chunk(a1, o + 1u * p.c_in, c0, co0 + 1u < p.ci_end);
+    store4_chunk(a2, o + 2u * p.c_in, c0, co0 + 2u < p.ci_end);
+    store4_chunk(a3, o + 3u * p.c_in, c0, co0 + 3u < p.ci_end);
+    store4_chunk(a4, o + 4u * p.c_in, c0, co0 + 4u < p.ci_end);
+    store4_chunk(a5, o + 5u * p.c_in, c0, co0 + 5u < p.ci_end);
+    store4_chunk(a6, o + 6u * p.c_in, c0, co0 + 6u < p.ci_end);
+    store4_chunk(a7, o + 7u * p.c_in, c0, co0 + 7u < p.ci_end);
+    store4_chunk(a8, o + 8u * p.c_in, c0, co0 + 8u < p.ci_end);
+    store4_chunk(a9, o + 9u * p.c_in, c0, co0 + 9u < p.ci_end);
+    store4_chunk(a10, o + 10u * p.c_in, c0, co0 + 10u < p.ci_end);
+    store4_chunk(a11, o + 11u * p.c_in, c0, co0 + 11u < p.ci_end);
+    store4_chunk(a12, o + 12u * p.c_in, c0, co0 + 12u < p.ci_end);
+    store4_chunk(a13, o + 13u * p.c_in, c0, co0 + 13u < p.ci_end);
+    store4_chunk(a14, o + 14u * p.c_in, c0, co0 + 14u < p.ci_end);
+    store4_chunk(a15, o + 15u * p.c_in, c0, co0 + 15u < p.ci_end);
+}
+
 // The planes of x ([n c_in] planes of h w floats) at a stride of plane_stride floats, zero-filled
 // (the weight gradient binds dy here as x, with c_in = its channels and h, w = its size).
 @compute @workgroup_size(WG)

@@ -102,6 +102,10 @@ static CONV_BWD_W_K3S1_UBO: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_w_k3s1_ubo",
 };
+static CONV_BWD_W_K1_UBO: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_w_k1_ubo",
+};
 static CONV_PAD_PLANES: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_pad_planes",
@@ -412,12 +416,13 @@ fn conv_ubo(
     y
 }
 
-/// The stride-1 3x3 weight gradient by conv2d_bwd_w_k3s1_ubo, or None where a padded plane
-/// exceeds the window: dy goes through the uniform window one sample and a run of whole output
-/// channels at a time; each dispatch adds to the partial sums of its row parts, which a last
-/// pass adds up.
-fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Tensor> {
+/// The stride-1 3x3 or 1x1 weight gradient by conv2d_bwd_w_k3s1_ubo / conv2d_bwd_w_k1_ubo, or
+/// None for other shapes and where a padded plane exceeds the window: dy goes through the
+/// uniform window one sample and a run of whole output channels at a time; each dispatch adds to
+/// the partial sums of its parts (of rows, or for 1x1 of flat pixels), which a last pass adds up.
+fn bwd_w_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Tensor> {
     const THREAD_CHANNELS: usize = 16;
+    // Input channels per workgroup: 32 lanes x 1 (3x3), 8 lanes x 4 (1x1).
     const LANES: usize = 32;
     // Enough workgroups per dispatch for a many-core CPU.
     const TARGET_GROUPS: usize = 16;
@@ -427,14 +432,25 @@ fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<T
     let window_channels = (UBO_WINDOW_FLOATS / plane) / THREAD_CHANNELS * THREAD_CHANNELS;
     let ci_groups = s.c_in.div_ceil(LANES);
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    if (s.kernel, s.stride) != (3, 1) || window_channels == 0 || ci_groups > max_groups {
+    let kernel = match (s.kernel, s.stride, s.padding) {
+        (3, 1, _) => &CONV_BWD_W_K3S1_UBO,
+        (1, 1, 0) => &CONV_BWD_W_K1_UBO,
+        _ => return None,
+    };
+    if window_channels == 0 || ci_groups > max_groups {
         return None;
     }
     let window_channels = window_channels.min(s.c_out.next_multiple_of(THREAD_CHANNELS));
     let per_window = ci_groups * window_channels / THREAD_CHANNELS;
-    let parts = (TARGET_GROUPS / per_window).clamp(1, s.h_out());
-    let rows = s.h_out().div_ceil(parts);
-    let parts = s.h_out().div_ceil(rows);
+    // Parts of the output rows (3x3), or of the flat pixels in groups of 4 (1x1).
+    let (units, unit) = if s.kernel == 1 {
+        (hw_out.div_ceil(CPU_PX), CPU_PX)
+    } else {
+        (s.h_out(), 1)
+    };
+    let parts = (TARGET_GROUPS / per_window).clamp(1, units);
+    let per_part = units.div_ceil(parts);
+    let parts = units.div_ceil(per_part);
     // conv2d_pad_planes reads dy as its x: c_in = dy's channels, h x w = dy's size.
     let dy_planes = ConvParams {
         c_in: s.c_out as u32,
@@ -450,7 +466,7 @@ fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<T
         &[dy, &padded],
         gpu.groups_1d(s.n * s.c_out * plane),
     );
-    let k_cols = s.c_in * 9;
+    let k_cols = s.c_in * s.kernel * s.kernel;
     let partial = gpu.empty(&[parts, s.c_out * k_cols]);
     for n in 0..s.n {
         for co_begin in (0..s.c_out).step_by(window_channels) {
@@ -461,7 +477,7 @@ fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<T
                 ci_begin: co_begin as u32,
                 ci_end: co_end as u32,
                 accumulate: (n > 0) as u32,
-                chunk: rows as u32,
+                chunk: (per_part * unit) as u32,
                 plane_stride: plane as u32,
                 ..params(s, false)
             };
@@ -470,7 +486,7 @@ fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<T
                 ci_groups as u32,
                 (co_end - co_begin).div_ceil(THREAD_CHANNELS) as u32,
             ];
-            gpu.dispatch(&CONV_BWD_W_K3S1_UBO, &p, &[x, &partial, &window], groups);
+            gpu.dispatch(kernel, &p, &[x, &partial, &window], groups);
         }
     }
     Some(super::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, s.kernel, s.kernel]))
@@ -608,7 +624,7 @@ pub fn conv2d_backward_w_with(
         _ => None,
     };
     if variant == ConvVariant::DirectUniform {
-        if let Some(dw) = bwd_w_k3s1_ubo(gpu, x, dy, s) {
+        if let Some(dw) = bwd_w_ubo(gpu, x, dy, s) {
             return dw;
         }
     }
