@@ -364,11 +364,22 @@ fn ubo_fwd_kernel(gpu: &Gpu, s: &ConvShape) -> Option<&'static Kernel> {
         (1, 1, 0) => &CONV_FWD_K1_UBO,
         _ => return None,
     };
-    let items = s.n * s.h_out() * s.w_out().div_ceil(CPU_PX);
+    let items = thread_items(s, 1);
     let fits = s.c_out.is_multiple_of(UBO_BLOCK)
         && uniform_windows_supported(gpu)
         && items.div_ceil(CPU_WG) <= gpu.limits.max_compute_workgroups_per_dimension as usize;
     fits.then_some(kernel)
+}
+
+/// Threads of a CPU forward kernel: one per `samples` samples x 4 output pixels of a row (1x1:
+/// 4 consecutive pixels of the flattened image).
+fn thread_items(s: &ConvShape, samples: usize) -> usize {
+    let groups = if s.kernel == 1 {
+        (s.h * s.w).div_ceil(CPU_PX)
+    } else {
+        s.h_out() * s.w_out().div_ceil(CPU_PX)
+    };
+    s.n.div_ceil(samples) * groups
 }
 
 /// A uniform-window forward kernel over shape `s`: a dispatch per (block of 32 output channels,
@@ -383,11 +394,7 @@ fn conv_ubo(
     bias: Option<&Tensor>,
 ) -> Tensor {
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
-    let items = if s.kernel == 1 {
-        s.n * (s.h * s.w).div_ceil(CPU_PX)
-    } else {
-        s.n * s.h_out() * s.w_out().div_ceil(CPU_PX)
-    };
+    let items = thread_items(s, 1);
     let per_channel = UBO_BLOCK * s.kernel * s.kernel;
     let chunks = s.c_in.div_ceil(UBO_WINDOW_FLOATS / per_channel);
     let chunk = s.c_in.div_ceil(chunks);
@@ -502,11 +509,7 @@ fn conv_cpu(
     bias: Option<&Tensor>,
 ) -> Tensor {
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
-    let items = if s.kernel == 1 {
-        s.n.div_ceil(CPU_NB) * (s.h * s.w).div_ceil(CPU_PX)
-    } else {
-        s.n.div_ceil(CPU_NB) * s.h_out() * s.w_out().div_ceil(CPU_PX)
-    };
+    let items = thread_items(s, CPU_NB);
     let groups = [
         items.div_ceil(CPU_WG) as u32,
         s.c_out.div_ceil(CPU_BLOCK) as u32,
