@@ -25,9 +25,9 @@ struct ConvParams {
     chunk: u32,
     // conv2d_pack_weight: 1 packs the stride-1 input-gradient convolution's weights.
     flip: u32,
-    // conv2d_pack_weight: output channels per packed block (8, or UB for the *_ubo kernels).
+    // conv2d_pack_weight: output channels per packed block (8; 16 or 32 for the *_ubo kernels).
     pack_width: u32,
-    // The *_ubo kernels: the dispatch's block of UB output channels, its input channels
+    // The *_ubo kernels: the dispatch's block of output channels, its input channels
     // [ci_begin, ci_end), and whether it adds to the output of the previous chunk (1).
     block: u32,
     ci_begin: u32,
@@ -1253,28 +1253,20 @@ fn conv2d_bwd_w_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     store_acc9(a7_1, o1 + 7u * k_cols, ci0 + 16u < p.c_in && cb * CB + 7u < p.c_out);
 }
 
-// ---- The stride-1 3x3 kernel for CPU adapters with the weights in a uniform buffer. llvmpipe
-// loads a uniform-buffer element whose address is the same in every lane once and broadcasts it,
-// on every Mesa version; Mesa 22 loads storage and workgroup memory lane by lane even then (the
-// kernels above pay 8 loads per weight there, which halves their speed). With weights that
-// cheap, a thread takes UB = 32 output channels of PX = 4 pixels in one sample (128
-// accumulators, as above), so each input pixel it loads feeds 32 channels x 3 taps instead of 8.
-// The packed weights of one block of 32 channels and a chunk of input channels fill at most the
-// 64 KiB window `wuni`; the host dispatches each (block, chunk), and the chunks after the first
-// add to the output (each output element has one owner thread: deterministic).
-// Geometry: workgroups of 64 threads over (sample, oy, pixel group), grid (ceil(items / 64), 1, 1),
-// items = n * h_out * ceil(w_out / 4).
+// ---- Kernels for CPU adapters with the weights (or dy) in a uniform buffer. llvmpipe loads a
+// uniform-buffer element whose address is the same in every lane once and broadcasts it, on
+// every Mesa version; Mesa 22 loads storage and workgroup memory lane by lane even then (the
+// kernels above pay 8 loads per weight there, which halves their speed). A window element still
+// costs a scalar load and a range check per SIMD batch, and a per-lane (gathered) element a loop
+// over the lanes, so the blocking below minimises both per FMA. The packed weights of one block
+// of output channels and a chunk of input channels fill at most the 64 KiB window `wuni`; the
+// host dispatches each (block, chunk), and the chunks after the first add to the output (each
+// output element has one owner thread: deterministic).
 
+// Output channels per thread of the 1x1 kernel.
 const UB: u32 = 32u;
-// vec4s in the window: (ci_end - ci_begin) * 9 taps * UB / 4 <= 4096.
+// The window: at most 4096 vec4s of packed weights (or dy planes) per dispatch.
 @group(0) @binding(7) var<uniform> wuni: array<vec4<f32>, 4096>;
-
-// Taps kx = 0, 1, 2 of channels 8 k .. 8 k + 7 of the block, for the kernel row whose first tap
-// is at vec4 `base` of the window (packed [ci][tap][UB]: 8 vec4s per tap).
-fn ubo_taps3(base: u32, k: u32) -> Taps3 {
-    let o = base + 2u * k;
-    return Taps3(wuni[o], wuni[o + 1u], wuni[o + 8u], wuni[o + 9u], wuni[o + 16u], wuni[o + 17u]);
-}
 
 // Writes channels cb8 * 8 + j of 4 pixels from flat pixel pix0 of sample n, plus the bias (first
 // chunk) or plus what the previous chunks wrote.
@@ -1302,47 +1294,86 @@ fn store8_chunk(acc: Acc8, n: u32, cb8: u32, pix0: u32, n_valid: u32, valid: boo
     }
 }
 
+// The stride-1 3x3 convolution (forward, and the stride-1 input gradient with flipped weights):
+// a thread takes 16 output channels x 4 pixels of rows oy and oy + 1 (128 accumulators). Per
+// input channel it gathers 4 input rows (24 elements for 8 pixels) and uses each window weight
+// for both rows (8 FMAs per element). Measured against the alternatives on Mesa 22.3.6 / 25.0.7:
+// 32 channels x 1 row (18 gathered + 288 window elements per 4 pixels) was 1.4x slower on 22
+// and level on 25; 8 channels x 4 rows was slower on both; the weights staged in workgroup
+// memory instead of the window were 2x slower on 25 and 5x on 22; one vec4 load for the 4
+// middle inputs of a row instead of 4 scalars changed nothing. The window packs [ci][tap][16]
+// (4 vec4s per tap; at most 113 input channels per chunk). Geometry: (ceil(items / 64), 1, 1),
+// items = n * ceil(h_out / 2) * ceil(w_out / 4); block = a block of 16 output channels.
+
+fn ubo_taps3_16(base: u32, k: u32) -> Taps3 {
+    let o = base + 2u * k;
+    return Taps3(wuni[o], wuni[o + 1u], wuni[o + 4u], wuni[o + 5u], wuni[o + 8u], wuni[o + 9u]);
+}
+
 @compute @workgroup_size(64)
-fn conv2d_fwd_k3s1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+fn conv2d_fwd_k3s1_ubo_rows2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let gw = (p.w_out + PX - 1u) / PX;
-    let items = p.n * p.h_out * gw;
+    let gh = (p.h_out + 1u) / 2u;
+    let items = p.n * gh * gw;
     let item = wid.x * 64u + li;
     let valid = item < items;
     let it = select(0u, item, valid);
     let ox0 = (it % gw) * PX;
-    let oy = (it / gw) % p.h_out;
-    let n = it / (gw * p.h_out);
+    let oy = ((it / gw) % gh) * 2u;
+    let n = it / (gw * gh);
     let ix0 = i32(ox0) - i32(p.padding);
     let hw = p.h * p.w;
     let sample = n * p.c_in * hw;
+    let iy0 = i32(oy) - i32(p.padding);
+    let ok0 = iy0 >= 0 && iy0 < i32(p.h);
+    let ok1 = iy0 + 1 >= 0 && iy0 + 1 < i32(p.h);
+    let ok2 = iy0 + 2 >= 0 && iy0 + 2 < i32(p.h);
+    let ok3 = iy0 + 3 >= 0 && iy0 + 3 < i32(p.h);
+    let y0 = u32(clamp(iy0, 0, i32(p.h) - 1)) * p.w;
+    let y1 = u32(clamp(iy0 + 1, 0, i32(p.h) - 1)) * p.w;
+    let y2 = u32(clamp(iy0 + 2, 0, i32(p.h) - 1)) * p.w;
+    let y3 = u32(clamp(iy0 + 3, 0, i32(p.h) - 1)) * p.w;
     var a0 = acc8_zero();
     var a1 = acc8_zero();
     var a2 = acc8_zero();
     var a3 = acc8_zero();
     for (var ci = p.ci_begin; ci < p.ci_end; ci++) {
         let plane = sample + ci * hw;
-        let wci = (ci - p.ci_begin) * 72u;
-        for (var ky = 0u; ky < 3u; ky++) {
-            let iy = i32(oy + ky) - i32(p.padding);
-            let row_ok = iy >= 0 && iy < i32(p.h);
-            let r = row_s1(plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w, ix0, row_ok);
-            let base = wci + ky * 24u;
-            taps3(&a0, ubo_taps3(base, 0u), r);
-            taps3(&a1, ubo_taps3(base, 1u), r);
-            taps3(&a2, ubo_taps3(base, 2u), r);
-            taps3(&a3, ubo_taps3(base, 3u), r);
-        }
+        let wci = (ci - p.ci_begin) * 36u;
+        let r0 = row_s1(plane + y0, ix0, ok0);
+        let r1 = row_s1(plane + y1, ix0, ok1);
+        let r2 = row_s1(plane + y2, ix0, ok2);
+        let r3 = row_s1(plane + y3, ix0, ok3);
+        let t00 = ubo_taps3_16(wci, 0u);
+        let t01 = ubo_taps3_16(wci, 1u);
+        taps3(&a0, t00, r0);
+        taps3(&a1, t01, r0);
+        taps3(&a2, t00, r1);
+        taps3(&a3, t01, r1);
+        let t10 = ubo_taps3_16(wci + 12u, 0u);
+        let t11 = ubo_taps3_16(wci + 12u, 1u);
+        taps3(&a0, t10, r1);
+        taps3(&a1, t11, r1);
+        taps3(&a2, t10, r2);
+        taps3(&a3, t11, r2);
+        let t20 = ubo_taps3_16(wci + 24u, 0u);
+        let t21 = ubo_taps3_16(wci + 24u, 1u);
+        taps3(&a0, t20, r2);
+        taps3(&a1, t21, r2);
+        taps3(&a2, t20, r3);
+        taps3(&a3, t21, r3);
     }
+    let cb8 = p.block * 2u;
     let pix0 = oy * p.w_out + ox0;
-    let cb8 = p.block * (UB / CB);
+    let second = valid && oy + 1u < p.h_out;
     store8_chunk(a0, n, cb8, pix0, p.w_out - ox0, valid);
     store8_chunk(a1, n, cb8 + 1u, pix0, p.w_out - ox0, valid);
-    store8_chunk(a2, n, cb8 + 2u, pix0, p.w_out - ox0, valid);
-    store8_chunk(a3, n, cb8 + 3u, pix0, p.w_out - ox0, valid);
+    store8_chunk(a2, n, cb8, pix0 + p.w_out, p.w_out - ox0, second);
+    store8_chunk(a3, n, cb8 + 1u, pix0 + p.w_out, p.w_out - ox0, second);
 }
 
-// The 1x1 convolution (a matmul per sample) as conv2d_fwd_k3s1_ubo: 32 output channels x 4
-// pixels of one sample per thread, each gathered input pixel feeding 32 FMAs. The window packs
+// The 1x1 convolution (a matmul per sample): UB = 32 output channels x 4 pixels of one sample
+// per thread, each gathered input pixel feeding 32 FMAs. The window packs
 // [ci][32] (8 vec4s per input channel). Geometry: (ceil(n * ceil(h w / 4) / 64), 1, 1).
 @compute @workgroup_size(64)
 fn conv2d_fwd_k1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {

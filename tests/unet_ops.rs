@@ -149,22 +149,36 @@ fn conv2d_matches_reference_on_an_mnist_unet_shape() {
 #[test]
 fn conv2d_uniform_window_kernels_match_reference() {
     let gpu = gpu();
-    // More input channels than one 64 KiB weight window holds (56), in two output blocks of 32:
-    // the forward pass adds up two chunks after the bias. Its input gradient runs the same
-    // kernel with 96 -> 64 channels (two chunks of 48).
+    // More input channels than one 64 KiB weight window holds (113 for 3x3), in three output
+    // blocks of 16 and an odd number of rows: the forward pass adds two chunks after the bias.
     conv_case(
         &gpu,
         ConvShape {
             n: 2,
-            c_in: 64,
+            c_in: 120,
             h: 5,
             w: 6,
-            c_out: 96,
+            c_out: 48,
             kernel: 3,
             stride: 1,
             padding: 1,
         },
         50,
+    );
+    // The same for the 1x1 kernel (512 input channels per window).
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 1,
+            c_in: 520,
+            h: 3,
+            w: 5,
+            c_out: 32,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+        },
+        70,
     );
     // The 1x1 kernel (forward and, transposed, input gradient) with a ragged last pixel group.
     conv_case(

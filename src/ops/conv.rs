@@ -90,9 +90,9 @@ static CONV_BWD_W_K3S2_CPU: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_w_k3s2_cpu",
 };
-static CONV_FWD_K3S1_UBO: Kernel = Kernel {
+static CONV_FWD_K3S1_UBO_ROWS2: Kernel = Kernel {
     shader: &CONV,
-    entry: "conv2d_fwd_k3s1_ubo",
+    entry: "conv2d_fwd_k3s1_ubo_rows2",
 };
 static CONV_FWD_K1_UBO: Kernel = Kernel {
     shader: &CONV,
@@ -121,8 +121,8 @@ const CPU_BLOCK: usize = 8;
 const CPU_PX: usize = 4;
 const CPU_NB: usize = 4;
 const CPU_WG: usize = 64;
-/// conv2d_fwd_k3s1_ubo: output channels per thread, and the floats of its uniform weight window
-/// (`wuni`: 64 KiB, which every Vulkan driver allows).
+/// The uniform-window kernels: output channels per thread of conv2d_fwd_k1_ubo (the 3x3 kernel
+/// takes half), and the floats of the window (`wuni`: 64 KiB, which every Vulkan driver allows).
 const UBO_BLOCK: usize = 32;
 const UBO_WINDOW_FLOATS: usize = 16384;
 /// conv2d_bwd_w_k3s*_cpu: input channels per workgroup (16 threads, two each) and the number of
@@ -133,10 +133,10 @@ const CPU_BWD_W_CHUNKS: usize = 24;
 const DIRECT_TILE: (usize, usize) = (16, 128);
 
 /// Workgroup-memory tiles for GPUs, or the barrier-free direct kernels for CPU adapters (see
-/// ops::matmul::MatmulVariant). `DirectUniform` is `Direct` with the stride-1 3x3 convolutions
-/// reading their weights from 64 KiB uniform-buffer windows (conv2d_fwd_k3s1_ubo), which CPU
-/// drivers broadcast instead of loading per lane; it sums the input channels in chunks, so its
-/// rounding differs slightly from the others'.
+/// ops::matmul::MatmulVariant). `DirectUniform` is `Direct` with the stride-1 3x3 and 1x1
+/// convolutions reading their weights (and the weight gradients dy) from 64 KiB uniform-buffer
+/// windows (the *_ubo kernels), which CPU drivers broadcast instead of loading per lane; it sums
+/// the input channels in chunks, so its rounding differs slightly from the others'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvVariant {
     Tiled,
@@ -275,7 +275,7 @@ pub fn conv2d_with(
     let s = shape_of(x, weight, stride, padding);
     if variant.is_direct() {
         if let (ConvVariant::DirectUniform, Some(kernel)) = (variant, ubo_fwd_kernel(gpu, &s)) {
-            let packed = pack_weight(gpu, weight, &s, Pack::Forward, UBO_BLOCK);
+            let packed = pack_weight(gpu, weight, &s, Pack::Forward, kernel.1);
             return conv_ubo(gpu, kernel, &s, x, &packed, bias);
         }
         if let Some(kernel) = cpu_fwd_kernel(&s) {
@@ -328,11 +328,7 @@ fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack, width: usi
     let len = rows.div_ceil(width) * width * inputs * s.kernel * s.kernel;
     // The *_ubo kernels bind a whole window from each chunk's start: the tail keeps the last
     // window inside the buffer.
-    let tail = if width == UBO_BLOCK {
-        UBO_WINDOW_FLOATS
-    } else {
-        0
-    };
+    let tail = UBO_WINDOW_FLOATS;
     let packed = gpu.empty(&[len + tail]);
     let p = ConvParams {
         flip: pack as u32,
@@ -356,19 +352,30 @@ fn uniform_windows_supported(gpu: &Gpu) -> bool {
         && (UBO_BLOCK * 4).is_multiple_of(align)
 }
 
-/// The uniform-window forward kernel for shape `s`, where there is one: stride-1 3x3, or 1x1
-/// without padding, with whole blocks of output channels.
-fn ubo_fwd_kernel(gpu: &Gpu, s: &ConvShape) -> Option<&'static Kernel> {
-    let kernel = match (s.kernel, s.stride, s.padding) {
-        (3, 1, _) => &CONV_FWD_K3S1_UBO,
-        (1, 1, 0) => &CONV_FWD_K1_UBO,
+/// The uniform-window forward kernel for shape `s` and its block of output channels, where there
+/// is one: stride-1 3x3, or 1x1 without padding, with whole blocks of output channels.
+fn ubo_fwd_kernel(gpu: &Gpu, s: &ConvShape) -> Option<(&'static Kernel, usize)> {
+    let (kernel, width) = match (s.kernel, s.stride, s.padding) {
+        (3, 1, _) => (&CONV_FWD_K3S1_UBO_ROWS2, UBO_BLOCK / 2),
+        (1, 1, 0) => (&CONV_FWD_K1_UBO, UBO_BLOCK),
         _ => return None,
     };
-    let items = thread_items(s, 1);
-    let fits = s.c_out.is_multiple_of(UBO_BLOCK)
+    let align = gpu.limits.min_uniform_buffer_offset_alignment as usize;
+    let fits = s.c_out.is_multiple_of(width)
         && uniform_windows_supported(gpu)
-        && items.div_ceil(CPU_WG) <= gpu.limits.max_compute_workgroups_per_dimension as usize;
-    fits.then_some(kernel)
+        && (width * s.kernel * s.kernel * 4).is_multiple_of(align)
+        && ubo_items(kernel, s).div_ceil(CPU_WG)
+            <= gpu.limits.max_compute_workgroups_per_dimension as usize;
+    fits.then_some((kernel, width))
+}
+
+/// Threads of a uniform-window forward kernel.
+fn ubo_items(kernel: &'static Kernel, s: &ConvShape) -> usize {
+    if std::ptr::eq(kernel, &CONV_FWD_K3S1_UBO_ROWS2) {
+        s.n * s.h_out().div_ceil(2) * s.w_out().div_ceil(CPU_PX)
+    } else {
+        thread_items(s, 1)
+    }
 }
 
 /// Threads of a CPU forward kernel: one per `samples` samples x 4 output pixels of a row (1x1:
@@ -387,18 +394,18 @@ fn thread_items(s: &ConvShape, samples: usize) -> usize {
 /// adding on.
 fn conv_ubo(
     gpu: &Gpu,
-    kernel: &'static Kernel,
+    (kernel, width): (&'static Kernel, usize),
     s: &ConvShape,
     x: &Tensor,
     packed: &Tensor,
     bias: Option<&Tensor>,
 ) -> Tensor {
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
-    let items = thread_items(s, 1);
-    let per_channel = UBO_BLOCK * s.kernel * s.kernel;
+    let items = ubo_items(kernel, s);
+    let per_channel = width * s.kernel * s.kernel;
     let chunks = s.c_in.div_ceil(UBO_WINDOW_FLOATS / per_channel);
     let chunk = s.c_in.div_ceil(chunks);
-    for block in 0..s.c_out / UBO_BLOCK {
+    for block in 0..s.c_out / width {
         for (i, ci_begin) in (0..s.c_in).step_by(chunk).enumerate() {
             let window = packed.slice_flat(
                 (block * s.c_in + ci_begin) * per_channel,
@@ -562,7 +569,7 @@ pub fn conv2d_backward_x_with(
             padding: s.kernel - 1 - s.padding,
         };
         if let (ConvVariant::DirectUniform, Some(kernel)) = (variant, ubo_fwd_kernel(gpu, &t)) {
-            let packed = pack_weight(gpu, weight, s, Pack::TransposedFlipped, UBO_BLOCK);
+            let packed = pack_weight(gpu, weight, s, Pack::TransposedFlipped, kernel.1);
             return conv_ubo(gpu, kernel, &t, dy, &packed, None);
         }
         if let Some(kernel) = cpu_fwd_kernel(&t) {
