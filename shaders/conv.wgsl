@@ -33,7 +33,7 @@ struct ConvParams {
     ci_begin: u32,
     ci_end: u32,
     accumulate: u32,
-    // conv2d_pad_planes and conv2d_bwd_w_k3s1_ubo: floats per padded input plane.
+    // conv2d_pad_planes and the *_ubo weight gradients: floats per padded dy plane.
     plane_stride: u32,
     _pad0: u32,
 }

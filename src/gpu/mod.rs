@@ -337,13 +337,6 @@ impl Gpu {
         Some(out)
     }
 
-    /// Forgets the DDPM_PROFILE times so far (e.g. the warm-up).
-    pub fn profile_reset(&self) {
-        if let Some(profile) = &self.profile {
-            profile.borrow_mut().clear();
-        }
-    }
-
     /// A 1-D grid of at least `n_threads` threads of `workgroup_1d`, split over two dimensions
     /// when it exceeds the per-dimension limit. Kernels rebuild the index with `linear_index`.
     pub fn groups_1d(&self, n_threads: usize) -> [u32; 3] {

@@ -326,9 +326,13 @@ fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack, width: usi
         (s.c_out, s.c_in)
     };
     let len = rows.div_ceil(width) * width * inputs * s.kernel * s.kernel;
-    // The *_ubo kernels bind a whole window from each chunk's start: the tail keeps the last
-    // window inside the buffer.
-    let tail = UBO_WINDOW_FLOATS;
+    // The *_ubo kernels (widths 16 and 32) bind a whole window from each chunk's start: the
+    // tail keeps the last window inside the buffer. The storage-weight kernels (width 8) need none.
+    let tail = if width == CPU_BLOCK {
+        0
+    } else {
+        UBO_WINDOW_FLOATS
+    };
     let packed = gpu.empty(&[len + tail]);
     let p = ConvParams {
         flip: pack as u32,
@@ -389,9 +393,9 @@ fn thread_items(s: &ConvShape, samples: usize) -> usize {
     s.n.div_ceil(samples) * groups
 }
 
-/// A uniform-window forward kernel over shape `s`: a dispatch per (block of 32 output channels,
-/// chunk of input channels whose weights fit the 64 KiB window), the chunks after the first
-/// adding on.
+/// A uniform-window forward kernel over shape `s`: a dispatch per (block of `width` output
+/// channels, chunk of input channels whose weights fit the 64 KiB window), the chunks after the
+/// first adding on.
 fn conv_ubo(
     gpu: &Gpu,
     (kernel, width): (&'static Kernel, usize),
