@@ -79,6 +79,19 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
             }
         }
     }
+    // The GPU target: 4096^3 (137 GFLOP, ~30 s a call on lavapipe, so GPUs only).
+    if !gpu.is_cpu() {
+        let size = 4096;
+        let a = rand(gpu, &[size, size], 1);
+        let b = rand(gpu, &[size, size], 2);
+        let name = format!("matmul {size}x{size}x{size}");
+        if selected(&filter, &name) {
+            let ms = time(gpu, reps, || {
+                ops::matmul::matmul(gpu, &a, &b, None, false, false)
+            });
+            push(name, ms, 2.0 * (size as f64).powi(3), "GFLOP/s");
+        }
+    }
     let n = 1 << 20;
     let x = rand(gpu, &[n], 4);
     let name = String::from("silu_fwd 1M");
@@ -184,25 +197,36 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
         push(name, ms, 2.0 * (n * 49 * 49 * 64) as f64, "GFLOP/s");
     }
 
-    let mnist = TrainConfig {
-        batch_size: n,
-        ..TrainConfig::mnist()
-    };
-    let unet = crate::nn::unet::UNet::new(mnist.unet.clone().expect("mnist has a UNet"));
-    let unet_diffusion = crate::images::diffusion(gpu, &mnist).expect("mnist schedule");
-    let unet_trainer = Trainer {
-        gpu,
-        model: &unet,
-        diffusion: &unet_diffusion,
-        optim: optim_config(&mnist),
-        seed: 0,
-        antithetic: false,
-    };
-    let mut unet_state = TrainState::new(gpu, &unet.layout, 0);
-    let images = rand(gpu, &[n, 1, 28, 28], 29);
-    let name = format!("mnist UNet training step (batch {n})");
-    if selected(&filter, &name) {
-        let ms = time(gpu, if quick { 1 } else { 3 }, || {
+    // The whole step at the batch 32; on GPUs also at the preset's 64 and at 128, where
+    // a big card is better filled.
+    let step_batches: &[usize] = if gpu.is_cpu() { &[32] } else { &[32, 64, 128] };
+    for &n in step_batches {
+        let name = format!("mnist UNet training step (batch {n})");
+        if !selected(&filter, &name) {
+            continue;
+        }
+        let mnist = TrainConfig {
+            batch_size: n,
+            ..TrainConfig::mnist()
+        };
+        let unet = crate::nn::unet::UNet::new(mnist.unet.clone().expect("mnist has a UNet"));
+        let unet_diffusion = crate::images::diffusion(gpu, &mnist).expect("mnist schedule");
+        let unet_trainer = Trainer {
+            gpu,
+            model: &unet,
+            diffusion: &unet_diffusion,
+            optim: optim_config(&mnist),
+            seed: 0,
+            antithetic: false,
+        };
+        let mut unet_state = TrainState::new(gpu, &unet.layout, 0);
+        let images = rand(gpu, &[n, 1, 28, 28], 29);
+        let step_reps = match (gpu.is_cpu(), quick) {
+            (_, true) => 1,
+            (true, false) => 3,
+            (false, false) => 20,
+        };
+        let ms = time(gpu, step_reps, || {
             let loss = unet_trainer.record_step(&mut unet_state, &images);
             gpu.submit();
             loss
