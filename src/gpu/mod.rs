@@ -47,6 +47,7 @@ pub struct Gpu {
     arena: wgpu::Buffer,
     uniform_align: u64,
     n_submits: Cell<usize>,
+    n_dispatches: Cell<usize>,
     last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
     /// With DDPM_PROFILE set: wall time and calls per entry point (each dispatch runs alone).
     profile: Option<RefCell<HashMap<&'static str, (usize, f64)>>>,
@@ -99,6 +100,7 @@ impl Gpu {
             arena,
             uniform_align,
             n_submits: Cell::new(0),
+            n_dispatches: Cell::new(0),
             last_submission: RefCell::new(None),
             profile: std::env::var_os("DDPM_PROFILE").map(|_| RefCell::default()),
         })
@@ -124,6 +126,11 @@ impl Gpu {
 
     pub fn n_submits(&self) -> usize {
         self.n_submits.get()
+    }
+
+    /// Dispatches recorded since the device was created (the bench reports them per step).
+    pub fn n_dispatches(&self) -> usize {
+        self.n_dispatches.get()
     }
 
     /// The largest storage binding the device takes, for clear "too large" errors.
@@ -305,6 +312,7 @@ impl Gpu {
         pass.set_bind_group(0, &bind_group, offsets);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         rec.n_dispatches += 1;
+        self.n_dispatches.set(self.n_dispatches.get() + 1);
         drop(rec);
         if let Some(profile) = &self.profile {
             self.wait();
