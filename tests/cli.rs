@@ -171,9 +171,16 @@ fn importance_sampling_trains_from_the_command_line_on_the_toy_preset() {
 
 #[test]
 fn bench_profile_names_the_kernels_that_ran() {
+    // "1" uses timestamp queries where the adapter has them (lavapipe does); "host" the clock.
+    for (mode, clock) in [("1", "timestamp queries"), ("host", "host clock")] {
+        bench_profile(mode, clock);
+    }
+}
+
+fn bench_profile(mode: &str, clock: &str) {
     let out = ddpm(
         &["bench", "--quick"],
-        &[("DDPM_PROFILE", "1"), ("DDPM_BENCH_FILTER", "relu_fwd")],
+        &[("DDPM_PROFILE", mode), ("DDPM_BENCH_FILTER", "relu_fwd")],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -191,4 +198,13 @@ fn bench_profile_names_the_kernels_that_ran() {
     );
     assert!(profile.contains("relu_fwd"), "{stdout}");
     assert!(!profile.contains("conv2d"), "{stdout}");
+    assert!(profile.contains(clock), "DDPM_PROFILE={mode}:\n{stdout}");
+    // Every timed row has a positive time.
+    let relu_ms: f64 = profile
+        .lines()
+        .find(|l| l.starts_with("relu_fwd"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no relu_fwd row:\n{stdout}"));
+    assert!(relu_ms > 0.0, "relu_fwd took no time:\n{stdout}");
 }

@@ -5,6 +5,7 @@
 pub mod adapter;
 pub mod kernel;
 pub mod pool;
+pub mod profile;
 pub mod readback;
 
 use std::cell::{Cell, RefCell};
@@ -49,8 +50,8 @@ pub struct Gpu {
     n_submits: Cell<usize>,
     n_dispatches: Cell<usize>,
     last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
-    /// With DDPM_PROFILE set: wall time and calls per entry point (each dispatch runs alone).
-    profile: Option<RefCell<HashMap<&'static str, (usize, f64)>>>,
+    /// With DDPM_PROFILE set: time and calls per entry point.
+    profile: Option<profile::Profile>,
 }
 
 impl Gpu {
@@ -61,9 +62,19 @@ impl Gpu {
         let info = adapter.get_info();
         // Ask for everything the adapter offers: large storage bindings matter for big batches.
         let limits = adapter.limits();
+        // DDPM_PROFILE=host times each dispatch alone by the host clock even where the adapter
+        // has timestamp queries.
+        let profiling = std::env::var_os("DDPM_PROFILE");
+        let timestamps = profiling.as_ref().is_some_and(|v| v != "host")
+            && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let profiling = profiling.is_some();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ddpm"),
-            required_features: wgpu::Features::empty(),
+            required_features: if timestamps {
+                wgpu::Features::TIMESTAMP_QUERY
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -83,6 +94,7 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let uniform_align = limits.min_uniform_buffer_offset_alignment as u64;
+        let profile = profiling.then(|| profile::Profile::new(&device, &queue, timestamps));
         Ok(Gpu {
             device,
             queue,
@@ -102,7 +114,7 @@ impl Gpu {
             n_submits: Cell::new(0),
             n_dispatches: Cell::new(0),
             last_submission: RefCell::new(None),
-            profile: std::env::var_os("DDPM_PROFILE").map(|_| RefCell::default()),
+            profile,
         })
     }
 
@@ -249,8 +261,11 @@ impl Gpu {
             "{}: grid {groups:?} exceeds {MAX_GROUPS_PER_DIM}",
             kernel.entry
         );
-        if self.profile.is_some() {
-            self.wait();
+        let timestamps = self.profile.as_ref().and_then(|p| p.timestamps.as_ref());
+        match (&self.profile, timestamps) {
+            (Some(_), Some(t)) if t.full() => self.submit(),
+            (Some(_), None) => self.wait(),
+            _ => {}
         }
         let started = std::time::Instant::now();
         let pipeline = self.pipeline(kernel);
@@ -295,11 +310,18 @@ impl Gpu {
             layout: &pipeline.layout,
             entries: &entries,
         });
+        if timestamps.is_some() {
+            // A pass of its own, so its two timestamps bracket this dispatch alone.
+            rec.pass = None;
+        }
         if rec.pass.is_none() {
             let enc = rec
                 .encoder
                 .get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
-            let pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            let pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: timestamps.map(|t| t.next(kernel.entry)),
+            });
             rec.pass = Some(pass.forget_lifetime());
         }
         let pass = rec.pass.as_mut().expect("pass was just opened");
@@ -314,35 +336,17 @@ impl Gpu {
         rec.n_dispatches += 1;
         self.n_dispatches.set(self.n_dispatches.get() + 1);
         drop(rec);
-        if let Some(profile) = &self.profile {
+        if let (Some(profile), None) = (&self.profile, timestamps) {
             self.wait();
-            let mut profile = profile.borrow_mut();
-            let entry = profile.entry(kernel.entry).or_default();
-            entry.0 += 1;
-            entry.1 += started.elapsed().as_secs_f64();
+            profile.add(kernel.entry, started.elapsed().as_secs_f64());
         }
     }
 
     /// The DDPM_PROFILE table: each entry point's share of the time, calls and milliseconds, the
-    /// slowest first (None without DDPM_PROFILE). Every dispatch was run alone, so the times
-    /// include a submit each and the total exceeds that of normal, batched runs.
+    /// slowest first (None without DDPM_PROFILE).
     pub fn profile_report(&self) -> Option<String> {
-        let profile = self.profile.as_ref()?.borrow();
-        let total: f64 = profile.values().map(|v| v.1).sum();
-        let mut rows: Vec<_> = profile.iter().collect();
-        rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
-        let mut out = format!(
-            "{:<32} {:>6} {:>7} {:>10}\n",
-            "kernel", "share", "calls", "ms"
-        );
-        for (entry, (calls, secs)) in rows {
-            out += &format!(
-                "{entry:<32} {:>5.1}% {calls:>7} {:>10.1}\n",
-                100.0 * secs / total.max(1e-12),
-                secs * 1e3
-            );
-        }
-        Some(out)
+        self.wait();
+        Some(self.profile.as_ref()?.report())
     }
 
     /// A 1-D grid of at least `n_threads` threads of `workgroup_1d`, split over two dimensions
@@ -368,9 +372,19 @@ impl Gpu {
             rec.uniforms.clear();
         }
         rec.n_dispatches = 0;
+        let mut encoder = encoder;
+        let resolved = self
+            .profile
+            .as_ref()
+            .and_then(|p| p.timestamps.as_ref())
+            .and_then(|t| t.resolve(&self.device, &mut encoder));
         let index = self.queue.submit(Some(encoder.finish()));
         *self.last_submission.borrow_mut() = Some(index);
         self.n_submits.set(self.n_submits.get() + 1);
+        drop(rec);
+        if let (Some(profile), Some(resolved)) = (&self.profile, resolved) {
+            profile.collect(&self.device, resolved);
+        }
     }
 
     /// The most recent submit, for waiting on that one alone (see readback::Staging::read_after).
