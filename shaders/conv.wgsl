@@ -52,45 +52,111 @@ const THREADS: u32 = 256u;
 var<workgroup> tile_a: array<f32, 1024>; // [TILE_K][TILE] rows of the left matrix
 var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE] columns of the right matrix
 
-// X_col[(ci, ky, kx), (n, oy, ox)]: the input pixel under kernel tap (ky, kx) of output (oy, ox).
-fn x_col(kk: u32, col: u32) -> f32 {
-    let kk2 = p.kernel * p.kernel;
-    let ci = kk / kk2;
-    let ky = (kk % kk2) / p.kernel;
-    let kx = kk % p.kernel;
-    let hw_out = p.h_out * p.w_out;
-    let n = col / hw_out;
-    let pix = col % hw_out;
-    let iy = i32((pix / p.w_out) * p.stride + ky) - i32(p.padding);
-    let ix = i32((pix % p.w_out) * p.stride + kx) - i32(p.padding);
-    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
-        return 0.0;
-    }
-    return x[((n * p.c_in + ci) * p.h + u32(iy)) * p.w + u32(ix)];
+// Staging the 64 x 16 slices: each thread loads 4 elements of each slice per K step. The column
+// of the im2col matrix a thread loads stays fixed across K steps (forward and input gradient) or
+// its rows do (weight gradient), so pixel coordinates are computed once, and the position along
+// K advances by TILE_K with a carry instead of being divided out per element. The next slice is
+// loaded into registers while the current one is multiplied, so global latency overlaps the FMAs.
+
+// (channel, tap) of im2col row kk, the tap being ky * kernel + kx.
+struct Tap {
+    c: u32,
+    t: u32,
 }
 
-// dY_col[(co, ky, kx), (n, iy, ix)]: the output gradient that input pixel (iy, ix) receives
-// through tap (ky, kx), or 0 where no output pixel maps there.
-fn dy_col(kk: u32, col: u32) -> f32 {
+fn tap_of(kk: u32) -> Tap {
     let kk2 = p.kernel * p.kernel;
-    let co = kk / kk2;
-    let ky = (kk % kk2) / p.kernel;
-    let kx = kk % p.kernel;
-    let hw = p.h * p.w;
-    let n = col / hw;
-    let pix = col % hw;
-    let ty = i32(pix / p.w) + i32(p.padding) - i32(ky);
-    let tx = i32(pix % p.w) + i32(p.padding) - i32(kx);
-    let s = i32(p.stride);
-    if (ty < 0 || tx < 0 || ty % s != 0 || tx % s != 0) {
+    return Tap(kk / kk2, kk % kk2);
+}
+
+// The tap TILE_K rows further down (TILE_K % kk2 < kk2, so one carry suffices).
+fn tap_next(a: Tap) -> Tap {
+    let kk2 = p.kernel * p.kernel;
+    var c = a.c + TILE_K / kk2;
+    var t = a.t + TILE_K % kk2;
+    if (t >= kk2) {
+        t -= kk2;
+        c += 1u;
+    }
+    return Tap(c, t);
+}
+
+// A pixel column of the im2col matrix: the offset of its sample's planes, the coordinates that
+// tap (0, 0) reads, and whether the column exists (past the end it reads nothing).
+struct Window {
+    base: u32,
+    y0: i32,
+    x0: i32,
+    valid: bool,
+}
+
+// Output pixel `col` = (n, oy, ox) of the forward convolution.
+fn fwd_window(col: u32) -> Window {
+    let hw_out = p.h_out * p.w_out;
+    let cols = p.n * hw_out;
+    let c = min(col, cols - 1u);
+    let n = c / hw_out;
+    let pix = c % hw_out;
+    return Window(
+        n * p.c_in * p.h * p.w,
+        i32((pix / p.w_out) * p.stride) - i32(p.padding),
+        i32((pix % p.w_out) * p.stride) - i32(p.padding),
+        col < cols,
+    );
+}
+
+// The input pixel under tap (ky, kx) of channel c, or 0 in the padding.
+fn x_at(win: Window, c: u32, ky: u32, kx: u32) -> f32 {
+    let iy = win.y0 + i32(ky);
+    let ix = win.x0 + i32(kx);
+    if (!win.valid || c >= p.c_in || iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
         return 0.0;
     }
-    let oy = u32(ty / s);
-    let ox = u32(tx / s);
+    return x[win.base + (c * p.h + u32(iy)) * p.w + u32(ix)];
+}
+
+fn x_at_tap(win: Window, tap: Tap) -> f32 {
+    let ky = tap.t / p.kernel;
+    return x_at(win, tap.c, ky, tap.t - ky * p.kernel);
+}
+
+// Input pixel `col` = (n, iy, ix) of the input gradient: y0, x0 are iy + padding, ix + padding.
+fn bwd_x_window(col: u32) -> Window {
+    let hw = p.h * p.w;
+    let cols = p.n * hw;
+    let c = min(col, cols - 1u);
+    let n = c / hw;
+    let pix = c % hw;
+    return Window(
+        n * p.c_out * p.h_out * p.w_out,
+        i32(pix / p.w) + i32(p.padding),
+        i32(pix % p.w) + i32(p.padding),
+        col < cols,
+    );
+}
+
+// The output gradient that the window's input pixel receives through `tap` of output channel
+// tap.c, or 0 where no output pixel maps there.
+fn dy_at(win: Window, tap: Tap) -> f32 {
+    let ky = tap.t / p.kernel;
+    let ty = win.y0 - i32(ky);
+    let tx = win.x0 - i32(tap.t - ky * p.kernel);
+    if (!win.valid || tap.c >= p.c_out || ty < 0 || tx < 0) {
+        return 0.0;
+    }
+    var oy = u32(ty);
+    var ox = u32(tx);
+    if (p.stride != 1u) {
+        if (oy % p.stride != 0u || ox % p.stride != 0u) {
+            return 0.0;
+        }
+        oy /= p.stride;
+        ox /= p.stride;
+    }
     if (oy >= p.h_out || ox >= p.w_out) {
         return 0.0;
     }
-    return dy[((n * p.c_out + co) * p.h_out + oy) * p.w_out + ox];
+    return dy[win.base + (tap.c * p.h_out + oy) * p.w_out + ox];
 }
 
 fn tile_product(lid: vec3<u32>, kk: u32, acc: ptr<function, array<f32, 16>>) {
@@ -107,6 +173,13 @@ fn tile_product(lid: vec3<u32>, kk: u32, acc: ptr<function, array<f32, 16>>) {
     }
 }
 
+// The 16 K steps of one staged slice pair.
+fn tile_products(lid: vec3<u32>, acc: ptr<function, array<f32, 16>>) {
+    for (var kk = 0u; kk < TILE_K; kk++) {
+        tile_product(lid, kk, acc);
+    }
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn conv2d_fwd(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -117,47 +190,67 @@ fn conv2d_fwd(
     let cols = p.n * p.h_out * p.w_out;
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
+    // Weights: rows li / 16 + 16 r at k li % 16 (consecutive threads walk the contiguous k).
+    // Image: column li % 64 (consecutive threads walk pixels) at k li / 64 + 4 r.
+    let ka = li % TILE_K;
+    let kb = li / TILE;
+    let win = fwd_window(col0 + li % TILE);
+    var tap_c: array<u32, 4>;
+    var tap_t: array<u32, 4>;
+    var ra: array<f32, 4>;
+    var rb: array<f32, 4>;
+    for (var r = 0u; r < 4u; r++) {
+        let tap = tap_of(kb + 4u * r);
+        tap_c[r] = tap.c;
+        tap_t[r] = tap.t;
+        let co = row0 + li / TILE_K + 16u * r;
+        ra[r] = 0.0;
+        if (co < p.c_out && ka < k_total) {
+            ra[r] = weight[co * k_total + ka];
+        }
+        rb[r] = x_at_tap(win, tap);
+    }
     var acc: array<f32, 16>;
     for (var i = 0u; i < 16u; i++) {
         acc[i] = 0.0;
     }
     for (var k0 = 0u; k0 < k_total; k0 += TILE_K) {
         for (var r = 0u; r < 4u; r++) {
-            let idx = li + r * THREADS;
-            // Weight rows are contiguous in k: let consecutive threads walk k.
-            let ka = idx % TILE_K;
-            let ma = idx / TILE_K;
-            var va = 0.0;
-            if (row0 + ma < p.c_out && k0 + ka < k_total) {
-                va = weight[(row0 + ma) * k_total + k0 + ka];
-            }
-            tile_a[ka * TILE + ma] = va;
-            // Image columns are contiguous in the output pixel: let consecutive threads walk them.
-            let nb = idx % TILE;
-            let kb = idx / TILE;
-            var vb = 0.0;
-            if (col0 + nb < cols && k0 + kb < k_total) {
-                vb = x_col(k0 + kb, col0 + nb);
-            }
-            tile_b[kb * TILE + nb] = vb;
+            tile_a[ka * TILE + li / TILE_K + 16u * r] = ra[r];
+            tile_b[(kb + 4u * r) * TILE + li % TILE] = rb[r];
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            tile_product(lid, kk, &acc);
+        let k1 = k0 + TILE_K;
+        if (k1 < k_total) {
+            for (var r = 0u; r < 4u; r++) {
+                let tap = tap_next(Tap(tap_c[r], tap_t[r]));
+                tap_c[r] = tap.c;
+                tap_t[r] = tap.t;
+                let co = row0 + li / TILE_K + 16u * r;
+                ra[r] = 0.0;
+                if (co < p.c_out && k1 + ka < k_total) {
+                    ra[r] = weight[co * k_total + k1 + ka];
+                }
+                rb[r] = x_at_tap(win, tap);
+            }
         }
+        tile_products(lid, &acc);
         workgroupBarrier();
     }
     let hw_out = p.h_out * p.w_out;
-    for (var i = 0u; i < 4u; i++) {
-        let co = row0 + lid.y + 16u * i;
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x + 16u * j;
-            if (co < p.c_out && col < cols) {
-                var v = acc[i * 4u + j];
-                if (p.has_bias == 1u) {
-                    v += bias[co];
+    for (var j = 0u; j < 4u; j++) {
+        let col = col0 + lid.x + 16u * j;
+        if (col < cols) {
+            let base = (col / hw_out) * p.c_out * hw_out + col % hw_out;
+            for (var i = 0u; i < 4u; i++) {
+                let co = row0 + lid.y + 16u * i;
+                if (co < p.c_out) {
+                    var v = acc[i * 4u + j];
+                    if (p.has_bias == 1u) {
+                        v += bias[co];
+                    }
+                    out[base + co * hw_out] = v;
                 }
-                out[((col / hw_out) * p.c_out + co) * hw_out + col % hw_out] = v;
             }
         }
     }
@@ -174,48 +267,99 @@ fn conv2d_bwd_x(
     let cols = p.n * p.h * p.w;
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
+    // W^T[ci, (co, ky, kx)] = weight[co, ci, ky, kx]: rows ci = li / 16 + 16 r, k li % 16, so a
+    // thread's k (one tap) is shared by its four rows.
+    let ka = li % TILE_K;
+    let kb = li / TILE;
+    let win = bwd_x_window(col0 + li % TILE);
+    var tap_a = tap_of(ka);
+    var tap_c: array<u32, 4>;
+    var tap_t: array<u32, 4>;
+    var ra: array<f32, 4>;
+    var rb: array<f32, 4>;
+    for (var r = 0u; r < 4u; r++) {
+        let tap = tap_of(kb + 4u * r);
+        tap_c[r] = tap.c;
+        tap_t[r] = tap.t;
+        let ci = row0 + li / TILE_K + 16u * r;
+        ra[r] = 0.0;
+        if (ci < p.c_in && tap_a.c < p.c_out) {
+            ra[r] = weight[(tap_a.c * p.c_in + ci) * kk2 + tap_a.t];
+        }
+        rb[r] = dy_at(win, tap);
+    }
     var acc: array<f32, 16>;
     for (var i = 0u; i < 16u; i++) {
         acc[i] = 0.0;
     }
     for (var k0 = 0u; k0 < k_total; k0 += TILE_K) {
         for (var r = 0u; r < 4u; r++) {
-            let idx = li + r * THREADS;
-            // W^T[ci, (co, ky, kx)] = weight[co, ci, ky, kx]: the tap index is contiguous.
-            let ka = idx % TILE_K;
-            let ma = idx / TILE_K;
-            var va = 0.0;
-            let ci = row0 + ma;
-            let kk = k0 + ka;
-            if (ci < p.c_in && kk < k_total) {
-                let co = kk / kk2;
-                va = weight[(co * p.c_in + ci) * kk2 + kk % kk2];
-            }
-            tile_a[ka * TILE + ma] = va;
-            let nb = idx % TILE;
-            let kb = idx / TILE;
-            var vb = 0.0;
-            if (col0 + nb < cols && k0 + kb < k_total) {
-                vb = dy_col(k0 + kb, col0 + nb);
-            }
-            tile_b[kb * TILE + nb] = vb;
+            tile_a[ka * TILE + li / TILE_K + 16u * r] = ra[r];
+            tile_b[(kb + 4u * r) * TILE + li % TILE] = rb[r];
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            tile_product(lid, kk, &acc);
+        if (k0 + TILE_K < k_total) {
+            tap_a = tap_next(tap_a);
+            for (var r = 0u; r < 4u; r++) {
+                let tap = tap_next(Tap(tap_c[r], tap_t[r]));
+                tap_c[r] = tap.c;
+                tap_t[r] = tap.t;
+                let ci = row0 + li / TILE_K + 16u * r;
+                ra[r] = 0.0;
+                if (ci < p.c_in && tap_a.c < p.c_out) {
+                    ra[r] = weight[(tap_a.c * p.c_in + ci) * kk2 + tap_a.t];
+                }
+                rb[r] = dy_at(win, tap);
+            }
         }
+        tile_products(lid, &acc);
         workgroupBarrier();
     }
     let hw = p.h * p.w;
-    for (var i = 0u; i < 4u; i++) {
-        let ci = row0 + lid.y + 16u * i;
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x + 16u * j;
-            if (ci < p.c_in && col < cols) {
-                out[((col / hw) * p.c_in + ci) * hw + col % hw] = acc[i * 4u + j];
+    for (var j = 0u; j < 4u; j++) {
+        let col = col0 + lid.x + 16u * j;
+        if (col < cols) {
+            let base = (col / hw) * p.c_in * hw + col % hw;
+            for (var i = 0u; i < 4u; i++) {
+                let ci = row0 + lid.y + 16u * i;
+                if (ci < p.c_in) {
+                    out[base + ci * hw] = acc[i * 4u + j];
+                }
             }
         }
     }
+}
+
+// A position (n, pix) along the weight gradient's K axis, the flattened (sample, output pixel).
+struct Sample {
+    n: u32,
+    pix: u32,
+}
+
+fn sample_of(np: u32) -> Sample {
+    let hw_out = p.h_out * p.w_out;
+    return Sample(np / hw_out, np % hw_out);
+}
+
+// TILE_K positions further on (planes smaller than TILE_K carry more than once).
+fn sample_next(s: Sample) -> Sample {
+    let hw_out = p.h_out * p.w_out;
+    var next = Sample(s.n, s.pix + TILE_K);
+    while (next.pix >= hw_out) {
+        next.pix -= hw_out;
+        next.n += 1u;
+    }
+    return next;
+}
+
+fn sample_window(s: Sample) -> Window {
+    let oy = s.pix / p.w_out;
+    return Window(
+        s.n * p.c_in * p.h * p.w,
+        i32(oy * p.stride) - i32(p.padding),
+        i32((s.pix - oy * p.w_out) * p.stride) - i32(p.padding),
+        true,
+    );
 }
 
 @compute @workgroup_size(16, 16, 1)
@@ -231,35 +375,63 @@ fn conv2d_bwd_w(
     let col0 = wid.x * TILE;
     let np_begin = wid.z * p.chunk;
     let np_end = min(np_begin + p.chunk, np_total);
+    // dY[co, (n, p)]: rows co = li / 16 + 16 r at k li % 16 (contiguous pixels). X_col: columns
+    // (ci, ky, kx) = li / 16 + 16 r, fixed for the whole pass, at k li % 16.
+    let kt = li % TILE_K;
+    var s = sample_of(np_begin + kt);
+    var ci: array<u32, 4>;
+    var ky: array<u32, 4>;
+    var kx: array<u32, 4>;
+    var ra: array<f32, 4>;
+    var rb: array<f32, 4>;
+    var win = sample_window(s);
+    for (var r = 0u; r < 4u; r++) {
+        let col = col0 + li / TILE_K + 16u * r;
+        let tap = tap_of(col);
+        ci[r] = select(p.c_in, tap.c, col < k_cols); // c_in reads nothing
+        ky[r] = tap.t / p.kernel;
+        kx[r] = tap.t % p.kernel;
+        let co = row0 + li / TILE_K + 16u * r;
+        let here = np_begin + kt < np_end;
+        ra[r] = 0.0;
+        rb[r] = 0.0;
+        if (here && co < p.c_out) {
+            ra[r] = dy[(s.n * p.c_out + co) * hw_out + s.pix];
+        }
+        if (here) {
+            rb[r] = x_at(win, ci[r], ky[r], kx[r]);
+        }
+    }
     var acc: array<f32, 16>;
     for (var i = 0u; i < 16u; i++) {
         acc[i] = 0.0;
     }
     for (var k0 = np_begin; k0 < np_end; k0 += TILE_K) {
         for (var r = 0u; r < 4u; r++) {
-            let idx = li + r * THREADS;
-            // dY[co, (n, p)]: contiguous along the pixel.
-            let ka = idx % TILE_K;
-            let ma = idx / TILE_K;
-            var va = 0.0;
-            let co = row0 + ma;
-            let np = k0 + ka;
-            if (co < p.c_out && np < np_end) {
-                va = dy[((np / hw_out) * p.c_out + co) * hw_out + np % hw_out];
-            }
-            tile_a[ka * TILE + ma] = va;
-            let kb = idx % TILE_K;
-            let nb = idx / TILE_K;
-            var vb = 0.0;
-            if (col0 + nb < k_cols && k0 + kb < np_end) {
-                vb = x_col(col0 + nb, k0 + kb);
-            }
-            tile_b[kb * TILE + nb] = vb;
+            tile_a[kt * TILE + li / TILE_K + 16u * r] = ra[r];
+            tile_b[kt * TILE + li / TILE_K + 16u * r] = rb[r];
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TILE_K; kk++) {
-            tile_product(lid, kk, &acc);
+        let k1 = k0 + TILE_K;
+        if (k1 < np_end) {
+            let here = k1 + kt < np_end;
+            if (here) {
+                s = sample_next(s);
+                win = sample_window(s);
+            }
+            for (var r = 0u; r < 4u; r++) {
+                let co = row0 + li / TILE_K + 16u * r;
+                ra[r] = 0.0;
+                rb[r] = 0.0;
+                if (here && co < p.c_out) {
+                    ra[r] = dy[(s.n * p.c_out + co) * hw_out + s.pix];
+                }
+                if (here) {
+                    rb[r] = x_at(win, ci[r], ky[r], kx[r]);
+                }
+            }
         }
+        tile_products(lid, &acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {

@@ -109,6 +109,18 @@ fn conv2d_matches_reference_on_odd_shapes() {
         },
         40,
     );
+    // Planes smaller than a 16-deep K slice: the weight gradient's walk over (sample, pixel)
+    // wraps to the next sample more than once per slice.
+    let tiny = ConvShape {
+        n: 3,
+        c_in: 5,
+        h: 3,
+        w: 4,
+        c_out: 7,
+        ..base
+    };
+    conv_case(&gpu, tiny, 50);
+    conv_case(&gpu, ConvShape { stride: 2, ..tiny }, 60);
 }
 
 #[test]
