@@ -3,7 +3,8 @@
 # with a per-kernel profile of the step, the same UNet step in PyTorch eager, a timed run of
 # the default job (`ddpm train`, interrupted at a deadline, then `ddpm sample` from its
 # checkpoint), and the GPU-facing test binaries. Binaries are built elsewhere and unpacked from
-# .devbin/bins.tar.xz (the GPU machine has no Rust toolchain); everything lands in $OUT.
+# .devbin/bins.tar.xz, made by scripts/gpu_bundle.sh (the GPU machine has no Rust toolchain);
+# everything lands in $OUT.
 #     OUT=/tmp/out LIMIT=570 TRAIN_MAX=330 bash scripts/gpu_session.sh
 set -u
 OUT=${OUT:-/tmp/gpu-session}
