@@ -7,7 +7,9 @@
 //                 the chunks: deterministic, no float atomics)
 // Geometry: 16 x 16 threads, 64 x 64 output tiles, 16-deep K slices in workgroup memory, 4 x 4
 // outputs per thread (rows ty + 16 i, cols tx + 16 j). Grid: (ceil(cols / 64), ceil(rows / 64),
-// 1) for fwd and bwd_x, z = chunk for bwd_w. CPU twin: src/cpu/conv.rs.
+// z), z = split of K for fwd and bwd_x (each writes its own copy of the output, summed on the
+// host's side by sum_rows: small grids get parallelism without atomics), chunk for bwd_w. CPU
+// twin: src/cpu/conv.rs.
 
 struct ConvParams {
     n: u32,
@@ -21,7 +23,7 @@ struct ConvParams {
     h_out: u32,
     w_out: u32,
     has_bias: u32,
-    // bwd_w: (n, p) columns per chunk.
+    // bwd_w: (n, p) columns per chunk; tiled fwd and bwd_x: K rows per split (a multiple of 16).
     chunk: u32,
     // conv2d_pack_weight: 1 packs the stride-1 input-gradient convolution's weights.
     flip: u32,
@@ -190,6 +192,9 @@ fn conv2d_fwd(
     let cols = p.n * p.h_out * p.w_out;
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
+    // Split z of the K axis (p.chunk deep, a multiple of TILE_K; one split covers all of K).
+    let k_begin = wid.z * p.chunk;
+    let k_end = min(k_begin + p.chunk, k_total);
     // Weights: rows li / 16 + 16 r at k li % 16 (consecutive threads walk the contiguous k).
     // Image: column li % 64 (consecutive threads walk pixels) at k li / 64 + 4 r.
     let ka = li % TILE_K;
@@ -200,13 +205,13 @@ fn conv2d_fwd(
     var ra: array<f32, 4>;
     var rb: array<f32, 4>;
     for (var r = 0u; r < 4u; r++) {
-        let tap = tap_of(kb + 4u * r);
+        let tap = tap_of(k_begin + kb + 4u * r);
         tap_c[r] = tap.c;
         tap_t[r] = tap.t;
         let co = row0 + li / TILE_K + 16u * r;
         ra[r] = 0.0;
-        if (co < p.c_out && ka < k_total) {
-            ra[r] = weight[co * k_total + ka];
+        if (co < p.c_out && k_begin + ka < k_total) {
+            ra[r] = weight[co * k_total + k_begin + ka];
         }
         rb[r] = x_at_tap(win, tap);
     }
@@ -214,14 +219,15 @@ fn conv2d_fwd(
     for (var i = 0u; i < 16u; i++) {
         acc[i] = 0.0;
     }
-    for (var k0 = 0u; k0 < k_total; k0 += TILE_K) {
+    // Only the last split can end inside a slice, where K itself ends: the taps past K read 0.
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         for (var r = 0u; r < 4u; r++) {
             tile_a[ka * TILE + li / TILE_K + 16u * r] = ra[r];
             tile_b[(kb + 4u * r) * TILE + li % TILE] = rb[r];
         }
         workgroupBarrier();
         let k1 = k0 + TILE_K;
-        if (k1 < k_total) {
+        if (k1 < k_end) {
             for (var r = 0u; r < 4u; r++) {
                 let tap = tap_next(Tap(tap_c[r], tap_t[r]));
                 tap_c[r] = tap.c;
@@ -238,15 +244,17 @@ fn conv2d_fwd(
         workgroupBarrier();
     }
     let hw_out = p.h_out * p.w_out;
+    // Split z writes its own copy of y (summed by the host's sum_rows); split 0 adds the bias.
+    let split = wid.z * cols * p.c_out;
     for (var j = 0u; j < 4u; j++) {
         let col = col0 + lid.x + 16u * j;
         if (col < cols) {
-            let base = (col / hw_out) * p.c_out * hw_out + col % hw_out;
+            let base = split + (col / hw_out) * p.c_out * hw_out + col % hw_out;
             for (var i = 0u; i < 4u; i++) {
                 let co = row0 + lid.y + 16u * i;
                 if (co < p.c_out) {
                     var v = acc[i * 4u + j];
-                    if (p.has_bias == 1u) {
+                    if (p.has_bias == 1u && wid.z == 0u) {
                         v += bias[co];
                     }
                     out[base + co * hw_out] = v;
@@ -269,16 +277,18 @@ fn conv2d_bwd_x(
     let col0 = wid.x * TILE;
     // W^T[ci, (co, ky, kx)] = weight[co, ci, ky, kx]: rows ci = li / 16 + 16 r, k li % 16, so a
     // thread's k (one tap) is shared by its four rows.
+    let k_begin = wid.z * p.chunk;
+    let k_end = min(k_begin + p.chunk, k_total);
     let ka = li % TILE_K;
     let kb = li / TILE;
     let win = bwd_x_window(col0 + li % TILE);
-    var tap_a = tap_of(ka);
+    var tap_a = tap_of(k_begin + ka);
     var tap_c: array<u32, 4>;
     var tap_t: array<u32, 4>;
     var ra: array<f32, 4>;
     var rb: array<f32, 4>;
     for (var r = 0u; r < 4u; r++) {
-        let tap = tap_of(kb + 4u * r);
+        let tap = tap_of(k_begin + kb + 4u * r);
         tap_c[r] = tap.c;
         tap_t[r] = tap.t;
         let ci = row0 + li / TILE_K + 16u * r;
@@ -292,13 +302,13 @@ fn conv2d_bwd_x(
     for (var i = 0u; i < 16u; i++) {
         acc[i] = 0.0;
     }
-    for (var k0 = 0u; k0 < k_total; k0 += TILE_K) {
+    for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
         for (var r = 0u; r < 4u; r++) {
             tile_a[ka * TILE + li / TILE_K + 16u * r] = ra[r];
             tile_b[(kb + 4u * r) * TILE + li % TILE] = rb[r];
         }
         workgroupBarrier();
-        if (k0 + TILE_K < k_total) {
+        if (k0 + TILE_K < k_end) {
             tap_a = tap_next(tap_a);
             for (var r = 0u; r < 4u; r++) {
                 let tap = tap_next(Tap(tap_c[r], tap_t[r]));
@@ -316,10 +326,11 @@ fn conv2d_bwd_x(
         workgroupBarrier();
     }
     let hw = p.h * p.w;
+    let split = wid.z * cols * p.c_in;
     for (var j = 0u; j < 4u; j++) {
         let col = col0 + lid.x + 16u * j;
         if (col < cols) {
-            let base = (col / hw) * p.c_in * hw + col % hw;
+            let base = split + (col / hw) * p.c_in * hw + col % hw;
             for (var i = 0u; i < 4u; i++) {
                 let ci = row0 + lid.y + 16u * i;
                 if (ci < p.c_in) {

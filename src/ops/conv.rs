@@ -187,6 +187,8 @@ const CHUNK: usize = 1024;
 /// since each workgroup walks its chunk 16 columns at a time (on an H100, 1024-column chunks
 /// made every weight gradient cost ~0.25 ms whatever its size: 64 serial steps)...
 const TILED_BWD_W_WORKGROUPS: usize = 512;
+/// The same target for the tiled forward and input-gradient kernels' split-K.
+const TILED_WORKGROUPS: usize = 512;
 /// ...but no fewer columns than this, so the partial sums stay small next to the work.
 const TILED_BWD_W_MIN_CHUNK: usize = 128;
 /// (n, pixel) columns per thread of the bias gradient's first pass.
@@ -291,18 +293,51 @@ pub fn conv2d_with(
             return conv_cpu(gpu, kernel, &s, x, &packed, bias);
         }
     }
-    let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
+    let y_shape = [s.n, s.c_out, s.h_out(), s.w_out()];
+    let cols = s.n * s.h_out() * s.w_out();
+    if variant == ConvVariant::Tiled {
+        let (splits, chunk) = k_splits(s.c_out, cols, s.c_in * s.kernel * s.kernel);
+        let y = gpu.empty(&[splits, y_shape.iter().product()]);
+        let p = ConvParams {
+            chunk: chunk as u32,
+            ..params(&s, bias.is_some())
+        };
+        let groups = grid(s.c_out, cols, splits);
+        gpu.dispatch(
+            &CONV_FWD,
+            &p,
+            &[x, weight, bias.unwrap_or(weight), &y],
+            groups,
+        );
+        return sum_splits(gpu, y, splits, &y_shape);
+    }
+    let y = gpu.empty(&y_shape);
     let p = params(&s, bias.is_some());
-    let (kernel, groups) = variant.pick(
-        &CONV_FWD,
-        &CONV_FWD_DIRECT,
-        s.c_out,
-        s.n * s.h_out() * s.w_out(),
-        1,
-    );
+    let (kernel, groups) = variant.pick(&CONV_FWD, &CONV_FWD_DIRECT, s.c_out, cols, 1);
     // dy is unused by the forward entry points, so it is not bound.
     gpu.dispatch(kernel, &p, &[x, weight, bias.unwrap_or(weight), &y], groups);
     y
+}
+
+/// Splits of the K axis for the tiled forward and input-gradient kernels, and the K rows of
+/// each (a multiple of the 16-deep slice): enough workgroups to keep a big GPU busy (a 64 x 64
+/// tile walks K in serial steps, so a small grid is latency-bound), each split still at least
+/// 8 slices deep. One split (the whole K) where the grid is big enough already.
+fn k_splits(rows: usize, cols: usize, k_total: usize) -> (usize, usize) {
+    let tiles = rows.div_ceil(TILE) * cols.div_ceil(TILE);
+    let slices = k_total.div_ceil(16);
+    let wanted = TILED_WORKGROUPS.div_ceil(tiles).min(slices / 8).max(1);
+    let chunk = slices.div_ceil(wanted) * 16;
+    (k_total.div_ceil(chunk), chunk)
+}
+
+/// The output of a split-K dispatch: its splits' copies summed (none to sum for one split).
+fn sum_splits(gpu: &Gpu, y: Tensor, splits: usize, shape: &[usize]) -> Tensor {
+    if splits == 1 {
+        y.reshape(shape)
+    } else {
+        super::reduce::sum_rows(gpu, &y).reshape(shape)
+    }
 }
 
 /// The register-blocked CPU-adapter forward kernel for this shape, where there is one.
@@ -600,6 +635,22 @@ pub fn conv2d_backward_x_with(
             s.kernel - 1 - s.padding,
         );
     }
+    if variant == ConvVariant::Tiled {
+        let cols = s.n * s.h * s.w;
+        let (splits, chunk) = k_splits(s.c_in, cols, s.c_out * s.kernel * s.kernel);
+        let dx = gpu.empty(&[splits, s.n * s.c_in * s.h * s.w]);
+        let p = ConvParams {
+            chunk: chunk as u32,
+            ..params(s, false)
+        };
+        gpu.dispatch(
+            &CONV_BWD_X,
+            &p,
+            &[weight, dy, &dx],
+            grid(s.c_in, cols, splits),
+        );
+        return sum_splits(gpu, dx, splits, &[s.n, s.c_in, s.h, s.w]);
+    }
     let dx = gpu.empty(&[s.n, s.c_in, s.h, s.w]);
     if variant.is_direct() && (s.kernel, s.stride, s.padding) == (3, 2, 1) {
         let packed = pack_weight(gpu, weight, s, Pack::Transposed, CPU_BLOCK);
@@ -618,8 +669,8 @@ pub fn conv2d_backward_x_with(
         );
         return dx;
     }
-    let (kernel, groups) =
-        variant.pick(&CONV_BWD_X, &CONV_BWD_X_DIRECT, s.c_in, s.n * s.h * s.w, 1);
+    let cols = s.n * s.h * s.w;
+    let (kernel, groups) = variant.pick(&CONV_BWD_X, &CONV_BWD_X_DIRECT, s.c_in, cols, 1);
     gpu.dispatch(kernel, &params(s, false), &[weight, dy, &dx], groups);
     dx
 }
