@@ -39,6 +39,10 @@ $DDPM info 2>&1 | tee -a "$OUT/info.txt"
 
 stage bench
 timeout 120 $DDPM bench 2>&1 | tee "$OUT/bench.txt"
+stage "conv and step without split-K (DDPM_TILED_WORKGROUPS=1), to compare on this card"
+DDPM_TILED_WORKGROUPS=1 DDPM_BENCH_FILTER="conv" timeout 40 $DDPM bench 2>&1 | tee "$OUT/bench-nosplit.txt"
+DDPM_TILED_WORKGROUPS=1 DDPM_BENCH_FILTER="training step" timeout 40 $DDPM bench 2>&1 |
+    tee -a "$OUT/bench-nosplit.txt"
 stage "step profile"
 DDPM_PROFILE=1 DDPM_BENCH_FILTER="training step (batch 64)" timeout 40 $DDPM bench 2>&1 |
     tee "$OUT/profile.txt" | tail -40

@@ -183,14 +183,25 @@ impl ConvVariant {
 /// (n, pixel) columns per split-K chunk of the direct weight gradient: enough chunks to fill
 /// both cores, few enough that the second pass is cheap.
 const CHUNK: usize = 1024;
-/// The tiled (GPU) weight gradient's chunks: sized so its grid has about this many workgroups,
-/// since each workgroup walks its chunk 16 columns at a time (on an H100, 1024-column chunks
-/// made every weight gradient cost ~0.25 ms whatever its size: 64 serial steps)...
-const TILED_BWD_W_WORKGROUPS: usize = 512;
-/// The same target for the tiled forward and input-gradient kernels' split-K.
-const TILED_WORKGROUPS: usize = 512;
-/// ...but no fewer columns than this, so the partial sums stay small next to the work.
+/// The tiled (GPU) weight gradient's chunks are sized so its grid has about
+/// `tiled_workgroups()` workgroups, since each workgroup walks its chunk 16 columns at a time (on
+/// an H100, 1024-column chunks made every weight gradient cost ~0.25 ms whatever its size: 64
+/// serial steps), but no fewer columns than this, so the partial sums stay small next to the work.
 const TILED_BWD_W_MIN_CHUNK: usize = 128;
+
+/// How many workgroups the tiled kernels' split-K aims for: 512, or DDPM_TILED_WORKGROUPS (a
+/// benchmarking knob: 1 turns the forward and input-gradient splits off and gives the weight
+/// gradient its old 1024-column chunks, for comparing on one card).
+fn tiled_workgroups() -> usize {
+    static TARGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *TARGET.get_or_init(|| {
+        std::env::var("DDPM_TILED_WORKGROUPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&v| v > 0)
+            .unwrap_or(512)
+    })
+}
 /// (n, pixel) columns per thread of the bias gradient's first pass.
 const BIAS_CHUNK: usize = 256;
 
@@ -326,7 +337,7 @@ pub fn conv2d_with(
 fn k_splits(rows: usize, cols: usize, k_total: usize) -> (usize, usize) {
     let tiles = rows.div_ceil(TILE) * cols.div_ceil(TILE);
     let slices = k_total.div_ceil(16);
-    let wanted = TILED_WORKGROUPS.div_ceil(tiles).min(slices / 8).max(1);
+    let wanted = tiled_workgroups().div_ceil(tiles).min(slices / 8).max(1);
     let chunk = slices.div_ceil(wanted) * 16;
     (k_total.div_ceil(chunk), chunk)
 }
@@ -685,7 +696,7 @@ fn bwd_w_chunk(s: &ConvShape, variant: ConvVariant) -> usize {
         .iter()
         .map(|&g| g as usize)
         .product::<usize>();
-    let chunks = TILED_BWD_W_WORKGROUPS.div_ceil(tiles);
+    let chunks = tiled_workgroups().div_ceil(tiles);
     columns
         .div_ceil(chunks)
         .next_multiple_of(16)
