@@ -5,7 +5,8 @@
 # checkpoint), and the GPU-facing test binaries. Binaries are built elsewhere and unpacked from
 # .devbin/bins.tar.xz, made by scripts/gpu_bundle.sh (the GPU machine has no Rust toolchain);
 # everything lands in $OUT.
-#     OUT=/tmp/out LIMIT=570 TRAIN_MAX=330 bash scripts/gpu_session.sh
+#     OUT=/tmp/out LIMIT=570 TRAIN_MAX=330 [EMOJI_S=120] bash scripts/gpu_session.sh
+# (TRAIN_MAX: seconds of the default job at most; EMOJI_S: seconds of `--preset emoji`, 0 = none.)
 set -u
 OUT=${OUT:-/tmp/gpu-session}
 LIMIT=${LIMIT:-570}
@@ -52,7 +53,7 @@ PYTHONUNBUFFERED=1 timeout 90 python3 scripts/torch_unet_step.py 2>&1 | tee "$OU
 
 stage train
 run=/tmp/run-mnist
-train_s=$(($(left) - 170))
+train_s=$(($(left) - 170 - ${EMOJI_S:-0}))
 [ "$train_s" -gt "$TRAIN_MAX" ] && train_s=$TRAIN_MAX
 echo "training for $train_s s"
 start=$(date +%s)
@@ -68,6 +69,13 @@ if [ ! -f "$run/samples.png" ] && [ -f "$run/checkpoint.safetensors" ]; then
         tee -a "$OUT/train.txt"
 fi
 tar --exclude='*.safetensors' --exclude='*.tmp' -czf "$OUT/run.tar.gz" -C "$run" .
+
+if [ "${EMOJI_S:-0}" -gt 0 ]; then
+    stage "emoji for $EMOJI_S s"
+    timeout -s INT -k 30 "$EMOJI_S" $DDPM train --preset emoji --out /tmp/run-emoji > "$OUT/emoji.txt" 2>&1
+    tail -3 "$OUT/emoji.txt"
+    tar --exclude='*.safetensors' --exclude='*.tmp' -czf "$OUT/emoji.tar.gz" -C /tmp/run-emoji .
+fi
 
 stage tests
 for t in ops unet_ops unet_model autograd training image_training importance_sampling iddpm ddpm cli; do
