@@ -205,6 +205,14 @@ fn tiled_workgroups() -> usize {
 /// (n, pixel) columns per thread of the bias gradient's first pass.
 const BIAS_CHUNK: usize = 256;
 
+/// `params` with `chunk` set (split-K depth or columns per chunk, depending on the kernel).
+fn chunked_params(s: &ConvShape, has_bias: bool, chunk: usize) -> ConvParams {
+    ConvParams {
+        chunk: chunk as u32,
+        ..params(s, has_bias)
+    }
+}
+
 fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
     ConvParams {
         n: s.n as u32,
@@ -309,10 +317,7 @@ pub fn conv2d_with(
     if variant == ConvVariant::Tiled {
         let (splits, chunk) = k_splits(s.c_out, cols, s.c_in * s.kernel * s.kernel);
         let y = gpu.empty(&[splits, y_shape.iter().product()]);
-        let p = ConvParams {
-            chunk: chunk as u32,
-            ..params(&s, bias.is_some())
-        };
+        let p = chunked_params(&s, bias.is_some(), chunk);
         let groups = grid(s.c_out, cols, splits);
         gpu.dispatch(
             &CONV_FWD,
@@ -650,10 +655,7 @@ pub fn conv2d_backward_x_with(
         let cols = s.n * s.h * s.w;
         let (splits, chunk) = k_splits(s.c_in, cols, s.c_out * s.kernel * s.kernel);
         let dx = gpu.empty(&[splits, s.n * s.c_in * s.h * s.w]);
-        let p = ConvParams {
-            chunk: chunk as u32,
-            ..params(s, false)
-        };
+        let p = chunked_params(s, false, chunk);
         gpu.dispatch(
             &CONV_BWD_X,
             &p,
@@ -731,10 +733,7 @@ pub fn conv2d_backward_w_with(
         let chunk = rows.div_ceil(CPU_BWD_W_CHUNKS);
         let chunks = rows.div_ceil(chunk);
         let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
-        let p = ConvParams {
-            chunk: chunk as u32,
-            ..params(s, false)
-        };
+        let p = chunked_params(s, false, chunk);
         let groups = [
             s.c_in.div_ceil(CPU_BWD_W_CHANNELS) as u32,
             s.c_out.div_ceil(CPU_BLOCK) as u32,
@@ -748,10 +747,7 @@ pub fn conv2d_backward_w_with(
     let chunks = (s.n * s.h_out() * s.w_out()).div_ceil(chunk);
     let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
     let (kernel, groups) = variant.pick(&CONV_BWD_W, &CONV_BWD_W_DIRECT, s.c_out, k_cols, chunks);
-    let p = ConvParams {
-        chunk: chunk as u32,
-        ..params(s, false)
-    };
+    let p = chunked_params(s, false, chunk);
     gpu.dispatch(kernel, &p, &[x, dy, &partial], groups);
     super::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, s.kernel, s.kernel])
 }
@@ -759,10 +755,7 @@ pub fn conv2d_backward_w_with(
 pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, s: &ConvShape) -> Tensor {
     let chunks = (s.n * s.h_out() * s.w_out()).div_ceil(BIAS_CHUNK);
     let partial = gpu.empty(&[chunks, s.c_out]);
-    let p = ConvParams {
-        chunk: BIAS_CHUNK as u32,
-        ..params(s, false)
-    };
+    let p = chunked_params(s, false, BIAS_CHUNK);
     gpu.dispatch(
         &CONV_BWD_BIAS,
         &p,
