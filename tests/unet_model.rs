@@ -485,8 +485,9 @@ fn relative_l2(got: &[f32], want: &[f64]) -> f64 {
     err / norm.max(1e-30)
 }
 
-fn check_training_step(config: UNetConfig, dropout: Option<DropoutKey>) {
+fn check_training_step(config: UNetConfig, dropout: Option<DropoutKey>, gpu_kernels: bool) {
     let gpu = gpu();
+    gpu.use_gpu_kernels(gpu_kernels);
     let n = 2;
     let unet = UNet::new(config);
     unet.config.validate().unwrap();
@@ -578,13 +579,21 @@ fn check_training_step(config: UNetConfig, dropout: Option<DropoutKey>) {
 
 #[test]
 fn unet_training_step_matches_the_cpu_composition() {
-    check_training_step(small_config(0.0), None);
+    check_training_step(small_config(0.0), None, false);
 }
 
 #[test]
 fn unet_training_step_with_dropout_matches_the_cpu_composition() {
     let key = DropoutKey { seed: 5, stream: 9 };
-    check_training_step(small_config(0.1), Some(key));
+    check_training_step(small_config(0.1), Some(key), false);
+}
+
+/// The same check through the kernels GPUs run (tiled matmul and conv with split-K, workgroup
+/// group norm, the loop embedding gradient), so a CPU-only CI machine proves that path too.
+#[test]
+fn unet_training_step_through_the_gpu_kernels_matches_the_cpu_composition() {
+    let key = DropoutKey { seed: 5, stream: 9 };
+    check_training_step(small_config(0.1), Some(key), true);
 }
 
 #[test]

@@ -49,6 +49,8 @@ pub struct Gpu {
     uniform_align: u64,
     n_submits: Cell<usize>,
     n_dispatches: Cell<usize>,
+    /// Run the kernels a GPU would use even on a CPU adapter (see `cpu_kernels`).
+    gpu_kernels: Cell<bool>,
     last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
     /// With DDPM_PROFILE set: time and calls per entry point.
     profile: Option<profile::Profile>,
@@ -113,14 +115,26 @@ impl Gpu {
             uniform_align,
             n_submits: Cell::new(0),
             n_dispatches: Cell::new(0),
+            gpu_kernels: Cell::new(std::env::var_os("DDPM_KERNELS").is_some_and(|v| v == "gpu")),
             last_submission: RefCell::new(None),
             profile,
         })
     }
 
-    /// A software adapter (lavapipe, WARP, SwiftShader): kernels may pick CPU-friendly variants.
+    /// A software adapter (lavapipe, WARP, SwiftShader).
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether the ops pick their CPU-friendly kernel variants: on a software adapter, unless
+    /// `use_gpu_kernels` (or DDPM_KERNELS=gpu) asked for the ones GPUs run, so a machine without
+    /// a GPU can check the GPU path end to end.
+    pub fn cpu_kernels(&self) -> bool {
+        self.is_cpu() && !self.gpu_kernels.get()
+    }
+
+    pub fn use_gpu_kernels(&self, on: bool) {
+        self.gpu_kernels.set(on);
     }
 
     pub fn describe(&self) -> String {

@@ -146,7 +146,7 @@ pub enum ConvVariant {
 
 impl ConvVariant {
     pub fn for_adapter(gpu: &Gpu) -> ConvVariant {
-        if !gpu.is_cpu() {
+        if !gpu.cpu_kernels() {
             ConvVariant::Tiled
         } else if uniform_windows_supported(gpu) {
             ConvVariant::DirectUniform

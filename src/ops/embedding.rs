@@ -77,7 +77,7 @@ pub fn embedding_backward_loop(
 /// dtable: one dispatch of the loop kernel on GPUs; on CPU adapters, where long per-thread
 /// loops are expensive, the one-hot matmul (several times faster there).
 pub fn embedding_backward(gpu: &Gpu, table_shape: &[usize], index: &Tensor, dy: &Tensor) -> Tensor {
-    if gpu.is_cpu() {
+    if gpu.cpu_kernels() {
         embedding_backward_one_hot(gpu, table_shape, index, dy)
     } else {
         embedding_backward_loop(gpu, table_shape, index, dy)

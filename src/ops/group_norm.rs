@@ -85,7 +85,7 @@ pub enum GroupNormVariant {
 
 impl GroupNormVariant {
     pub fn for_adapter(gpu: &Gpu) -> GroupNormVariant {
-        if gpu.is_cpu() {
+        if gpu.cpu_kernels() {
             GroupNormVariant::ThreadPerGroup
         } else {
             GroupNormVariant::WorkgroupPerGroup

@@ -57,7 +57,7 @@ pub enum MatmulVariant {
 
 impl MatmulVariant {
     pub fn for_adapter(gpu: &Gpu) -> MatmulVariant {
-        if gpu.is_cpu() {
+        if gpu.cpu_kernels() {
             MatmulVariant::Direct
         } else {
             MatmulVariant::Tiled
