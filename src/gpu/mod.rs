@@ -359,8 +359,9 @@ impl Gpu {
     /// The DDPM_PROFILE table: each entry point's share of the time, calls and milliseconds, the
     /// slowest first (None without DDPM_PROFILE).
     pub fn profile_report(&self) -> Option<String> {
+        let profile = self.profile.as_ref()?;
         self.wait();
-        Some(self.profile.as_ref()?.report())
+        Some(profile.report())
     }
 
     /// A 1-D grid of at least `n_threads` threads of `workgroup_1d`, split over two dimensions
@@ -378,7 +379,7 @@ impl Gpu {
     pub fn submit(&self) {
         let mut rec = self.recorder.borrow_mut();
         rec.pass = None;
-        let Some(encoder) = rec.encoder.take() else {
+        let Some(mut encoder) = rec.encoder.take() else {
             return;
         };
         if !rec.uniforms.is_empty() {
@@ -386,7 +387,6 @@ impl Gpu {
             rec.uniforms.clear();
         }
         rec.n_dispatches = 0;
-        let mut encoder = encoder;
         let resolved = self
             .profile
             .as_ref()

@@ -66,7 +66,8 @@ impl Profile {
     /// Adds the timestamps of a completed submit.
     pub fn collect(&self, device: &wgpu::Device, resolved: Resolved) {
         let bytes = resolved.staging.read_blocking(device);
-        let ticks: &[u64] = bytemuck::cast_slice(&bytes[..resolved.entries.len() * 16]);
+        // Copied out, since the readback's bytes need not be 8-byte aligned.
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes[..resolved.entries.len() * 16]);
         let period_ns = self.timestamps.as_ref().map_or(1.0, |t| t.period_ns);
         for (entry, pair) in resolved.entries.iter().zip(ticks.chunks_exact(2)) {
             // A driver may wrap or reorder the two reads; such a pass counts as zero.

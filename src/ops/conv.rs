@@ -115,6 +115,8 @@ static CONV_PACK_WEIGHT: Kernel = Kernel {
     entry: "conv2d_pack_weight",
 };
 const TILE: usize = 64;
+/// Depth of the K slices the tiled kernels stage in workgroup memory.
+const TILE_K: usize = 16;
 /// The register-blocked CPU kernels: output channels per block, pixels per thread, samples per
 /// thread, threads per workgroup (shaders/conv.wgsl).
 const CPU_BLOCK: usize = 8;
@@ -188,6 +190,8 @@ const CHUNK: usize = 1024;
 /// an H100, 1024-column chunks made every weight gradient cost ~0.25 ms whatever its size: 64
 /// serial steps), but no fewer columns than this, so the partial sums stay small next to the work.
 const TILED_BWD_W_MIN_CHUNK: usize = 128;
+/// (n, pixel) columns per thread of the bias gradient's first pass.
+const BIAS_CHUNK: usize = 256;
 
 /// How many workgroups the tiled kernels' split-K aims for: 512, or DDPM_TILED_WORKGROUPS (a
 /// benchmarking knob: 1 turns the forward and input-gradient splits off and gives the weight
@@ -202,8 +206,6 @@ fn tiled_workgroups() -> usize {
             .unwrap_or(512)
     })
 }
-/// (n, pixel) columns per thread of the bias gradient's first pass.
-const BIAS_CHUNK: usize = 256;
 
 /// `params` with `chunk` set (split-K depth or columns per chunk, depending on the kernel).
 fn chunked_params(s: &ConvShape, has_bias: bool, chunk: usize) -> ConvParams {
@@ -315,17 +317,9 @@ pub fn conv2d_with(
     let y_shape = [s.n, s.c_out, s.h_out(), s.w_out()];
     let cols = s.n * s.h_out() * s.w_out();
     if variant == ConvVariant::Tiled {
-        let (splits, chunk) = k_splits(s.c_out, cols, s.c_in * s.kernel * s.kernel);
-        let y = gpu.empty(&[splits, y_shape.iter().product()]);
-        let p = chunked_params(&s, bias.is_some(), chunk);
-        let groups = grid(s.c_out, cols, splits);
-        gpu.dispatch(
-            &CONV_FWD,
-            &p,
-            &[x, weight, bias.unwrap_or(weight), &y],
-            groups,
-        );
-        return sum_splits(gpu, y, splits, &y_shape);
+        let gemm = (s.c_out, cols, s.c_in * s.kernel * s.kernel);
+        let inputs = [x, weight, bias.unwrap_or(weight)];
+        return tiled_split_k(gpu, &CONV_FWD, &s, bias.is_some(), gemm, &inputs, &y_shape);
     }
     let y = gpu.empty(&y_shape);
     let p = params(&s, bias.is_some());
@@ -335,24 +329,47 @@ pub fn conv2d_with(
     y
 }
 
+/// Output tiles of a tiled GEMM with `rows` x `cols` outputs.
+fn tiles(rows: usize, cols: usize) -> usize {
+    rows.div_ceil(TILE) * cols.div_ceil(TILE)
+}
+
 /// Splits of the K axis for the tiled forward and input-gradient kernels, and the K rows of
-/// each (a multiple of the 16-deep slice): enough workgroups to keep a big GPU busy (a 64 x 64
+/// each (a multiple of the slice depth): enough workgroups to keep a big GPU busy (a 64 x 64
 /// tile walks K in serial steps, so a small grid is latency-bound), each split still at least
 /// 8 slices deep. One split (the whole K) where the grid is big enough already.
 fn k_splits(rows: usize, cols: usize, k_total: usize) -> (usize, usize) {
-    let tiles = rows.div_ceil(TILE) * cols.div_ceil(TILE);
-    let slices = k_total.div_ceil(16);
-    let wanted = tiled_workgroups().div_ceil(tiles).min(slices / 8).max(1);
-    let chunk = slices.div_ceil(wanted) * 16;
+    let slices = k_total.div_ceil(TILE_K);
+    let wanted = tiled_workgroups()
+        .div_ceil(tiles(rows, cols))
+        .min(slices / 8)
+        .max(1);
+    let chunk = slices.div_ceil(wanted) * TILE_K;
     (k_total.div_ceil(chunk), chunk)
 }
 
-/// The output of a split-K dispatch: its splits' copies summed (none to sum for one split).
-fn sum_splits(gpu: &Gpu, y: Tensor, splits: usize, shape: &[usize]) -> Tensor {
+/// A tiled forward or input-gradient kernel over its (rows, cols, K) GEMM, split along K where
+/// the grid is small: each split writes its own copy of the output (bound after `inputs`) and
+/// sum_rows adds them. Returns the output in `shape`.
+fn tiled_split_k(
+    gpu: &Gpu,
+    kernel: &'static Kernel,
+    s: &ConvShape,
+    has_bias: bool,
+    (rows, cols, k_total): (usize, usize, usize),
+    inputs: &[&Tensor],
+    shape: &[usize],
+) -> Tensor {
+    let (splits, chunk) = k_splits(rows, cols, k_total);
+    let out = gpu.empty(&[splits, shape.iter().product()]);
+    let mut bindings = inputs.to_vec();
+    bindings.push(&out);
+    let p = chunked_params(s, has_bias, chunk);
+    gpu.dispatch(kernel, &p, &bindings, grid(rows, cols, splits));
     if splits == 1 {
-        y.reshape(shape)
+        out.reshape(shape)
     } else {
-        super::reduce::sum_rows(gpu, &y).reshape(shape)
+        super::reduce::sum_rows(gpu, &out).reshape(shape)
     }
 }
 
@@ -651,18 +668,11 @@ pub fn conv2d_backward_x_with(
             s.kernel - 1 - s.padding,
         );
     }
+    let cols = s.n * s.h * s.w;
     if variant == ConvVariant::Tiled {
-        let cols = s.n * s.h * s.w;
-        let (splits, chunk) = k_splits(s.c_in, cols, s.c_out * s.kernel * s.kernel);
-        let dx = gpu.empty(&[splits, s.n * s.c_in * s.h * s.w]);
-        let p = chunked_params(s, false, chunk);
-        gpu.dispatch(
-            &CONV_BWD_X,
-            &p,
-            &[weight, dy, &dx],
-            grid(s.c_in, cols, splits),
-        );
-        return sum_splits(gpu, dx, splits, &[s.n, s.c_in, s.h, s.w]);
+        let gemm = (s.c_in, cols, s.c_out * s.kernel * s.kernel);
+        let shape = [s.n, s.c_in, s.h, s.w];
+        return tiled_split_k(gpu, &CONV_BWD_X, s, false, gemm, &[weight, dy], &shape);
     }
     let dx = gpu.empty(&[s.n, s.c_in, s.h, s.w]);
     if variant.is_direct() && (s.kernel, s.stride, s.padding) == (3, 2, 1) {
@@ -682,7 +692,6 @@ pub fn conv2d_backward_x_with(
         );
         return dx;
     }
-    let cols = s.n * s.h * s.w;
     let (kernel, groups) = variant.pick(&CONV_BWD_X, &CONV_BWD_X_DIRECT, s.c_in, cols, 1);
     gpu.dispatch(kernel, &params(s, false), &[weight, dy, &dx], groups);
     dx
@@ -694,14 +703,10 @@ fn bwd_w_chunk(s: &ConvShape, variant: ConvVariant) -> usize {
         return CHUNK;
     }
     let columns = s.n * s.h_out() * s.w_out();
-    let tiles = grid(s.c_out, s.c_in * s.kernel * s.kernel, 1)
-        .iter()
-        .map(|&g| g as usize)
-        .product::<usize>();
-    let chunks = tiled_workgroups().div_ceil(tiles);
+    let chunks = tiled_workgroups().div_ceil(tiles(s.c_out, s.c_in * s.kernel * s.kernel));
     columns
         .div_ceil(chunks)
-        .next_multiple_of(16)
+        .next_multiple_of(TILE_K)
         .clamp(TILED_BWD_W_MIN_CHUNK, CHUNK)
 }
 
