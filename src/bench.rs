@@ -121,7 +121,12 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
         ("conv 64->64 3x3 @14", 64, 64, 14, 1, 3),
         ("conv 64->64 3x3 @7", 64, 64, 7, 1, 3),
     ];
-    let conv_reps = if quick { 1 } else { 5 };
+    // DDPM_BENCH_CONV_REPS overrides the count, for steadier A/B timings or a profiler.
+    let conv_reps = std::env::var("DDPM_BENCH_CONV_REPS")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(if quick { 1 } else { 5 });
     for (case, c_in, c_out, size, stride, kernel) in conv_shapes {
         let s = ConvShape {
             n,

@@ -207,6 +207,30 @@ fn conv2d_uniform_window_kernels_match_reference() {
         },
         60,
     );
+    // The 3x3 weight gradient with x and dy both in windows: a padded 28x28 plane leaves room
+    // for 16 channels per window, so 20 input and 20 output channels end in ragged windows.
+    let level0 = ConvShape {
+        n: 2,
+        c_in: 20,
+        h: 28,
+        w: 28,
+        c_out: 20,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    conv_case(&gpu, level0, 80);
+    // Without padding (no zero border around x), on a width that is not a multiple of 4.
+    conv_case(
+        &gpu,
+        ConvShape {
+            h: 9,
+            w: 11,
+            padding: 0,
+            ..level0
+        },
+        90,
+    );
 }
 
 fn group_norm_case(

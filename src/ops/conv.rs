@@ -31,7 +31,13 @@ struct ConvParams {
     ci_end: u32,
     accumulate: u32,
     plane_stride: u32,
-    _pad: u32,
+    row_stride: u32,
+    border: u32,
+    x_begin: u32,
+    x_end: u32,
+    x_plane_stride: u32,
+    x_row: u32,
+    _pad: [u32; 2],
 }
 
 static CONV_FWD: Kernel = Kernel {
@@ -236,7 +242,13 @@ fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
         ci_end: 0,
         accumulate: 0,
         plane_stride: 0,
-        _pad: 0,
+        row_stride: 0,
+        border: 0,
+        x_begin: 0,
+        x_end: 0,
+        x_plane_stride: 0,
+        x_row: 0,
+        _pad: [0; 2],
     }
 }
 
@@ -510,58 +522,37 @@ fn conv_ubo(
     y
 }
 
-/// The stride-1 3x3 or 1x1 weight gradient by conv2d_bwd_w_k3s1_ubo / conv2d_bwd_w_k1_ubo, or
-/// None for other shapes and where a padded plane exceeds the window: dy goes through the
-/// uniform window one sample and a run of whole output channels at a time; each dispatch adds to
-/// the partial sums of its parts (of rows, or for 1x1 of flat pixels), which a last pass adds up.
-fn bwd_w_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Tensor> {
+/// The 1x1 weight gradient by conv2d_bwd_w_k1_ubo, or None for other shapes and where a padded
+/// plane exceeds the window: dy goes through the uniform window one sample and a run of whole
+/// output channels at a time; each dispatch adds to the partial sums of its parts of the flat
+/// pixels, which a last pass adds up.
+fn bwd_w_k1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Tensor> {
     const THREAD_CHANNELS: usize = 16;
-    // Input channels per workgroup: 32 lanes x 1 (3x3), 8 lanes x 4 (1x1).
-    const LANES: usize = 32;
+    // Input channels per workgroup: 8 lanes x 4.
+    const CHANNELS: usize = 32;
     // Enough workgroups per dispatch for a many-core CPU.
     const TARGET_GROUPS: usize = 16;
-    let align = gpu.limits.min_uniform_buffer_offset_alignment as usize;
-    let hw_out = s.h_out() * s.w_out();
-    let plane = hw_out.next_multiple_of((align / 4).max(1));
+    if (s.kernel, s.stride, s.padding) != (1, 1, 0) {
+        return None;
+    }
+    let align = (gpu.limits.min_uniform_buffer_offset_alignment as usize / 4).max(8);
+    let hw = s.h * s.w;
+    let plane = hw.next_multiple_of(align);
     let window_channels = (UBO_WINDOW_FLOATS / plane) / THREAD_CHANNELS * THREAD_CHANNELS;
-    let ci_groups = s.c_in.div_ceil(LANES);
+    let ci_groups = s.c_in.div_ceil(CHANNELS);
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    let kernel = match (s.kernel, s.stride, s.padding) {
-        (3, 1, _) => &CONV_BWD_W_K3S1_UBO,
-        (1, 1, 0) => &CONV_BWD_W_K1_UBO,
-        _ => return None,
-    };
     if window_channels == 0 || ci_groups > max_groups {
         return None;
     }
     let window_channels = window_channels.min(s.c_out.next_multiple_of(THREAD_CHANNELS));
     let per_window = ci_groups * window_channels / THREAD_CHANNELS;
-    // Parts of the output rows (3x3), or of the flat pixels in groups of 4 (1x1).
-    let (units, unit) = if s.kernel == 1 {
-        (hw_out.div_ceil(CPU_PX), CPU_PX)
-    } else {
-        (s.h_out(), 1)
-    };
+    // Parts of the flat pixels, in groups of 4.
+    let units = hw.div_ceil(CPU_PX);
     let parts = (TARGET_GROUPS / per_window).clamp(1, units);
     let per_part = units.div_ceil(parts);
     let parts = units.div_ceil(per_part);
-    // conv2d_pad_planes reads dy as its x: c_in = dy's channels, h x w = dy's size.
-    let dy_planes = ConvParams {
-        c_in: s.c_out as u32,
-        h: s.h_out() as u32,
-        w: s.w_out() as u32,
-        plane_stride: plane as u32,
-        ..params(s, false)
-    };
-    let padded = gpu.empty(&[s.n * s.c_out * plane + UBO_WINDOW_FLOATS]);
-    gpu.dispatch(
-        &CONV_PAD_PLANES,
-        &dy_planes,
-        &[dy, &padded],
-        gpu.groups_1d(s.n * s.c_out * plane),
-    );
-    let k_cols = s.c_in * s.kernel * s.kernel;
-    let partial = gpu.empty(&[parts, s.c_out * k_cols]);
+    let padded = padded_planes(gpu, dy, [s.n, s.c_out, s.h, s.w], plane, s.w, 0);
+    let partial = gpu.empty(&[parts, s.c_out * s.c_in]);
     for n in 0..s.n {
         for co_begin in (0..s.c_out).step_by(window_channels) {
             let co_end = (co_begin + window_channels).min(s.c_out);
@@ -571,7 +562,7 @@ fn bwd_w_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Tensor
                 ci_begin: co_begin as u32,
                 ci_end: co_end as u32,
                 accumulate: (n > 0) as u32,
-                chunk: (per_part * unit) as u32,
+                chunk: (per_part * CPU_PX) as u32,
                 plane_stride: plane as u32,
                 ..params(s, false)
             };
@@ -580,10 +571,123 @@ fn bwd_w_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Tensor
                 ci_groups as u32,
                 (co_end - co_begin).div_ceil(THREAD_CHANNELS) as u32,
             ];
-            gpu.dispatch(kernel, &p, &[x, &partial, &window], groups);
+            gpu.dispatch(&CONV_BWD_W_K1_UBO, &p, &[x, &partial, &window], groups);
         }
     }
-    Some(super::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, s.kernel, s.kernel]))
+    Some(super::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, 1, 1]))
+}
+
+/// Planes of `t` ([n c] planes of h x w) copied by conv2d_pad_planes into planes of `plane`
+/// floats, rows of `row` floats after `border` zero rows and columns, zeros elsewhere, plus a
+/// window's length of zeros so that the last window binds inside the buffer.
+fn padded_planes(
+    gpu: &Gpu,
+    t: &Tensor,
+    [n, c, h, w]: [usize; 4],
+    plane: usize,
+    row: usize,
+    border: usize,
+) -> Tensor {
+    assert!(
+        plane.is_multiple_of(8),
+        "conv2d_pad_planes writes 8 floats per thread"
+    );
+    let total = n * c * plane;
+    let padded = gpu.empty(&[total + UBO_WINDOW_FLOATS]);
+    if (plane, row, border) == (h * w, w, 0) {
+        // Nothing to pad: a buffer copy is a memcpy, not a kernel.
+        gpu.copy(t, &padded.slice_flat(0, &[total]));
+        return padded;
+    }
+    let p = ConvParams {
+        n: n as u32,
+        c_in: c as u32,
+        h: h as u32,
+        w: w as u32,
+        plane_stride: plane as u32,
+        row_stride: row as u32,
+        border: border as u32,
+        ..ConvParams::zeroed()
+    };
+    gpu.dispatch(
+        &CONV_PAD_PLANES,
+        &p,
+        &[t, &padded],
+        gpu.groups_1d(total / 8),
+    );
+    padded
+}
+
+/// The stride-1 3x3 weight gradient by conv2d_bwd_w_k3s1_ubo (x and dy both in uniform
+/// windows), or None where a padded plane of either exceeds the window: a dispatch per (sample,
+/// window of input channels, window of output channels), each adding to the partial sums of its
+/// row parts, which a last pass adds up.
+fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Tensor> {
+    const THREAD_CHANNELS: usize = 16;
+    const LANES: usize = 8;
+    const TARGET_GROUPS: usize = 16;
+    if (s.kernel, s.stride) != (3, 1) {
+        return None;
+    }
+    let align = (gpu.limits.min_uniform_buffer_offset_alignment as usize / 4).max(8);
+    let (h_out, w_out) = (s.h_out(), s.w_out());
+    let dy_row = w_out.next_multiple_of(CPU_PX);
+    let dy_plane = (h_out * dy_row).next_multiple_of(align);
+    let x_row = dy_row + CPU_PX;
+    let x_plane = ((h_out + 2) * x_row).next_multiple_of(align);
+    let co_window = (UBO_WINDOW_FLOATS / dy_plane) / THREAD_CHANNELS * THREAD_CHANNELS;
+    let ci_window = (UBO_WINDOW_FLOATS / x_plane) / LANES * LANES;
+    if co_window == 0 || ci_window == 0 || !uniform_windows_supported(gpu) {
+        return None;
+    }
+    let co_window = co_window.min(s.c_out.next_multiple_of(THREAD_CHANNELS));
+    let ci_window = ci_window.min(s.c_in.next_multiple_of(LANES));
+    let per_window = ci_window / LANES * (co_window / THREAD_CHANNELS);
+    let parts = (TARGET_GROUPS / per_window).clamp(1, h_out);
+    let per_part = h_out.div_ceil(parts);
+    let parts = h_out.div_ceil(per_part);
+    let dy_padded = padded_planes(gpu, dy, [s.n, s.c_out, h_out, w_out], dy_plane, dy_row, 0);
+    let x_padded = padded_planes(gpu, x, [s.n, s.c_in, s.h, s.w], x_plane, x_row, s.padding);
+    let k_cols = s.c_in * 9;
+    let partial = gpu.empty(&[parts, s.c_out * k_cols]);
+    for n in 0..s.n {
+        for ci_begin in (0..s.c_in).step_by(ci_window) {
+            let ci_end = (ci_begin + ci_window).min(s.c_in);
+            let x_window =
+                x_padded.slice_flat((n * s.c_in + ci_begin) * x_plane, &[UBO_WINDOW_FLOATS]);
+            for co_begin in (0..s.c_out).step_by(co_window) {
+                let co_end = (co_begin + co_window).min(s.c_out);
+                let dy_window =
+                    dy_padded.slice_flat((n * s.c_out + co_begin) * dy_plane, &[UBO_WINDOW_FLOATS]);
+                let p = ConvParams {
+                    block: n as u32,
+                    ci_begin: co_begin as u32,
+                    ci_end: co_end as u32,
+                    accumulate: (n > 0) as u32,
+                    chunk: per_part as u32,
+                    plane_stride: dy_plane as u32,
+                    row_stride: dy_row as u32,
+                    x_begin: ci_begin as u32,
+                    x_end: ci_end as u32,
+                    x_plane_stride: x_plane as u32,
+                    x_row: x_row as u32,
+                    ..params(s, false)
+                };
+                let groups = [
+                    parts as u32,
+                    (ci_end - ci_begin).div_ceil(LANES) as u32,
+                    (co_end - co_begin).div_ceil(THREAD_CHANNELS) as u32,
+                ];
+                gpu.dispatch(
+                    &CONV_BWD_W_K3S1_UBO,
+                    &p,
+                    &[&partial, &dy_window, &x_window],
+                    groups,
+                );
+            }
+        }
+    }
+    Some(super::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, 3, 3]))
 }
 
 /// Runs a CPU forward kernel for shape `s` with packed weights.
@@ -728,7 +832,10 @@ pub fn conv2d_backward_w_with(
         _ => None,
     };
     if variant == ConvVariant::DirectUniform {
-        if let Some(dw) = bwd_w_ubo(gpu, x, dy, s) {
+        if let Some(dw) = bwd_w_k3s1_ubo(gpu, x, dy, s) {
+            return dw;
+        }
+        if let Some(dw) = bwd_w_k1_ubo(gpu, x, dy, s) {
             return dw;
         }
     }
