@@ -20,6 +20,12 @@ struct MatmulParams {
     b_row: u32,
     b_col: u32,
     _pad1: u32,
+    // matmul_fwd_ubo: where the dispatch's first batch entry of A and B starts in its window,
+    // and of C in c.
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -197,4 +203,76 @@ fn matmul_fwd_direct(
     direct_store(row0 + 4u, col0, c_base, c1a, c1b);
     direct_store(row0 + 8u, col0, c_base, c2a, c2b);
     direct_store(row0 + 12u, col0, c_base, c3a, c3b);
+}
+
+// matmul_fwd_ubo: the product for CPU adapters with A and B in 64 KiB uniform windows `aw` and
+// `bw` (src/ops/window.rs says why), for operands whose batch entries fit a window: a dispatch
+// covers the batch entries [z0, z0 + grid z) whose A and B lie in its windows. A thread owns
+// rows ty + 8 i and columns tx + 8 j (i, j < 4) in four vec4 accumulators; the 8 lanes of a
+// SIMD batch share rows and read consecutive columns. Workgroups of 8 x 8 threads cover 32 x
+// 32 outputs, so the small products of attention (49 x 49) waste fewer lanes than
+// matmul_fwd_direct's 16 x 128. Grid (ceil(n / 32), ceil(m / 32), entries).
+@group(0) @binding(5) var<uniform> aw: array<vec4<f32>, 4096>;
+@group(0) @binding(6) var<uniform> bw: array<vec4<f32>, 4096>;
+
+fn a_at(e: u32) -> f32 {
+    return aw[e >> 2u][e & 3u];
+}
+
+fn b_at(e: u32) -> f32 {
+    return bw[e >> 2u][e & 3u];
+}
+
+fn ubo_store(row: u32, col0: u32, c_base: u32, v: vec4<f32>) {
+    if (row >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let col = col0 + 8u * j;
+        if (col < p.n) {
+            var o = v[j];
+            if (p.has_bias == 1u) {
+                o += bias[col];
+            }
+            c[c_base + row * p.n + col] = o;
+        }
+    }
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul_fwd_ubo(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let row0 = wid.y * 32u + lid.y;
+    let col0 = wid.x * 32u + lid.x;
+    let a_base = p.a_off + wid.z * p.a_batch;
+    let b_base = p.b_off + wid.z * p.b_batch;
+    // Out-of-range rows and columns read row/column 0 and are never stored.
+    let a0 = a_base + select(0u, row0, row0 < p.m) * p.a_row;
+    let a1 = a_base + select(0u, row0 + 8u, row0 + 8u < p.m) * p.a_row;
+    let a2 = a_base + select(0u, row0 + 16u, row0 + 16u < p.m) * p.a_row;
+    let a3 = a_base + select(0u, row0 + 24u, row0 + 24u < p.m) * p.a_row;
+    let b0 = b_base + select(0u, col0, col0 < p.n) * p.b_col;
+    let b1 = b_base + select(0u, col0 + 8u, col0 + 8u < p.n) * p.b_col;
+    let b2 = b_base + select(0u, col0 + 16u, col0 + 16u < p.n) * p.b_col;
+    let b3 = b_base + select(0u, col0 + 24u, col0 + 24u < p.n) * p.b_col;
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k++) {
+        let ak = k * p.a_col;
+        let bk = k * p.b_row;
+        let bv = vec4<f32>(b_at(b0 + bk), b_at(b1 + bk), b_at(b2 + bk), b_at(b3 + bk));
+        c0 = fma(vec4<f32>(a_at(a0 + ak)), bv, c0);
+        c1 = fma(vec4<f32>(a_at(a1 + ak)), bv, c1);
+        c2 = fma(vec4<f32>(a_at(a2 + ak)), bv, c2);
+        c3 = fma(vec4<f32>(a_at(a3 + ak)), bv, c3);
+    }
+    let c_base = p.c_off + wid.z * p.m * p.n;
+    ubo_store(row0, col0, c_base, c0);
+    ubo_store(row0 + 8u, col0, c_base, c1);
+    ubo_store(row0 + 16u, col0, c_base, c2);
+    ubo_store(row0 + 24u, col0, c_base, c3);
 }

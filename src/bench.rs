@@ -57,7 +57,11 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
             unit,
         });
     };
-    for variant in [MatmulVariant::Tiled, MatmulVariant::Direct] {
+    for variant in [
+        MatmulVariant::Tiled,
+        MatmulVariant::Direct,
+        MatmulVariant::DirectUniform,
+    ] {
         for (m, k, n) in [(128, 128, 128), (512, 512, 512), (2000, 128, 128)] {
             let a = rand(gpu, &[m, k], 1);
             let b = rand(gpu, &[k, n], 2);

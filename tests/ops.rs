@@ -9,7 +9,7 @@ use ddpm::ops;
 
 #[test]
 fn matmul_matches_reference_for_every_transpose_and_bias() {
-    use ops::matmul::MatmulVariant::{Direct, Tiled};
+    use ops::matmul::MatmulVariant::{Direct, DirectUniform, Tiled};
     let gpu = gpu();
     let (batch, m, k, n) = (2, 37, 19, 45);
     for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -34,6 +34,8 @@ fn matmul_matches_reference_for_every_transpose_and_bias() {
             (true, Tiled),
             (false, Direct),
             (true, Direct),
+            (false, DirectUniform),
+            (true, DirectUniform),
         ] {
             let c = ops::matmul::matmul_variant(
                 &gpu,
@@ -88,11 +90,50 @@ fn matmul_shares_a_2d_operand_across_the_batch_and_handles_a_realistic_shape() {
     for variant in [
         ops::matmul::MatmulVariant::Tiled,
         ops::matmul::MatmulVariant::Direct,
+        ops::matmul::MatmulVariant::DirectUniform,
     ] {
         let (ga, gb) = (gpu.upload(&a, &[m, k]), gpu.upload(&b, &[k, n]));
         let c = ops::matmul::matmul_variant(&gpu, variant, &ga, &gb, None, false, false);
         assert_close(
             &format!("matmul {variant:?} 128^3"),
+            &gpu.read(&c),
+            &want,
+            1e-4,
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn matmul_uniform_windows_span_several_dispatches() {
+    // A batch entry of A holds 4270 floats, so a 64 KiB window holds 3 of them: the 5 entries
+    // take two dispatches, the second starting 2 floats past an aligned window start. B is
+    // batched, then shared by every entry.
+    let gpu = gpu();
+    let (batch, m, k, n) = (5, 61, 70, 33);
+    let a = uniform(batch * m * k, -1.0, 1.0, 11);
+    let b = uniform(batch * k * n, -1.0, 1.0, 12);
+    let ga = gpu.upload(&a, &[batch, m, k]);
+    for shared in [false, true] {
+        let (gb, b_all) = if shared {
+            let b0 = &b[..k * n];
+            let tiled: Vec<f64> = (0..batch).flat_map(|_| to_f64(b0)).collect();
+            (gpu.upload(b0, &[k, n]), tiled)
+        } else {
+            (gpu.upload(&b, &[batch, k, n]), to_f64(&b))
+        };
+        let c = ops::matmul::matmul_variant(
+            &gpu,
+            ops::matmul::MatmulVariant::DirectUniform,
+            &ga,
+            &gb,
+            None,
+            false,
+            false,
+        );
+        let want = cpu::matmul::matmul(&to_f64(&a), &b_all, None, batch, m, k, n, false, false);
+        assert_close(
+            &format!("matmul DirectUniform shared_b={shared}"),
             &gpu.read(&c),
             &want,
             1e-4,

@@ -23,6 +23,10 @@ struct MatmulParams {
     b_row: u32,
     b_col: u32,
     _pad1: u32,
+    a_off: u32,
+    b_off: u32,
+    c_off: u32,
+    _pad2: u32,
 }
 
 static MATMUL_FWD: Kernel = Kernel {
@@ -33,9 +37,15 @@ static MATMUL_FWD_DIRECT: Kernel = Kernel {
     shader: &MATMUL,
     entry: "matmul_fwd_direct",
 };
+static MATMUL_FWD_UBO: Kernel = Kernel {
+    shader: &MATMUL,
+    entry: "matmul_fwd_ubo",
+};
 const TILE: usize = 64;
 /// Output tile of matmul_fwd_direct: 16 rows x 128 columns.
 const DIRECT_TILE: (usize, usize) = (16, 128);
+/// Output tile of matmul_fwd_ubo: 32 x 32.
+const UBO_TILE: usize = 32;
 
 /// (batch, rows, cols) of a 2-D or 3-D tensor.
 fn dims(t: &Tensor) -> (usize, usize, usize) {
@@ -46,21 +56,25 @@ fn dims(t: &Tensor) -> (usize, usize, usize) {
     }
 }
 
-/// The two implementations of the product: workgroup-memory tiles for GPUs, and a
-/// barrier-free register-blocked kernel for CPU adapters, where barriers are expensive and
-/// workgroup memory buys nothing.
+/// The implementations of the product: workgroup-memory tiles for GPUs, and a barrier-free
+/// register-blocked kernel for CPU adapters, where barriers are expensive and workgroup memory
+/// buys nothing. `DirectUniform` is `Direct` reading operands whose batch entries fit a 64 KiB
+/// uniform window through windows (ops::window), others as `Direct`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulVariant {
     Tiled,
     Direct,
+    DirectUniform,
 }
 
 impl MatmulVariant {
     pub fn for_adapter(gpu: &Gpu) -> MatmulVariant {
-        if gpu.cpu_kernels() {
-            MatmulVariant::Direct
-        } else {
+        if !gpu.cpu_kernels() {
             MatmulVariant::Tiled
+        } else if super::window::supported(gpu) {
+            MatmulVariant::DirectUniform
+        } else {
+            MatmulVariant::Direct
         }
     }
 }
@@ -129,6 +143,10 @@ pub fn matmul_variant(
         b_row: u(b_row),
         b_col: u(b_col),
         _pad1: 0,
+        a_off: 0,
+        b_off: 0,
+        c_off: 0,
+        _pad2: 0,
     };
     let shape = if a.shape.len() == 3 || b.shape.len() == 3 {
         vec![batch, m, n]
@@ -136,9 +154,14 @@ pub fn matmul_variant(
         vec![m, n]
     };
     let c = gpu.empty(&shape);
+    if variant == MatmulVariant::DirectUniform
+        && matmul_ubo(gpu, &params, [a, b], [batch_a, batch_b], bias, &c)
+    {
+        return c;
+    }
     let (kernel, (tile_m, tile_n)) = match variant {
         MatmulVariant::Tiled => (&MATMUL_FWD, (TILE, TILE)),
-        MatmulVariant::Direct => (&MATMUL_FWD_DIRECT, DIRECT_TILE),
+        MatmulVariant::Direct | MatmulVariant::DirectUniform => (&MATMUL_FWD_DIRECT, DIRECT_TILE),
     };
     let groups = [
         n.div_ceil(tile_n) as u32,
@@ -147,6 +170,63 @@ pub fn matmul_variant(
     ];
     gpu.dispatch(kernel, &params, &[a, b, bias.unwrap_or(a), &c], groups);
     c
+}
+
+/// The product by matmul_fwd_ubo into `c`, where a batch entry of each operand fits a window
+/// (false otherwise, and nothing is recorded): a dispatch per run of batch entries whose A and B
+/// both fit their windows.
+fn matmul_ubo(
+    gpu: &Gpu,
+    params: &MatmulParams,
+    operands: [&Tensor; 2],
+    batches: [usize; 2],
+    bias: Option<&Tensor>,
+    c: &Tensor,
+) -> bool {
+    use super::window;
+    let align = window::align_floats(gpu);
+    let entries = operands.map(|t| {
+        let (_, r, c) = dims(t);
+        r * c
+    });
+    if entries.iter().any(|&e| e + align > window::WINDOW_FLOATS) {
+        return false;
+    }
+    let batch = batches[0].max(batches[1]);
+    // Batch entries per dispatch: as many as every batched operand's window holds.
+    let per_dispatch = (0..2)
+        .filter(|&i| batches[i] > 1)
+        .map(|i| (window::WINDOW_FLOATS - align) / entries[i])
+        .min()
+        .unwrap_or(batch)
+        .max(1);
+    let copies = operands.map(|t| window::with_tail(gpu, t));
+    let (m, n) = (params.m as usize, params.n as usize);
+    for z0 in (0..batch).step_by(per_dispatch) {
+        let [(a_win, a_off), (b_win, b_off)] = [0, 1].map(|i| {
+            let start = if batches[i] > 1 { z0 * entries[i] } else { 0 };
+            window::at(&copies[i], start, align)
+        });
+        let p = MatmulParams {
+            a_off: a_off as u32,
+            b_off: b_off as u32,
+            c_off: super::count_u32(z0 * m * n, "matmul"),
+            ..*params
+        };
+        // Without a bias the bias binding holds A and is not read.
+        let groups = [
+            n.div_ceil(UBO_TILE) as u32,
+            m.div_ceil(UBO_TILE) as u32,
+            per_dispatch.min(batch - z0) as u32,
+        ];
+        gpu.dispatch(
+            &MATMUL_FWD_UBO,
+            &p,
+            &[bias.unwrap_or(operands[0]), c, &a_win, &b_win],
+            groups,
+        );
+    }
+    true
 }
 
 struct MatmulBackward {

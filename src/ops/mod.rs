@@ -17,6 +17,7 @@ pub mod rng;
 pub mod softmax;
 pub mod unet_misc;
 pub mod vlb;
+pub(crate) mod window;
 
 /// Element count as the u32 the kernels index with.
 pub(crate) fn count_u32(n: usize, what: &str) -> u32 {

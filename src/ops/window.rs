@@ -1,0 +1,38 @@
+//! Uniform windows: 64 KiB views of a tensor bound as uniform buffers, which the CPU-adapter
+//! kernels read instead of storage buffers. Mesa 22's llvmpipe loads a storage element whose
+//! address differs between lanes in a loop over the lanes, with a branch per lane; a uniform
+//! element is a straight-line gather (see shaders/conv.wgsl).
+
+use crate::gpu::Gpu;
+use crate::tensor::Tensor;
+
+/// Floats in a window: `array<vec4<f32>, 4096>` in the shaders, 64 KiB, which every Vulkan
+/// driver allows as a uniform binding.
+pub(crate) const WINDOW_FLOATS: usize = 16384;
+
+/// Whether the adapter binds 64 KiB uniform windows.
+pub(crate) fn supported(gpu: &Gpu) -> bool {
+    gpu.limits.max_uniform_buffer_binding_size as usize >= WINDOW_FLOATS * 4
+}
+
+/// The granularity of window starts in floats: the uniform offset alignment, and at least 8
+/// (conv2d_pad_planes writes 8 floats per thread).
+pub(crate) fn align_floats(gpu: &Gpu) -> usize {
+    (gpu.limits.min_uniform_buffer_offset_alignment as usize / 4).max(8)
+}
+
+/// A copy of `t` followed by a window's length of zeros, so that a window starting anywhere in
+/// `t` binds inside the buffer. A buffer copy, not a kernel.
+pub(crate) fn with_tail(gpu: &Gpu, t: &Tensor) -> Tensor {
+    let n = t.numel();
+    let out = gpu.empty(&[n + WINDOW_FLOATS]);
+    gpu.copy(t, &out.slice_flat(0, &[n]));
+    out
+}
+
+/// The window of `t` (a `with_tail` copy or a padded buffer) that holds float `start`: it
+/// begins at the aligned float at or before `start`; also returns `start`'s offset in it.
+pub(crate) fn at(t: &Tensor, start: usize, align: usize) -> (Tensor, usize) {
+    let base = start - start % align;
+    (t.slice_flat(base, &[WINDOW_FLOATS]), start - base)
+}
