@@ -3,6 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::window;
 use crate::autograd::{Backward, Ctx, Var};
 use crate::cpu::conv::ConvShape;
 use crate::gpu::{Gpu, Kernel};
@@ -130,9 +131,8 @@ const CPU_PX: usize = 4;
 const CPU_NB: usize = 4;
 const CPU_WG: usize = 64;
 /// The uniform-window kernels: output channels per thread of conv2d_fwd_k1_ubo (the 3x3 kernel
-/// takes half), and the floats of the window (`wuni`: 64 KiB, which every Vulkan driver allows).
+/// takes half). Their windows (`wuni`, `xuni`) are ops::window's.
 const UBO_BLOCK: usize = 32;
-const UBO_WINDOW_FLOATS: usize = 16384;
 /// conv2d_bwd_w_k3s*_cpu: input channels per workgroup (16 threads, two each) and the number of
 /// split-K chunks of output rows.
 const CPU_BWD_W_CHANNELS: usize = 32;
@@ -419,7 +419,7 @@ fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack, width: usi
     let tail = if width == CPU_BLOCK {
         0
     } else {
-        UBO_WINDOW_FLOATS
+        window::WINDOW_FLOATS
     };
     let packed = gpu.empty(&[len + tail]);
     let p = ConvParams {
@@ -440,8 +440,7 @@ fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack, width: usi
 /// multiple of one input channel's packed weights, 1x1 or 3x3).
 fn uniform_windows_supported(gpu: &Gpu) -> bool {
     let align = gpu.limits.min_uniform_buffer_offset_alignment as usize;
-    gpu.limits.max_uniform_buffer_binding_size as usize >= UBO_WINDOW_FLOATS * 4
-        && (UBO_BLOCK * 4).is_multiple_of(align)
+    window::supported(gpu) && (UBO_BLOCK * 4).is_multiple_of(align)
 }
 
 /// The uniform-window forward kernel for shape `s` and its block of output channels, where there
@@ -495,13 +494,13 @@ fn conv_ubo(
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
     let items = ubo_items(kernel, s);
     let per_channel = width * s.kernel * s.kernel;
-    let chunks = s.c_in.div_ceil(UBO_WINDOW_FLOATS / per_channel);
+    let chunks = s.c_in.div_ceil(window::WINDOW_FLOATS / per_channel);
     let chunk = s.c_in.div_ceil(chunks);
     for block in 0..s.c_out / width {
         for (i, ci_begin) in (0..s.c_in).step_by(chunk).enumerate() {
             let window = packed.slice_flat(
                 (block * s.c_in + ci_begin) * per_channel,
-                &[UBO_WINDOW_FLOATS],
+                &[window::WINDOW_FLOATS],
             );
             let p = ConvParams {
                 block: block as u32,
@@ -535,10 +534,10 @@ fn bwd_w_k1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Ten
     if (s.kernel, s.stride, s.padding) != (1, 1, 0) {
         return None;
     }
-    let align = (gpu.limits.min_uniform_buffer_offset_alignment as usize / 4).max(8);
+    let align = window::align_floats(gpu);
     let hw = s.h * s.w;
     let plane = hw.next_multiple_of(align);
-    let window_channels = (UBO_WINDOW_FLOATS / plane) / THREAD_CHANNELS * THREAD_CHANNELS;
+    let window_channels = (window::WINDOW_FLOATS / plane) / THREAD_CHANNELS * THREAD_CHANNELS;
     let ci_groups = s.c_in.div_ceil(CHANNELS);
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
     if window_channels == 0 || ci_groups > max_groups {
@@ -556,7 +555,8 @@ fn bwd_w_k1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Ten
     for n in 0..s.n {
         for co_begin in (0..s.c_out).step_by(window_channels) {
             let co_end = (co_begin + window_channels).min(s.c_out);
-            let window = padded.slice_flat((n * s.c_out + co_begin) * plane, &[UBO_WINDOW_FLOATS]);
+            let window =
+                padded.slice_flat((n * s.c_out + co_begin) * plane, &[window::WINDOW_FLOATS]);
             let p = ConvParams {
                 block: n as u32,
                 ci_begin: co_begin as u32,
@@ -593,7 +593,7 @@ fn padded_planes(
         "conv2d_pad_planes writes 8 floats per thread"
     );
     let total = n * c * plane;
-    let padded = gpu.empty(&[total + UBO_WINDOW_FLOATS]);
+    let padded = gpu.empty(&[total + window::WINDOW_FLOATS]);
     if (plane, row, border) == (h * w, w, 0) {
         // Nothing to pad: a buffer copy is a memcpy, not a kernel.
         gpu.copy(t, &padded.slice_flat(0, &[total]));
@@ -629,14 +629,14 @@ fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<T
     if (s.kernel, s.stride) != (3, 1) {
         return None;
     }
-    let align = (gpu.limits.min_uniform_buffer_offset_alignment as usize / 4).max(8);
+    let align = window::align_floats(gpu);
     let (h_out, w_out) = (s.h_out(), s.w_out());
     let dy_row = w_out.next_multiple_of(CPU_PX);
     let dy_plane = (h_out * dy_row).next_multiple_of(align);
     let x_row = dy_row + CPU_PX;
     let x_plane = ((h_out + 2) * x_row).next_multiple_of(align);
-    let co_window = (UBO_WINDOW_FLOATS / dy_plane) / THREAD_CHANNELS * THREAD_CHANNELS;
-    let ci_window = (UBO_WINDOW_FLOATS / x_plane) / LANES * LANES;
+    let co_window = (window::WINDOW_FLOATS / dy_plane) / THREAD_CHANNELS * THREAD_CHANNELS;
+    let ci_window = (window::WINDOW_FLOATS / x_plane) / LANES * LANES;
     if co_window == 0 || ci_window == 0 || !uniform_windows_supported(gpu) {
         return None;
     }
@@ -654,11 +654,13 @@ fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<T
         for ci_begin in (0..s.c_in).step_by(ci_window) {
             let ci_end = (ci_begin + ci_window).min(s.c_in);
             let x_window =
-                x_padded.slice_flat((n * s.c_in + ci_begin) * x_plane, &[UBO_WINDOW_FLOATS]);
+                x_padded.slice_flat((n * s.c_in + ci_begin) * x_plane, &[window::WINDOW_FLOATS]);
             for co_begin in (0..s.c_out).step_by(co_window) {
                 let co_end = (co_begin + co_window).min(s.c_out);
-                let dy_window =
-                    dy_padded.slice_flat((n * s.c_out + co_begin) * dy_plane, &[UBO_WINDOW_FLOATS]);
+                let dy_window = dy_padded.slice_flat(
+                    (n * s.c_out + co_begin) * dy_plane,
+                    &[window::WINDOW_FLOATS],
+                );
                 let p = ConvParams {
                     block: n as u32,
                     ci_begin: co_begin as u32,
