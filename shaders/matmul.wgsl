@@ -138,19 +138,21 @@ fn direct_b_row(base: u32, k: u32, cols: array<u32, 8>, half: u32) -> vec4<f32> 
     return vec4<f32>(b[o + cols[j]], b[o + cols[j + 1u]], b[o + cols[j + 2u]], b[o + cols[j + 3u]]);
 }
 
-fn direct_store(row: u32, col0: u32, c_base: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if (row >= p.m) {
-        return;
-    }
-    for (var j = 0u; j < 8u; j++) {
-        let col = col0 + 16u * j;
-        if (col < p.n) {
-            var v = select(hi[j - 4u], lo[min(j, 3u)], j < 4u);
-            if (p.has_bias == 1u) {
-                v += bias[col];
-            }
-            c[c_base + row * p.n + col] = v;
+// c[row, col] = v (+ bias[col]) where the element exists.
+fn store_c(row: u32, col: u32, c_base: u32, v: f32) {
+    if (row < p.m && col < p.n) {
+        var o = v;
+        if (p.has_bias == 1u) {
+            o += bias[col];
         }
+        c[c_base + row * p.n + col] = o;
+    }
+}
+
+fn direct_store(row: u32, col0: u32, c_base: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        store_c(row, col0 + 16u * j, c_base, lo[j]);
+        store_c(row, col0 + 16u * (j + 4u), c_base, hi[j]);
     }
 }
 
@@ -224,18 +226,8 @@ fn b_at(e: u32) -> f32 {
 }
 
 fn ubo_store(row: u32, col0: u32, c_base: u32, v: vec4<f32>) {
-    if (row >= p.m) {
-        return;
-    }
     for (var j = 0u; j < 4u; j++) {
-        let col = col0 + 8u * j;
-        if (col < p.n) {
-            var o = v[j];
-            if (p.has_bias == 1u) {
-                o += bias[col];
-            }
-            c[c_base + row * p.n + col] = o;
-        }
+        store_c(row, col0 + 8u * j, c_base, v[j]);
     }
 }
 
