@@ -4,7 +4,8 @@
 //   conv2d_bwd_x: dX[ci, (n, iy, ix)]  = W^T[ci, (co, ky, kx)] * dY_col[(co, ky, kx), (n, iy, ix)]
 //   conv2d_bwd_w: dW_part[z, co, (ci, ky, kx)] = sum over the z-th chunk of (n, p) of
 //                 dY[co, (n, p)] * X_col[(ci, ky, kx), (n, p)]   (split-K; a second pass sums
-//                 the chunks: deterministic, no float atomics)
+//                 the chunks: deterministic, no float atomics); with has_bias, also
+//                 db_part[z, co] = sum over the chunk of dY[co, (n, p)], in the same rows
 // Geometry: 16 x 16 threads, 64 x 64 output tiles, 16-deep K slices in workgroup memory, 4 x 4
 // outputs per thread (rows ty + 16 i, cols tx + 16 j). Grid: (ceil(cols / 64), ceil(rows / 64),
 // z), z = split of K for fwd and bwd_x (each writes its own copy of the output, summed on the
@@ -47,8 +48,10 @@ struct ConvParams {
     x_end: u32,
     x_plane_stride: u32,
     x_row: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // conv2d_bwd_w (tiled): floats per row of the partial sums, and where the bias gradient's
+    // partial sums start in a row (the weight gradient's start at 0).
+    partial_row: u32,
+    bias_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -428,12 +431,22 @@ fn conv2d_bwd_w(
     for (var i = 0u; i < 16u; i++) {
         acc[i] = 0.0;
     }
+    // The bias gradient rides along: the first column tile's threads of column 0 add up the dy
+    // rows they stage anyway.
+    let sums_bias = p.has_bias == 1u && wid.x == 0u && lid.x == 0u;
+    var bias_acc = vec4<f32>(0.0);
     for (var k0 = np_begin; k0 < np_end; k0 += TILE_K) {
         for (var r = 0u; r < 4u; r++) {
             tile_a[kt * TILE + li / TILE_K + 16u * r] = ra[r];
             tile_b[kt * TILE + li / TILE_K + 16u * r] = rb[r];
         }
         workgroupBarrier();
+        if (sums_bias) {
+            for (var kk = 0u; kk < TILE_K; kk++) {
+                let t = kk * TILE + lid.y;
+                bias_acc += vec4<f32>(tile_a[t], tile_a[t + 16u], tile_a[t + 32u], tile_a[t + 48u]);
+            }
+        }
         let k1 = k0 + TILE_K;
         if (k1 < np_end) {
             let here = k1 + kt < np_end;
@@ -456,13 +469,17 @@ fn conv2d_bwd_w(
         tile_products(lid, &acc);
         workgroupBarrier();
     }
+    let part = wid.z * p.partial_row;
     for (var i = 0u; i < 4u; i++) {
         let co = row0 + lid.y + 16u * i;
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + lid.x + 16u * j;
             if (co < p.c_out && col < k_cols) {
-                out[(wid.z * p.c_out + co) * k_cols + col] = acc[i * 4u + j];
+                out[part + co * k_cols + col] = acc[i * 4u + j];
             }
+        }
+        if (sums_bias && co < p.c_out) {
+            out[part + p.bias_offset + co] = bias_acc[i];
         }
     }
 }

@@ -53,6 +53,22 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
             1e-3,
             1e-4,
         );
+        // Both at once (the tiled kernel sums the bias in the weight gradient's pass).
+        let (got_w, got_b) = ops::conv::conv2d_backward_w_bias_with(gpu, variant, &gx, &gdy, &s);
+        assert_close(
+            &format!("conv2d_bwd_w_bias (weight) {what}"),
+            &gpu.read(&got_w),
+            &dw,
+            1e-3,
+            1e-4,
+        );
+        assert_close(
+            &format!("conv2d_bwd_w_bias (bias) {what}"),
+            &gpu.read(&got_b),
+            &db,
+            1e-3,
+            1e-4,
+        );
     }
     let got = ops::conv::conv2d_backward_bias(gpu, &gdy, &s);
     assert_close(

@@ -38,7 +38,8 @@ struct ConvParams {
     x_end: u32,
     x_plane_stride: u32,
     x_row: u32,
-    _pad: [u32; 2],
+    partial_row: u32,
+    bias_offset: u32,
 }
 
 static CONV_FWD: Kernel = Kernel {
@@ -248,7 +249,8 @@ fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
         x_end: 0,
         x_plane_stride: 0,
         x_row: 0,
-        _pad: [0; 2],
+        partial_row: (s.c_out * s.c_in * s.kernel * s.kernel) as u32,
+        bias_offset: 0,
     }
 }
 
@@ -866,6 +868,53 @@ pub fn conv2d_backward_w_with(
     super::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, s.kernel, s.kernel])
 }
 
+/// The weight and bias gradients together. The tiled kernel (GPUs) sums the bias gradient in
+/// the weight gradient's pass, so both share one partial buffer and one reduction: two
+/// dispatches instead of four, and a GPU step is bound by its dispatches. The other variants
+/// compute them apart.
+pub fn conv2d_backward_w_bias(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    s: &ConvShape,
+) -> (Tensor, Tensor) {
+    conv2d_backward_w_bias_with(gpu, ConvVariant::for_adapter(gpu), x, dy, s)
+}
+
+pub fn conv2d_backward_w_bias_with(
+    gpu: &Gpu,
+    variant: ConvVariant,
+    x: &Tensor,
+    dy: &Tensor,
+    s: &ConvShape,
+) -> (Tensor, Tensor) {
+    if variant != ConvVariant::Tiled {
+        let dw = conv2d_backward_w_with(gpu, variant, x, dy, s);
+        return (dw, conv2d_backward_bias(gpu, dy, s));
+    }
+    let k_cols = s.c_in * s.kernel * s.kernel;
+    let weights = s.c_out * k_cols;
+    // The bias gradient becomes a view into the sums: its start keeps the binding alignment.
+    let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+    let bias_offset = weights.next_multiple_of(align);
+    let row = bias_offset + s.c_out;
+    let chunk = bwd_w_chunk(s, variant);
+    let chunks = (s.n * s.h_out() * s.w_out()).div_ceil(chunk);
+    let partial = gpu.empty(&[chunks, row]);
+    let (kernel, groups) = variant.pick(&CONV_BWD_W, &CONV_BWD_W_DIRECT, s.c_out, k_cols, chunks);
+    let p = ConvParams {
+        partial_row: row as u32,
+        bias_offset: bias_offset as u32,
+        ..chunked_params(s, true, chunk)
+    };
+    gpu.dispatch(kernel, &p, &[x, dy, &partial], groups);
+    let sums = super::reduce::sum_rows(gpu, &partial);
+    (
+        sums.slice_flat(0, &[s.c_out, s.c_in, s.kernel, s.kernel]),
+        sums.slice_flat(bias_offset, &[s.c_out]),
+    )
+}
+
 pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, s: &ConvShape) -> Tensor {
     let chunks = (s.n * s.h_out() * s.w_out()).div_ceil(BIAS_CHUNK);
     let partial = gpu.empty(&[chunks, s.c_out]);
@@ -891,12 +940,20 @@ impl Backward for Conv2dBackward {
     }
     fn backward(&self, gpu: &Gpu, dy: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
         let s = &self.shape;
-        let mut grads = vec![
-            needs[0].then(|| conv2d_backward_x(gpu, &self.weight, dy, s)),
-            needs[1].then(|| conv2d_backward_w(gpu, &self.x, dy, s)),
-        ];
+        let dx = needs[0].then(|| conv2d_backward_x(gpu, &self.weight, dy, s));
+        let wants_bias = needs.get(2) == Some(&true);
+        let (dw, db) = match (needs[1], wants_bias) {
+            (true, true) => {
+                let (dw, db) = conv2d_backward_w_bias(gpu, &self.x, dy, s);
+                (Some(dw), Some(db))
+            }
+            (true, false) => (Some(conv2d_backward_w(gpu, &self.x, dy, s)), None),
+            (false, true) => (None, Some(conv2d_backward_bias(gpu, dy, s))),
+            (false, false) => (None, None),
+        };
+        let mut grads = vec![dx, dw];
         if needs.len() == 3 {
-            grads.push(needs[2].then(|| conv2d_backward_bias(gpu, dy, s)));
+            grads.push(db);
         }
         grads
     }
