@@ -1469,9 +1469,10 @@ fn conv2d_bwd_w_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
 // with a branch per lane, even where every lane reads the same address (the kernels above pay
 // that for every weight); a uniform-buffer element is a straight-line gather there (8 scalar
 // loads, no branch), or a single broadcast load where its offset derives from constants alone
-// (nir_src_is_always_uniform: loop counters and the workgroup id do not count). Mesa 25 also
-// broadcasts elements whose offsets are uniform by its divergence analysis, which covers every
-// window read below. So the blocking minimises gathered elements per FMA. The packed weights of
+// (nir_src_is_always_uniform: loop counters and the workgroup id do not count). Mesa 25 gathers
+// the window reads below too (read from its machine code), at a quarter of the cost of its
+// storage loads on this machine; a microbenchmark is in BENCHMARKS.md. So the blocking minimises
+// gathered elements per FMA. The packed weights of
 // one block of output channels and a chunk of input channels fill at most the 64 KiB window
 // `wuni`; the host dispatches each (block, chunk), and the chunks after the first add to the
 // output (each output element has one owner thread: deterministic).

@@ -143,9 +143,10 @@ const DIRECT_TILE: (usize, usize) = (16, 128);
 
 /// Workgroup-memory tiles for GPUs, or the barrier-free direct kernels for CPU adapters (see
 /// ops::matmul::MatmulVariant). `DirectUniform` is `Direct` with the stride-1 3x3 and 1x1
-/// convolutions reading their weights (and the weight gradients dy) from 64 KiB uniform-buffer
-/// windows (the *_ubo kernels), which CPU drivers broadcast instead of loading per lane; it sums
-/// the input channels in chunks, so its rounding differs slightly from the others'.
+/// convolutions reading their weights (and the weight gradients x and dy) from 64 KiB
+/// uniform-buffer windows (the *_ubo kernels, ops::window), which CPU drivers gather in
+/// straight-line code instead of a loop over the lanes; it sums the input channels in chunks, so
+/// its rounding differs slightly from the others'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvVariant {
     Tiled,
