@@ -189,7 +189,7 @@ fn matmul_ubo(
         let (_, r, c) = dims(t);
         r * c
     });
-    if entries.iter().any(|&e| e + align > window::WINDOW_FLOATS) {
+    if entries.iter().any(|&e| e == 0 || e + align > window::WINDOW_FLOATS) {
         return false;
     }
     let batch = batches[0].max(batches[1]);
@@ -199,7 +199,7 @@ fn matmul_ubo(
         .map(|i| (window::WINDOW_FLOATS - align) / entries[i])
         .min()
         .unwrap_or(batch)
-        .max(1);
+        .clamp(1, gpu.limits.max_compute_workgroups_per_dimension as usize);
     let copies = operands.map(|t| window::with_tail(gpu, t));
     let (m, n) = (params.m as usize, params.n as usize);
     for z0 in (0..batch).step_by(per_dispatch) {
