@@ -1647,8 +1647,8 @@ fn store_acc9_chunk(a: Acc9, o: u32, ok: bool) {
 // conv2d_bwd_w_k3s1_ubo: the stride-1 3x3 weight gradient,
 // dW[co, ci, ky, kx] = sum over (n, oy, ox) of dy[n, co, oy, ox] x[n, ci, oy + ky - pad, ox + kx - pad],
 // with both operands in uniform windows: Mesa 22's llvmpipe loads a storage element whose
-// address differs between lanes in a loop over the lanes (~150 cycles per element in its
-// machine code), a uniform-buffer element in straight-line code. x comes padded by
+// address differs between lanes in a loop over the lanes (4.2 ns per lane-load on the 2-core
+// CI machine), a uniform-buffer element in straight-line code (0.5-1 ns). x comes padded by
 // conv2d_pad_planes: each plane has h_out + 2 rows of x_row floats (a multiple of 4), x[iy][ix]
 // at row iy + padding, column ix + padding, and zeros around, so a thread reads 6 consecutive
 // elements per kernel row without a bounds test. dy rows are padded with zeros to row_stride (a
@@ -1657,8 +1657,8 @@ fn store_acc9_chunk(a: Acc9, o: u32, ok: bool) {
 // [ci_begin, ci_end) (named for the window, as in the forward kernels). A lane owns one input
 // channel and sums 16 output channels x 9 taps (144 accumulators) over the output rows of its
 // part (`chunk` rows): each gathered x element feeds 48 FMAs, each dy element 36. Measured on
-// Mesa 22.3.6 at 32 -> 32 channels, 28x28, batch 32: 54 ms, against 89 ms with x read from the
-// storage buffer. Grid (row parts, ceil((x_end - x_begin) / 8), ceil(window channels / 16)),
+// Mesa 22.3.6 at 32 -> 32 channels, 28x28, batch 32: 43-57 ms, against 89 ms with x read from
+// the storage buffer. Grid (row parts, ceil((x_end - x_begin) / 8), ceil(window channels / 16)),
 // workgroups of 8 (one SIMD batch on llvmpipe).
 @group(0) @binding(8) var<uniform> xuni: array<vec4<f32>, 4096>;
 
