@@ -6,7 +6,8 @@
 // group_norm_bwd: one workgroup per (sample, group): with g = dy (times SiLU' of the
 //   pre-activation when fused) and xhat = (x - mean) rstd,
 //   dx = rstd (g gamma - mean(g gamma) - xhat mean(g gamma xhat)), and per-(sample, channel)
-//   partial sums of g xhat and g; reduce.wgsl's sum_rows_fwd adds the samples: dgamma, dbeta.
+//   partial sums of g xhat and g in one buffer; reduce.wgsl's sum_rows_fwd adds the samples:
+//   dgamma, dbeta.
 // Geometry: n * groups workgroups of WG threads. CPU twin: src/cpu/group_norm.rs.
 
 struct GroupNormParams {
@@ -16,8 +17,10 @@ struct GroupNormParams {
     groups: u32,
     eps: f32,
     fuse_silu: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // group_norm_bwd*: floats per sample in `param_part`, and where the dbeta sums start in
+    // it (dgamma's at 0).
+    part_row: u32,
+    beta_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GroupNormParams;
@@ -27,8 +30,9 @@ struct GroupNormParams {
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dgamma_part: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dbeta_part: array<f32>;
+// Per-sample sums of g xhat (dgamma) and g (dbeta): one buffer, so that one reduction adds both
+// over the samples.
+@group(0) @binding(7) var<storage, read_write> param_part: array<f32>;
 
 var<workgroup> scratch: array<vec2<f32>, 256>;
 
@@ -120,8 +124,8 @@ fn group_norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         }
         let total = tree_sum2(lid, part);
         if (valid && lid == 0u) {
-            dgamma_part[sample * p.c + ch] = total.x;
-            dbeta_part[sample * p.c + ch] = total.y;
+            param_part[sample * p.part_row + ch] = total.x;
+            param_part[sample * p.part_row + p.beta_offset + ch] = total.y;
         }
         let gm = gamma[min(ch, p.c - 1u)];
         group_sums += vec2<f32>(total.y * gm, total.x * gm);
@@ -237,8 +241,8 @@ fn group_norm_bwd_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
             let g = upstream(row + i, xhat, gm, bt);
             part += vec2<f32>(g * xhat, g);
         }
-        dgamma_part[sample * p.c + ch] = part.x;
-        dbeta_part[sample * p.c + ch] = part.y;
+        param_part[sample * p.part_row + ch] = part.x;
+        param_part[sample * p.part_row + p.beta_offset + ch] = part.y;
         group_sums += vec2<f32>(part.y * gm, part.x * gm);
     }
     let mean_g = group_sums.x / count;

@@ -17,7 +17,8 @@ struct GroupNormParams {
     groups: u32,
     eps: f32,
     fuse_silu: u32,
-    _pad: [u32; 2],
+    part_row: u32,
+    beta_offset: u32,
 }
 
 static GN_FWD: Kernel = Kernel {
@@ -62,7 +63,8 @@ fn params(x: &Tensor, groups: usize, fuse_silu: bool) -> GroupNormParams {
         groups: groups as u32,
         eps: EPS,
         fuse_silu: fuse_silu as u32,
-        _pad: [0; 2],
+        part_row: 0,
+        beta_offset: 0,
     }
 }
 
@@ -170,20 +172,29 @@ pub fn group_norm_backward_variant(
     groups: usize,
     fuse_silu: bool,
 ) -> (Tensor, Tensor, Tensor) {
-    let p = params(x, groups, fuse_silu);
     let (n, c, _) = dims(x);
+    // dgamma and dbeta share the partial sums and their reduction (one dispatch fewer, which
+    // is what a GPU pays for); dbeta becomes a view at a storage-aligned offset.
+    let align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+    let beta_offset = c.next_multiple_of(align);
+    let part_row = beta_offset + c;
+    let p = GroupNormParams {
+        part_row: part_row as u32,
+        beta_offset: beta_offset as u32,
+        ..params(x, groups, fuse_silu)
+    };
     let dx = gpu.empty(&x.shape);
-    let dgamma_part = gpu.empty(&[n, c]);
-    let dbeta_part = gpu.empty(&[n, c]);
+    let param_part = gpu.empty(&[n, part_row]);
     let (kernel, grid) = variant.pick(&GN_BWD, &GN_BWD_CPU, n * groups);
     gpu.dispatch(
         kernel,
         &p,
-        &[x, gamma, beta, dy, &dx, stats, &dgamma_part, &dbeta_part],
+        &[x, gamma, beta, dy, &dx, stats, &param_part],
         grid,
     );
-    let dgamma = super::reduce::sum_rows(gpu, &dgamma_part);
-    let dbeta = super::reduce::sum_rows(gpu, &dbeta_part);
+    let sums = super::reduce::sum_rows(gpu, &param_part);
+    let dgamma = sums.slice_flat(0, &[c]);
+    let dbeta = sums.slice_flat(beta_offset, &[c]);
     (dx, dgamma, dbeta)
 }
 

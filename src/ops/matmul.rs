@@ -189,7 +189,10 @@ fn matmul_ubo(
         let (_, r, c) = dims(t);
         r * c
     });
-    if entries.iter().any(|&e| e == 0 || e + align > window::WINDOW_FLOATS) {
+    if entries
+        .iter()
+        .any(|&e| e == 0 || e + align > window::WINDOW_FLOATS)
+    {
         return false;
     }
     let batch = batches[0].max(batches[1]);
