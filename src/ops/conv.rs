@@ -543,7 +543,11 @@ fn bwd_w_k1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Ten
     let window_channels = (window::WINDOW_FLOATS / plane) / THREAD_CHANNELS * THREAD_CHANNELS;
     let ci_groups = s.c_in.div_ceil(CHANNELS);
     let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-    if window_channels == 0 || ci_groups > max_groups {
+    if window_channels == 0
+        || ci_groups > max_groups
+        || !window::supported(gpu)
+        || !window::fits_binding(gpu, s.n * s.c_out * plane)
+    {
         return None;
     }
     let window_channels = window_channels.min(s.c_out.next_multiple_of(THREAD_CHANNELS));
@@ -582,7 +586,8 @@ fn bwd_w_k1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Ten
 
 /// Planes of `t` ([n c] planes of h x w) copied by conv2d_pad_planes into planes of `plane`
 /// floats, rows of `row` floats after `border` zero rows and columns, zeros elsewhere, plus a
-/// window's length of zeros so that the last window binds inside the buffer.
+/// window's length of spare floats (not cleared) so that the last window binds inside the
+/// buffer.
 fn padded_planes(
     gpu: &Gpu,
     t: &Tensor,
@@ -631,7 +636,9 @@ fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<T
     // Two workgroups per core of this machine, where a CPU driver runs its threads: each
     // row part read-modify-writes its partial sums once per dispatch (144 per lane, in storage
     // loads that llvmpipe loops over lanes), so fewer parts cost less. Mesa 22.3.6, 2 cores, 4
-    // instead of 16: 96->32 @28 155-162 -> 118-125 ms, the step 9.2-9.3 -> 8.9-9.1 s.
+    // instead of 16: 96->32 @28 155-162 -> 118-125 ms, the step 9.2-9.3 -> 8.9-9.1 s. The
+    // parts set the summation order, so results are reproducible per machine (a CPU adapter
+    // is this machine), not across core counts.
     let target_groups = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
     if (s.kernel, s.stride) != (3, 1) {
         return None;
@@ -644,7 +651,12 @@ fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<T
     let x_plane = ((h_out + 2) * x_row).next_multiple_of(align);
     let co_window = (window::WINDOW_FLOATS / dy_plane) / THREAD_CHANNELS * THREAD_CHANNELS;
     let ci_window = (window::WINDOW_FLOATS / x_plane) / LANES * LANES;
-    if co_window == 0 || ci_window == 0 || !uniform_windows_supported(gpu) {
+    if co_window == 0
+        || ci_window == 0
+        || !uniform_windows_supported(gpu)
+        || !window::fits_binding(gpu, s.n * s.c_out * dy_plane)
+        || !window::fits_binding(gpu, s.n * s.c_in * x_plane)
+    {
         return None;
     }
     let co_window = co_window.min(s.c_out.next_multiple_of(THREAD_CHANNELS));

@@ -184,6 +184,9 @@ fn matmul_ubo(
     c: &Tensor,
 ) -> bool {
     use super::window;
+    if !window::supported(gpu) {
+        return false;
+    }
     let align = window::align_floats(gpu);
     let entries = operands.map(|t| {
         let (_, r, c) = dims(t);

@@ -15,14 +15,21 @@ pub(crate) fn supported(gpu: &Gpu) -> bool {
     gpu.limits.max_uniform_buffer_binding_size as usize >= WINDOW_FLOATS * 4
 }
 
+/// Whether a buffer of `floats` plus a window's tail can be bound as storage (the kernels that
+/// fill padded copies write them whole).
+pub(crate) fn fits_binding(gpu: &Gpu, floats: usize) -> bool {
+    ((floats + WINDOW_FLOATS) * 4) as u64 <= gpu.max_binding_bytes()
+}
+
 /// The granularity of window starts in floats: the uniform offset alignment, and at least 8
 /// (conv2d_pad_planes writes 8 floats per thread).
 pub(crate) fn align_floats(gpu: &Gpu) -> usize {
     (gpu.limits.min_uniform_buffer_offset_alignment as usize / 4).max(8)
 }
 
-/// A copy of `t` followed by a window's length of zeros, so that a window starting anywhere in
-/// `t` binds inside the buffer. A buffer copy, not a kernel.
+/// A copy of `t` followed by a window's length of spare floats (not cleared: kernels read them
+/// only into results they never store), so that a window starting anywhere in `t` binds inside
+/// the buffer. A buffer copy, not a kernel.
 pub(crate) fn with_tail(gpu: &Gpu, t: &Tensor) -> Tensor {
     let n = t.numel();
     let out = gpu.empty(&[n + WINDOW_FLOATS]);
