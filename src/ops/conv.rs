@@ -501,10 +501,7 @@ fn conv_ubo(
     let chunk = s.c_in.div_ceil(chunks);
     for block in 0..s.c_out / width {
         for (i, ci_begin) in (0..s.c_in).step_by(chunk).enumerate() {
-            let window = packed.slice_flat(
-                (block * s.c_in + ci_begin) * per_channel,
-                &[window::WINDOW_FLOATS],
-            );
+            let window = window::view(packed, (block * s.c_in + ci_begin) * per_channel);
             let p = ConvParams {
                 block: block as u32,
                 ci_begin: ci_begin as u32,
@@ -562,8 +559,7 @@ fn bwd_w_k1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Ten
     for n in 0..s.n {
         for co_begin in (0..s.c_out).step_by(window_channels) {
             let co_end = (co_begin + window_channels).min(s.c_out);
-            let window =
-                padded.slice_flat((n * s.c_out + co_begin) * plane, &[window::WINDOW_FLOATS]);
+            let window = window::view(&padded, (n * s.c_out + co_begin) * plane);
             let p = ConvParams {
                 block: n as u32,
                 ci_begin: co_begin as u32,
@@ -672,14 +668,10 @@ fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<T
     for n in 0..s.n {
         for ci_begin in (0..s.c_in).step_by(ci_window) {
             let ci_end = (ci_begin + ci_window).min(s.c_in);
-            let x_window =
-                x_padded.slice_flat((n * s.c_in + ci_begin) * x_plane, &[window::WINDOW_FLOATS]);
+            let x_window = window::view(&x_padded, (n * s.c_in + ci_begin) * x_plane);
             for co_begin in (0..s.c_out).step_by(co_window) {
                 let co_end = (co_begin + co_window).min(s.c_out);
-                let dy_window = dy_padded.slice_flat(
-                    (n * s.c_out + co_begin) * dy_plane,
-                    &[window::WINDOW_FLOATS],
-                );
+                let dy_window = window::view(&dy_padded, (n * s.c_out + co_begin) * dy_plane);
                 let p = ConvParams {
                     block: n as u32,
                     ci_begin: co_begin as u32,

@@ -41,5 +41,10 @@ pub(crate) fn with_tail(gpu: &Gpu, t: &Tensor) -> Tensor {
 /// begins at the aligned float at or before `start`; also returns `start`'s offset in it.
 pub(crate) fn at(t: &Tensor, start: usize, align: usize) -> (Tensor, usize) {
     let base = start - start % align;
-    (t.slice_flat(base, &[WINDOW_FLOATS]), start - base)
+    (view(t, base), start - base)
+}
+
+/// The window of `t` starting at float `start`, which the caller keeps aligned.
+pub(crate) fn view(t: &Tensor, start: usize) -> Tensor {
+    t.slice_flat(start, &[WINDOW_FLOATS])
 }
