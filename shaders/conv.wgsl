@@ -43,7 +43,7 @@ struct ConvParams {
     row_stride: u32,
     border: u32,
     // conv2d_bwd_w_k3s1_ubo: the window's input channels [x_begin, x_end) of sample `block`,
-    // and the floats per padded x plane (x_row floats per row).
+    // and the floats per padded x plane (x_row floats per row; conv2d_fwd_k3s1_sg_x's x too).
     x_begin: u32,
     x_end: u32,
     x_plane_stride: u32,
@@ -52,6 +52,16 @@ struct ConvParams {
     // partial sums start in a row (the weight gradient's start at 0).
     partial_row: u32,
     bias_offset: u32,
+    // conv2d_fwd_k3s1_sg_x (conv_subgroup.wgsl): input channels per x window, windows per
+    // sample, the dispatch's first sample, and where each window's first plane starts in it
+    // (windows start at aligned floats). It reads x_row and x_plane_stride too.
+    x_window_planes: u32,
+    x_windows_per_sample: u32,
+    sample: u32,
+    x_shift0: u32,
+    x_shift1: u32,
+    x_shift2: u32,
+    x_shift3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;

@@ -30,12 +30,24 @@ pub static RNG: Shader = shader!("rng");
 pub static SOFTMAX: Shader = shader!("softmax");
 pub static UNET_MISC: Shader = shader!("unet_misc");
 pub static VLB: Shader = shader!("vlb");
+/// The convolution kernels that share weights through subgroup broadcasts: conv.wgsl with
+/// conv_subgroup.wgsl appended, validated with naga's subgroup capability (used only where the adapter
+/// has them).
+pub static CONV_SUBGROUP: Shader = Shader {
+    name: "conv_subgroup",
+    source: concat!(
+        include_str!("../shaders/common.wgsl"),
+        include_str!("../shaders/conv.wgsl"),
+        include_str!("../shaders/conv_subgroup.wgsl")
+    ),
+};
 
 /// All shaders, for validation.
 pub static ALL: &[&Shader] = &[
     &ACTIVATION,
     &ARITH,
     &CONV,
+    &CONV_SUBGROUP,
     &DIFFUSION,
     &EMBEDDING,
     &GROUP_NORM,

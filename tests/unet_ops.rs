@@ -22,11 +22,16 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
     let b64 = to_f64(&b);
     let (dx, dw, db) = cpu::conv::conv2d_backward(&to_f64(&x), &to_f64(&w), &to_f64(&dy), &s);
     let want = cpu::conv::conv2d(&to_f64(&x), &to_f64(&w), Some(&b64), &s);
-    for variant in [
+    let mut variants = vec![
         ConvVariant::Tiled,
         ConvVariant::Direct,
         ConvVariant::DirectUniform,
-    ] {
+    ];
+    // The subgroup kernels need the device feature (lavapipe has it; CI runs lavapipe).
+    if gpu.subgroups() {
+        variants.push(ConvVariant::DirectSubgroup);
+    }
+    for variant in variants {
         let what = format!("{variant:?} {what}");
         let y = ops::conv::conv2d_with(gpu, variant, &gx, &gw, Some(&gb), s.stride, s.padding);
         assert_eq!(y.shape, vec![s.n, s.c_out, s.h_out(), s.w_out()]);
@@ -222,6 +227,38 @@ fn conv2d_uniform_window_kernels_match_reference() {
             padding: 0,
         },
         60,
+    );
+    // The subgroup 3x3 forward with x in windows (and, transposed, the input gradient): rows of
+    // 9 floats padded to 12, so four samples' planes share a dispatch (three here).
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 3,
+            c_in: 16,
+            h: 7,
+            w: 9,
+            c_out: 16,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+        90,
+    );
+    // ... and unpadded 28x28 planes, 20 per window: 44 input channels take three windows of
+    // one sample, the last ragged.
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 2,
+            c_in: 44,
+            h: 28,
+            w: 28,
+            c_out: 16,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+        100,
     );
     // The 3x3 weight gradient with x and dy both in windows: a padded 28x28 plane leaves room
     // for 16 channels per window, so 20 input and 20 output channels end in ragged windows.

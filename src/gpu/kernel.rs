@@ -38,7 +38,11 @@ pub fn parse(shader: &Shader) -> Result<(naga::Module, naga::valid::ModuleInfo),
         .map_err(|e| format!("{}.wgsl: {}", shader.name, e.emit_to_string(shader.source)))?;
     let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default(),
+        naga::valid::Capabilities::default() | naga::valid::Capabilities::SUBGROUP,
+    )
+    .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+    .subgroup_operations(
+        naga::valid::SubgroupOperationSet::BASIC | naga::valid::SubgroupOperationSet::BALLOT,
     )
     .validate(&module)
     .map_err(|e| format!("{}.wgsl: {}", shader.name, e.emit_to_string(shader.source)))?;

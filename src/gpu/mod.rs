@@ -52,6 +52,8 @@ pub struct Gpu {
     /// Run the kernels a GPU would use even on a CPU adapter (see `cpu_kernels`).
     gpu_kernels: Cell<bool>,
     last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
+    /// See `subgroups()`.
+    subgroups: bool,
     /// With DDPM_PROFILE set: time and calls per entry point.
     profile: Option<profile::Profile>,
 }
@@ -70,10 +72,21 @@ impl Gpu {
         let timestamps = profiling.as_ref().is_some_and(|v| v != "host")
             && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let profiling = profiling.is_some();
+        // The CPU-adapter kernels of shaders/conv_subgroup.wgsl broadcast from lanes 0..7 of a
+        // subgroup. DDPM_SUBGROUPS=0 turns them off (for comparing, or a driver that gets
+        // subgroups wrong).
+        let subgroups = info.device_type == wgpu::DeviceType::Cpu
+            && adapter.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size >= 8
+            && std::env::var_os("DDPM_SUBGROUPS").is_none_or(|v| v != "0");
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ddpm"),
             required_features: if timestamps {
                 wgpu::Features::TIMESTAMP_QUERY
+            } else {
+                wgpu::Features::empty()
+            } | if subgroups {
+                wgpu::Features::SUBGROUP
             } else {
                 wgpu::Features::empty()
             },
@@ -115,6 +128,7 @@ impl Gpu {
             uniform_align,
             n_submits: Cell::new(0),
             n_dispatches: Cell::new(0),
+            subgroups,
             gpu_kernels: Cell::new(std::env::var_os("DDPM_KERNELS").is_some_and(|v| v == "gpu")),
             last_submission: RefCell::new(None),
             profile,
@@ -124,6 +138,12 @@ impl Gpu {
     /// A software adapter (lavapipe, WARP, SwiftShader).
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether the device has subgroups of at least 8 invocations, which the CPU-adapter
+    /// kernels of shaders/conv_subgroup.wgsl use (requested on software adapters only).
+    pub fn subgroups(&self) -> bool {
+        self.subgroups
     }
 
     /// Whether the ops pick their CPU-friendly kernel variants: on a software adapter, unless

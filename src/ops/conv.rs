@@ -7,7 +7,7 @@ use super::window;
 use crate::autograd::{Backward, Ctx, Var};
 use crate::cpu::conv::ConvShape;
 use crate::gpu::{Gpu, Kernel};
-use crate::shaders::CONV;
+use crate::shaders::{CONV, CONV_SUBGROUP};
 use crate::tensor::Tensor;
 
 #[repr(C)]
@@ -40,6 +40,13 @@ struct ConvParams {
     x_row: u32,
     partial_row: u32,
     bias_offset: u32,
+    x_window_planes: u32,
+    x_windows_per_sample: u32,
+    sample: u32,
+    x_shift0: u32,
+    x_shift1: u32,
+    x_shift2: u32,
+    x_shift3: u32,
 }
 
 static CONV_FWD: Kernel = Kernel {
@@ -102,6 +109,26 @@ static CONV_FWD_K3S1_UBO_ROWS2: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_fwd_k3s1_ubo_rows2",
 };
+static CONV_FWD_K3S1_SG_X: Kernel = Kernel {
+    shader: &CONV_SUBGROUP,
+    entry: "conv2d_fwd_k3s1_sg_x",
+};
+static CONV_FWD_K3S1_SG_ROWS2: Kernel = Kernel {
+    shader: &CONV_SUBGROUP,
+    entry: "conv2d_fwd_k3s1_sg_rows2",
+};
+static CONV_BWD_W_K3S1_SG: Kernel = Kernel {
+    shader: &CONV_SUBGROUP,
+    entry: "conv2d_bwd_w_k3s1_sg",
+};
+static CONV_BWD_W_K1_SG: Kernel = Kernel {
+    shader: &CONV_SUBGROUP,
+    entry: "conv2d_bwd_w_k1_sg",
+};
+static CONV_FWD_K1_SG: Kernel = Kernel {
+    shader: &CONV_SUBGROUP,
+    entry: "conv2d_fwd_k1_sg",
+};
 static CONV_FWD_K1_UBO: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_fwd_k1_ubo",
@@ -146,18 +173,24 @@ const DIRECT_TILE: (usize, usize) = (16, 128);
 /// convolutions reading their weights (and the weight gradients x and dy) from 64 KiB
 /// uniform-buffer windows (the *_ubo kernels, ops::window), which CPU drivers gather in
 /// straight-line code instead of a loop over the lanes; it sums the input channels in chunks, so
-/// its rounding differs slightly from the others'.
+/// its rounding differs slightly from the others'. `DirectSubgroup` is `DirectUniform` with the
+/// *_sg kernels (shaders/conv_subgroup.wgsl), which share the values every lane of a subgroup
+/// needs (weights, dy) by subgroup broadcasts instead of gathering them in every lane, and read
+/// x through windows as well in the 3x3 forward convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvVariant {
     Tiled,
     Direct,
     DirectUniform,
+    DirectSubgroup,
 }
 
 impl ConvVariant {
     pub fn for_adapter(gpu: &Gpu) -> ConvVariant {
         if !gpu.cpu_kernels() {
             ConvVariant::Tiled
+        } else if uniform_windows_supported(gpu) && gpu.subgroups() {
+            ConvVariant::DirectSubgroup
         } else if uniform_windows_supported(gpu) {
             ConvVariant::DirectUniform
         } else {
@@ -166,7 +199,15 @@ impl ConvVariant {
     }
 
     fn is_direct(self) -> bool {
-        matches!(self, ConvVariant::Direct | ConvVariant::DirectUniform)
+        !matches!(self, ConvVariant::Tiled)
+    }
+
+    /// Whether the uniform-window kernels apply (with or without subgroups).
+    fn uses_windows(self) -> bool {
+        matches!(
+            self,
+            ConvVariant::DirectUniform | ConvVariant::DirectSubgroup
+        )
     }
 
     fn pick(
@@ -179,7 +220,7 @@ impl ConvVariant {
     ) -> (&'static Kernel, [u32; 3]) {
         match self {
             ConvVariant::Tiled => (tiled, grid(rows, cols, z)),
-            ConvVariant::Direct | ConvVariant::DirectUniform => (
+            ConvVariant::Direct | ConvVariant::DirectUniform | ConvVariant::DirectSubgroup => (
                 direct,
                 [
                     cols.div_ceil(DIRECT_TILE.1) as u32,
@@ -252,6 +293,13 @@ fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
         x_row: 0,
         partial_row: (s.c_out * s.c_in * s.kernel * s.kernel) as u32,
         bias_offset: 0,
+        x_window_planes: 0,
+        x_windows_per_sample: 1,
+        sample: 0,
+        x_shift0: 0,
+        x_shift1: 0,
+        x_shift2: 0,
+        x_shift3: 0,
     }
 }
 
@@ -320,9 +368,9 @@ pub fn conv2d_with(
 ) -> Tensor {
     let s = shape_of(x, weight, stride, padding);
     if variant.is_direct() {
-        if let (ConvVariant::DirectUniform, Some(kernel)) = (variant, ubo_fwd_kernel(gpu, &s)) {
+        if let (true, Some(kernel)) = (variant.uses_windows(), ubo_fwd_kernel(gpu, &s)) {
             let packed = pack_weight(gpu, weight, &s, Pack::Forward, kernel.1);
-            return conv_ubo(gpu, kernel, &s, x, &packed, bias);
+            return conv_ubo(gpu, variant, kernel, &s, x, &packed, bias);
         }
         if let Some(kernel) = cpu_fwd_kernel(&s) {
             let packed = pack_weight(gpu, weight, &s, Pack::Forward, CPU_BLOCK);
@@ -465,7 +513,9 @@ fn ubo_fwd_kernel(gpu: &Gpu, s: &ConvShape) -> Option<(&'static Kernel, usize)> 
 
 /// Threads of a uniform-window forward kernel.
 fn ubo_items(kernel: &'static Kernel, s: &ConvShape) -> usize {
-    if std::ptr::eq(kernel, &CONV_FWD_K3S1_UBO_ROWS2) {
+    if std::ptr::eq(kernel, &CONV_FWD_K3S1_UBO_ROWS2)
+        || std::ptr::eq(kernel, &CONV_FWD_K3S1_SG_ROWS2)
+    {
         s.n * s.h_out().div_ceil(2) * s.w_out().div_ceil(CPU_PX)
     } else {
         thread_items(s, 1)
@@ -485,15 +535,30 @@ fn thread_items(s: &ConvShape, samples: usize) -> usize {
 
 /// A uniform-window forward kernel over shape `s`: a dispatch per (block of `width` output
 /// channels, chunk of input channels whose weights fit the 64 KiB window), the chunks after the
-/// first adding on.
+/// first adding on. With `DirectSubgroup`, the stride-1 3x3 convolution goes to conv_sg_x where
+/// x fits its windows, and the rest to the kernels' subgroup twins.
 fn conv_ubo(
     gpu: &Gpu,
+    variant: ConvVariant,
     (kernel, width): (&'static Kernel, usize),
     s: &ConvShape,
     x: &Tensor,
     packed: &Tensor,
     bias: Option<&Tensor>,
 ) -> Tensor {
+    let k3s1 = std::ptr::eq(kernel, &CONV_FWD_K3S1_UBO_ROWS2);
+    let kernel = match (variant, k3s1) {
+        (ConvVariant::DirectSubgroup, true) => {
+            if let Some(y) = conv_sg_x(gpu, s, x, packed, bias) {
+                return y;
+            }
+            &CONV_FWD_K3S1_SG_ROWS2
+        }
+        (ConvVariant::DirectSubgroup, false) if std::ptr::eq(kernel, &CONV_FWD_K1_UBO) => {
+            &CONV_FWD_K1_SG
+        }
+        _ => kernel,
+    };
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
     let items = ubo_items(kernel, s);
     let per_channel = width * s.kernel * s.kernel;
@@ -521,11 +586,115 @@ fn conv_ubo(
     y
 }
 
+/// The stride-1 3x3 convolution with padding 1 by conv2d_fwd_k3s1_sg_x (x as well as the packed
+/// weights in uniform windows, the weights shared by subgroup broadcasts), or None where one x
+/// plane does not fit a window. x goes through the windows as it is where its rows are a
+/// multiple of 4 floats, else as a copy with rows padded to one. A dispatch covers a run of
+/// 16-channel output blocks whose weights share the weight window and a chunk of input channels,
+/// for up to four samples: four x windows hold the chunk's planes of one sample, two of two or
+/// one of four, whichever fits. Chunks after the first add on.
+fn conv_sg_x(
+    gpu: &Gpu,
+    s: &ConvShape,
+    x: &Tensor,
+    packed: &Tensor,
+    bias: Option<&Tensor>,
+) -> Option<Tensor> {
+    const WIDTH: usize = UBO_BLOCK / 2;
+    const X_WINDOWS: usize = 4;
+    const LANES: usize = 8;
+    let align = window::align_floats(gpu);
+    let row = s.w.next_multiple_of(4);
+    let plane = if row == s.w {
+        s.h * s.w
+    } else {
+        (row * s.h).next_multiple_of(8)
+    };
+    // A window starts at the aligned float at or before its first plane.
+    let planes = (window::WINDOW_FLOATS + 1 - align) / plane;
+    let per_channel = WIDTH * 9;
+    if planes == 0 || s.padding != 1 || !window::fits_binding(gpu, s.n * s.c_in * plane) {
+        return None;
+    }
+    let capacity = (X_WINDOWS * planes).min(window::WINDOW_FLOATS / per_channel);
+    let chunks = s.c_in.div_ceil(capacity);
+    let chunk = s.c_in.div_ceil(chunks);
+    let windows_per_sample = chunk.div_ceil(planes);
+    let samples = X_WINDOWS / windows_per_sample;
+    let blocks = s.c_out / WIDTH;
+    // Blocks per dispatch: their weights, c_in channels apart, fit the window with the chunk's.
+    let run = (1 + (window::WINDOW_FLOATS / per_channel - chunk) / s.c_in).min(blocks);
+    let items = s.h_out().div_ceil(2) * s.w_out().div_ceil(CPU_PX);
+    let xw = if row == s.w {
+        window::with_tail(gpu, x)
+    } else {
+        padded_planes(gpu, x, [s.n, s.c_in, s.h, s.w], plane, row, 0)
+    };
+    let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
+    for n0 in (0..s.n).step_by(samples) {
+        let in_dispatch = samples.min(s.n - n0);
+        for block in (0..blocks).step_by(run) {
+            let run = run.min(blocks - block);
+            for (i, ci_begin) in (0..s.c_in).step_by(chunk).enumerate() {
+                let ci_end = (ci_begin + chunk).min(s.c_in);
+                let weights = window::view(packed, (block * s.c_in + ci_begin) * per_channel);
+                let mut shifts = [0usize; X_WINDOWS];
+                let mut x_windows = Vec::with_capacity(X_WINDOWS);
+                for (j, shift) in shifts.iter_mut().enumerate() {
+                    // Windows past the dispatch's samples and channels are bound, not read.
+                    let n = (n0 + j / windows_per_sample).min(s.n - 1);
+                    let first = (ci_begin + (j % windows_per_sample) * planes).min(ci_end - 1);
+                    let (view, offset) = window::at(&xw, (n * s.c_in + first) * plane, align);
+                    *shift = offset;
+                    x_windows.push(view);
+                }
+                let p = ConvParams {
+                    block: block as u32,
+                    sample: n0 as u32,
+                    ci_begin: ci_begin as u32,
+                    ci_end: ci_end as u32,
+                    accumulate: (i > 0) as u32,
+                    x_row: row as u32,
+                    x_plane_stride: plane as u32,
+                    x_window_planes: planes as u32,
+                    x_windows_per_sample: windows_per_sample as u32,
+                    x_shift0: shifts[0] as u32,
+                    x_shift1: shifts[1] as u32,
+                    x_shift2: shifts[2] as u32,
+                    x_shift3: shifts[3] as u32,
+                    ..params(s, bias.is_some())
+                };
+                // Without a bias the bias binding holds the weights and is not read.
+                let mut bindings = vec![bias.unwrap_or(packed), &y, &weights];
+                bindings.extend(x_windows.iter());
+                gpu.dispatch(
+                    &CONV_FWD_K3S1_SG_X,
+                    &p,
+                    &bindings,
+                    [items.div_ceil(LANES) as u32, run as u32, in_dispatch as u32],
+                );
+            }
+        }
+    }
+    Some(y)
+}
+
 /// The 1x1 weight gradient by conv2d_bwd_w_k1_ubo, or None for other shapes and where a padded
 /// plane exceeds the window: dy goes through the uniform window one sample and a run of whole
 /// output channels at a time; each dispatch adds to the partial sums of its parts of the flat
 /// pixels, which a last pass adds up.
-fn bwd_w_k1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Tensor> {
+fn bwd_w_k1_ubo(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    s: &ConvShape,
+    subgroups: bool,
+) -> Option<Tensor> {
+    let kernel = if subgroups {
+        &CONV_BWD_W_K1_SG
+    } else {
+        &CONV_BWD_W_K1_UBO
+    };
     const THREAD_CHANNELS: usize = 16;
     // Input channels per workgroup: 8 lanes x 4.
     const CHANNELS: usize = 32;
@@ -574,7 +743,7 @@ fn bwd_w_k1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Ten
                 ci_groups as u32,
                 (co_end - co_begin).div_ceil(THREAD_CHANNELS) as u32,
             ];
-            gpu.dispatch(&CONV_BWD_W_K1_UBO, &p, &[x, &partial, &window], groups);
+            gpu.dispatch(kernel, &p, &[x, &partial, &window], groups);
         }
     }
     Some(super::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, 1, 1]))
@@ -626,7 +795,18 @@ fn padded_planes(
 /// windows), or None where a padded plane of either exceeds the window: a dispatch per (sample,
 /// window of input channels, window of output channels), each adding to the partial sums of its
 /// row parts, which a last pass adds up.
-fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<Tensor> {
+fn bwd_w_k3s1_ubo(
+    gpu: &Gpu,
+    x: &Tensor,
+    dy: &Tensor,
+    s: &ConvShape,
+    subgroups: bool,
+) -> Option<Tensor> {
+    let kernel = if subgroups {
+        &CONV_BWD_W_K3S1_SG
+    } else {
+        &CONV_BWD_W_K3S1_UBO
+    };
     const THREAD_CHANNELS: usize = 16;
     const LANES: usize = 8;
     // Two workgroups per core of this machine, where a CPU driver runs its threads: each
@@ -691,12 +871,7 @@ fn bwd_w_k3s1_ubo(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Option<T
                     (ci_end - ci_begin).div_ceil(LANES) as u32,
                     (co_end - co_begin).div_ceil(THREAD_CHANNELS) as u32,
                 ];
-                gpu.dispatch(
-                    &CONV_BWD_W_K3S1_UBO,
-                    &p,
-                    &[&partial, &dy_window, &x_window],
-                    groups,
-                );
+                gpu.dispatch(kernel, &p, &[&partial, &dy_window, &x_window], groups);
             }
         }
     }
@@ -765,9 +940,9 @@ pub fn conv2d_backward_x_with(
             stride: 1,
             padding: s.kernel - 1 - s.padding,
         };
-        if let (ConvVariant::DirectUniform, Some(kernel)) = (variant, ubo_fwd_kernel(gpu, &t)) {
+        if let (true, Some(kernel)) = (variant.uses_windows(), ubo_fwd_kernel(gpu, &t)) {
             let packed = pack_weight(gpu, weight, s, Pack::TransposedFlipped, kernel.1);
-            return conv_ubo(gpu, kernel, &t, dy, &packed, None);
+            return conv_ubo(gpu, variant, kernel, &t, dy, &packed, None);
         }
         if let Some(kernel) = cpu_fwd_kernel(&t) {
             let packed = pack_weight(gpu, weight, s, Pack::TransposedFlipped, CPU_BLOCK);
@@ -844,11 +1019,12 @@ pub fn conv2d_backward_w_with(
         (3, 2) => Some(&CONV_BWD_W_K3S2_CPU),
         _ => None,
     };
-    if variant == ConvVariant::DirectUniform {
-        if let Some(dw) = bwd_w_k3s1_ubo(gpu, x, dy, s) {
+    if variant.uses_windows() {
+        let subgroups = variant == ConvVariant::DirectSubgroup;
+        if let Some(dw) = bwd_w_k3s1_ubo(gpu, x, dy, s, subgroups) {
             return dw;
         }
-        if let Some(dw) = bwd_w_k1_ubo(gpu, x, dy, s) {
+        if let Some(dw) = bwd_w_k1_ubo(gpu, x, dy, s, subgroups) {
             return dw;
         }
     }
