@@ -202,6 +202,15 @@ impl ConvVariant {
         !matches!(self, ConvVariant::Tiled)
     }
 
+    /// `sg` (a subgroup twin of the uniform-window kernel `ubo`) for `DirectSubgroup`, else `ubo`.
+    fn window_kernel(self, ubo: &'static Kernel, sg: &'static Kernel) -> &'static Kernel {
+        if self == ConvVariant::DirectSubgroup {
+            sg
+        } else {
+            ubo
+        }
+    }
+
     /// Whether the uniform-window kernels apply (with or without subgroups).
     fn uses_windows(self) -> bool {
         matches!(
@@ -546,18 +555,15 @@ fn conv_ubo(
     packed: &Tensor,
     bias: Option<&Tensor>,
 ) -> Tensor {
-    let k3s1 = std::ptr::eq(kernel, &CONV_FWD_K3S1_UBO_ROWS2);
-    let kernel = match (variant, k3s1) {
-        (ConvVariant::DirectSubgroup, true) => {
+    let kernel = if std::ptr::eq(kernel, &CONV_FWD_K3S1_UBO_ROWS2) {
+        if variant == ConvVariant::DirectSubgroup {
             if let Some(y) = conv_sg_x(gpu, s, x, packed, bias) {
                 return y;
             }
-            &CONV_FWD_K3S1_SG_ROWS2
         }
-        (ConvVariant::DirectSubgroup, false) if std::ptr::eq(kernel, &CONV_FWD_K1_UBO) => {
-            &CONV_FWD_K1_SG
-        }
-        _ => kernel,
+        variant.window_kernel(kernel, &CONV_FWD_K3S1_SG_ROWS2)
+    } else {
+        variant.window_kernel(kernel, &CONV_FWD_K1_SG)
     };
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
     let items = ubo_items(kernel, s);
@@ -685,16 +691,12 @@ fn conv_sg_x(
 /// pixels, which a last pass adds up.
 fn bwd_w_k1_ubo(
     gpu: &Gpu,
+    variant: ConvVariant,
     x: &Tensor,
     dy: &Tensor,
     s: &ConvShape,
-    subgroups: bool,
 ) -> Option<Tensor> {
-    let kernel = if subgroups {
-        &CONV_BWD_W_K1_SG
-    } else {
-        &CONV_BWD_W_K1_UBO
-    };
+    let kernel = variant.window_kernel(&CONV_BWD_W_K1_UBO, &CONV_BWD_W_K1_SG);
     const THREAD_CHANNELS: usize = 16;
     // Input channels per workgroup: 8 lanes x 4.
     const CHANNELS: usize = 32;
@@ -797,16 +799,12 @@ fn padded_planes(
 /// row parts, which a last pass adds up.
 fn bwd_w_k3s1_ubo(
     gpu: &Gpu,
+    variant: ConvVariant,
     x: &Tensor,
     dy: &Tensor,
     s: &ConvShape,
-    subgroups: bool,
 ) -> Option<Tensor> {
-    let kernel = if subgroups {
-        &CONV_BWD_W_K3S1_SG
-    } else {
-        &CONV_BWD_W_K3S1_UBO
-    };
+    let kernel = variant.window_kernel(&CONV_BWD_W_K3S1_UBO, &CONV_BWD_W_K3S1_SG);
     const THREAD_CHANNELS: usize = 16;
     const LANES: usize = 8;
     // Two workgroups per core of this machine, where a CPU driver runs its threads: each
@@ -1020,11 +1018,10 @@ pub fn conv2d_backward_w_with(
         _ => None,
     };
     if variant.uses_windows() {
-        let subgroups = variant == ConvVariant::DirectSubgroup;
-        if let Some(dw) = bwd_w_k3s1_ubo(gpu, x, dy, s, subgroups) {
+        if let Some(dw) = bwd_w_k3s1_ubo(gpu, variant, x, dy, s) {
             return dw;
         }
-        if let Some(dw) = bwd_w_k1_ubo(gpu, x, dy, s, subgroups) {
+        if let Some(dw) = bwd_w_k1_ubo(gpu, variant, x, dy, s) {
             return dw;
         }
     }
