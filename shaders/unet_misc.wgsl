@@ -4,8 +4,11 @@
 //   half <= i < 2 half, 0 for an odd last column; f_i = exp(-ln(10000) i / half).
 // channel_bias_fwd: y[n, c, p] = x[n, c, p] + bias[n, c] (the time projection of a ResBlock).
 // channel_bias_bwd: dbias[n, c] = sum_p dy[n, c, p]; one thread per (n, c), in order.
-// dropout_fwd: keep element i when uniform(seed, stream, i) >= p_drop, scaled by 1 / (1 - p_drop).
-//   The backward is the same kernel applied to dy: the counter redraws the same mask.
+// dropout_fwd: keep element i when the uniform from word i % 4 of Philox draw i / 4 of (seed,
+//   stream) is >= p_drop, scaled by 1 / (1 - p_drop). A thread owns 4 elements and all four
+//   words of one draw (the 10 Philox rounds were most of the kernel when each element drew its
+//   own). The backward is the same kernel applied to dy: the counter redraws the same mask.
+//   Geometry: Gpu::groups_1d(ceil(elements / 4)).
 
 struct MiscParams {
     n: u32,
@@ -67,9 +70,16 @@ fn channel_bias_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(WG)
 fn dropout_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wid, nwg, lid);
-    if (i < p.n) {
-        let keep = bits_to_unit(random_bits(p.seed, p.stream, i).x) >= p.p_drop;
-        out[i] = select(0.0, x[i] / (1.0 - p.p_drop), keep);
+    let t = linear_index(wid, nwg, lid);
+    let i0 = 4u * t;
+    if (i0 < p.n) {
+        let bits = random_bits(p.seed, p.stream, t);
+        let u = vec4<f32>(vec4<u32>(bits.x >> 8u, bits.y >> 8u, bits.z >> 8u, bits.w >> 8u)) * (1.0 / 16777216.0);
+        let keep = u >= vec4<f32>(p.p_drop);
+        for (var k = 0u; k < 4u; k++) {
+            if (i0 + k < p.n) {
+                out[i0 + k] = select(0.0, x[i0 + k] / (1.0 - p.p_drop), keep[k]);
+            }
+        }
     }
 }

@@ -2,15 +2,16 @@
 //! index), so the GPU kernel, its backward and this twin all see the same mask without
 //! storing it.
 
-use crate::cpu::rng::uniform;
+use crate::cpu::rng::{bits_to_unit, random_bits};
 
-/// Whether element `i` survives; uniform draws lie in [0, 1), so p = 0 keeps everything and
-/// p = 1 drops everything.
+/// Whether element `i` survives: the uniform from word i % 4 of draw i / 4 (one Philox draw
+/// serves four elements). Uniforms lie in [0, 1), so p = 0 keeps everything and p = 1 drops
+/// everything.
 fn keep(p: f64, seed: u32, stream: u32, i: usize) -> bool {
-    uniform(seed, stream, i as u32) >= p
+    bits_to_unit(random_bits(seed, stream, (i / 4) as u32)[i % 4]) >= p
 }
 
-/// keep[i] = crate::cpu::rng::uniform(seed, stream, i as u32) >= p;
+/// keep[i] = uniform from word i % 4 of crate::cpu::rng::random_bits(seed, stream, i / 4) >= p;
 /// y[i] = if keep { x[i] / (1 - p) } else { 0 }. p = 0 is the identity.
 pub fn dropout(x: &[f64], p: f64, seed: u32, stream: u32) -> Vec<f64> {
     x.iter()

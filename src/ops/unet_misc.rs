@@ -109,7 +109,7 @@ pub fn dropout(gpu: &Gpu, x: &Tensor, p_drop: f32, seed: u32, stream: u32) -> Te
         stream,
         ..Default::default()
     };
-    gpu.dispatch(&DROPOUT, &p, &[x, &y], gpu.groups_1d(x.numel()));
+    gpu.dispatch(&DROPOUT, &p, &[x, &y], gpu.groups_1d(x.numel().div_ceil(4)));
     y
 }
 
