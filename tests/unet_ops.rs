@@ -260,6 +260,22 @@ fn conv2d_uniform_window_kernels_match_reference() {
         },
         100,
     );
+    // The subgroup 1x1 forward with x in windows: unpadded 28x28 planes, 44 input channels in
+    // three windows of one sample, the last ragged.
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 2,
+            c_in: 44,
+            h: 28,
+            w: 28,
+            c_out: 32,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+        },
+        110,
+    );
     // The 3x3 weight gradient with x and dy both in windows: a padded 28x28 plane leaves room
     // for 16 channels per window, so 20 input and 20 output channels end in ragged windows.
     let level0 = ConvShape {
@@ -382,18 +398,27 @@ fn upsample_and_concat_match_reference() {
     let want = cpu::resample::upsample_nearest2x_backward(&to_f64(&dy), n, c, h, w);
     assert_close("upsample bwd", &gpu.read(&dx), &want, 1e-6, 1e-6);
 
+    // Buffer copies on software adapters, and the GPUs' kernels.
+    for gpu_kernels in [false, true] {
+        gpu.use_gpu_kernels(gpu_kernels);
+        concat_case(&gpu, n, h, w);
+    }
+    gpu.use_gpu_kernels(false);
+}
+
+fn concat_case(gpu: &ddpm::gpu::Gpu, n: usize, h: usize, w: usize) {
     let (ca, cb) = (4, 3);
     let a = uniform(n * ca * h * w, -1.0, 1.0, 72);
     let b = uniform(n * cb * h * w, -1.0, 1.0, 73);
     let y = ops::resample::concat(
-        &gpu,
+        gpu,
         &gpu.upload(&a, &[n, ca, h, w]),
         &gpu.upload(&b, &[n, cb, h, w]),
     );
     let want = cpu::resample::concat_channels(&to_f64(&a), &to_f64(&b), n, ca, cb, h * w);
     assert_close("concat fwd", &gpu.read(&y), &want, 0.0, 0.0);
     let dy = uniform(n * (ca + cb) * h * w, -1.0, 1.0, 74);
-    let (da, db) = ops::resample::concat_backward(&gpu, &gpu.upload(&dy, &[n, ca + cb, h, w]), ca);
+    let (da, db) = ops::resample::concat_backward(gpu, &gpu.upload(&dy, &[n, ca + cb, h, w]), ca);
     let (wa, wb) = cpu::resample::concat_channels_backward(&to_f64(&dy), n, ca, cb, h * w);
     assert_close("concat bwd a", &gpu.read(&da), &wa, 0.0, 0.0);
     assert_close("concat bwd b", &gpu.read(&db), &wb, 0.0, 0.0);
@@ -506,6 +531,16 @@ fn time_embedding_channel_bias_and_dropout_match_reference() {
         "dropout fwd",
         &gpu.read(&y),
         &cpu::dropout::dropout(&to_f64(&x), 0.1, 7, 3),
+        1e-6,
+        1e-6,
+    );
+    // A length that is not a multiple of 4: the last thread owns a partial draw.
+    let ragged = uniform(105, -1.0, 1.0, 93);
+    let y = ops::unet_misc::dropout(&gpu, &gpu.upload(&ragged, &[3, 5, 7]), 0.5, 9, 2);
+    assert_close(
+        "dropout fwd, 105 elements",
+        &gpu.read(&y),
+        &cpu::dropout::dropout(&to_f64(&ragged), 0.5, 9, 2),
         1e-6,
         1e-6,
     );

@@ -125,6 +125,10 @@ static CONV_BWD_W_K1_SG: Kernel = Kernel {
     shader: &CONV_SUBGROUP,
     entry: "conv2d_bwd_w_k1_sg",
 };
+static CONV_FWD_K1_SG_X: Kernel = Kernel {
+    shader: &CONV_SUBGROUP,
+    entry: "conv2d_fwd_k1_sg_x",
+};
 static CONV_FWD_K1_SG: Kernel = Kernel {
     shader: &CONV_SUBGROUP,
     entry: "conv2d_fwd_k1_sg",
@@ -563,6 +567,11 @@ fn conv_ubo(
         }
         variant.window_kernel(kernel, &CONV_FWD_K3S1_SG_ROWS2)
     } else {
+        if variant == ConvVariant::DirectSubgroup {
+            if let Some(y) = conv_sg_x(gpu, s, x, packed, bias) {
+                return y;
+            }
+        }
         variant.window_kernel(kernel, &CONV_FWD_K1_SG)
     };
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
@@ -592,13 +601,14 @@ fn conv_ubo(
     y
 }
 
-/// The stride-1 3x3 convolution with padding 1 by conv2d_fwd_k3s1_sg_x (x as well as the packed
-/// weights in uniform windows, the weights shared by subgroup broadcasts), or None where one x
-/// plane does not fit a window. x goes through the windows as it is where its rows are a
-/// multiple of 4 floats, else as a copy with rows padded to one. A dispatch covers a run of
-/// 16-channel output blocks whose weights share the weight window and a chunk of input channels,
-/// for up to four samples: four x windows hold the chunk's planes of one sample, two of two or
-/// one of four, whichever fits. Chunks after the first add on.
+/// The stride-1 3x3 convolution with padding 1 by conv2d_fwd_k3s1_sg_x, or the 1x1 one by
+/// conv2d_fwd_k1_sg_x (x as well as the packed weights in uniform windows, the weights shared
+/// by subgroup broadcasts), or None for other shapes and where one x plane does not fit a
+/// window. x goes through the windows as it is where its rows (3x3) or planes (1x1) are a
+/// multiple of 4 floats, else as a copy with them padded to one. A dispatch covers a run of
+/// output blocks (16 channels for 3x3, 32 for 1x1) whose weights share the weight window and a
+/// chunk of input channels, for up to four samples: four x windows hold the chunk's planes of
+/// one sample, two of two or one of four, whichever fits. Chunks after the first add on.
 fn conv_sg_x(
     gpu: &Gpu,
     s: &ConvShape,
@@ -606,20 +616,31 @@ fn conv_sg_x(
     packed: &Tensor,
     bias: Option<&Tensor>,
 ) -> Option<Tensor> {
-    const WIDTH: usize = UBO_BLOCK / 2;
     const X_WINDOWS: usize = 4;
     const LANES: usize = 8;
+    // The kernel, its block of output channels, the float multiple its rows must be (the
+    // 3x3's middle 4 inputs of a row are one vec4; the 1x1's 4 pixels are one of a plane) and
+    // its threads per sample.
+    let (kernel, width, row) = match (s.kernel, s.stride, s.padding) {
+        (3, 1, 1) => (&CONV_FWD_K3S1_SG_X, UBO_BLOCK / 2, s.w.next_multiple_of(4)),
+        (1, 1, 0) => (&CONV_FWD_K1_SG_X, UBO_BLOCK, s.w),
+        _ => return None,
+    };
+    let items = if s.kernel == 3 {
+        s.h_out().div_ceil(2) * s.w_out().div_ceil(CPU_PX)
+    } else {
+        (s.h * s.w).div_ceil(CPU_PX)
+    };
     let align = window::align_floats(gpu);
-    let row = s.w.next_multiple_of(4);
-    let plane = if row == s.w {
+    let plane = if row == s.w && (s.h * s.w).is_multiple_of(4) {
         s.h * s.w
     } else {
         (row * s.h).next_multiple_of(8)
     };
     // A window starts at the aligned float at or before its first plane.
     let planes = (window::WINDOW_FLOATS + 1 - align) / plane;
-    let per_channel = WIDTH * 9;
-    if planes == 0 || s.padding != 1 || !window::fits_binding(gpu, s.n * s.c_in * plane) {
+    let per_channel = width * s.kernel * s.kernel;
+    if planes == 0 || !window::fits_binding(gpu, s.n * s.c_in * plane) {
         return None;
     }
     let capacity = (X_WINDOWS * planes).min(window::WINDOW_FLOATS / per_channel);
@@ -627,11 +648,10 @@ fn conv_sg_x(
     let chunk = s.c_in.div_ceil(chunks);
     let windows_per_sample = chunk.div_ceil(planes);
     let samples = X_WINDOWS / windows_per_sample;
-    let blocks = s.c_out / WIDTH;
+    let blocks = s.c_out / width;
     // Blocks per dispatch: their weights, c_in channels apart, fit the window with the chunk's.
     let run = (1 + (window::WINDOW_FLOATS / per_channel - chunk) / s.c_in).min(blocks);
-    let items = s.h_out().div_ceil(2) * s.w_out().div_ceil(CPU_PX);
-    let xw = if row == s.w {
+    let xw = if plane == s.h * s.w {
         window::with_tail(gpu, x)
     } else {
         padded_planes(gpu, x, [s.n, s.c_in, s.h, s.w], plane, row, 0)
@@ -674,7 +694,7 @@ fn conv_sg_x(
                 let mut bindings = vec![bias.unwrap_or(packed), &y, &weights];
                 bindings.extend(x_windows.iter());
                 gpu.dispatch(
-                    &CONV_FWD_K3S1_SG_X,
+                    kernel,
                     &p,
                     &bindings,
                     [items.div_ceil(LANES) as u32, run as u32, in_dispatch as u32],
