@@ -62,6 +62,12 @@ struct ConvParams {
     x_shift1: u32,
     x_shift2: u32,
     x_shift3: u32,
+    // conv2d_bwd_w_k3s1_sg (conv_subgroup.wgsl): samples per dispatch (1 to 4), each in its own
+    // x and dy window.
+    window_samples: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;

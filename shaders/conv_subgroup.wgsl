@@ -234,47 +234,65 @@ fn conv2d_fwd_k3s1_sg_rows2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
     store8_chunk(a3, n, cb8 + 1u, pix0 + p.w_out, p.w_out - ox0, second);
 }
 
-// conv2d_bwd_w_k3s1_sg: conv2d_bwd_w_k3s1_ubo with the dy pixels shared by subgroup
-// broadcasts: every lane of a workgroup reads the same 16 output channels' dy, so lane l
-// gathers those of channels l and l + 8 and broadcasts them (2 gathers per 4 pixels instead
-// of 16).
-@compute @workgroup_size(8)
-fn conv2d_bwd_w_k3s1_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
-                        @builtin(subgroup_invocation_id) sg_lane: u32) {
-    let lane = sg_lane % 8u;
-    let local = wid.y * 8u + li;
-    let ci = p.x_begin + local;
-    let ci_ok = ci < p.x_end;
-    let xp = min(local, p.x_end - p.x_begin - 1u) * p.x_plane_stride;
-    let cb = wid.z * WB;
-    let oy0 = wid.x * p.chunk;
-    let oy1 = min(oy0 + p.chunk, p.h_out);
-    let z9 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
-    var a0 = z9;
-    var a1 = z9;
-    var a2 = z9;
-    var a3 = z9;
-    var a4 = z9;
-    var a5 = z9;
-    var a6 = z9;
-    var a7 = z9;
-    var a8 = z9;
-    var a9 = z9;
-    var a10 = z9;
-    var a11 = z9;
-    var a12 = z9;
-    var a13 = z9;
-    var a14 = z9;
-    var a15 = z9;
+// The 16 output channels x 9 taps a lane of conv2d_bwd_w_k3s1_sg sums.
+struct Acc144 {
+    a0: Acc9, a1: Acc9, a2: Acc9, a3: Acc9, a4: Acc9, a5: Acc9, a6: Acc9, a7: Acc9,
+    a8: Acc9, a9: Acc9, a10: Acc9, a11: Acc9, a12: Acc9, a13: Acc9, a14: Acc9, a15: Acc9,
+}
+
+// conv2d_bwd_w_k3s1_sg's further dy windows, one per sample of the dispatch after the first
+// (which is `wuni`, as in conv2d_bwd_w_k3s1_ubo); its x windows are xuni, xuni1..3.
+@group(0) @binding(12) var<uniform> dyuni1: array<vec4<f32>, 4096>;
+@group(0) @binding(13) var<uniform> dyuni2: array<vec4<f32>, 4096>;
+@group(0) @binding(14) var<uniform> dyuni3: array<vec4<f32>, 4096>;
+
+// The vec4 at index v of dy window j (a constant at every call, as for xv).
+fn dyv(j: u32, v: u32) -> vec4<f32> {
+    switch j {
+        case 0u: { return wuni[v]; }
+        case 1u: { return dyuni1[v]; }
+        case 2u: { return dyuni2[v]; }
+        default: { return dyuni3[v]; }
+    }
+}
+
+// x values at columns c .. c + 5 of a padded row (c a multiple of 4) of x window j.
+fn x6_in(j: u32, e: u32) -> X6 {
+    let v = e >> 2u;
+    return X6(xv(j, v), xv(j, v + 1u).xy);
+}
+
+// One sample's share (x window j, dy window j) of a lane's 144 sums over output rows
+// [oy0, oy1): lane l gathers the dy of output channels cb + l and cb + l + 8 and broadcasts
+// them to the others.
+fn bwd_w_sample_sg(j: u32, xp: u32, cb: u32, oy0: u32, oy1: u32, lane: u32, acc: ptr<function, Acc144>) {
+    // Pointers to locals, not to members of *acc, for acc9_rows (naga's SPIR-V writer takes no
+    // pointer to a struct member as a call argument).
+    var a0 = (*acc).a0;
+    var a1 = (*acc).a1;
+    var a2 = (*acc).a2;
+    var a3 = (*acc).a3;
+    var a4 = (*acc).a4;
+    var a5 = (*acc).a5;
+    var a6 = (*acc).a6;
+    var a7 = (*acc).a7;
+    var a8 = (*acc).a8;
+    var a9 = (*acc).a9;
+    var a10 = (*acc).a10;
+    var a11 = (*acc).a11;
+    var a12 = (*acc).a12;
+    var a13 = (*acc).a13;
+    var a14 = (*acc).a14;
+    var a15 = (*acc).a15;
     for (var oy = oy0; oy < oy1; oy++) {
         let row = xp + oy * p.x_row;
         for (var ox0 = 0u; ox0 < p.w_out; ox0 += PX) {
-            let r0 = x6(row + ox0);
-            let r1 = x6(row + p.x_row + ox0);
-            let r2 = x6(row + 2u * p.x_row + ox0);
+            let r0 = x6_in(j, row + ox0);
+            let r1 = x6_in(j, row + p.x_row + ox0);
+            let r2 = x6_in(j, row + 2u * p.x_row + ox0);
             let dp = cb * p.plane_stride + oy * p.row_stride + ox0;
-            let g0 = wuni[(dp + lane * p.plane_stride) >> 2u];
-            let g1 = wuni[(dp + (lane + 8u) * p.plane_stride) >> 2u];
+            let g0 = dyv(j, (dp + lane * p.plane_stride) >> 2u);
+            let g1 = dyv(j, (dp + (lane + 8u) * p.plane_stride) >> 2u);
             acc9_rows(&a0, subgroupBroadcast(g0, 0u), r0, r1, r2);
             acc9_rows(&a1, subgroupBroadcast(g0, 1u), r0, r1, r2);
             acc9_rows(&a2, subgroupBroadcast(g0, 2u), r0, r1, r2);
@@ -293,25 +311,73 @@ fn conv2d_bwd_w_k3s1_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
             acc9_rows(&a15, subgroupBroadcast(g1, 7u), r0, r1, r2);
         }
     }
+    (*acc).a0 = a0;
+    (*acc).a1 = a1;
+    (*acc).a2 = a2;
+    (*acc).a3 = a3;
+    (*acc).a4 = a4;
+    (*acc).a5 = a5;
+    (*acc).a6 = a6;
+    (*acc).a7 = a7;
+    (*acc).a8 = a8;
+    (*acc).a9 = a9;
+    (*acc).a10 = a10;
+    (*acc).a11 = a11;
+    (*acc).a12 = a12;
+    (*acc).a13 = a13;
+    (*acc).a14 = a14;
+    (*acc).a15 = a15;
+}
+
+// conv2d_bwd_w_k3s1_sg: conv2d_bwd_w_k3s1_ubo with the dy pixels shared by subgroup
+// broadcasts (every lane of a workgroup reads the same 16 output channels' dy, so lane l
+// gathers those of channels l and l + 8: 2 gathers per 4 pixels instead of 16), over
+// window_samples (1 to 4) samples per dispatch: sample j of the dispatch in x window j and dy
+// window j, all summed before the one read-modify-write of the partial sums, so a dispatch
+// does up to 4 samples' work for one dispatch's overhead and one store. Windows past
+// window_samples are bound and not read.
+@compute @workgroup_size(8)
+fn conv2d_bwd_w_k3s1_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+                        @builtin(subgroup_invocation_id) sg_lane: u32) {
+    let lane = sg_lane % 8u;
+    let local = wid.y * 8u + li;
+    let ci = p.x_begin + local;
+    let ci_ok = ci < p.x_end;
+    let xp = min(local, p.x_end - p.x_begin - 1u) * p.x_plane_stride;
+    let cb = wid.z * WB;
+    let oy0 = wid.x * p.chunk;
+    let oy1 = min(oy0 + p.chunk, p.h_out);
+    let z9 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
+    var a = Acc144(z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9);
+    bwd_w_sample_sg(0u, xp, cb, oy0, oy1, lane, &a);
+    if (p.window_samples > 1u) {
+        bwd_w_sample_sg(1u, xp, cb, oy0, oy1, lane, &a);
+    }
+    if (p.window_samples > 2u) {
+        bwd_w_sample_sg(2u, xp, cb, oy0, oy1, lane, &a);
+    }
+    if (p.window_samples > 3u) {
+        bwd_w_sample_sg(3u, xp, cb, oy0, oy1, lane, &a);
+    }
     let k_cols = p.c_in * 9u;
     let co0 = p.ci_begin + cb;
     let o = (wid.x * p.c_out + co0) * k_cols + ci * 9u;
-    store_acc9_chunk(a0, o + 0u * k_cols, ci_ok && co0 + 0u < p.ci_end);
-    store_acc9_chunk(a1, o + 1u * k_cols, ci_ok && co0 + 1u < p.ci_end);
-    store_acc9_chunk(a2, o + 2u * k_cols, ci_ok && co0 + 2u < p.ci_end);
-    store_acc9_chunk(a3, o + 3u * k_cols, ci_ok && co0 + 3u < p.ci_end);
-    store_acc9_chunk(a4, o + 4u * k_cols, ci_ok && co0 + 4u < p.ci_end);
-    store_acc9_chunk(a5, o + 5u * k_cols, ci_ok && co0 + 5u < p.ci_end);
-    store_acc9_chunk(a6, o + 6u * k_cols, ci_ok && co0 + 6u < p.ci_end);
-    store_acc9_chunk(a7, o + 7u * k_cols, ci_ok && co0 + 7u < p.ci_end);
-    store_acc9_chunk(a8, o + 8u * k_cols, ci_ok && co0 + 8u < p.ci_end);
-    store_acc9_chunk(a9, o + 9u * k_cols, ci_ok && co0 + 9u < p.ci_end);
-    store_acc9_chunk(a10, o + 10u * k_cols, ci_ok && co0 + 10u < p.ci_end);
-    store_acc9_chunk(a11, o + 11u * k_cols, ci_ok && co0 + 11u < p.ci_end);
-    store_acc9_chunk(a12, o + 12u * k_cols, ci_ok && co0 + 12u < p.ci_end);
-    store_acc9_chunk(a13, o + 13u * k_cols, ci_ok && co0 + 13u < p.ci_end);
-    store_acc9_chunk(a14, o + 14u * k_cols, ci_ok && co0 + 14u < p.ci_end);
-    store_acc9_chunk(a15, o + 15u * k_cols, ci_ok && co0 + 15u < p.ci_end);
+    store_acc9_chunk(a.a0, o + 0u * k_cols, ci_ok && co0 + 0u < p.ci_end);
+    store_acc9_chunk(a.a1, o + 1u * k_cols, ci_ok && co0 + 1u < p.ci_end);
+    store_acc9_chunk(a.a2, o + 2u * k_cols, ci_ok && co0 + 2u < p.ci_end);
+    store_acc9_chunk(a.a3, o + 3u * k_cols, ci_ok && co0 + 3u < p.ci_end);
+    store_acc9_chunk(a.a4, o + 4u * k_cols, ci_ok && co0 + 4u < p.ci_end);
+    store_acc9_chunk(a.a5, o + 5u * k_cols, ci_ok && co0 + 5u < p.ci_end);
+    store_acc9_chunk(a.a6, o + 6u * k_cols, ci_ok && co0 + 6u < p.ci_end);
+    store_acc9_chunk(a.a7, o + 7u * k_cols, ci_ok && co0 + 7u < p.ci_end);
+    store_acc9_chunk(a.a8, o + 8u * k_cols, ci_ok && co0 + 8u < p.ci_end);
+    store_acc9_chunk(a.a9, o + 9u * k_cols, ci_ok && co0 + 9u < p.ci_end);
+    store_acc9_chunk(a.a10, o + 10u * k_cols, ci_ok && co0 + 10u < p.ci_end);
+    store_acc9_chunk(a.a11, o + 11u * k_cols, ci_ok && co0 + 11u < p.ci_end);
+    store_acc9_chunk(a.a12, o + 12u * k_cols, ci_ok && co0 + 12u < p.ci_end);
+    store_acc9_chunk(a.a13, o + 13u * k_cols, ci_ok && co0 + 13u < p.ci_end);
+    store_acc9_chunk(a.a14, o + 14u * k_cols, ci_ok && co0 + 14u < p.ci_end);
+    store_acc9_chunk(a.a15, o + 15u * k_cols, ci_ok && co0 + 15u < p.ci_end);
 }
 
 // conv2d_bwd_w_k1_sg: conv2d_bwd_w_k1_ubo with the dy pixels shared by subgroup broadcasts

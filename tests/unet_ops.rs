@@ -276,6 +276,21 @@ fn conv2d_uniform_window_kernels_match_reference() {
         },
         110,
     );
+    // Five samples: the subgroup 3x3 weight gradient sums four per dispatch, then one more.
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 5,
+            c_in: 8,
+            h: 6,
+            w: 8,
+            c_out: 16,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+        120,
+    );
     // The 3x3 weight gradient with x and dy both in windows: a padded 28x28 plane leaves room
     // for 16 channels per window, so 20 input and 20 output channels end in ragged windows.
     let level0 = ConvShape {
