@@ -42,6 +42,17 @@ pub static CONV_SUBGROUP: Shader = Shader {
     ),
 };
 
+/// Group norm for CPU adapters with subgroups: group_norm.wgsl with group_norm_subgroup.wgsl
+/// appended (x and dy through uniform windows, sums by subgroupAdd).
+pub static GROUP_NORM_SUBGROUP: Shader = Shader {
+    name: "group_norm_subgroup",
+    source: concat!(
+        include_str!("../shaders/common.wgsl"),
+        include_str!("../shaders/group_norm.wgsl"),
+        include_str!("../shaders/group_norm_subgroup.wgsl")
+    ),
+};
+
 /// All shaders, for validation.
 pub static ALL: &[&Shader] = &[
     &ACTIVATION,
@@ -51,6 +62,7 @@ pub static ALL: &[&Shader] = &[
     &DIFFUSION,
     &EMBEDDING,
     &GROUP_NORM,
+    &GROUP_NORM_SUBGROUP,
     &LOSS,
     &MATMUL,
     &OPTIM,

@@ -340,13 +340,16 @@ fn group_norm_case(
     let (x64, g64, b64, dy64) = (to_f64(&x), to_f64(&gamma), to_f64(&beta), to_f64(&dy));
     let eps = ops::group_norm::EPS as f64;
     use ops::group_norm::GroupNormVariant;
-    let variants = [
+    let mut variants = vec![
         GroupNormVariant::WorkgroupPerGroup,
         GroupNormVariant::ThreadPerGroup,
     ];
+    if GroupNormVariant::windows_supported(gpu) {
+        variants.push(GroupNormVariant::SubgroupWindows);
+    }
     for (fuse, variant) in [false, true]
         .into_iter()
-        .flat_map(|f| variants.map(|v| (f, v)))
+        .flat_map(|f| variants.iter().map(move |&v| (f, v)))
     {
         let what =
             format!("group_norm {variant:?} fuse_silu={fuse} n={n} c={c} hw={hw} groups={groups}");
@@ -392,6 +395,14 @@ fn group_norm_matches_reference() {
     group_norm_case(&gpu, 2, 6, 7, 9, 3, 50);
     // Level 1 of the mnist UNet: 64 channels at 14x14, 8 groups.
     group_norm_case(&gpu, 2, 64, 14, 14, 8, 60);
+    // Level 0 at 28x28 for three samples: five 3,136-float groups per window, so the subgroup
+    // kernels take two dispatches, the second ragged.
+    group_norm_case(&gpu, 3, 32, 28, 28, 8, 70);
+    // 150 groups of 126 floats, 129 per window: the second window's first group starts off
+    // the window alignment.
+    group_norm_case(&gpu, 50, 6, 7, 9, 3, 90);
+    // A group larger than a window (25,088 floats): the subgroup variant falls back.
+    group_norm_case(&gpu, 1, 32, 28, 28, 1, 80);
 }
 
 #[test]

@@ -42,7 +42,9 @@ pub fn parse(shader: &Shader) -> Result<(naga::Module, naga::valid::ModuleInfo),
     )
     .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
     .subgroup_operations(
-        naga::valid::SubgroupOperationSet::BASIC | naga::valid::SubgroupOperationSet::BALLOT,
+        naga::valid::SubgroupOperationSet::BASIC
+            | naga::valid::SubgroupOperationSet::BALLOT
+            | naga::valid::SubgroupOperationSet::ARITHMETIC,
     )
     .validate(&module)
     .map_err(|e| format!("{}.wgsl: {}", shader.name, e.emit_to_string(shader.source)))?;

@@ -5,7 +5,8 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::autograd::{Backward, Ctx, Var};
 use crate::gpu::{Gpu, Kernel, MAX_GROUPS_PER_DIM};
-use crate::shaders::GROUP_NORM;
+use crate::ops::window::{self, Windows};
+use crate::shaders::{GROUP_NORM, GROUP_NORM_SUBGROUP};
 use crate::tensor::Tensor;
 
 #[repr(C)]
@@ -19,6 +20,10 @@ struct GroupNormParams {
     fuse_silu: u32,
     part_row: u32,
     beta_offset: u32,
+    first_group: u32,
+    groups_per_window: u32,
+    _pad: [u32; 2],
+    shifts: [u32; 4],
 }
 
 static GN_FWD: Kernel = Kernel {
@@ -37,6 +42,16 @@ static GN_BWD_CPU: Kernel = Kernel {
     shader: &GROUP_NORM,
     entry: "group_norm_bwd_cpu",
 };
+static GN_FWD_SG: Kernel = Kernel {
+    shader: &GROUP_NORM_SUBGROUP,
+    entry: "group_norm_fwd_sg",
+};
+static GN_BWD_SG: Kernel = Kernel {
+    shader: &GROUP_NORM_SUBGROUP,
+    entry: "group_norm_bwd_sg",
+};
+/// Windows of x (and of dy) per dispatch of the subgroup kernels.
+const SG_WINDOWS: usize = 4;
 /// Threads per workgroup of the CPU-adapter kernels (one thread per (sample, group)).
 const CPU_WG: usize = 16;
 pub const EPS: f32 = 1e-5;
@@ -65,6 +80,10 @@ fn params(x: &Tensor, groups: usize, fuse_silu: bool) -> GroupNormParams {
         fuse_silu: fuse_silu as u32,
         part_row: 0,
         beta_offset: 0,
+        first_group: 0,
+        groups_per_window: 0,
+        _pad: [0; 2],
+        shifts: [0; 4],
     }
 }
 
@@ -78,20 +97,33 @@ fn grid(workgroups: usize) -> [u32; 3] {
 }
 
 /// A workgroup per group with tree sums (GPUs), or a thread per group without barriers (CPU
-/// adapters, where every barrier is a coroutine switch); both compute the same statistics.
+/// adapters, where every barrier is a coroutine switch), or, on CPU adapters with subgroups, a
+/// subgroup per group reading x and dy through uniform windows (ThreadPerGroup where a group
+/// exceeds a window); all compute the same statistics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupNormVariant {
     WorkgroupPerGroup,
     ThreadPerGroup,
+    SubgroupWindows,
 }
 
 impl GroupNormVariant {
     pub fn for_adapter(gpu: &Gpu) -> GroupNormVariant {
-        if gpu.cpu_kernels() {
-            GroupNormVariant::ThreadPerGroup
-        } else {
+        if !gpu.cpu_kernels() {
             GroupNormVariant::WorkgroupPerGroup
+        } else if Self::windows_supported(gpu) {
+            GroupNormVariant::SubgroupWindows
+        } else {
+            GroupNormVariant::ThreadPerGroup
         }
+    }
+
+    /// Whether the device runs the subgroup kernels: subgroups, 64 KiB uniform windows, and
+    /// uniform buffers for the parameters and four x and four dy windows.
+    pub fn windows_supported(gpu: &Gpu) -> bool {
+        gpu.subgroups()
+            && window::supported(gpu)
+            && gpu.limits.max_uniform_buffers_per_shader_stage as usize > 2 * SG_WINDOWS
     }
 
     /// The kernel and grid for n * groups groups (shaders/group_norm.wgsl).
@@ -102,7 +134,9 @@ impl GroupNormVariant {
         n_groups: usize,
     ) -> (&'static Kernel, [u32; 3]) {
         match self {
-            GroupNormVariant::ThreadPerGroup => (cpu_kernel, grid(n_groups.div_ceil(CPU_WG))),
+            GroupNormVariant::ThreadPerGroup | GroupNormVariant::SubgroupWindows => {
+                (cpu_kernel, grid(n_groups.div_ceil(CPU_WG)))
+            }
             GroupNormVariant::WorkgroupPerGroup => (gpu_kernel, grid(n_groups)),
         }
     }
@@ -138,9 +172,61 @@ pub fn group_norm_variant(
     );
     let y = gpu.empty(&x.shape);
     let stats = gpu.empty(&[x.shape[0] * groups, 2]);
+    if variant == GroupNormVariant::SubgroupWindows
+        && dispatch_windows(gpu, &GN_FWD_SG, &p, &[x], &[gamma, beta, &y, &stats])
+    {
+        return (y, stats);
+    }
     let (kernel, groups) = variant.pick(&GN_FWD, &GN_FWD_CPU, x.shape[0] * groups);
     gpu.dispatch(kernel, &p, &[x, gamma, beta, &y, &stats], groups);
     (y, stats)
+}
+
+/// Runs a subgroup kernel (group_norm_subgroup.wgsl) over all n * groups groups: `storage`
+/// binds first, then SG_WINDOWS windows of each tensor of `windowed` (x, then dy). Each
+/// dispatch covers SG_WINDOWS windows of whole groups. False (nothing recorded) where a group
+/// does not fit a window.
+fn dispatch_windows(
+    gpu: &Gpu,
+    kernel: &'static Kernel,
+    p: &GroupNormParams,
+    windowed: &[&Tensor],
+    storage: &[&Tensor],
+) -> bool {
+    let align = window::align_floats(gpu);
+    let group_floats = (p.c / p.groups * p.hw) as usize;
+    // A window starts at the aligned float at or before its first group.
+    let per_window = (window::WINDOW_FLOATS + 1 - align) / group_floats;
+    if per_window == 0 {
+        return false;
+    }
+    let sources: Vec<Windows> = windowed.iter().map(|t| Windows::new(gpu, t)).collect();
+    let total = (p.n * p.groups) as usize;
+    let per_dispatch = SG_WINDOWS * per_window;
+    for first in (0..total).step_by(per_dispatch) {
+        let in_dispatch = per_dispatch.min(total - first);
+        let mut shifts = [0u32; SG_WINDOWS];
+        let mut bindings: Vec<Tensor> = Vec::with_capacity(SG_WINDOWS * sources.len());
+        for source in &sources {
+            for (j, shift) in shifts.iter_mut().enumerate() {
+                // Windows past the dispatch's groups are bound, not read.
+                let group = first + (j * per_window).min(in_dispatch - 1);
+                let (view, offset) = source.at(group * group_floats);
+                *shift = offset as u32;
+                bindings.push(view);
+            }
+        }
+        let params = GroupNormParams {
+            first_group: first as u32,
+            groups_per_window: per_window as u32,
+            shifts,
+            ..*p
+        };
+        let mut tensors: Vec<&Tensor> = storage.to_vec();
+        tensors.extend(bindings.iter());
+        gpu.dispatch(kernel, &params, &tensors, [in_dispatch as u32, 1, 1]);
+    }
+    true
 }
 
 /// (dx, dgamma, dbeta).
@@ -185,13 +271,23 @@ pub fn group_norm_backward_variant(
     };
     let dx = gpu.empty(&x.shape);
     let param_part = gpu.empty(&[n, part_row]);
-    let (kernel, grid) = variant.pick(&GN_BWD, &GN_BWD_CPU, n * groups);
-    gpu.dispatch(
-        kernel,
-        &p,
-        &[x, gamma, beta, dy, &dx, stats, &param_part],
-        grid,
-    );
+    let windowed = variant == GroupNormVariant::SubgroupWindows
+        && dispatch_windows(
+            gpu,
+            &GN_BWD_SG,
+            &p,
+            &[x, dy],
+            &[gamma, beta, &dx, stats, &param_part],
+        );
+    if !windowed {
+        let (kernel, grid) = variant.pick(&GN_BWD, &GN_BWD_CPU, n * groups);
+        gpu.dispatch(
+            kernel,
+            &p,
+            &[x, gamma, beta, dy, &dx, stats, &param_part],
+            grid,
+        );
+    }
     let sums = super::reduce::sum_rows(gpu, &param_part);
     let dgamma = sums.slice_flat(0, &[c]);
     let dbeta = sums.slice_flat(beta_offset, &[c]);

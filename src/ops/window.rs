@@ -48,3 +48,52 @@ pub(crate) fn at(t: &Tensor, start: usize, align: usize) -> (Tensor, usize) {
 pub(crate) fn view(t: &Tensor, start: usize) -> Tensor {
     t.slice_flat(start, &[WINDOW_FLOATS])
 }
+
+/// A tensor read through windows without copying it whole: windows that would run past its end
+/// bind a copy of its last floats instead (at most a window and an alignment's worth), so only
+/// that tail is copied. Where the tensor starts at a binding offset windows cannot use, the
+/// whole of it is copied (`with_tail`).
+pub(crate) struct Windows {
+    t: Tensor,
+    tail: Tensor,
+    tail_start: usize,
+    align: usize,
+}
+
+impl Windows {
+    pub(crate) fn new(gpu: &Gpu, t: &Tensor) -> Windows {
+        let align = align_floats(gpu);
+        let bound = t
+            .offset()
+            .is_multiple_of(gpu.limits.min_uniform_buffer_offset_alignment as u64);
+        let t = if bound { t.clone() } else { with_tail(gpu, t) };
+        let n = t.numel();
+        // Windows starting at or before n - WINDOW_FLOATS lie inside t; the rest start after
+        // tail_start.
+        let tail_start = n.saturating_sub(WINDOW_FLOATS) / align * align;
+        let copied = n - tail_start;
+        let tail = gpu.empty(&[copied + WINDOW_FLOATS]);
+        gpu.copy(
+            &t.slice_flat(tail_start, &[copied]),
+            &tail.slice_flat(0, &[copied]),
+        );
+        Windows {
+            t,
+            tail,
+            tail_start,
+            align,
+        }
+    }
+
+    /// The window that holds float `start` of the tensor: it begins at the aligned float at or
+    /// before `start`; also returns `start`'s offset in it.
+    pub(crate) fn at(&self, start: usize) -> (Tensor, usize) {
+        let base = start - start % self.align;
+        let window = if base + WINDOW_FLOATS <= self.t.numel() {
+            view(&self.t, base)
+        } else {
+            view(&self.tail, base - self.tail_start)
+        };
+        (window, start - base)
+    }
+}
