@@ -291,6 +291,22 @@ fn conv2d_uniform_window_kernels_match_reference() {
         },
         120,
     );
+    // Five samples of 60 channels with rows padded from 9 to 12 floats: the subgroup forward
+    // and weight gradient take four samples in a dispatch, then one.
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 5,
+            c_in: 60,
+            h: 7,
+            w: 9,
+            c_out: 16,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+        130,
+    );
     // The 3x3 weight gradient with x and dy both in windows: a padded 28x28 plane leaves room
     // for 16 channels per window, so 20 input and 20 output channels end in ragged windows.
     let level0 = ConvShape {

@@ -655,10 +655,14 @@ fn conv_sg_x(
     let blocks = s.c_out / width;
     // Blocks per dispatch: their weights, c_in channels apart, fit the window with the chunk's.
     let run = (1 + (window::WINDOW_FLOATS / per_channel - chunk) / s.c_in).min(blocks);
+    // x in place (only its tail copied), or a padded copy.
     let xw = if plane == s.h * s.w {
-        window::with_tail(gpu, x)
+        window::Windows::new(gpu, x)
     } else {
-        padded_planes(gpu, x, [s.n, s.c_in, s.h, s.w], plane, row, 0)
+        window::Windows::new(
+            gpu,
+            &padded_planes(gpu, x, [s.n, s.c_in, s.h, s.w], plane, row, 0),
+        )
     };
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
     for n0 in (0..s.n).step_by(samples) {
@@ -674,7 +678,7 @@ fn conv_sg_x(
                     // Windows past the dispatch's samples and channels are bound, not read.
                     let n = (n0 + j / windows_per_sample).min(s.n - 1);
                     let first = (ci_begin + (j % windows_per_sample) * planes).min(ci_end - 1);
-                    let (view, offset) = window::at(&xw, (n * s.c_in + first) * plane, align);
+                    let (view, offset) = xw.at((n * s.c_in + first) * plane);
                     *shift = offset;
                     x_windows.push(view);
                 }

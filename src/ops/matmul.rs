@@ -206,12 +206,12 @@ fn matmul_ubo(
         .min()
         .unwrap_or(batch)
         .clamp(1, gpu.limits.max_compute_workgroups_per_dimension as usize);
-    let copies = operands.map(|t| window::with_tail(gpu, t));
+    let sources = operands.map(|t| window::Windows::new(gpu, t));
     let (m, n) = (params.m as usize, params.n as usize);
     for z0 in (0..batch).step_by(per_dispatch) {
         let [(a_win, a_off), (b_win, b_off)] = [0, 1].map(|i| {
             let start = if batches[i] > 1 { z0 * entries[i] } else { 0 };
-            window::at(&copies[i], start, align)
+            sources[i].at(start)
         });
         let p = MatmulParams {
             a_off: a_off as u32,

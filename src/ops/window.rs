@@ -37,13 +37,6 @@ pub(crate) fn with_tail(gpu: &Gpu, t: &Tensor) -> Tensor {
     out
 }
 
-/// The window of `t` (a `with_tail` copy or a padded buffer) that holds float `start`: it
-/// begins at the aligned float at or before `start`; also returns `start`'s offset in it.
-pub(crate) fn at(t: &Tensor, start: usize, align: usize) -> (Tensor, usize) {
-    let base = start - start % align;
-    (view(t, base), start - base)
-}
-
 /// The window of `t` starting at float `start`, which the caller keeps aligned.
 pub(crate) fn view(t: &Tensor, start: usize) -> Tensor {
     t.slice_flat(start, &[WINDOW_FLOATS])
