@@ -151,6 +151,10 @@ static CONV_PAD_PLANES: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_pad_planes",
 };
+static CONV_DILATE2: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_dilate2",
+};
 static CONV_PACK_WEIGHT: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_pack_weight",
@@ -969,6 +973,36 @@ pub fn flip_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape) -> Tensor {
     flipped
 }
 
+/// For a 3x3, stride-2, padding-1 convolution on CPU adapters with subgroups: dy spread over
+/// the input's grid (zeros between, see conv2d_dilate2) and the stride-1 shape whose gradients,
+/// taken with that in place of dy, are the stride-2 convolution's. The stride-1 kernels do 4x
+/// the multiply-adds (most with zeros) at 7-10x the speed of the stride-2 ones (Mesa 22.3.6).
+/// None for other shapes, variants, and planes too large for the stride-1 kernels' windows.
+fn dilated_stride2(
+    gpu: &Gpu,
+    variant: ConvVariant,
+    dy: &Tensor,
+    s: &ConvShape,
+) -> Option<(Tensor, ConvShape)> {
+    // A padded x plane of the stride-1 weight gradient ((h + 2) rows of w + 8 floats) fits a
+    // window, and with it the forward kernel's planes.
+    let fits = (s.h + 2) * (s.w + 8) <= window::WINDOW_FLOATS / 2;
+    if variant != ConvVariant::DirectSubgroup
+        || (s.kernel, s.stride, s.padding) != (3, 2, 1)
+        || !fits
+    {
+        return None;
+    }
+    let dilated = gpu.zeros(&[s.n, s.c_out, s.h, s.w]);
+    gpu.dispatch(
+        &CONV_DILATE2,
+        &params(s, false),
+        &[dy, &dilated],
+        gpu.groups_1d(dy.numel()),
+    );
+    Some((dilated, ConvShape { stride: 1, ..*s }))
+}
+
 pub fn conv2d_backward_x_with(
     gpu: &Gpu,
     variant: ConvVariant,
@@ -976,6 +1010,9 @@ pub fn conv2d_backward_x_with(
     dy: &Tensor,
     s: &ConvShape,
 ) -> Tensor {
+    if let Some((dilated, s1)) = dilated_stride2(gpu, variant, dy, s) {
+        return conv2d_backward_x_with(gpu, variant, weight, &dilated, &s1);
+    }
     if variant.is_direct() && s.stride == 1 && s.padding < s.kernel {
         // dx is the stride-1 convolution of dy with the flipped, transposed weights and
         // padding k - 1 - p.
@@ -1062,6 +1099,9 @@ pub fn conv2d_backward_w_with(
     dy: &Tensor,
     s: &ConvShape,
 ) -> Tensor {
+    if let Some((dilated, s1)) = dilated_stride2(gpu, variant, dy, s) {
+        return conv2d_backward_w_with(gpu, variant, x, &dilated, &s1);
+    }
     let k_cols = s.c_in * s.kernel * s.kernel;
     let cpu_kernel = match (s.kernel, s.stride) {
         (3, 1) => Some(&CONV_BWD_W_K3S1_CPU),
