@@ -33,32 +33,40 @@ fn sg_taps_row2(g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>, g4: 
     );
 }
 
-// One input channel's share of 16 output channels x 4 pixels of 2 output rows (input rows r0 ..
-// r3), its packed weights at window offset wci: each lane gathers 5 of the 36 vec4s and
-// broadcasts them to the others (lane = the subgroup invocation id mod 8).
-fn fwd_rows2_channel_sg(a0: ptr<function, Acc8>, a1: ptr<function, Acc8>,
-                        a2: ptr<function, Acc8>, a3: ptr<function, Acc8>,
-                        r0: Row3, r1: Row3, r2: Row3, r3: Row3, wci: u32, lane: u32) {
+// One input channel's share of 16 output channels x 4 pixels of 2 output rows, the first
+// under kernel rows ky = 0, 1, 2 from inputs t0, t1, t2, the second from b0, b1, b2; its
+// packed weights at window offset wci: each lane gathers 5 of the 36 vec4s and broadcasts them
+// to the others (lane = the subgroup invocation id mod 8).
+fn fwd_rows2_taps_sg(a0: ptr<function, Acc8>, a1: ptr<function, Acc8>,
+                     a2: ptr<function, Acc8>, a3: ptr<function, Acc8>,
+                     t0: Row3, t1: Row3, t2: Row3, b0: Row3, b1: Row3, b2: Row3, wci: u32, lane: u32) {
     let g0 = wuni[wci + lane];
     let g1 = wuni[wci + lane + 8u];
     let g2 = wuni[wci + lane + 16u];
     let g3 = wuni[wci + lane + 24u];
     let g4 = wuni[min(wci + lane + 32u, 4095u)];
-    let t0 = sg_taps_row0(g0, g1, g2, g3, g4);
-    taps3(a0, t0.a, r0);
-    taps3(a1, t0.b, r0);
-    taps3(a2, t0.a, r1);
-    taps3(a3, t0.b, r1);
-    let t1 = sg_taps_row1(g0, g1, g2, g3, g4);
-    taps3(a0, t1.a, r1);
-    taps3(a1, t1.b, r1);
-    taps3(a2, t1.a, r2);
-    taps3(a3, t1.b, r2);
-    let t2 = sg_taps_row2(g0, g1, g2, g3, g4);
-    taps3(a0, t2.a, r2);
-    taps3(a1, t2.b, r2);
-    taps3(a2, t2.a, r3);
-    taps3(a3, t2.b, r3);
+    let k0 = sg_taps_row0(g0, g1, g2, g3, g4);
+    taps3(a0, k0.a, t0);
+    taps3(a1, k0.b, t0);
+    taps3(a2, k0.a, b0);
+    taps3(a3, k0.b, b0);
+    let k1 = sg_taps_row1(g0, g1, g2, g3, g4);
+    taps3(a0, k1.a, t1);
+    taps3(a1, k1.b, t1);
+    taps3(a2, k1.a, b1);
+    taps3(a3, k1.b, b1);
+    let k2 = sg_taps_row2(g0, g1, g2, g3, g4);
+    taps3(a0, k2.a, t2);
+    taps3(a1, k2.b, t2);
+    taps3(a2, k2.a, b2);
+    taps3(a3, k2.b, b2);
+}
+
+// The stride-1 case: output rows oy and oy + 1 read input rows r0 .. r3.
+fn fwd_rows2_channel_sg(a0: ptr<function, Acc8>, a1: ptr<function, Acc8>,
+                        a2: ptr<function, Acc8>, a3: ptr<function, Acc8>,
+                        r0: Row3, r1: Row3, r2: Row3, r3: Row3, wci: u32, lane: u32) {
+    fwd_rows2_taps_sg(a0, a1, a2, a3, r0, r1, r2, r1, r2, r3, wci, lane);
 }
 
 // conv2d_fwd_k3s1_sg_x: the stride-1 3x3 convolution with padding 1 (forward, and the input
@@ -599,4 +607,110 @@ fn conv2d_fwd_k1_sg_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
     store8_chunk(a1, n, cb8 + 1u, pix0, hw - pix0, valid);
     store8_chunk(a2, n, cb8 + 2u, pix0, hw - pix0, valid);
     store8_chunk(a3, n, cb8 + 3u, pix0, hw - pix0, valid);
+}
+
+// conv2d_fwd_k3s2_sg_x: the stride-2 3x3 convolution with padding 1 (the UNet's downsampling),
+// with x and the weights read through uniform windows and the weights shared by subgroup
+// broadcasts, as conv2d_fwd_k3s1_sg_x does for stride 1 (conv2d_fwd_k3s2_cpu loads both from
+// storage: 1-2 GFLOP/s on Mesa 22.3.6). A thread takes 16 output channels x 4 pixels of output
+// rows oy and oy + 1, which read input rows 2 oy - 1 .. 2 oy + 3 and columns 2 ox0 - 1 ..
+// 2 ox0 + 7. x planes are h w floats as they are (each float gathered on its own, so neither
+// rows nor planes need a multiple of 4), zero outside the image by selects. Windows, grid and
+// chunks as conv2d_fwd_k3s1_sg_x; items = ceil(h_out / 2) * ceil(w_out / 4).
+
+fn xf(j: u32, e: u32) -> f32 {
+    return xv(j, e >> 2u)[e & 3u];
+}
+
+// Where a thread's inputs lie in a plane: the float offsets of its 5 input rows (clamped into
+// the image) and of its 9 columns (clamped into a row), and which of them are inside.
+struct S2Span {
+    rows: vec4<u32>,
+    row4: u32,
+    rows_ok: vec4<bool>,
+    row4_ok: bool,
+    cols_a: vec4<u32>,
+    cols_b: vec4<u32>,
+    col8: u32,
+    cols_a_ok: vec4<bool>,
+    cols_b_ok: vec4<bool>,
+    col8_ok: bool,
+}
+
+// The inputs of 4 output pixels under taps kx = 0, 1, 2 of the input row at float e (columns
+// 2 ox0 - 1 + k, k = 0 .. 8: taps kx take k = kx, kx + 2, kx + 4, kx + 6).
+fn s2_row(j: u32, e: u32, ok: bool, s: S2Span) -> Row3 {
+    let a = select(vec4<f32>(0.0),
+                   vec4<f32>(xf(j, e + s.cols_a.x), xf(j, e + s.cols_a.y), xf(j, e + s.cols_a.z), xf(j, e + s.cols_a.w)),
+                   s.cols_a_ok & vec4<bool>(ok));
+    let b = select(vec4<f32>(0.0),
+                   vec4<f32>(xf(j, e + s.cols_b.x), xf(j, e + s.cols_b.y), xf(j, e + s.cols_b.z), xf(j, e + s.cols_b.w)),
+                   s.cols_b_ok & vec4<bool>(ok));
+    let z = select(0.0, xf(j, e + s.col8), s.col8_ok && ok);
+    return Row3(vec4<f32>(a.x, a.z, b.x, b.z), vec4<f32>(a.y, a.w, b.y, b.w), vec4<f32>(a.z, b.x, b.z, z));
+}
+
+fn fwd_s2_window(j: u32, shift: u32, begin: u32, end: u32, wbase: u32, s: S2Span, lane: u32,
+                 a0: ptr<function, Acc8>, a1: ptr<function, Acc8>,
+                 a2: ptr<function, Acc8>, a3: ptr<function, Acc8>) {
+    for (var ci = begin; ci < end; ci++) {
+        let e = shift + (ci - begin) * p.x_plane_stride;
+        let r0 = s2_row(j, e + s.rows.x, s.rows_ok.x, s);
+        let r1 = s2_row(j, e + s.rows.y, s.rows_ok.y, s);
+        let r2 = s2_row(j, e + s.rows.z, s.rows_ok.z, s);
+        let r3 = s2_row(j, e + s.rows.w, s.rows_ok.w, s);
+        let r4 = s2_row(j, e + s.row4, s.row4_ok, s);
+        fwd_rows2_taps_sg(a0, a1, a2, a3, r0, r1, r2, r2, r3, r4, wbase + (ci - begin) * 36u, lane);
+    }
+}
+
+@compute @workgroup_size(8)
+fn conv2d_fwd_k3s2_sg_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+                        @builtin(subgroup_invocation_id) sg_lane: u32) {
+    let lane = sg_lane % 8u;
+    let gw = (p.w_out + PX - 1u) / PX;
+    let gh = (p.h_out + 1u) / 2u;
+    let item = wid.x * 8u + li;
+    let valid = item < gw * gh;
+    let it = select(0u, item, valid);
+    let ox0 = (it % gw) * PX;
+    let oy = (it / gw) * 2u;
+    let hi = i32(p.h) - 1;
+    let wi = i32(p.w) - 1;
+    let iy0 = 2 * i32(oy) - 1;
+    let iy = vec4<i32>(iy0, iy0 + 1, iy0 + 2, iy0 + 3);
+    let ix0 = 2 * i32(ox0) - 1;
+    let ixa = vec4<i32>(ix0, ix0 + 1, ix0 + 2, ix0 + 3);
+    let ixb = ixa + vec4<i32>(4);
+    let s = S2Span(
+        vec4<u32>(clamp(iy, vec4<i32>(0), vec4<i32>(hi))) * p.w,
+        u32(clamp(iy0 + 4, 0, hi)) * p.w,
+        (iy >= vec4<i32>(0)) & (iy <= vec4<i32>(hi)),
+        iy0 + 4 <= hi,
+        vec4<u32>(clamp(ixa, vec4<i32>(0), vec4<i32>(wi))),
+        vec4<u32>(clamp(ixb, vec4<i32>(0), vec4<i32>(wi))),
+        u32(clamp(ix0 + 8, 0, wi)),
+        (ixa >= vec4<i32>(0)) & (ixa <= vec4<i32>(wi)),
+        ixb <= vec4<i32>(wi),
+        ix0 + 8 <= wi,
+    );
+    let wblock = wid.y * p.c_in * 36u;
+    var a0 = acc8_zero();
+    var a1 = acc8_zero();
+    var a2 = acc8_zero();
+    var a3 = acc8_zero();
+    let r = array<vec2<u32>, 4>(x_window_range(0u, wid.z), x_window_range(1u, wid.z),
+                                x_window_range(2u, wid.z), x_window_range(3u, wid.z));
+    fwd_s2_window(0u, p.x_shift0, r[0].x, r[0].y, wblock + (r[0].x - p.ci_begin) * 36u, s, lane, &a0, &a1, &a2, &a3);
+    fwd_s2_window(1u, p.x_shift1, r[1].x, r[1].y, wblock + (r[1].x - p.ci_begin) * 36u, s, lane, &a0, &a1, &a2, &a3);
+    fwd_s2_window(2u, p.x_shift2, r[2].x, r[2].y, wblock + (r[2].x - p.ci_begin) * 36u, s, lane, &a0, &a1, &a2, &a3);
+    fwd_s2_window(3u, p.x_shift3, r[3].x, r[3].y, wblock + (r[3].x - p.ci_begin) * 36u, s, lane, &a0, &a1, &a2, &a3);
+    let n = p.sample + wid.z;
+    let cb8 = (p.block + wid.y) * 2u;
+    let pix0 = oy * p.w_out + ox0;
+    let second = valid && oy + 1u < p.h_out;
+    store8_chunk(a0, n, cb8, pix0, p.w_out - ox0, valid);
+    store8_chunk(a1, n, cb8 + 1u, pix0, p.w_out - ox0, valid);
+    store8_chunk(a2, n, cb8, pix0 + p.w_out, p.w_out - ox0, second);
+    store8_chunk(a3, n, cb8 + 1u, pix0 + p.w_out, p.w_out - ox0, second);
 }

@@ -307,6 +307,52 @@ fn conv2d_uniform_window_kernels_match_reference() {
         },
         130,
     );
+    // The subgroup stride-2 forward: odd planes, four samples and then one per dispatch; and
+    // 28x28 planes of 44 channels over three windows per sample.
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 5,
+            c_in: 6,
+            h: 7,
+            w: 9,
+            c_out: 16,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        },
+        140,
+    );
+    // Width 11: the last output's right-hand tap reads column w (padding) from the thread's
+    // second group of 4 inputs, which the right-edge mask must zero.
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 2,
+            c_in: 4,
+            h: 5,
+            w: 11,
+            c_out: 16,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        },
+        160,
+    );
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 2,
+            c_in: 44,
+            h: 28,
+            w: 28,
+            c_out: 16,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        },
+        150,
+    );
     // The 3x3 weight gradient with x and dy both in windows: a padded 28x28 plane leaves room
     // for 16 channels per window, so 20 input and 20 output channels end in ragged windows.
     let level0 = ConvShape {

@@ -127,6 +127,10 @@ static CONV_BWD_W_K1_SG: Kernel = Kernel {
     shader: &CONV_SUBGROUP,
     entry: "conv2d_bwd_w_k1_sg",
 };
+static CONV_FWD_K3S2_SG_X: Kernel = Kernel {
+    shader: &CONV_SUBGROUP,
+    entry: "conv2d_fwd_k3s2_sg_x",
+};
 static CONV_FWD_K1_SG_X: Kernel = Kernel {
     shader: &CONV_SUBGROUP,
     entry: "conv2d_fwd_k1_sg_x",
@@ -393,6 +397,18 @@ pub fn conv2d_with(
             let packed = pack_weight(gpu, weight, &s, Pack::Forward, kernel.1);
             return conv_ubo(gpu, variant, kernel, &s, x, &packed, bias);
         }
+        if variant == ConvVariant::DirectSubgroup
+            && (s.kernel, s.stride, s.padding) == (3, 2, 1)
+            && s.c_out.is_multiple_of(UBO_BLOCK / 2)
+            && uniform_windows_supported(gpu)
+            && (UBO_BLOCK / 2 * 9 * 4)
+                .is_multiple_of(gpu.limits.min_uniform_buffer_offset_alignment as usize)
+        {
+            let packed = pack_weight(gpu, weight, &s, Pack::Forward, UBO_BLOCK / 2);
+            if let Some(y) = conv_sg_x(gpu, &s, x, &packed, bias) {
+                return y;
+            }
+        }
         if let Some(kernel) = cpu_fwd_kernel(&s) {
             let packed = pack_weight(gpu, weight, &s, Pack::Forward, CPU_BLOCK);
             return conv_cpu(gpu, kernel, &s, x, &packed, bias);
@@ -631,6 +647,8 @@ fn conv_sg_x(
     // its threads per sample.
     let (kernel, width, row) = match (s.kernel, s.stride, s.padding) {
         (3, 1, 1) => (&CONV_FWD_K3S1_SG_X, UBO_BLOCK / 2, s.w.next_multiple_of(4)),
+        // Stride 2 gathers each float on its own: x as it is.
+        (3, 2, 1) => (&CONV_FWD_K3S2_SG_X, UBO_BLOCK / 2, s.w),
         (1, 1, 0) => (&CONV_FWD_K1_SG_X, UBO_BLOCK, s.w),
         _ => return None,
     };
@@ -640,7 +658,7 @@ fn conv_sg_x(
         (s.h * s.w).div_ceil(CPU_PX)
     };
     let align = window::align_floats(gpu);
-    let plane = if row == s.w && (s.h * s.w).is_multiple_of(4) {
+    let plane = if s.stride == 2 || (row == s.w && (s.h * s.w).is_multiple_of(4)) {
         s.h * s.w
     } else {
         (row * s.h).next_multiple_of(8)
