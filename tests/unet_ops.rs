@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, to_f64, uniform};
+use common::{assert_close, gpu, poison_next, to_f64, uniform};
 use ddpm::cpu;
 use ddpm::cpu::conv::ConvShape;
 use ddpm::ops;
@@ -33,6 +33,7 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
     }
     for variant in variants {
         let what = format!("{variant:?} {what}");
+        poison_next(gpu, want.len());
         let y = ops::conv::conv2d_with(gpu, variant, &gx, &gw, Some(&gb), s.stride, s.padding);
         assert_eq!(y.shape, vec![s.n, s.c_out, s.h_out(), s.w_out()]);
         assert_close(
@@ -42,6 +43,7 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
             1e-4,
             1e-4,
         );
+        poison_next(gpu, dx.len());
         let got = ops::conv::conv2d_backward_x_with(gpu, variant, &gw, &gdy, &s);
         assert_close(
             &format!("conv2d_bwd_x {what}"),
@@ -50,6 +52,7 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
             1e-4,
             1e-4,
         );
+        poison_next(gpu, dw.len());
         let got = ops::conv::conv2d_backward_w_with(gpu, variant, &gx, &gdy, &s);
         assert_close(
             &format!("conv2d_bwd_w {what}"),

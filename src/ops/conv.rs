@@ -397,14 +397,20 @@ pub fn conv2d_with(
             let packed = pack_weight(gpu, weight, &s, Pack::Forward, kernel.1);
             return conv_ubo(gpu, variant, kernel, &s, x, &packed, bias);
         }
+        // The subgroup kernels also take the shapes the uniform-window ones do not: stride 2,
+        // and a last block of output channels that is not full (the UNet's 1- or 2-channel
+        // output convolution, 0.3 GFLOP/s in conv2d_fwd_k3s1_cpu's 8-channel blocks).
+        let width = if s.kernel == 1 {
+            UBO_BLOCK
+        } else {
+            UBO_BLOCK / 2
+        };
         if variant == ConvVariant::DirectSubgroup
-            && (s.kernel, s.stride, s.padding) == (3, 2, 1)
-            && s.c_out.is_multiple_of(UBO_BLOCK / 2)
             && uniform_windows_supported(gpu)
-            && (UBO_BLOCK / 2 * 9 * 4)
+            && (width * s.kernel * s.kernel * 4)
                 .is_multiple_of(gpu.limits.min_uniform_buffer_offset_alignment as usize)
         {
-            let packed = pack_weight(gpu, weight, &s, Pack::Forward, UBO_BLOCK / 2);
+            let packed = pack_weight(gpu, weight, &s, Pack::Forward, width);
             if let Some(y) = conv_sg_x(gpu, &s, x, &packed, bias) {
                 return y;
             }
@@ -625,11 +631,12 @@ fn conv_ubo(
     y
 }
 
-/// The stride-1 3x3 convolution with padding 1 by conv2d_fwd_k3s1_sg_x, or the 1x1 one by
-/// conv2d_fwd_k1_sg_x (x as well as the packed weights in uniform windows, the weights shared
-/// by subgroup broadcasts), or None for other shapes and where one x plane does not fit a
-/// window. x goes through the windows as it is where its rows (3x3) or planes (1x1) are a
-/// multiple of 4 floats, else as a copy with them padded to one. A dispatch covers a run of
+/// The 3x3 convolution with padding 1 by conv2d_fwd_k3s1_sg_x (stride 1) or
+/// conv2d_fwd_k3s2_sg_x (stride 2), or the 1x1 one by conv2d_fwd_k1_sg_x (x as well as the
+/// packed weights in uniform windows, the weights shared by subgroup broadcasts), or None for
+/// other shapes and where one x plane does not fit a window. x goes through the windows as it
+/// is where its rows (3x3, stride 1) or planes (1x1) are a multiple of 4 floats (stride 2:
+/// always), else as a copy with them padded to one. A dispatch covers a run of
 /// output blocks (16 channels for 3x3, 32 for 1x1) whose weights share the weight window and a
 /// chunk of input channels, for up to four samples: four x windows hold the chunk's planes of
 /// one sample, two of two or one of four, whichever fits. Chunks after the first add on.
@@ -666,7 +673,10 @@ fn conv_sg_x(
     // A window starts at the aligned float at or before its first plane.
     let planes = (window::WINDOW_FLOATS + 1 - align) / plane;
     let per_channel = width * s.kernel * s.kernel;
-    if planes == 0 || !window::fits_binding(gpu, s.n * s.c_in * plane) {
+    if planes == 0
+        || !window::fits_binding(gpu, s.n * s.c_in * plane)
+        || items.div_ceil(LANES) > gpu.limits.max_compute_workgroups_per_dimension as usize
+    {
         return None;
     }
     let capacity = (X_WINDOWS * planes).min(window::WINDOW_FLOATS / per_channel);
@@ -674,7 +684,9 @@ fn conv_sg_x(
     let chunk = s.c_in.div_ceil(chunks);
     let windows_per_sample = chunk.div_ceil(planes);
     let samples = X_WINDOWS / windows_per_sample;
-    let blocks = s.c_out / width;
+    // The last block may be partial: its packed weights are zero past c_out, and the kernels
+    // store only channels below it.
+    let blocks = s.c_out.div_ceil(width);
     // Blocks per dispatch: their weights, c_in channels apart, fit the window with the chunk's.
     let run = (1 + (window::WINDOW_FLOATS / per_channel - chunk) / s.c_in).min(blocks);
     // x in place (only its tail copied), or a padded copy.

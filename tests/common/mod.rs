@@ -79,3 +79,11 @@ pub fn assert_grad(what: &str, analytic: &[f64], numeric: &[f64]) {
         );
     }
 }
+
+/// Leaves a NaN-filled buffer of `numel` floats at the top of the pool, so the next tensor of
+/// that size starts as NaNs: an output a kernel fails to write then fails its comparison
+/// instead of keeping what the previous case left in the recycled buffer.
+#[allow(dead_code)]
+pub fn poison_next(gpu: &ddpm::gpu::Gpu, numel: usize) {
+    drop(gpu.upload(&vec![f32::NAN; numel], &[numel]));
+}
