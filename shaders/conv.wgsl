@@ -501,7 +501,9 @@ fn conv2d_bwd_w(
 }
 
 // conv2d_bwd_bias_partial: out[z, co] = sum of dy[n, co, p] over the z-th chunk of (n, p);
-// one thread per (co, z). The chunks are summed by reduce.wgsl's sum_rows_fwd.
+// one thread per (co, z). The chunks are summed by reduce.wgsl's sum_rows_fwd. The loop steps
+// (n, p) by carrying p into n rather than dividing per element (an integer division is a
+// scalar loop on CPU drivers).
 @compute @workgroup_size(WG)
 fn conv2d_bwd_bias_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lidx: u32) {
@@ -512,9 +514,18 @@ fn conv2d_bwd_bias_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
     if (i < p.c_out * n_chunks) {
         let z = i / p.c_out;
         let co = i % p.c_out;
+        let start = z * p.chunk;
+        var q = start % hw_out;
+        var idx = ((start / hw_out) * p.c_out + co) * hw_out + q;
         var acc = 0.0;
-        for (var np = z * p.chunk; np < min((z + 1u) * p.chunk, np_total); np++) {
-            acc += dy[((np / hw_out) * p.c_out + co) * hw_out + np % hw_out];
+        for (var np = start; np < min(start + p.chunk, np_total); np++) {
+            acc += dy[idx];
+            q += 1u;
+            idx += 1u;
+            if (q == hw_out) {
+                q = 0u;
+                idx += (p.c_out - 1u) * hw_out;
+            }
         }
         out[z * p.c_out + co] = acc;
     }
