@@ -273,7 +273,8 @@ fn x6_in(j: u32, e: u32) -> X6 {
 // One sample's share (x window j, dy window j) of a lane's 144 sums over output rows
 // [oy0, oy1): lane l gathers the dy of output channels cb + l and cb + l + 8 and broadcasts
 // them to the others.
-fn bwd_w_sample_sg(j: u32, xp: u32, cb: u32, oy0: u32, oy1: u32, lane: u32, acc: ptr<function, Acc144>) {
+fn bwd_w_sample_sg(j: u32, xp: u32, cb: u32, oy0: u32, oy1: u32, lane: u32, acc: ptr<function, Acc144>,
+                   bias: ptr<function, vec2<f32>>) {
     // Pointers to locals, not to members of *acc, for acc9_rows (naga's SPIR-V writer takes no
     // pointer to a struct member as a call argument).
     var a0 = (*acc).a0;
@@ -301,6 +302,8 @@ fn bwd_w_sample_sg(j: u32, xp: u32, cb: u32, oy0: u32, oy1: u32, lane: u32, acc:
             let dp = cb * p.plane_stride + oy * p.row_stride + ox0;
             let g0 = dyv(j, (dp + lane * p.plane_stride) >> 2u);
             let g1 = dyv(j, (dp + (lane + 8u) * p.plane_stride) >> 2u);
+            // The bias gradient: the sum of dy over the pixels (padding columns are zero).
+            *bias += vec2<f32>(dot(g0, vec4<f32>(1.0)), dot(g1, vec4<f32>(1.0)));
             acc9_rows(&a0, subgroupBroadcast(g0, 0u), r0, r1, r2);
             acc9_rows(&a1, subgroupBroadcast(g0, 1u), r0, r1, r2);
             acc9_rows(&a2, subgroupBroadcast(g0, 2u), r0, r1, r2);
@@ -337,13 +340,26 @@ fn bwd_w_sample_sg(j: u32, xp: u32, cb: u32, oy0: u32, oy1: u32, lane: u32, acc:
     (*acc).a15 = a15;
 }
 
+// Adds a bias-gradient partial sum to out[o] (after the first dispatch) or stores it.
+fn store_bias_sum(o: u32, v: f32, ok: bool) {
+    if (ok) {
+        var prev = 0.0;
+        if (p.accumulate == 1u) {
+            prev = out[o];
+        }
+        out[o] = prev + v;
+    }
+}
+
 // conv2d_bwd_w_k3s1_sg: conv2d_bwd_w_k3s1_ubo with the dy pixels shared by subgroup
 // broadcasts (every lane of a workgroup reads the same 16 output channels' dy, so lane l
 // gathers those of channels l and l + 8: 2 gathers per 4 pixels instead of 16), over
 // window_samples (1 to 4) samples per dispatch: sample j of the dispatch in x window j and dy
 // window j, all summed before the one read-modify-write of the partial sums, so a dispatch
 // does up to 4 samples' work for one dispatch's overhead and one store. Windows past
-// window_samples are bound and not read.
+// window_samples are bound and not read. With has_bias, the bias gradient's partial sums ride
+// along (the dy each lane gathers, summed), from bias_offset of each partial row of
+// partial_row floats, so one reduction adds both.
 @compute @workgroup_size(8)
 fn conv2d_bwd_w_k3s1_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
                         @builtin(subgroup_invocation_id) sg_lane: u32) {
@@ -357,19 +373,26 @@ fn conv2d_bwd_w_k3s1_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     let oy1 = min(oy0 + p.chunk, p.h_out);
     let z9 = Acc9(vec3<f32>(0.0), vec3<f32>(0.0), vec3<f32>(0.0));
     var a = Acc144(z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9, z9);
-    bwd_w_sample_sg(0u, xp, cb, oy0, oy1, lane, &a);
+    var bias = vec2<f32>(0.0);
+    bwd_w_sample_sg(0u, xp, cb, oy0, oy1, lane, &a, &bias);
     if (p.window_samples > 1u) {
-        bwd_w_sample_sg(1u, xp, cb, oy0, oy1, lane, &a);
+        bwd_w_sample_sg(1u, xp, cb, oy0, oy1, lane, &a, &bias);
     }
     if (p.window_samples > 2u) {
-        bwd_w_sample_sg(2u, xp, cb, oy0, oy1, lane, &a);
+        bwd_w_sample_sg(2u, xp, cb, oy0, oy1, lane, &a, &bias);
     }
     if (p.window_samples > 3u) {
-        bwd_w_sample_sg(3u, xp, cb, oy0, oy1, lane, &a);
+        bwd_w_sample_sg(3u, xp, cb, oy0, oy1, lane, &a, &bias);
     }
     let k_cols = p.c_in * 9u;
     let co0 = p.ci_begin + cb;
-    let o = (wid.x * p.c_out + co0) * k_cols + ci * 9u;
+    let o = wid.x * p.partial_row + co0 * k_cols + ci * 9u;
+    // Every workgroup sums the same dy; those of the first input channels store it.
+    if (p.has_bias == 1u && wid.y == 0u) {
+        let ob = wid.x * p.partial_row + p.bias_offset + co0;
+        store_bias_sum(ob + lane, bias.x, co0 + lane < p.ci_end);
+        store_bias_sum(ob + lane + 8u, bias.y, co0 + lane + 8u < p.ci_end);
+    }
     store_acc9_chunk(a.a0, o + 0u * k_cols, ci_ok && co0 + 0u < p.ci_end);
     store_acc9_chunk(a.a1, o + 1u * k_cols, ci_ok && co0 + 1u < p.ci_end);
     store_acc9_chunk(a.a2, o + 2u * k_cols, ci_ok && co0 + 2u < p.ci_end);

@@ -356,6 +356,23 @@ fn conv2d_uniform_window_kernels_match_reference() {
         },
         150,
     );
+    // Five samples of 52 channels at 14x14: the subgroup weight gradient's x windows hold 48
+    // padded planes, so two input-channel windows per sample group, and its bias sums must
+    // be counted once.
+    conv_case(
+        &gpu,
+        ConvShape {
+            n: 5,
+            c_in: 52,
+            h: 14,
+            w: 14,
+            c_out: 16,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+        170,
+    );
     // The 3x3 weight gradient with x and dy both in windows: a padded 28x28 plane leaves room
     // for 16 channels per window, so 20 input and 20 output channels end in ragged windows.
     let level0 = ConvShape {

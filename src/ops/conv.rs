@@ -866,7 +866,8 @@ fn bwd_w_k3s1_ubo(
     x: &Tensor,
     dy: &Tensor,
     s: &ConvShape,
-) -> Option<Tensor> {
+    with_bias: bool,
+) -> Option<(Tensor, Option<Tensor>)> {
     let kernel = variant.window_kernel(&CONV_BWD_W_K3S1_UBO, &CONV_BWD_W_K3S1_SG);
     const THREAD_CHANNELS: usize = 16;
     const LANES: usize = 8;
@@ -905,7 +906,17 @@ fn bwd_w_k3s1_ubo(
     let dy_padded = padded_planes(gpu, dy, [s.n, s.c_out, h_out, w_out], dy_plane, dy_row, 0);
     let x_padded = padded_planes(gpu, x, [s.n, s.c_in, s.h, s.w], x_plane, x_row, s.padding);
     let k_cols = s.c_in * 9;
-    let partial = gpu.empty(&[parts, s.c_out * k_cols]);
+    // The subgroup kernel can sum the bias gradient too, after the weights' (at a
+    // storage-aligned offset, so that it can be a view).
+    let with_bias = with_bias && std::ptr::eq(kernel, &CONV_BWD_W_K3S1_SG);
+    let storage_align = (gpu.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+    let bias_offset = (s.c_out * k_cols).next_multiple_of(storage_align);
+    let row = if with_bias {
+        bias_offset + s.c_out
+    } else {
+        s.c_out * k_cols
+    };
+    let partial = gpu.empty(&[parts, row]);
     // The subgroup kernel takes up to four samples per dispatch, each in its own pair of
     // windows (one uniform buffer for the parameters, four for x and four for dy).
     let samples = if std::ptr::eq(kernel, &CONV_BWD_W_K3S1_SG)
@@ -935,6 +946,10 @@ fn bwd_w_k3s1_ubo(
                     ci_end: co_end as u32,
                     accumulate: (n0 > 0) as u32,
                     window_samples: in_dispatch as u32,
+                    // Once per sample and output channel: in the first input-channel window.
+                    has_bias: (with_bias && ci_begin == 0) as u32,
+                    partial_row: row as u32,
+                    bias_offset: bias_offset as u32,
                     chunk: per_part as u32,
                     plane_stride: dy_plane as u32,
                     row_stride: dy_row as u32,
@@ -958,7 +973,12 @@ fn bwd_w_k3s1_ubo(
             }
         }
     }
-    Some(super::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, 3, 3]))
+    let sums = super::reduce::sum_rows(gpu, &partial);
+    let dw = sums.slice_flat(0, &[s.c_out, s.c_in, 3, 3]);
+    Some((
+        dw,
+        with_bias.then(|| sums.slice_flat(bias_offset, &[s.c_out])),
+    ))
 }
 
 /// Runs a CPU forward kernel for shape `s` with packed weights.
@@ -1139,7 +1159,7 @@ pub fn conv2d_backward_w_with(
         _ => None,
     };
     if variant.uses_windows() {
-        if let Some(dw) = bwd_w_k3s1_ubo(gpu, variant, x, dy, s) {
+        if let Some((dw, _)) = bwd_w_k3s1_ubo(gpu, variant, x, dy, s, false) {
             return dw;
         }
         if let Some(dw) = bwd_w_k1_ubo(gpu, variant, x, dy, s) {
@@ -1192,6 +1212,16 @@ pub fn conv2d_backward_w_bias_with(
     s: &ConvShape,
 ) -> (Tensor, Tensor) {
     if variant != ConvVariant::Tiled {
+        // The subgroup 3x3 weight gradient sums the bias gradient in the same pass; stride 2
+        // goes to it through the dilated dy, whose sum is dy's.
+        if let Some((dilated, s1)) = dilated_stride2(gpu, variant, dy, s) {
+            return conv2d_backward_w_bias_with(gpu, variant, x, &dilated, &s1);
+        }
+        if variant == ConvVariant::DirectSubgroup {
+            if let Some((dw, Some(db))) = bwd_w_k3s1_ubo(gpu, variant, x, dy, s, true) {
+                return (dw, db);
+            }
+        }
         let dw = conv2d_backward_w_with(gpu, variant, x, dy, s);
         return (dw, conv2d_backward_bias(gpu, dy, s));
     }
