@@ -31,8 +31,20 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
     if gpu.subgroups() {
         variants.push(ConvVariant::DirectSubgroup);
     }
-    for variant in variants {
-        let what = format!("{variant:?} {what}");
+    // DirectSubgroup picks some kernels by whether storage loads are slow on the driver
+    // (Gpu::lane_looped_loads): both sets run, whichever driver this is.
+    let default_loads = gpu.lane_looped_loads();
+    let runs = variants.into_iter().flat_map(|v| {
+        let loads: &[bool] = if v == ConvVariant::DirectSubgroup {
+            &[true, false]
+        } else {
+            &[false]
+        };
+        loads.iter().map(move |&l| (v, l))
+    });
+    for (variant, lane_looped) in runs {
+        gpu.assume_lane_looped_loads(lane_looped);
+        let what = format!("{variant:?} lane_looped_loads={lane_looped} {what}");
         poison_next(gpu, want.len());
         let y = ops::conv::conv2d_with(gpu, variant, &gx, &gw, Some(&gb), s.stride, s.padding);
         assert_eq!(y.shape, vec![s.n, s.c_out, s.h_out(), s.w_out()]);
@@ -78,6 +90,7 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
             1e-4,
         );
     }
+    gpu.assume_lane_looped_loads(default_loads);
     let got = ops::conv::conv2d_backward_bias(gpu, &gdy, &s);
     assert_close(
         &format!("conv2d_bwd_bias {what}"),

@@ -54,6 +54,8 @@ pub struct Gpu {
     last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
     /// See `subgroups()`.
     subgroups: bool,
+    /// See `lane_looped_loads()`.
+    lane_looped_loads: Cell<bool>,
     /// With DDPM_PROFILE set: time and calls per entry point.
     profile: Option<profile::Profile>,
 }
@@ -79,6 +81,8 @@ impl Gpu {
             && adapter.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size >= 8
             && std::env::var_os("DDPM_SUBGROUPS").is_none_or(|v| v != "0");
+        let lane_looped_loads = info.device_type == wgpu::DeviceType::Cpu
+            && mesa_major(&info.driver_info).is_some_and(|major| major <= 22);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ddpm"),
             required_features: if timestamps {
@@ -129,6 +133,7 @@ impl Gpu {
             n_submits: Cell::new(0),
             n_dispatches: Cell::new(0),
             subgroups,
+            lane_looped_loads: Cell::new(lane_looped_loads),
             gpu_kernels: Cell::new(std::env::var_os("DDPM_KERNELS").is_some_and(|v| v == "gpu")),
             last_submission: RefCell::new(None),
             profile,
@@ -144,6 +149,21 @@ impl Gpu {
     /// kernels of shaders/conv_subgroup.wgsl use (requested on software adapters only).
     pub fn subgroups(&self) -> bool {
         self.subgroups
+    }
+
+    /// Whether a storage-buffer load whose address differs between SIMD lanes costs a loop over
+    /// the lanes: llvmpipe up to Mesa 22 (4.2 ns per lane-load on the CI machine with Mesa
+    /// 22.3.6, 1.2-1.5 ns with 25.0.7; 23 and 24 unmeasured). Some CPU-adapter kernels read
+    /// through uniform windows only where this holds (group norm, the 1x1 forward's x, the
+    /// stride-2 gradients through dilation): they win 1.3-4x on Mesa 22.3.6 and lose 10-40%
+    /// on 25.0.7, where storage loads are fast.
+    pub fn lane_looped_loads(&self) -> bool {
+        self.lane_looped_loads.get()
+    }
+
+    /// Overrides `lane_looped_loads` (tests run both sets of kernels on any driver).
+    pub fn assume_lane_looped_loads(&self, on: bool) {
+        self.lane_looped_loads.set(on);
     }
 
     /// Whether the ops pick their CPU-friendly kernel variants: on a software adapter, unless
@@ -447,5 +467,24 @@ impl Gpu {
         self.submit();
         let bytes = staging.read_blocking(&self.device);
         bytes[..t.bytes() as usize].to_vec()
+    }
+}
+
+/// The major version in a Mesa driver string ("Mesa 22.3.6 (LLVM 15.0.6)" -> 22).
+fn mesa_major(driver_info: &str) -> Option<u32> {
+    let version = driver_info.split("Mesa ").nth(1)?;
+    version.split('.').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mesa_major_reads_the_driver_string() {
+        assert_eq!(super::mesa_major("Mesa 22.3.6 (LLVM 15.0.6)"), Some(22));
+        assert_eq!(
+            super::mesa_major("llvmpipe Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6)"),
+            Some(25)
+        );
+        assert_eq!(super::mesa_major("580.159.04"), None);
     }
 }

@@ -656,7 +656,9 @@ fn conv_sg_x(
         (3, 1, 1) => (&CONV_FWD_K3S1_SG_X, UBO_BLOCK / 2, s.w.next_multiple_of(4)),
         // Stride 2 gathers each float on its own: x as it is.
         (3, 2, 1) => (&CONV_FWD_K3S2_SG_X, UBO_BLOCK / 2, s.w),
-        (1, 1, 0) => (&CONV_FWD_K1_SG_X, UBO_BLOCK, s.w),
+        // Storage loads of x cost less than the windows' copy and bookkeeping where they are not
+        // lane-looped (Mesa 25.0.7: 96->32 @28 12-15 against 14-29 ms).
+        (1, 1, 0) if gpu.lane_looped_loads() => (&CONV_FWD_K1_SG_X, UBO_BLOCK, s.w),
         _ => return None,
     };
     let items = if s.kernel == 3 {
@@ -1023,7 +1025,8 @@ pub fn flip_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape) -> Tensor {
     flipped
 }
 
-/// For a 3x3, stride-2, padding-1 convolution on CPU adapters with subgroups: dy spread over
+/// For a 3x3, stride-2, padding-1 convolution on CPU adapters with subgroups and slow storage
+/// loads (`Gpu::lane_looped_loads`): dy spread over
 /// the input's grid (zeros between, see conv2d_dilate2) and the stride-1 shape whose gradients,
 /// taken with that in place of dy, are the stride-2 convolution's. The stride-1 kernels do 4x
 /// the multiply-adds (most with zeros) at 7-10x the speed of the stride-2 ones (Mesa 22.3.6).
@@ -1037,9 +1040,12 @@ fn dilated_stride2(
     // A padded x plane of the stride-1 weight gradient ((h + 2) rows of w + 8 floats) fits a
     // window, and with it the forward kernel's planes.
     let fits = (s.h + 2) * (s.w + 8) <= window::WINDOW_FLOATS / 2;
+    // Where storage loads are fast the stride-2 kernels win (Mesa 25.0.7, 32->32 s2 @28:
+    // bwd_x 26-35 against 36-44 ms).
     if variant != ConvVariant::DirectSubgroup
         || (s.kernel, s.stride, s.padding) != (3, 2, 1)
         || !fits
+        || !gpu.lane_looped_loads()
     {
         return None;
     }

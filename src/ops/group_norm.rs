@@ -97,9 +97,10 @@ fn grid(workgroups: usize) -> [u32; 3] {
 }
 
 /// A workgroup per group with tree sums (GPUs), or a thread per group without barriers (CPU
-/// adapters, where every barrier is a coroutine switch), or, on CPU adapters with subgroups, a
-/// subgroup per group reading x and dy through uniform windows (ThreadPerGroup where a group
-/// exceeds a window); all compute the same statistics.
+/// adapters, where every barrier is a coroutine switch), or, on CPU adapters with subgroups and
+/// slow storage loads (`Gpu::lane_looped_loads`), a subgroup per group reading x and dy
+/// through uniform windows (ThreadPerGroup where a group exceeds a window); all compute the
+/// same statistics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupNormVariant {
     WorkgroupPerGroup,
@@ -111,7 +112,7 @@ impl GroupNormVariant {
     pub fn for_adapter(gpu: &Gpu) -> GroupNormVariant {
         if !gpu.cpu_kernels() {
             GroupNormVariant::WorkgroupPerGroup
-        } else if Self::windows_supported(gpu) {
+        } else if gpu.lane_looped_loads() && Self::windows_supported(gpu) {
             GroupNormVariant::SubgroupWindows
         } else {
             GroupNormVariant::ThreadPerGroup
