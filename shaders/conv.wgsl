@@ -1535,6 +1535,17 @@ fn store8_chunk(acc: Acc8, n: u32, cb8: u32, pix0: u32, n_valid: u32, valid: boo
     }
 }
 
+// Stores a rows2 thread's 16 output channels (two 8-channel halves, blocks cb8 and cb8 + 1) x 4
+// pixels from (oy, ox0) and the row below: a0/a1 row oy, a2/a3 row oy + 1 (when inside).
+fn store_rows2(a0: Acc8, a1: Acc8, a2: Acc8, a3: Acc8, n: u32, cb8: u32, oy: u32, ox0: u32, valid: bool) {
+    let pix0 = oy * p.w_out + ox0;
+    let second = valid && oy + 1u < p.h_out;
+    store8_chunk(a0, n, cb8, pix0, p.w_out - ox0, valid);
+    store8_chunk(a1, n, cb8 + 1u, pix0, p.w_out - ox0, valid);
+    store8_chunk(a2, n, cb8, pix0 + p.w_out, p.w_out - ox0, second);
+    store8_chunk(a3, n, cb8 + 1u, pix0 + p.w_out, p.w_out - ox0, second);
+}
+
 // The stride-1 3x3 convolution (forward, and the stride-1 input gradient with flipped weights):
 // a thread takes 16 output channels x 4 pixels of rows oy and oy + 1 (128 accumulators). Per
 // input channel it gathers 4 input rows (24 elements for 8 pixels) and uses each window weight
@@ -1605,12 +1616,7 @@ fn conv2d_fwd_k3s1_ubo_rows2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loc
         taps3(&a3, t21, r3);
     }
     let cb8 = p.block * 2u;
-    let pix0 = oy * p.w_out + ox0;
-    let second = valid && oy + 1u < p.h_out;
-    store8_chunk(a0, n, cb8, pix0, p.w_out - ox0, valid);
-    store8_chunk(a1, n, cb8 + 1u, pix0, p.w_out - ox0, valid);
-    store8_chunk(a2, n, cb8, pix0 + p.w_out, p.w_out - ox0, second);
-    store8_chunk(a3, n, cb8 + 1u, pix0 + p.w_out, p.w_out - ox0, second);
+    store_rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
 }
 
 // The 1x1 convolution (a matmul per sample): UB = 32 output channels x 4 pixels of one sample

@@ -186,12 +186,7 @@ fn conv2d_fwd_k3s1_sg_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     fwd_rows2_window(3u, p.x_shift3, r[3].x, r[3].y, wblock + (r[3].x - p.ci_begin) * 36u, s, lane, &a0, &a1, &a2, &a3);
     let n = p.sample + wid.z;
     let cb8 = (p.block + wid.y) * 2u;
-    let pix0 = oy * p.w_out + ox0;
-    let second = valid && oy + 1u < p.h_out;
-    store8_chunk(a0, n, cb8, pix0, p.w_out - ox0, valid);
-    store8_chunk(a1, n, cb8 + 1u, pix0, p.w_out - ox0, valid);
-    store8_chunk(a2, n, cb8, pix0 + p.w_out, p.w_out - ox0, second);
-    store8_chunk(a3, n, cb8 + 1u, pix0 + p.w_out, p.w_out - ox0, second);
+    store_rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
 }
 
 // conv2d_fwd_k3s1_sg_rows2: conv2d_fwd_k3s1_ubo_rows2 with the weights shared by subgroup
@@ -234,12 +229,7 @@ fn conv2d_fwd_k3s1_sg_rows2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
         fwd_rows2_channel_sg(&a0, &a1, &a2, &a3, r0, r1, r2, r3, (ci - p.ci_begin) * 36u, lane);
     }
     let cb8 = p.block * 2u;
-    let pix0 = oy * p.w_out + ox0;
-    let second = valid && oy + 1u < p.h_out;
-    store8_chunk(a0, n, cb8, pix0, p.w_out - ox0, valid);
-    store8_chunk(a1, n, cb8 + 1u, pix0, p.w_out - ox0, valid);
-    store8_chunk(a2, n, cb8, pix0 + p.w_out, p.w_out - ox0, second);
-    store8_chunk(a3, n, cb8 + 1u, pix0 + p.w_out, p.w_out - ox0, second);
+    store_rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
 }
 
 // The 16 output channels x 9 taps a lane of conv2d_bwd_w_k3s1_sg sums.
@@ -730,10 +720,5 @@ fn conv2d_fwd_k3s2_sg_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     fwd_s2_window(3u, p.x_shift3, r[3].x, r[3].y, wblock + (r[3].x - p.ci_begin) * 36u, s, lane, &a0, &a1, &a2, &a3);
     let n = p.sample + wid.z;
     let cb8 = (p.block + wid.y) * 2u;
-    let pix0 = oy * p.w_out + ox0;
-    let second = valid && oy + 1u < p.h_out;
-    store8_chunk(a0, n, cb8, pix0, p.w_out - ox0, valid);
-    store8_chunk(a1, n, cb8 + 1u, pix0, p.w_out - ox0, valid);
-    store8_chunk(a2, n, cb8, pix0 + p.w_out, p.w_out - ox0, second);
-    store8_chunk(a3, n, cb8 + 1u, pix0 + p.w_out, p.w_out - ox0, second);
+    store_rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
 }
