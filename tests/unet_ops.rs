@@ -323,8 +323,7 @@ fn conv2d_uniform_window_kernels_match_reference() {
         },
         130,
     );
-    // The subgroup stride-2 forward: odd planes, four samples and then one per dispatch; and
-    // 28x28 planes of 44 channels over three windows per sample.
+    // The subgroup stride-2 forward: odd planes, four samples and then one per dispatch.
     conv_case(
         &gpu,
         ConvShape {
@@ -355,6 +354,7 @@ fn conv2d_uniform_window_kernels_match_reference() {
         },
         160,
     );
+    // ... and 28x28 planes of 44 channels over three windows per sample.
     conv_case(
         &gpu,
         ConvShape {

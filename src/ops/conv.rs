@@ -1026,9 +1026,9 @@ pub fn flip_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape) -> Tensor {
 }
 
 /// For a 3x3, stride-2, padding-1 convolution on CPU adapters with subgroups and slow storage
-/// loads (`Gpu::lane_looped_loads`): dy spread over
-/// the input's grid (zeros between, see conv2d_dilate2) and the stride-1 shape whose gradients,
-/// taken with that in place of dy, are the stride-2 convolution's. The stride-1 kernels do 4x
+/// loads (`Gpu::lane_looped_loads`): dy spread over the input's grid (zeros between, see
+/// conv2d_dilate2) and the stride-1 shape whose gradients, taken with that in place of dy, are
+/// the stride-2 convolution's. The stride-1 kernels do 4x
 /// the multiply-adds (most with zeros) at 7-10x the speed of the stride-2 ones (Mesa 22.3.6).
 /// None for other shapes, variants, and planes too large for the stride-1 kernels' windows.
 fn dilated_stride2(
