@@ -218,14 +218,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     };
     let t_max = diffusion.n_timesteps();
     let work = n.div_ceil(args.batch_size) * (args.t_samples + if args.full { t_max } else { 0 });
-    let bar = indicatif::ProgressBar::new(work as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta}",
-        )
-        .expect("valid template"),
-    );
-    bar.set_prefix("eval");
+    let bar = crate::progress::bar("eval", work as u64);
     let (mut full, mut sampled) = (Vec::new(), Vec::new());
     for (batch_index, chunk) in data.chunks(args.batch_size * per_example).enumerate() {
         let b = chunk.len() / per_example;

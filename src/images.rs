@@ -60,26 +60,35 @@ pub fn check_batch_fits(gpu: &Gpu, unet: &UNetConfig, batch: usize, what: &str) 
     Ok(())
 }
 
-pub fn run_training(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
-    let software = TrainConfig {
+/// On a software adapter, `cfg` with its sample grids cut to 16 images of 50 respaced steps: a
+/// full 1000-step chain for a 64-image grid takes hours on a CPU. None on GPUs, and where the
+/// run chose its sampling steps.
+pub fn software_sampling(gpu: &Gpu, cfg: &TrainConfig) -> Option<TrainConfig> {
+    (gpu.is_cpu() && cfg.sample_steps.is_none()).then(|| TrainConfig {
         sample_steps: Some(50.min(cfg.n_timesteps)),
         n_grid: cfg.n_grid.min(16),
         ..cfg.clone()
-    };
-    let cfg = if gpu.is_cpu() && cfg.sample_steps.is_none() {
-        // A full 1000-step chain for a 64-image grid takes hours on a CPU adapter.
-        eprintln!(
-            "software adapter: sample grids of {} images with {} respaced steps (--sample-steps N to change)",
-            software.n_grid,
-            software.sample_steps.unwrap_or(0)
-        );
-        &software
-    } else {
-        cfg
+    })
+}
+
+pub fn run_training(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
+    // The cut applies to this run's pictures only: the checkpoint keeps the run's own choice, so
+    // the run resumed or sampled on a GPU gets its full grids.
+    let software = software_sampling(gpu, cfg);
+    let grids = match &software {
+        Some(software) => {
+            eprintln!(
+                "software adapter: sample grids of {} images with {} respaced steps (--sample-steps N to change)",
+                software.n_grid,
+                software.sample_steps.unwrap_or(0)
+            );
+            software
+        }
+        None => cfg,
     };
     let unet_cfg = unet_config(cfg)?;
     check_batch_fits(gpu, unet_cfg, cfg.batch_size, "--batch-size")?;
-    check_batch_fits(gpu, unet_cfg, cfg.n_grid, "the sample grid of")?;
+    check_batch_fits(gpu, unet_cfg, grids.n_grid, "the sample grid of")?;
     let set = images::load(&cfg.data, unet_cfg.image_size, unet_cfg.in_channels)?;
     let model = UNet::new(unet_cfg.clone());
     let diffusion = diffusion(gpu, cfg)?;
@@ -106,11 +115,11 @@ pub fn run_training(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> R
     let mut sample_hook = |gpu: &Gpu, state: &TrainState| -> Result<()> {
         let grid = sample_grid(
             gpu,
-            cfg,
+            grids,
             &model,
             &diffusion,
             &state.ema,
-            cfg.n_grid,
+            grids.n_grid,
             cfg.seed as u32,
         )?;
         viz::save_png(
@@ -134,12 +143,12 @@ pub fn run_training(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> R
     if !interrupted {
         write_samples(
             gpu,
-            cfg,
+            grids,
             &state.ema,
-            cfg.n_grid,
+            grids.n_grid,
             cfg.seed as u32,
             out,
-            default_options(cfg)?,
+            default_options(grids)?,
         )?;
     }
     Ok(RunReport {
@@ -208,6 +217,7 @@ fn sample_grid(
         opts,
         seed,
         None,
+        None,
     );
     Ok(to_grid(gpu, model, &x0, n))
 }
@@ -229,6 +239,7 @@ pub fn write_samples(
         .for_sampling(gpu, &opts)
         .map_err(anyhow::Error::msg)?;
     let every = diffusion.n_timesteps().div_ceil(GIF_FRAMES).max(1);
+    let bar = crate::progress::bar("sample", diffusion.n_timesteps() as u64);
     let (x0, frames) = diffusion.p_sample_loop(
         gpu,
         &model,
@@ -237,6 +248,7 @@ pub fn write_samples(
         opts,
         seed,
         Some(every),
+        Some(&bar),
     );
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let c = &model.config;

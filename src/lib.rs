@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod progress;
 pub mod sample;
 pub mod shaders;
 pub mod tensor;

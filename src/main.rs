@@ -124,7 +124,8 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        /// Number of samples (default: the run's n_samples).
+        /// Number of samples (default: the run's n_samples, or for images its grid; images on a
+        /// software adapter: 16 at most).
         #[arg(long)]
         n: Option<usize>,
         #[arg(long, default_value_t = 0)]
@@ -135,7 +136,8 @@ enum Command {
         /// Clip the predicted x_0 to [-1, 1] at every step.
         #[arg(long)]
         clip_x0: bool,
-        /// Sample with this many of the trained timesteps (respaced, e.g. 50 of 1000).
+        /// Sample with this many of the trained timesteps (respaced, e.g. 50 of 1000; default:
+        /// the run's --sample-steps, else all of them; images on a software adapter: 50).
         #[arg(long)]
         steps: Option<usize>,
         /// DDIM steps instead of ancestral ones (see --eta).

@@ -17,7 +17,8 @@ pub struct SampleArgs<'a> {
     pub variance: Option<String>,
     pub clip_x0: bool,
     pub use_ema: bool,
-    /// Sample with this many timesteps (respaced); None: all of the trained ones.
+    /// Sample with this many timesteps (respaced); None: the run's sample_steps, else all of the
+    /// trained ones (images on a software adapter: 50).
     pub steps: Option<usize>,
     /// Some(eta): DDIM steps (eta = 0 is deterministic).
     pub ddim_eta: Option<f32>,
@@ -37,6 +38,18 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
     } else {
         &ckpt.state.params
     };
+    if let (Some(_), None, Some(software)) = (
+        &cfg.unet,
+        args.steps,
+        crate::images::software_sampling(gpu, &cfg),
+    ) {
+        cfg = software;
+        eprintln!(
+            "software adapter: {} images with {} respaced steps (--n and --steps to change)",
+            args.n.unwrap_or(cfg.n_grid),
+            cfg.sample_steps.unwrap_or(0)
+        );
+    }
     let n = args.n.unwrap_or(if cfg.unet.is_some() {
         cfg.n_grid
     } else {
@@ -65,7 +78,7 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
             )?;
             let weights = gpu.upload(host, &[host.len()]);
             let opts = PSampleOptions {
-                steps: args.steps,
+                steps: args.steps.or(cfg.sample_steps),
                 ddim_eta: args.ddim_eta,
                 ..crate::images::default_options(&cfg)?
             };

@@ -108,6 +108,7 @@ pub fn write_samples(
         opts,
         seed,
         Some(sample_every),
+        None,
     );
     let samples = to_points(&gpu.read(&x0));
     let data = training_data(cfg)?;
@@ -124,6 +125,7 @@ pub fn write_samples(
             &[n, 2],
             opts,
             seed.wrapping_add(k),
+            None,
             None,
         );
         estimates.push(mmd2_unbiased(&to_points(&gpu.read(&x)), &fresh, &data));

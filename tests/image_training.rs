@@ -83,6 +83,10 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
         "weights, EMA, Adam state and step after resuming"
     );
     assert_eq!(a.config, b.config);
+    assert!(
+        a.config == tiny_mnist(steps),
+        "the checkpoint keeps the run's config, not the software adapter's cut sample grids"
+    );
 
     // The checkpoint samples again through `ddpm sample`'s code path.
     let again = out.join("again");
@@ -101,6 +105,38 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
     assert_eq!(
         read_npy_u8(&again.join("samples.npy")).1,
         vec![2, 28, 28, 1]
+    );
+
+    // Without --n and --steps, `ddpm sample` on a software adapter cuts the chain as training
+    // does (16 images of 50 respaced steps); GPUs take the run's grid and all its steps. The
+    // same weights under T = 100 and a grid of 20 show both cuts.
+    let mut ckpt = ddpm::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    ckpt.config.n_timesteps = 100;
+    ckpt.config.n_grid = 20;
+    let long = out.join("long.safetensors");
+    let layout = ddpm::nn::unet::UNet::new(tiny_mnist(1).unet.unwrap()).layout;
+    ddpm::checkpoint::save(&long, &ckpt.config, &layout, &ckpt.state).unwrap();
+    let sample = |dir: &str, n: Option<usize>, steps: Option<usize>| {
+        let args = ddpm::sample::SampleArgs {
+            checkpoint: &long,
+            out: &out.join(dir),
+            n,
+            seed: 0,
+            variance: None,
+            clip_x0: false,
+            use_ema: true,
+            steps,
+            ddim_eta: None,
+        };
+        assert_eq!(ddpm::sample::run(&gpu, &args).unwrap(), None);
+        read_npy_u8(&out.join(dir).join("samples.npy"))
+    };
+    let (n, steps) = if gpu.is_cpu() { (16, 50) } else { (20, 100) };
+    let defaults = sample("defaults", None, None);
+    assert_eq!(defaults.1, vec![n, 28, 28, 1]);
+    assert!(
+        defaults == sample("explicit", Some(n), Some(steps)),
+        "the defaults sample {n} images with {steps} steps"
     );
     std::fs::remove_dir_all(&out).ok();
     std::fs::remove_dir_all(&split).ok();

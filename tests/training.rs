@@ -178,7 +178,7 @@ fn ddim_with_eta_zero_is_deterministic_and_50_steps_approach_the_full_chain() {
     let run = |seed| {
         gpu.read(
             &sampler
-                .p_sample_loop(&gpu, &model, &weights, &[200, 2], ddim, seed, None)
+                .p_sample_loop(&gpu, &model, &weights, &[200, 2], ddim, seed, None, None)
                 .0,
         )
     };

@@ -249,6 +249,7 @@ impl GaussianDiffusion {
 
     /// The reverse chain from x_T ~ N(0, I) to x_0 with the weights in `weights`; returns x_0
     /// and, when `keep_every` is set, x_t for t = T, then every keep_every-th step, then x_0.
+    /// `progress` counts the steps as the GPU finishes them.
     #[allow(clippy::too_many_arguments)]
     pub fn p_sample_loop(
         &self,
@@ -259,6 +260,7 @@ impl GaussianDiffusion {
         opts: PSampleOptions,
         seed: u32,
         keep_every: Option<usize>,
+        progress: Option<&indicatif::ProgressBar>,
     ) -> (Tensor, Vec<Tensor>) {
         let mut x = rng::normal(gpu, shape, seed, 0);
         let mut frames = Vec::new();
@@ -266,6 +268,7 @@ impl GaussianDiffusion {
         if keep_every.is_some() {
             frames.push(x.clone());
         }
+        let mut in_flight = None;
         for t in (0..n_timesteps).rev() {
             let mut cx = Ctx::no_grad(gpu);
             let params = model.layout().vars(&mut cx, weights, None);
@@ -311,6 +314,20 @@ impl GaussianDiffusion {
                     frames.push(x.clone());
                 }
             }
+            if let Some(bar) = progress {
+                // Waiting for the step before this one keeps one step queued, so the GPU does
+                // not idle while the host records the next.
+                gpu.submit();
+                if let Some(previous) = std::mem::replace(&mut in_flight, gpu.last_submission()) {
+                    gpu.wait_for(previous);
+                    bar.inc(1);
+                }
+            }
+        }
+        if let Some(bar) = progress {
+            gpu.wait();
+            bar.set_position(n_timesteps as u64);
+            bar.finish();
         }
         (x, frames)
     }

@@ -452,6 +452,14 @@ impl Gpu {
         let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
     }
 
+    /// Blocks until `submission` has run; later submits may still be running.
+    pub fn wait_for(&self, submission: wgpu::SubmissionIndex) {
+        let _ = self.device.poll(wgpu::PollType::Wait {
+            submission_index: Some(submission),
+            timeout: None,
+        });
+    }
+
     /// Reads a tensor back to the host (a full sync: for tests, checkpoints and final results).
     pub fn read(&self, t: &Tensor) -> Vec<f32> {
         bytemuck::cast_slice(&self.read_bytes(t)).to_vec()

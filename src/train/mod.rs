@@ -94,14 +94,7 @@ pub fn batch_indices(seed: u32, step: u64, batch: usize, n_data: usize) -> Vec<u
 }
 
 fn progress_bar(steps: u64, start: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(steps);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta} {msg}",
-        )
-        .expect("valid template"),
-    );
-    bar.set_prefix("train");
+    let bar = crate::progress::bar("train", steps);
     bar.set_position(start);
     bar.reset_eta();
     bar
