@@ -5,11 +5,10 @@
 use std::time::Instant;
 
 use crate::config::TrainConfig;
-use crate::cpu::conv::ConvShape;
 use crate::gpu::Gpu;
 use crate::ops;
-use crate::ops::matmul::MatmulVariant;
 use crate::optim::TrainState;
+use crate::shape::ConvShape;
 use crate::tensor::Tensor;
 use crate::toy;
 use crate::train::{optim_config, Trainer};
@@ -57,32 +56,31 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
             unit,
         });
     };
-    for variant in [
-        MatmulVariant::Tiled,
-        MatmulVariant::Direct,
-        MatmulVariant::DirectUniform,
-    ] {
+    let own = gpu.caps();
+    for (variant, caps) in crate::gpu::caps::profiles(&own).into_iter().take(3) {
+        gpu.set_caps(caps);
         for (m, k, n) in [(128, 128, 128), (512, 512, 512), (2000, 128, 128)] {
             let a = rand(gpu, &[m, k], 1);
             let b = rand(gpu, &[k, n], 2);
             let flops = 2.0 * (m * k * n) as f64;
-            let name = format!("matmul {variant:?} {m}x{k}x{n}");
+            let name = format!("matmul {variant} {m}x{k}x{n}");
             if selected(&filter, &name) {
                 let ms = time(gpu, reps, || {
-                    ops::matmul::matmul_variant(gpu, variant, &a, &b, None, false, false)
+                    ops::matmul::matmul(gpu, &a, &b, None, false, false)
                 });
                 push(name, ms, flops, "GFLOP/s");
             }
             let at = rand(gpu, &[k, m], 3);
-            let name = format!("matmul {variant:?} A^T {m}x{k}x{n}");
+            let name = format!("matmul {variant} A^T {m}x{k}x{n}");
             if selected(&filter, &name) {
                 let ms = time(gpu, reps, || {
-                    ops::matmul::matmul_variant(gpu, variant, &at, &b, None, true, false)
+                    ops::matmul::matmul(gpu, &at, &b, None, true, false)
                 });
                 push(name, ms, flops, "GFLOP/s");
             }
         }
     }
+    gpu.set_caps(own);
     // The GPU target: 4096^3 (137 GFLOP, ~30 s a call on lavapipe, so GPUs only).
     if !gpu.is_cpu() {
         let size = 4096;

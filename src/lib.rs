@@ -26,6 +26,7 @@ pub mod optim;
 pub mod progress;
 pub mod sample;
 pub mod shaders;
+pub mod shape;
 pub mod tensor;
 pub mod toy;
 pub mod train;

@@ -29,10 +29,17 @@ struct AdapterArg {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List the GPU adapters and the limits ddpm depends on.
+    /// List the GPU adapters and the limits ddpm depends on; with --preset, the kernel plan that
+    /// preset's training step runs on the chosen adapter.
     Info {
         #[command(flatten)]
         adapter: AdapterArg,
+        /// Show the kernels each op of this preset (mnist or emoji) runs on the chosen adapter.
+        #[arg(long)]
+        preset: Option<String>,
+        /// The batch the plan is for (default: the preset's).
+        #[arg(long)]
+        batch_size: Option<usize>,
     },
     /// Train a model and write checkpoints, samples and pictures to a run directory.
     Train {
@@ -205,6 +212,35 @@ fn info(adapter_arg: &AdapterArg) -> Result<()> {
     Ok(())
 }
 
+/// The kernel plan of a preset's UNet step on the chosen adapter (ops::plan).
+fn info_plan(adapter: &AdapterArg, preset: &str, batch_size: Option<usize>) -> Result<()> {
+    let cfg = match preset {
+        "mnist" => TrainConfig::mnist(),
+        "emoji" => TrainConfig::emoji(),
+        other => anyhow::bail!(
+            "--preset {other}: the plan table covers the image presets (mnist, emoji); the toy's \
+             MLP runs the matmul plan shown for any preset"
+        ),
+    };
+    let batch = batch_size.unwrap_or(cfg.batch_size);
+    if batch == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
+    let gpu = open_gpu(adapter)?;
+    let caps = gpu.caps();
+    let unet = ddpm::nn::unet::UNet::new(cfg.unet.clone().expect("image presets have a UNet"));
+    println!(
+        "kernel plan of the {preset} step at batch {batch} ({}):",
+        if caps.soft_kernels {
+            "the software-adapter wing, ops::soft"
+        } else {
+            "the GPU path"
+        }
+    );
+    print!("{}", ddpm::ops::plan::unet_table(&caps, &unet, batch));
+    Ok(())
+}
+
 fn finish(report: ddpm::train::RunReport) -> Result<()> {
     if let Some(loss) = report.final_loss {
         eprintln!("final loss (smoothed): {loss:.4}");
@@ -230,7 +266,14 @@ fn finish(report: ddpm::train::RunReport) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Info { adapter } => info(&adapter),
+        Command::Info {
+            adapter,
+            preset,
+            batch_size,
+        } => match preset {
+            None => info(&adapter),
+            Some(preset) => info_plan(&adapter, &preset, batch_size),
+        },
         Command::Train {
             preset,
             config,

@@ -30,39 +30,47 @@ pub static RNG: Shader = shader!("rng");
 pub static SOFTMAX: Shader = shader!("softmax");
 pub static UNET_MISC: Shader = shader!("unet_misc");
 pub static VLB: Shader = shader!("vlb");
-/// The convolution kernels that share weights through subgroup broadcasts: conv.wgsl with
-/// conv_subgroup.wgsl appended, validated with naga's subgroup capability (used only where the adapter
-/// has them).
-pub static CONV_SUBGROUP: Shader = Shader {
-    name: "conv_subgroup",
-    source: concat!(
-        include_str!("../shaders/common.wgsl"),
-        include_str!("../shaders/conv.wgsl"),
-        include_str!("../shaders/conv_subgroup.wgsl")
-    ),
-};
+/// A module of the software-adapter wing (shaders/soft/): common.wgsl, the op's GPU file (its
+/// parameters, bindings and helpers) and the wing's files appended.
+macro_rules! soft_shader {
+    ($name:literal, $gpu:literal, $($soft:literal),+) => {
+        Shader {
+            name: concat!("soft/", $name),
+            source: concat!(
+                include_str!("../shaders/common.wgsl"),
+                include_str!(concat!("../shaders/", $gpu, ".wgsl")),
+                $(include_str!(concat!("../shaders/soft/", $soft, ".wgsl"))),+
+            ),
+        }
+    };
+}
 
-/// Group norm for CPU adapters with subgroups: group_norm.wgsl with group_norm_subgroup.wgsl
-/// appended (x and dy through uniform windows, sums by subgroupAdd).
-pub static GROUP_NORM_SUBGROUP: Shader = Shader {
-    name: "group_norm_subgroup",
-    source: concat!(
-        include_str!("../shaders/common.wgsl"),
-        include_str!("../shaders/group_norm.wgsl"),
-        include_str!("../shaders/group_norm_subgroup.wgsl")
-    ),
-};
+/// The wing's convolution kernels (ops::soft::conv).
+pub static SOFT_CONV: Shader = soft_shader!("conv", "conv", "conv");
+/// The wing's convolution kernels that share weights through subgroup broadcasts, validated with
+/// naga's subgroup capability (used only where the adapter has subgroups).
+pub static SOFT_CONV_SUBGROUP: Shader =
+    soft_shader!("conv_subgroup", "conv", "conv", "conv_subgroup");
+/// The wing's group norm: a thread per group (ops::soft::group_norm).
+pub static SOFT_GROUP_NORM: Shader = soft_shader!("group_norm", "group_norm", "group_norm");
+/// The wing's group norm with x and dy in uniform windows, summed by subgroupAdd.
+pub static SOFT_GROUP_NORM_SUBGROUP: Shader = soft_shader!(
+    "group_norm_subgroup",
+    "group_norm",
+    "group_norm",
+    "group_norm_subgroup"
+);
+/// The wing's matmul kernels (ops::soft::matmul).
+pub static SOFT_MATMUL: Shader = soft_shader!("matmul", "matmul", "matmul");
 
 /// All shaders, for validation.
 pub static ALL: &[&Shader] = &[
     &ACTIVATION,
     &ARITH,
     &CONV,
-    &CONV_SUBGROUP,
     &DIFFUSION,
     &EMBEDDING,
     &GROUP_NORM,
-    &GROUP_NORM_SUBGROUP,
     &LOSS,
     &MATMUL,
     &OPTIM,
@@ -72,4 +80,9 @@ pub static ALL: &[&Shader] = &[
     &SOFTMAX,
     &UNET_MISC,
     &VLB,
+    &SOFT_CONV,
+    &SOFT_CONV_SUBGROUP,
+    &SOFT_GROUP_NORM,
+    &SOFT_GROUP_NORM_SUBGROUP,
+    &SOFT_MATMUL,
 ];

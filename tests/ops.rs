@@ -5,12 +5,13 @@ mod common;
 
 use common::{assert_close, gpu, to_f64, uniform};
 use ddpm::cpu;
+use ddpm::gpu::caps::profiles;
 use ddpm::ops;
 
 #[test]
 fn matmul_matches_reference_for_every_transpose_and_bias() {
-    use ops::matmul::MatmulVariant::{Direct, DirectUniform, Tiled};
     let gpu = gpu();
+    let own = gpu.caps();
     let (batch, m, k, n) = (2, 37, 19, 45);
     for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
         let a_shape = if trans_a {
@@ -29,17 +30,13 @@ fn matmul_matches_reference_for_every_transpose_and_bias() {
         let ga = gpu.upload(&a, &a_shape);
         let gb = gpu.upload(&b, &b_shape);
         let gbias = gpu.upload(&bias, &[n]);
-        for (with_bias, variant) in [
-            (false, Tiled),
-            (true, Tiled),
-            (false, Direct),
-            (true, Direct),
-            (false, DirectUniform),
-            (true, DirectUniform),
-        ] {
-            let c = ops::matmul::matmul_variant(
+        for (with_bias, (variant, caps)) in [false, true]
+            .into_iter()
+            .flat_map(|b| profiles(&own).into_iter().take(3).map(move |p| (b, p)))
+        {
+            gpu.set_caps(caps);
+            let c = ops::matmul::matmul(
                 &gpu,
-                variant,
                 &ga,
                 &gb,
                 with_bias.then_some(&gbias),
@@ -59,10 +56,11 @@ fn matmul_matches_reference_for_every_transpose_and_bias() {
                 trans_a,
                 trans_b,
             );
-            let what = format!("matmul {variant:?} ta={trans_a} tb={trans_b} bias={with_bias}");
+            let what = format!("matmul {variant} ta={trans_a} tb={trans_b} bias={with_bias}");
             assert_close(&what, &gpu.read(&c), &want, 1e-5, 1e-4);
         }
     }
+    gpu.set_caps(own);
 }
 
 #[test]
@@ -87,21 +85,20 @@ fn matmul_shares_a_2d_operand_across_the_batch_and_handles_a_realistic_shape() {
     let a = uniform(m * k, -1.0, 1.0, 6);
     let b = uniform(k * n, -1.0, 1.0, 7);
     let want = cpu::matmul::matmul(&to_f64(&a), &to_f64(&b), None, 1, m, k, n, false, false);
-    for variant in [
-        ops::matmul::MatmulVariant::Tiled,
-        ops::matmul::MatmulVariant::Direct,
-        ops::matmul::MatmulVariant::DirectUniform,
-    ] {
+    let own = gpu.caps();
+    for (variant, caps) in profiles(&own).into_iter().take(3) {
+        gpu.set_caps(caps);
         let (ga, gb) = (gpu.upload(&a, &[m, k]), gpu.upload(&b, &[k, n]));
-        let c = ops::matmul::matmul_variant(&gpu, variant, &ga, &gb, None, false, false);
+        let c = ops::matmul::matmul(&gpu, &ga, &gb, None, false, false);
         assert_close(
-            &format!("matmul {variant:?} 128^3"),
+            &format!("matmul {variant} 128^3"),
             &gpu.read(&c),
             &want,
             1e-4,
             1e-4,
         );
     }
+    gpu.set_caps(own);
 }
 
 #[test]
@@ -114,6 +111,14 @@ fn matmul_uniform_windows_span_several_dispatches() {
     let a = uniform(batch * m * k, -1.0, 1.0, 11);
     let b = uniform(batch * k * n, -1.0, 1.0, 12);
     let ga = gpu.upload(&a, &[batch, m, k]);
+    // The wing with uniform windows.
+    let own = gpu.caps();
+    let (_, windows) = profiles(&own)[2];
+    assert_eq!(
+        ops::matmul::plan(&windows, [m * k, k * n]),
+        ops::matmul::MatmulPlan::Windows
+    );
+    gpu.set_caps(windows);
     for shared in [false, true] {
         let (gb, b_all) = if shared {
             let b0 = &b[..k * n];
@@ -122,24 +127,17 @@ fn matmul_uniform_windows_span_several_dispatches() {
         } else {
             (gpu.upload(&b, &[batch, k, n]), to_f64(&b))
         };
-        let c = ops::matmul::matmul_variant(
-            &gpu,
-            ops::matmul::MatmulVariant::DirectUniform,
-            &ga,
-            &gb,
-            None,
-            false,
-            false,
-        );
+        let c = ops::matmul::matmul(&gpu, &ga, &gb, None, false, false);
         let want = cpu::matmul::matmul(&to_f64(&a), &b_all, None, batch, m, k, n, false, false);
         assert_close(
-            &format!("matmul DirectUniform shared_b={shared}"),
+            &format!("matmul Windows shared_b={shared}"),
             &gpu.read(&c),
             &want,
             1e-4,
             1e-4,
         );
     }
+    gpu.set_caps(own);
 }
 
 #[test]

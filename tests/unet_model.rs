@@ -487,7 +487,12 @@ fn relative_l2(got: &[f32], want: &[f64]) -> f64 {
 
 fn check_training_step(config: UNetConfig, dropout: Option<DropoutKey>, gpu_kernels: bool) {
     let gpu = gpu();
-    gpu.use_gpu_kernels(gpu_kernels);
+    if gpu_kernels {
+        gpu.set_caps(ddpm::gpu::Capabilities {
+            soft_kernels: false,
+            ..gpu.caps()
+        });
+    }
     let n = 2;
     let unet = UNet::new(config);
     unet.config.validate().unwrap();

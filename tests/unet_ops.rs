@@ -5,9 +5,9 @@ mod common;
 
 use common::{assert_close, gpu, poison_next, to_f64, uniform};
 use ddpm::cpu;
-use ddpm::cpu::conv::ConvShape;
+use ddpm::gpu::caps::profiles;
 use ddpm::ops;
-use ddpm::ops::conv::ConvVariant;
+use ddpm::shape::ConvShape;
 
 fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
     let x = uniform(s.n * s.c_in * s.h * s.w, -1.0, 1.0, seed);
@@ -22,31 +22,14 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
     let b64 = to_f64(&b);
     let (dx, dw, db) = cpu::conv::conv2d_backward(&to_f64(&x), &to_f64(&w), &to_f64(&dy), &s);
     let want = cpu::conv::conv2d(&to_f64(&x), &to_f64(&w), Some(&b64), &s);
-    let mut variants = vec![
-        ConvVariant::Tiled,
-        ConvVariant::Direct,
-        ConvVariant::DirectUniform,
-    ];
-    // The subgroup kernels need the device feature (lavapipe has it; CI runs lavapipe).
-    if gpu.subgroups() {
-        variants.push(ConvVariant::DirectSubgroup);
-    }
-    // DirectSubgroup picks some kernels by whether storage loads are slow on the driver
-    // (Gpu::lane_looped_loads): both sets run, whichever driver this is.
-    let default_loads = gpu.lane_looped_loads();
-    let runs = variants.into_iter().flat_map(|v| {
-        let loads: &[bool] = if v == ConvVariant::DirectSubgroup {
-            &[true, false]
-        } else {
-            &[false]
-        };
-        loads.iter().map(move |&l| (v, l))
-    });
-    for (variant, lane_looped) in runs {
-        gpu.assume_lane_looped_loads(lane_looped);
-        let what = format!("{variant:?} lane_looped_loads={lane_looped} {what}");
+    // Every set of kernels the device can run (the subgroup kernels need the device feature:
+    // lavapipe has it, and CI runs lavapipe), each under the plan it gives this shape.
+    let own = gpu.caps();
+    for (profile, caps) in profiles(&own) {
+        gpu.set_caps(caps);
+        let what = format!("{profile} {:?} {what}", ops::conv::plan(&caps, &s));
         poison_next(gpu, want.len());
-        let y = ops::conv::conv2d_with(gpu, variant, &gx, &gw, Some(&gb), s.stride, s.padding);
+        let y = ops::conv::conv2d(gpu, &gx, &gw, Some(&gb), s.stride, s.padding);
         assert_eq!(y.shape, vec![s.n, s.c_out, s.h_out(), s.w_out()]);
         assert_close(
             &format!("conv2d_fwd {what}"),
@@ -56,7 +39,7 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
             1e-4,
         );
         poison_next(gpu, dx.len());
-        let got = ops::conv::conv2d_backward_x_with(gpu, variant, &gw, &gdy, &s);
+        let got = ops::conv::conv2d_backward_x(gpu, &gw, &gdy, &s);
         assert_close(
             &format!("conv2d_bwd_x {what}"),
             &gpu.read(&got),
@@ -65,7 +48,7 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
             1e-4,
         );
         poison_next(gpu, dw.len());
-        let got = ops::conv::conv2d_backward_w_with(gpu, variant, &gx, &gdy, &s);
+        let got = ops::conv::conv2d_backward_w(gpu, &gx, &gdy, &s);
         assert_close(
             &format!("conv2d_bwd_w {what}"),
             &gpu.read(&got),
@@ -74,7 +57,7 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
             1e-4,
         );
         // Both at once (the tiled kernel sums the bias in the weight gradient's pass).
-        let (got_w, got_b) = ops::conv::conv2d_backward_w_bias_with(gpu, variant, &gx, &gdy, &s);
+        let (got_w, got_b) = ops::conv::conv2d_backward_w_bias(gpu, &gx, &gdy, &s);
         assert_close(
             &format!("conv2d_bwd_w_bias (weight) {what}"),
             &gpu.read(&got_w),
@@ -90,7 +73,7 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
             1e-4,
         );
     }
-    gpu.assume_lane_looped_loads(default_loads);
+    gpu.set_caps(own);
     let got = ops::conv::conv2d_backward_bias(gpu, &gdy, &s);
     assert_close(
         &format!("conv2d_bwd_bias {what}"),
@@ -434,31 +417,25 @@ fn group_norm_case(
     );
     let (x64, g64, b64, dy64) = (to_f64(&x), to_f64(&gamma), to_f64(&beta), to_f64(&dy));
     let eps = ops::group_norm::EPS as f64;
-    use ops::group_norm::GroupNormVariant;
-    let mut variants = vec![
-        GroupNormVariant::WorkgroupPerGroup,
-        GroupNormVariant::ThreadPerGroup,
-    ];
-    if GroupNormVariant::windows_supported(gpu) {
-        variants.push(GroupNormVariant::SubgroupWindows);
-    }
-    for (fuse, variant) in [false, true]
+    let own = gpu.caps();
+    for (fuse, (profile, caps)) in [false, true]
         .into_iter()
-        .flat_map(|f| variants.iter().map(move |&v| (f, v)))
+        .flat_map(|f| profiles(&own).into_iter().map(move |p| (f, p)))
     {
-        let what =
-            format!("group_norm {variant:?} fuse_silu={fuse} n={n} c={c} hw={hw} groups={groups}");
-        let (y, stats) =
-            ops::group_norm::group_norm_variant(gpu, variant, &gx, &gg, &gb, groups, fuse);
+        gpu.set_caps(caps);
+        let plan = ops::group_norm::plan(&caps, [n, c, hw], groups);
+        let what = format!(
+            "group_norm {profile} {plan:?} fuse_silu={fuse} n={n} c={c} hw={hw} groups={groups}"
+        );
+        let (y, stats) = ops::group_norm::group_norm(gpu, &gx, &gg, &gb, groups, fuse);
         let want = if fuse {
             cpu::group_norm::group_norm_silu(&x64, &g64, &b64, n, c, hw, groups, eps)
         } else {
             cpu::group_norm::group_norm(&x64, &g64, &b64, n, c, hw, groups, eps)
         };
         assert_close(&format!("{what} fwd"), &gpu.read(&y), &want, 1e-4, 1e-4);
-        let (dx, dgamma, dbeta) = ops::group_norm::group_norm_backward_variant(
-            gpu, variant, &gx, &gg, &gb, &stats, &gdy, groups, fuse,
-        );
+        let (dx, dgamma, dbeta) =
+            ops::group_norm::group_norm_backward(gpu, &gx, &gg, &gb, &stats, &gdy, groups, fuse);
         let (wdx, wdg, wdb) = if fuse {
             cpu::group_norm::group_norm_silu_backward(
                 &x64, &g64, &b64, &dy64, n, c, hw, groups, eps,
@@ -482,6 +459,7 @@ fn group_norm_case(
             1e-4,
         );
     }
+    gpu.set_caps(own);
 }
 
 #[test]
@@ -520,11 +498,12 @@ fn upsample_and_concat_match_reference() {
     assert_close("upsample bwd", &gpu.read(&dx), &want, 1e-6, 1e-6);
 
     // Buffer copies on software adapters, and the GPUs' kernels.
-    for gpu_kernels in [false, true] {
-        gpu.use_gpu_kernels(gpu_kernels);
+    let own = gpu.caps();
+    for (_, caps) in profiles(&own).into_iter().take(2) {
+        gpu.set_caps(caps);
         concat_case(&gpu, n, h, w);
     }
-    gpu.use_gpu_kernels(false);
+    gpu.set_caps(own);
 }
 
 fn concat_case(gpu: &ddpm::gpu::Gpu, n: usize, h: usize, w: usize) {

@@ -1,35 +1,14 @@
 //! 2-D convolution (square kernel, stride, zero padding) in NCHW with PyTorch's weight layout
 //! [c_out, c_in, k, k], and its backward.
 
-/// The geometry of one convolution; output sizes follow PyTorch's floor rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvShape {
-    pub n: usize,
-    pub c_in: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c_out: usize,
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
-}
+pub use crate::shape::ConvShape;
 
-impl ConvShape {
-    pub fn h_out(&self) -> usize {
-        (self.h + 2 * self.padding - self.kernel) / self.stride + 1
-    }
-
-    pub fn w_out(&self) -> usize {
-        (self.w + 2 * self.padding - self.kernel) / self.stride + 1
-    }
-
-    /// The input position read by output position `o` at kernel offset `k`, or None when it
-    /// falls in the zero padding.
-    fn input_index(&self, o: usize, k: usize, size: usize) -> Option<usize> {
-        (o * self.stride + k)
-            .checked_sub(self.padding)
-            .filter(|&i| i < size)
-    }
+/// The input position read by output position `o` at kernel offset `k`, or None when it falls
+/// in the zero padding.
+fn input_index(s: &ConvShape, o: usize, k: usize, size: usize) -> Option<usize> {
+    (o * s.stride + k)
+        .checked_sub(s.padding)
+        .filter(|&i| i < size)
 }
 
 /// y[n, co, oy, ox] = bias[co] + sum_{ci, ky, kx} w[co, ci, ky, kx]
@@ -44,11 +23,11 @@ pub fn conv2d(x: &[f64], w: &[f64], bias: Option<&[f64]>, s: &ConvShape) -> Vec<
                     let mut acc = bias.map_or(0.0, |b| b[co]);
                     for ci in 0..s.c_in {
                         for ky in 0..k {
-                            let Some(iy) = s.input_index(oy, ky, s.h) else {
+                            let Some(iy) = input_index(s, oy, ky, s.h) else {
                                 continue;
                             };
                             for kx in 0..k {
-                                let Some(ix) = s.input_index(ox, kx, s.w) else {
+                                let Some(ix) = input_index(s, ox, kx, s.w) else {
                                     continue;
                                 };
                                 acc += w[((co * s.c_in + ci) * k + ky) * k + kx]
@@ -85,11 +64,11 @@ pub fn conv2d_backward(
                     dbias[co] += g;
                     for ci in 0..s.c_in {
                         for ky in 0..k {
-                            let Some(iy) = s.input_index(oy, ky, s.h) else {
+                            let Some(iy) = input_index(s, oy, ky, s.h) else {
                                 continue;
                             };
                             for kx in 0..k {
-                                let Some(ix) = s.input_index(ox, kx, s.w) else {
+                                let Some(ix) = input_index(s, ox, kx, s.w) else {
                                     continue;
                                 };
                                 let xi = ((ni * s.c_in + ci) * s.h + iy) * s.w + ix;

@@ -28,6 +28,9 @@ pub struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
     pub uniform_binding: Option<u32>,
+    /// Bytes of the WGSL parameter struct `p` as naga lays it out: the Rust struct a dispatch
+    /// passes must have exactly this size (checked at every dispatch).
+    pub params_size: Option<u32>,
     /// Bindings fed from tensors (storage, or uniform other than `p`), in binding order.
     pub storage_bindings: Vec<u32>,
 }
@@ -67,6 +70,7 @@ pub fn create_pipeline(device: &wgpu::Device, kernel: &Kernel, workgroup_1d: u32
     let uses = info.get_entry_point(ep_index);
     let mut entries = Vec::new();
     let mut uniform_binding = None;
+    let mut params_size = None;
     let mut storage_bindings = Vec::new();
     for (handle, var) in module.global_variables.iter() {
         let (Some(binding), false) = (&var.binding, uses[handle].is_empty()) else {
@@ -80,6 +84,7 @@ pub fn create_pipeline(device: &wgpu::Device, kernel: &Kernel, workgroup_1d: u32
         let ty = match var.space {
             naga::AddressSpace::Uniform if var.name.as_deref() == Some(PARAMS_NAME) => {
                 uniform_binding = Some(binding.binding);
+                params_size = Some(module.types[var.ty].inner.size(module.to_ctx()));
                 wgpu::BufferBindingType::Uniform
             }
             naga::AddressSpace::Uniform => {
@@ -149,6 +154,7 @@ pub fn create_pipeline(device: &wgpu::Device, kernel: &Kernel, workgroup_1d: u32
         pipeline,
         layout,
         uniform_binding,
+        params_size,
         storage_bindings,
     }
 }

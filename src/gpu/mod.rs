@@ -3,6 +3,7 @@
 //! in depth.
 
 pub mod adapter;
+pub mod caps;
 pub mod kernel;
 pub mod pool;
 pub mod profile;
@@ -15,6 +16,7 @@ use std::rc::Rc;
 use bytemuck::Pod;
 
 pub use adapter::AdapterError;
+pub use caps::Capabilities;
 pub use kernel::{Kernel, Shader};
 
 use crate::tensor::Tensor;
@@ -49,13 +51,11 @@ pub struct Gpu {
     uniform_align: u64,
     n_submits: Cell<usize>,
     n_dispatches: Cell<usize>,
-    /// Run the kernels a GPU would use even on a CPU adapter (see `cpu_kernels`).
-    gpu_kernels: Cell<bool>,
+    /// What the kernel plans read (see `caps`).
+    caps: Cell<Capabilities>,
     last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
-    /// See `subgroups()`.
-    subgroups: bool,
-    /// See `lane_looped_loads()`.
-    lane_looped_loads: Cell<bool>,
+    /// Entry points dispatched so far (see `dispatch_log`).
+    dispatched: RefCell<std::collections::HashSet<&'static str>>,
     /// With DDPM_PROFILE set: time and calls per entry point.
     profile: Option<profile::Profile>,
 }
@@ -81,8 +81,6 @@ impl Gpu {
             && adapter.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size >= 8
             && std::env::var_os("DDPM_SUBGROUPS").is_none_or(|v| v != "0");
-        let lane_looped_loads = info.device_type == wgpu::DeviceType::Cpu
-            && mesa_major(&info.driver_info).is_some_and(|major| major <= 22);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ddpm"),
             required_features: if timestamps {
@@ -114,6 +112,7 @@ impl Gpu {
         });
         let uniform_align = limits.min_uniform_buffer_offset_alignment as u64;
         let profile = profiling.then(|| profile::Profile::new(&device, &queue, timestamps));
+        let caps = Capabilities::read(&info, &limits, subgroups);
         Ok(Gpu {
             device,
             queue,
@@ -132,10 +131,9 @@ impl Gpu {
             uniform_align,
             n_submits: Cell::new(0),
             n_dispatches: Cell::new(0),
-            subgroups,
-            lane_looped_loads: Cell::new(lane_looped_loads),
-            gpu_kernels: Cell::new(std::env::var_os("DDPM_KERNELS").is_some_and(|v| v == "gpu")),
+            caps: Cell::new(caps),
             last_submission: RefCell::new(None),
+            dispatched: RefCell::default(),
             profile,
         })
     }
@@ -145,36 +143,16 @@ impl Gpu {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
-    /// Whether the device has subgroups of at least 8 invocations, which the CPU-adapter
-    /// kernels of shaders/conv_subgroup.wgsl use (requested on software adapters only).
-    pub fn subgroups(&self) -> bool {
-        self.subgroups
+    /// The adapter's facts and the knobs, read once when the device opened: what every op's
+    /// kernel plan is a function of (with the shape).
+    pub fn caps(&self) -> Capabilities {
+        self.caps.get()
     }
 
-    /// Whether a storage-buffer load whose address differs between SIMD lanes costs a loop over
-    /// the lanes: llvmpipe up to Mesa 22 (4.2 ns per lane-load on the CI machine with Mesa
-    /// 22.3.6, 1.2-1.5 ns with 25.0.7; 23 and 24 unmeasured). Some CPU-adapter kernels read
-    /// through uniform windows only where this holds (group norm, the 1x1 forward's x, the
-    /// stride-2 gradients through dilation): they win 1.3-4x on Mesa 22.3.6 and lose 10-40%
-    /// on 25.0.7, where storage loads are fast.
-    pub fn lane_looped_loads(&self) -> bool {
-        self.lane_looped_loads.get()
-    }
-
-    /// Overrides `lane_looped_loads` (tests run both sets of kernels on any driver).
-    pub fn assume_lane_looped_loads(&self, on: bool) {
-        self.lane_looped_loads.set(on);
-    }
-
-    /// Whether the ops pick their CPU-friendly kernel variants: on a software adapter, unless
-    /// `use_gpu_kernels` (or DDPM_KERNELS=gpu) asked for the ones GPUs run, so a machine without
-    /// a GPU can check the GPU path end to end.
-    pub fn cpu_kernels(&self) -> bool {
-        self.is_cpu() && !self.gpu_kernels.get()
-    }
-
-    pub fn use_gpu_kernels(&self, on: bool) {
-        self.gpu_kernels.set(on);
+    /// Replaces the capabilities the plans read: tests run each plan on one device by masking
+    /// facts off (a CPU adapter without subgroups, without windows, or the GPU path).
+    pub fn set_caps(&self, caps: Capabilities) {
+        self.caps.set(caps);
     }
 
     pub fn describe(&self) -> String {
@@ -330,6 +308,19 @@ impl Gpu {
             kernel.entry
         );
         let param_bytes = bytemuck::bytes_of(params);
+        if let Some(size) = pipeline.params_size {
+            assert_eq!(
+                param_bytes.len(),
+                size as usize,
+                "{}: the Rust parameter struct ({} bytes) does not match the WGSL struct `p` \
+                 ({size} bytes)",
+                kernel.entry,
+                param_bytes.len()
+            );
+        }
+        if self.dispatched.borrow_mut().insert(kernel.entry) {
+            dispatch_log(kernel.entry);
+        }
         if pipeline.uniform_binding.is_some() {
             let needed = self.recorder.borrow().uniforms.len() as u64 + param_bytes.len() as u64;
             if needed > ARENA_BYTES {
@@ -478,21 +469,23 @@ impl Gpu {
     }
 }
 
-/// The major version in a Mesa driver string ("Mesa 22.3.6 (LLVM 15.0.6)" -> 22).
-fn mesa_major(driver_info: &str) -> Option<u32> {
-    let version = driver_info.split("Mesa ").nth(1)?;
-    version.split('.').next()?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn mesa_major_reads_the_driver_string() {
-        assert_eq!(super::mesa_major("Mesa 22.3.6 (LLVM 15.0.6)"), Some(22));
-        assert_eq!(
-            super::mesa_major("llvmpipe Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6)"),
-            Some(25)
-        );
-        assert_eq!(super::mesa_major("580.159.04"), None);
+/// With DDPM_DISPATCH_LOG=DIR, each process appends every entry point it dispatches to
+/// DIR/<pid>.txt, once per device: `cargo xtask test` checks after the suite that every entry
+/// point of shaders/ was dispatched by some test.
+fn dispatch_log(entry: &str) {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os("DDPM_DISPATCH_LOG") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join(format!("{}.txt", std::process::id()));
+    let written = std::fs::create_dir_all(&dir).and_then(|_| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?
+            .write_all(format!("{entry}\n").as_bytes())
+    });
+    if let Err(e) = written {
+        eprintln!("DDPM_DISPATCH_LOG: cannot write {}: {e}", path.display());
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::autograd::{Ctx, Var};
 use crate::nn::params::{Init, ParamLayout};
 use crate::ops::{activation, arith, conv, group_norm, matmul, resample, softmax, unet_misc};
+use crate::shape::ConvShape;
 use crate::tensor::Tensor;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -380,6 +381,80 @@ impl UNet {
         let (w, b) = p(ids.proj);
         let out = conv::conv2d_var(cx, &a, w, Some(b), 1, 0);
         arith::add_var(cx, x, &out)
+    }
+}
+
+/// One kernel-shaped op of a UNet step at some batch, for the plan table and `ddpm info`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UNetOp {
+    Conv(String, ConvShape),
+    /// Name, [n, c, hw], groups.
+    GroupNorm(String, [usize; 3], usize),
+}
+
+impl UNet {
+    /// The convolutions and group norms of the forward pass at batch `n`, in order, with their
+    /// shapes (from the parameter layout: the same walk as `forward`).
+    pub fn ops(&self, n: usize) -> Vec<UNetOp> {
+        let spec = |id: usize| &self.layout.specs[id];
+        let conv = |ids: (usize, usize), size: usize, stride: usize| {
+            let w = spec(ids.0);
+            let [c_out, c_in, k, _] = w.shape[..] else {
+                unreachable!("conv weights are 4-D")
+            };
+            let name = w.name.trim_end_matches(".weight").to_string();
+            UNetOp::Conv(
+                name,
+                ConvShape {
+                    n,
+                    c_in,
+                    h: size,
+                    w: size,
+                    c_out,
+                    kernel: k,
+                    stride,
+                    padding: k / 2,
+                },
+            )
+        };
+        let norm = |ids: (usize, usize), size: usize| {
+            let g = spec(ids.0);
+            let name = g.name.trim_end_matches(".weight").to_string();
+            UNetOp::GroupNorm(name, [n, g.shape[0], size * size], self.config.groups)
+        };
+        let mut size = self.config.image_size;
+        let mut out = vec![conv(self.conv_in, size, 1)];
+        for block in &self.blocks {
+            match block {
+                Block::Skip | Block::Concat => {}
+                Block::Down(ids) => {
+                    out.push(conv(*ids, size, 2));
+                    size /= 2;
+                }
+                Block::Up(ids) => {
+                    size *= 2;
+                    out.push(conv(*ids, size, 1));
+                }
+                Block::Res(r) => {
+                    out.push(norm(r.in_norm, size));
+                    out.push(conv(r.in_conv, size, 1));
+                    out.push(norm(r.out_norm, size));
+                    out.push(conv(r.out_conv, size, 1));
+                    if let Some(skip) = r.skip {
+                        out.push(conv(skip, size, 1));
+                    }
+                }
+                Block::Attn(a) => {
+                    out.push(norm(a.norm, size));
+                    for ids in [a.q, a.k, a.v, a.proj] {
+                        out.push(conv(ids, size, 1));
+                    }
+                }
+            }
+        }
+        out.push(norm(self.out_norm, size));
+        out.push(conv(self.conv_out, size, 1));
+        out
     }
 }
 

@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::autograd::{Backward, Ctx, Var};
-use crate::gpu::{Gpu, Kernel};
+use crate::gpu::{Capabilities, Gpu, Kernel};
 use crate::shaders::EMBEDDING;
 use crate::tensor::Tensor;
 
@@ -74,13 +74,28 @@ pub fn embedding_backward_loop(
     dtable
 }
 
-/// dtable: one dispatch of the loop kernel on GPUs; on CPU adapters, where long per-thread
-/// loops are expensive, the one-hot matmul (several times faster there).
-pub fn embedding_backward(gpu: &Gpu, table_shape: &[usize], index: &Tensor, dy: &Tensor) -> Tensor {
-    if gpu.cpu_kernels() {
-        embedding_backward_one_hot(gpu, table_shape, index, dy)
+/// How the table's gradient runs: one dispatch of the loop kernel on GPUs; on CPU adapters,
+/// where long per-thread loops are expensive, the one-hot matmul (several times faster there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbeddingGradPlan {
+    /// embedding_bwd: a thread per table element looping over the batch.
+    Loop,
+    /// one_hot, then the product one_hot(index) dy by the matmul plan.
+    OneHotMatmul,
+}
+
+pub fn plan_backward(caps: &Capabilities) -> EmbeddingGradPlan {
+    if caps.soft_kernels {
+        EmbeddingGradPlan::OneHotMatmul
     } else {
-        embedding_backward_loop(gpu, table_shape, index, dy)
+        EmbeddingGradPlan::Loop
+    }
+}
+
+pub fn embedding_backward(gpu: &Gpu, table_shape: &[usize], index: &Tensor, dy: &Tensor) -> Tensor {
+    match plan_backward(&gpu.caps()) {
+        EmbeddingGradPlan::OneHotMatmul => embedding_backward_one_hot(gpu, table_shape, index, dy),
+        EmbeddingGradPlan::Loop => embedding_backward_loop(gpu, table_shape, index, dy),
     }
 }
 

@@ -1,54 +1,46 @@
-//! Matrix products (shaders/matmul.wgsl): batched matmul with transposes, and the linear layer
-//! y = x w + bias with w stored [d_in, d_out], so the forward pass needs no transpose.
+//! Matrix products: batched matmul with transposes, and the linear layer y = x w + bias with w
+//! stored [d_in, d_out], so the forward pass needs no transpose. The plan, and the GPU path
+//! (shaders/matmul.wgsl, workgroup-memory tiles); CPU adapters run the wing's kernels
+//! (ops::soft::matmul).
 
 use bytemuck::{Pod, Zeroable};
 
+use super::soft;
 use crate::autograd::{Backward, Ctx, Var};
-use crate::gpu::{Gpu, Kernel};
+use crate::gpu::{Capabilities, Gpu, Kernel};
 use crate::shaders::MATMUL;
 use crate::tensor::Tensor;
 
+/// Mirrors `MatmulParams` in shaders/matmul.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    a_batch: u32,
-    a_row: u32,
-    a_col: u32,
-    _pad0: u32,
-    b_batch: u32,
-    b_row: u32,
-    b_col: u32,
-    _pad1: u32,
-    a_off: u32,
-    b_off: u32,
-    c_off: u32,
-    _pad2: u32,
+pub(crate) struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub has_bias: u32,
+    pub a_batch: u32,
+    pub a_row: u32,
+    pub a_col: u32,
+    pub _pad0: u32,
+    pub b_batch: u32,
+    pub b_row: u32,
+    pub b_col: u32,
+    pub _pad1: u32,
+    pub a_off: u32,
+    pub b_off: u32,
+    pub c_off: u32,
+    pub _pad2: u32,
 }
 
 static MATMUL_FWD: Kernel = Kernel {
     shader: &MATMUL,
     entry: "matmul_fwd",
 };
-static MATMUL_FWD_DIRECT: Kernel = Kernel {
-    shader: &MATMUL,
-    entry: "matmul_fwd_direct",
-};
-static MATMUL_FWD_UBO: Kernel = Kernel {
-    shader: &MATMUL,
-    entry: "matmul_fwd_ubo",
-};
 const TILE: usize = 64;
-/// Output tile of matmul_fwd_direct: 16 rows x 128 columns.
-const DIRECT_TILE: (usize, usize) = (16, 128);
-/// Output tile of matmul_fwd_ubo: 32 x 32.
-const UBO_TILE: usize = 32;
 
 /// (batch, rows, cols) of a 2-D or 3-D tensor.
-fn dims(t: &Tensor) -> (usize, usize, usize) {
+pub(crate) fn dims(t: &Tensor) -> (usize, usize, usize) {
     match t.shape.as_slice() {
         [r, c] => (1, *r, *c),
         [b, r, c] => (*b, *r, *c),
@@ -56,25 +48,36 @@ fn dims(t: &Tensor) -> (usize, usize, usize) {
     }
 }
 
-/// The implementations of the product: workgroup-memory tiles for GPUs, and a barrier-free
-/// register-blocked kernel for CPU adapters, where barriers are expensive and workgroup memory
-/// buys nothing. `DirectUniform` is `Direct` reading operands whose batch entries fit a 64 KiB
-/// uniform window through windows (ops::window), others as `Direct`.
+/// How a product runs: workgroup-memory tiles on GPUs; on CPU adapters (the wing), a
+/// barrier-free register-blocked kernel, reading both operands through 64 KiB uniform windows
+/// where a batch entry of each fits one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MatmulVariant {
+pub enum MatmulPlan {
+    /// matmul_fwd: 64 x 64 tiles.
     Tiled,
+    /// matmul_fwd_ubo: 32 x 32 tiles, operands in uniform windows.
+    Windows,
+    /// matmul_fwd_direct: 16 x 128 tiles.
     Direct,
-    DirectUniform,
 }
 
-impl MatmulVariant {
-    pub fn for_adapter(gpu: &Gpu) -> MatmulVariant {
-        if !gpu.cpu_kernels() {
-            MatmulVariant::Tiled
-        } else if super::window::supported(gpu) {
-            MatmulVariant::DirectUniform
-        } else {
-            MatmulVariant::Direct
+/// The plan for operands whose batch entries hold `entries` floats each.
+pub fn plan(caps: &Capabilities, entries: [usize; 2]) -> MatmulPlan {
+    if !caps.soft_kernels {
+        MatmulPlan::Tiled
+    } else if soft::matmul::windows_fit(caps, entries) {
+        MatmulPlan::Windows
+    } else {
+        MatmulPlan::Direct
+    }
+}
+
+impl MatmulPlan {
+    pub fn entry(self) -> &'static str {
+        match self {
+            MatmulPlan::Tiled => "matmul_fwd",
+            MatmulPlan::Windows => "matmul_fwd_ubo",
+            MatmulPlan::Direct => "matmul_fwd_direct",
         }
     }
 }
@@ -83,27 +86,6 @@ impl MatmulVariant {
 /// every batch entry. op(X) is X^T when its flag is set.
 pub fn matmul(
     gpu: &Gpu,
-    a: &Tensor,
-    b: &Tensor,
-    bias: Option<&Tensor>,
-    trans_a: bool,
-    trans_b: bool,
-) -> Tensor {
-    matmul_variant(
-        gpu,
-        MatmulVariant::for_adapter(gpu),
-        a,
-        b,
-        bias,
-        trans_a,
-        trans_b,
-    )
-}
-
-/// `matmul` with the implementation chosen by the caller (tests cover both on any adapter).
-pub fn matmul_variant(
-    gpu: &Gpu,
-    variant: MatmulVariant,
     a: &Tensor,
     b: &Tensor,
     bias: Option<&Tensor>,
@@ -154,85 +136,21 @@ pub fn matmul_variant(
         vec![m, n]
     };
     let c = gpu.empty(&shape);
-    if variant == MatmulVariant::DirectUniform
-        && matmul_ubo(gpu, &params, [a, b], [batch_a, batch_b], bias, &c)
-    {
-        return c;
+    match plan(&gpu.caps(), [ra * ca, rb * cb]) {
+        MatmulPlan::Tiled => {
+            let groups = [
+                n.div_ceil(TILE) as u32,
+                m.div_ceil(TILE) as u32,
+                batch as u32,
+            ];
+            gpu.dispatch(&MATMUL_FWD, &params, &[a, b, bias.unwrap_or(a), &c], groups);
+        }
+        MatmulPlan::Windows => {
+            soft::matmul::windows(gpu, &params, [a, b], [batch_a, batch_b], bias, &c)
+        }
+        MatmulPlan::Direct => soft::matmul::direct(gpu, &params, [a, b], batch, bias, &c),
     }
-    let (kernel, (tile_m, tile_n)) = match variant {
-        MatmulVariant::Tiled => (&MATMUL_FWD, (TILE, TILE)),
-        MatmulVariant::Direct | MatmulVariant::DirectUniform => (&MATMUL_FWD_DIRECT, DIRECT_TILE),
-    };
-    let groups = [
-        n.div_ceil(tile_n) as u32,
-        m.div_ceil(tile_m) as u32,
-        batch as u32,
-    ];
-    gpu.dispatch(kernel, &params, &[a, b, bias.unwrap_or(a), &c], groups);
     c
-}
-
-/// The product by matmul_fwd_ubo into `c`, where a batch entry of each operand fits a window
-/// (false otherwise, and nothing is recorded): a dispatch per run of batch entries whose A and B
-/// both fit their windows.
-fn matmul_ubo(
-    gpu: &Gpu,
-    params: &MatmulParams,
-    operands: [&Tensor; 2],
-    batches: [usize; 2],
-    bias: Option<&Tensor>,
-    c: &Tensor,
-) -> bool {
-    use super::window;
-    if !window::supported(gpu) {
-        return false;
-    }
-    let align = window::align_floats(gpu);
-    let entries = operands.map(|t| {
-        let (_, r, c) = dims(t);
-        r * c
-    });
-    if entries
-        .iter()
-        .any(|&e| e == 0 || e + align > window::WINDOW_FLOATS)
-    {
-        return false;
-    }
-    let batch = batches[0].max(batches[1]);
-    // Batch entries per dispatch: as many as every batched operand's window holds.
-    let per_dispatch = (0..2)
-        .filter(|&i| batches[i] > 1)
-        .map(|i| (window::WINDOW_FLOATS - align) / entries[i])
-        .min()
-        .unwrap_or(batch)
-        .clamp(1, gpu.limits.max_compute_workgroups_per_dimension as usize);
-    let sources = operands.map(|t| window::Windows::new(gpu, t));
-    let (m, n) = (params.m as usize, params.n as usize);
-    for z0 in (0..batch).step_by(per_dispatch) {
-        let [(a_win, a_off), (b_win, b_off)] = [0, 1].map(|i| {
-            let start = if batches[i] > 1 { z0 * entries[i] } else { 0 };
-            sources[i].at(start)
-        });
-        let p = MatmulParams {
-            a_off: a_off as u32,
-            b_off: b_off as u32,
-            c_off: super::count_u32(z0 * m * n, "matmul"),
-            ..*params
-        };
-        // Without a bias the bias binding holds A and is not read.
-        let groups = [
-            n.div_ceil(UBO_TILE) as u32,
-            m.div_ceil(UBO_TILE) as u32,
-            per_dispatch.min(batch - z0) as u32,
-        ];
-        gpu.dispatch(
-            &MATMUL_FWD_UBO,
-            &p,
-            &[bias.unwrap_or(operands[0]), c, &a_win, &b_win],
-            groups,
-        );
-    }
-    true
 }
 
 struct MatmulBackward {

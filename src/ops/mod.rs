@@ -11,13 +11,14 @@ pub mod group_norm;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
+pub mod plan;
 pub mod reduce;
 pub mod resample;
 pub mod rng;
+pub mod soft;
 pub mod softmax;
 pub mod unet_misc;
 pub mod vlb;
-pub(crate) mod window;
 
 /// Element count as the u32 the kernels index with.
 pub(crate) fn count_u32(n: usize, what: &str) -> u32 {

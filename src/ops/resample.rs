@@ -3,7 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::autograd::{Backward, Ctx, Var};
-use crate::gpu::{Gpu, Kernel};
+use crate::gpu::{Capabilities, Gpu, Kernel};
 use crate::shaders::RESAMPLE;
 use crate::tensor::Tensor;
 
@@ -98,6 +98,24 @@ fn copy_floats(gpu: &Gpu, src: &Tensor, from: usize, dst: &Tensor, to: usize, le
     }
 }
 
+/// How concatenation and its split run: one kernel on GPUs (one dispatch rather than two copies
+/// per sample), buffer copies per sample on CPU adapters (see `copy_floats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConcatPlan {
+    /// concat_fwd / concat_bwd.
+    Kernel,
+    /// Two buffer copies per sample.
+    Copies,
+}
+
+pub fn plan_concat(caps: &Capabilities) -> ConcatPlan {
+    if caps.soft_kernels {
+        ConcatPlan::Copies
+    } else {
+        ConcatPlan::Kernel
+    }
+}
+
 /// [a, b] along channels; a and b are [n, c, h, w] with equal n, h, w. On CPU adapters, buffer
 /// copies per sample (see `copy_floats`).
 pub fn concat(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Tensor {
@@ -109,7 +127,7 @@ pub fn concat(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Tensor {
         b.shape
     );
     let y = gpu.empty(&[n, ca + cb, h, w]);
-    if gpu.cpu_kernels() {
+    if plan_concat(&gpu.caps()) == ConcatPlan::Copies {
         let (a_len, b_len) = (ca * h * w, cb * h * w);
         for s in 0..n {
             copy_floats(gpu, a, s * a_len, &y, s * (a_len + b_len), a_len);
@@ -130,7 +148,7 @@ pub fn concat(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Tensor {
 pub fn concat_backward(gpu: &Gpu, dy: &Tensor, ca: usize) -> (Tensor, Tensor) {
     let [n, c, h, w] = nchw(dy);
     let (da, db) = (gpu.empty(&[n, ca, h, w]), gpu.empty(&[n, c - ca, h, w]));
-    if gpu.cpu_kernels() {
+    if plan_concat(&gpu.caps()) == ConcatPlan::Copies {
         let (a_len, b_len) = (ca * h * w, (c - ca) * h * w);
         for s in 0..n {
             copy_floats(gpu, dy, s * (a_len + b_len), &da, s * a_len, a_len);

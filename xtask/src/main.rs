@@ -2,7 +2,8 @@
 //!
 //! - setup: make sure a Vulkan driver is present (Linux: installs Mesa's lavapipe with apt
 //!   when no Vulkan driver is found), so the tests and the main job have an adapter.
-//! - test: the whole test suite (what CI runs).
+//! - test: the whole test suite (what CI runs), then a check that the suite dispatched every
+//!   entry point of shaders/ at least once.
 //! - ci: cargo fmt --check, clippy -D warnings, shader validation, then the tests.
 //! - validate-shaders: naga validation and SPIR-V/MSL/HLSL translation of every shader.
 //! - bench: kernel and training-step benchmarks on the current adapter (release build).
@@ -62,7 +63,86 @@ fn cargo_with(args: &[&str], extra: &[String]) -> Result<(), String> {
 }
 
 fn test(extra: &[String]) -> Result<(), String> {
-    cargo_with(&["test", "--workspace"], extra)
+    let log = Path::new("target").join("dispatch-log");
+    let _ = std::fs::remove_dir_all(&log);
+    let log = std::env::current_dir()
+        .map_err(|e| format!("no working directory: {e}"))?
+        .join(log);
+    // SAFETY (set_var): xtask is single-threaded here; the variable reaches the test processes.
+    unsafe { std::env::set_var("DDPM_DISPATCH_LOG", &log) };
+    cargo_with(&["test", "--workspace"], extra)?;
+    if !extra.is_empty() {
+        // A filtered run dispatches only what its tests need.
+        return Ok(());
+    }
+    check_entry_points(Path::new("shaders"), &log)
+}
+
+/// Every `@compute` entry point under `shaders` must appear in some test process's dispatch
+/// log (DDPM_DISPATCH_LOG): a kernel no test dispatches is untested or dead.
+fn check_entry_points(shaders: &Path, log: &Path) -> Result<(), String> {
+    let mut entries = Vec::new();
+    wgsl_entry_points(shaders, &mut entries)?;
+    let mut dispatched = std::collections::HashSet::new();
+    for file in std::fs::read_dir(log).map_err(|e| format!("{}: {e}", log.display()))? {
+        let path = file.map_err(|e| e.to_string())?.path();
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        dispatched.extend(text.lines().map(str::to_owned));
+    }
+    let missing: Vec<String> = entries
+        .iter()
+        .filter(|(_, entry)| !dispatched.contains(entry))
+        .map(|(file, entry)| format!("{file}: {entry}"))
+        .collect();
+    if missing.is_empty() {
+        eprintln!(
+            "entry points: all {} in shaders/ were dispatched by the suite",
+            entries.len()
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {} entry points in shaders/ were never dispatched by the suite (test them \
+             or delete them):\n  {}",
+            missing.len(),
+            entries.len(),
+            missing.join("\n  ")
+        ))
+    }
+}
+
+/// (file, name) of every function under `@compute` in the .wgsl files below `dir`.
+fn wgsl_entry_points(dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map(|e| e.map(|e| e.path()).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            wgsl_entry_points(&path, out)?;
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "wgsl") {
+            continue;
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut compute = false;
+        for line in text.lines() {
+            let line = line.trim_start();
+            if line.starts_with("@compute") {
+                compute = true;
+            }
+            if let (true, Some(rest)) = (compute, line.strip_prefix("fn ")) {
+                let name = rest.split('(').next().unwrap_or(rest).trim();
+                out.push((path.display().to_string(), name.to_owned()));
+                compute = false;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn ci() -> Result<(), String> {

@@ -1,4 +1,4 @@
-// group_norm_subgroup.wgsl: group_norm_fwd_cpu / group_norm_bwd_cpu for CPU adapters with
+// soft/group_norm_subgroup.wgsl: group_norm_fwd_cpu / group_norm_bwd_cpu for CPU adapters with
 // subgroups, reading x (and dy) through 64 KiB uniform windows instead of storage buffers,
 // which Mesa 22.3.6's llvmpipe loads in a loop over the SIMD lanes (~4 ns per lane-load; the
 // forward reads each element 3 times, the backward x and dy twice each). A workgroup of 8
@@ -11,7 +11,7 @@
 // Each workgroup runs the code of every window with a constant window index (a uniform-buffer
 // variable cannot be picked at run time) and empty loops for the windows that are not its own.
 // Same outputs and formulas as group_norm.wgsl's kernels. Built as its own module
-// (group_norm.wgsl + this file), used only where the device has subgroups.
+// (group_norm.wgsl + soft/group_norm.wgsl + this file), used only where the device has subgroups.
 // Geometry: (groups in the dispatch, 1, 1) workgroups of 8.
 
 @group(0) @binding(8) var<uniform> xw0: array<vec4<f32>, 4096>;

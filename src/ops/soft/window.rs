@@ -3,7 +3,7 @@
 //! address differs between lanes in a loop over the lanes, with a branch per lane; a uniform
 //! element is a straight-line gather (see shaders/conv.wgsl).
 
-use crate::gpu::Gpu;
+use crate::gpu::{Capabilities, Gpu};
 use crate::tensor::Tensor;
 
 /// Floats in a window: `array<vec4<f32>, 4096>` in the shaders, 64 KiB, which every Vulkan
@@ -11,20 +11,20 @@ use crate::tensor::Tensor;
 pub(crate) const WINDOW_FLOATS: usize = 16384;
 
 /// Whether the adapter binds 64 KiB uniform windows.
-pub(crate) fn supported(gpu: &Gpu) -> bool {
-    gpu.limits.max_uniform_buffer_binding_size as usize >= WINDOW_FLOATS * 4
+pub(crate) fn supported(caps: &Capabilities) -> bool {
+    caps.max_uniform_binding as usize >= WINDOW_FLOATS * 4
 }
 
 /// Whether a buffer of `floats` plus a window's tail can be bound as storage (the kernels that
 /// fill padded copies write them whole).
-pub(crate) fn fits_binding(gpu: &Gpu, floats: usize) -> bool {
-    ((floats + WINDOW_FLOATS) * 4) as u64 <= gpu.max_binding_bytes()
+pub(crate) fn fits_binding(caps: &Capabilities, floats: usize) -> bool {
+    ((floats + WINDOW_FLOATS) * 4) as u64 <= caps.max_binding_bytes
 }
 
 /// The granularity of window starts in floats: the uniform offset alignment, and at least 8
 /// (conv2d_pad_planes writes 8 floats per thread).
-pub(crate) fn align_floats(gpu: &Gpu) -> usize {
-    (gpu.limits.min_uniform_buffer_offset_alignment as usize / 4).max(8)
+pub(crate) fn align_floats(caps: &Capabilities) -> usize {
+    (caps.uniform_align as usize / 4).max(8)
 }
 
 /// A copy of `t` followed by a window's length of spare floats (not cleared: kernels read them
@@ -55,10 +55,9 @@ pub(crate) struct Windows {
 
 impl Windows {
     pub(crate) fn new(gpu: &Gpu, t: &Tensor) -> Windows {
-        let align = align_floats(gpu);
-        let bound = t
-            .offset()
-            .is_multiple_of(gpu.limits.min_uniform_buffer_offset_alignment as u64);
+        let caps = gpu.caps();
+        let align = align_floats(&caps);
+        let bound = t.offset().is_multiple_of(caps.uniform_align as u64);
         let t = if bound { t.clone() } else { with_tail(gpu, t) };
         let n = t.numel();
         // Windows starting at or before n - WINDOW_FLOATS lie inside t; the rest start after

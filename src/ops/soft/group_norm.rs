@@ -1,0 +1,127 @@
+//! The group-norm kernels of the software-adapter wing (shaders/soft/group_norm.wgsl and
+//! shaders/soft/group_norm_subgroup.wgsl): a thread per (sample, group) without barriers, or a
+//! subgroup per group reading x and dy through uniform windows where storage loads are
+//! lane-looped (Mesa 22's llvmpipe). ops::group_norm's plan picks them on CPU adapters.
+
+use super::window::{self, Windows};
+use crate::gpu::{Capabilities, Gpu, Kernel};
+use crate::ops::group_norm::{grid, GroupNormParams};
+use crate::shaders::{SOFT_GROUP_NORM, SOFT_GROUP_NORM_SUBGROUP};
+use crate::tensor::Tensor;
+
+static FWD_THREADS: Kernel = Kernel {
+    shader: &SOFT_GROUP_NORM,
+    entry: "group_norm_fwd_cpu",
+};
+static BWD_THREADS: Kernel = Kernel {
+    shader: &SOFT_GROUP_NORM,
+    entry: "group_norm_bwd_cpu",
+};
+static FWD_WINDOWS: Kernel = Kernel {
+    shader: &SOFT_GROUP_NORM_SUBGROUP,
+    entry: "group_norm_fwd_sg",
+};
+static BWD_WINDOWS: Kernel = Kernel {
+    shader: &SOFT_GROUP_NORM_SUBGROUP,
+    entry: "group_norm_bwd_sg",
+};
+/// Windows of x (and of dy) per dispatch of the subgroup kernels.
+const SG_WINDOWS: usize = 4;
+/// Threads per workgroup of the thread-per-group kernels.
+const CPU_WG: usize = 16;
+
+/// Whether the window kernels run groups of `group_floats` floats: subgroups, lane-looped
+/// storage loads (elsewhere they lose to the thread-per-group kernels: 10-40% on Mesa 25.0.7),
+/// 64 KiB uniform windows, uniform buffers for the parameters and four x and four dy windows,
+/// and a group that fits a window.
+pub(crate) fn windows_fit(caps: &Capabilities, group_floats: usize) -> bool {
+    caps.subgroups
+        && caps.lane_looped_loads
+        && window::supported(caps)
+        && caps.max_uniform_buffers_per_stage as usize > 2 * SG_WINDOWS
+        && group_floats > 0
+        && groups_per_window(caps, group_floats) > 0
+}
+
+/// Whole groups per window: a window starts at the aligned float at or before its first group.
+fn groups_per_window(caps: &Capabilities, group_floats: usize) -> usize {
+    (window::WINDOW_FLOATS + 1 - window::align_floats(caps)) / group_floats
+}
+
+fn n_groups(p: &GroupNormParams) -> usize {
+    (p.n * p.groups) as usize
+}
+
+/// The forward pass, a thread per group; `tensors` are x, gamma, beta, y, stats.
+pub(crate) fn forward_threads(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tensor]) {
+    gpu.dispatch(&FWD_THREADS, p, tensors, grid(n_groups(p).div_ceil(CPU_WG)));
+}
+
+/// The backward pass, a thread per group; `tensors` are x, gamma, beta, dy, dx, stats and the
+/// parameter gradients' partial sums.
+pub(crate) fn backward_threads(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tensor]) {
+    gpu.dispatch(&BWD_THREADS, p, tensors, grid(n_groups(p).div_ceil(CPU_WG)));
+}
+
+/// The forward pass through windows of x; `tensors` as `forward_threads`.
+pub(crate) fn forward_windows(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tensor]) {
+    let [x, gamma, beta, y, stats] = tensors[..] else {
+        panic!("group_norm forward takes 5 tensors")
+    };
+    dispatch_windows(gpu, &FWD_WINDOWS, p, &[x], &[gamma, beta, y, stats]);
+}
+
+/// The backward pass through windows of x and dy; `tensors` as `backward_threads`.
+pub(crate) fn backward_windows(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tensor]) {
+    let [x, gamma, beta, dy, dx, stats, param_part] = tensors[..] else {
+        panic!("group_norm backward takes 7 tensors")
+    };
+    dispatch_windows(
+        gpu,
+        &BWD_WINDOWS,
+        p,
+        &[x, dy],
+        &[gamma, beta, dx, stats, param_part],
+    );
+}
+
+/// Runs a window kernel over all n * groups groups: `storage` binds first, then SG_WINDOWS
+/// windows of each tensor of `windowed` (x, then dy). Each dispatch covers SG_WINDOWS windows
+/// of whole groups.
+fn dispatch_windows(
+    gpu: &Gpu,
+    kernel: &'static Kernel,
+    p: &GroupNormParams,
+    windowed: &[&Tensor],
+    storage: &[&Tensor],
+) {
+    let group_floats = (p.c / p.groups * p.hw) as usize;
+    let per_window = groups_per_window(&gpu.caps(), group_floats);
+    assert!(per_window > 0, "planned: a group fits a window");
+    let sources: Vec<Windows> = windowed.iter().map(|t| Windows::new(gpu, t)).collect();
+    let total = n_groups(p);
+    let per_dispatch = SG_WINDOWS * per_window;
+    for first in (0..total).step_by(per_dispatch) {
+        let in_dispatch = per_dispatch.min(total - first);
+        let mut shifts = [0u32; SG_WINDOWS];
+        let mut bindings: Vec<Tensor> = Vec::with_capacity(SG_WINDOWS * sources.len());
+        for source in &sources {
+            for (j, shift) in shifts.iter_mut().enumerate() {
+                // Windows past the dispatch's groups are bound, not read.
+                let group = first + (j * per_window).min(in_dispatch - 1);
+                let (view, offset) = source.at(group * group_floats);
+                *shift = offset as u32;
+                bindings.push(view);
+            }
+        }
+        let params = GroupNormParams {
+            first_group: first as u32,
+            groups_per_window: per_window as u32,
+            shifts,
+            ..*p
+        };
+        let mut tensors: Vec<&Tensor> = storage.to_vec();
+        tensors.extend(bindings.iter());
+        gpu.dispatch(kernel, &params, &tensors, [in_dispatch as u32, 1, 1]);
+    }
+}
