@@ -24,50 +24,14 @@ struct ConvParams {
     h_out: u32,
     w_out: u32,
     has_bias: u32,
-    // bwd_w: (n, p) columns per chunk; tiled fwd and bwd_x: K rows per split (a multiple of 16).
+    // bwd_w: (n, p) columns per chunk; fwd and bwd_x: K rows per split (a multiple of 16).
     chunk: u32,
-    // conv2d_pack_weight: 1 packs the stride-1 input-gradient convolution's weights.
-    flip: u32,
-    // conv2d_pack_weight: output channels per packed block (8; 16 or 32 for the *_ubo kernels).
-    pack_width: u32,
-    // The *_ubo kernels: the dispatch's block of output channels, its input channels
-    // [ci_begin, ci_end), and whether it adds to the output of the previous chunk (1).
-    block: u32,
-    ci_begin: u32,
-    ci_end: u32,
-    accumulate: u32,
-    // conv2d_pad_planes and the *_ubo weight gradients: floats per padded dy plane.
-    plane_stride: u32,
-    // conv2d_pad_planes: floats per padded row, and the zero rows and columns before the first
-    // row and column of the plane. conv2d_bwd_w_k3s1_ubo: the row stride of its dy planes.
-    row_stride: u32,
-    border: u32,
-    // conv2d_bwd_w_k3s1_ubo: the window's input channels [x_begin, x_end) of sample `block`,
-    // and the floats per padded x plane (x_row floats per row; conv2d_fwd_k3s1_sg_x's x too).
-    x_begin: u32,
-    x_end: u32,
-    x_plane_stride: u32,
-    x_row: u32,
-    // conv2d_bwd_w (tiled): floats per row of the partial sums, and where the bias gradient's
-    // partial sums start in a row (the weight gradient's start at 0).
+    // bwd_w: floats per row of the partial sums, and where the bias gradient's partial sums
+    // start in a row (the weight gradient's start at 0).
     partial_row: u32,
     bias_offset: u32,
-    // conv2d_fwd_k3s1_sg_x (conv_subgroup.wgsl): input channels per x window, windows per
-    // sample, the dispatch's first sample, and where each window's first plane starts in it
-    // (windows start at aligned floats). It reads x_row and x_plane_stride too.
-    x_window_planes: u32,
-    x_windows_per_sample: u32,
-    sample: u32,
-    x_shift0: u32,
-    x_shift1: u32,
-    x_shift2: u32,
-    x_shift3: u32,
-    // conv2d_bwd_w_k3s1_sg (conv_subgroup.wgsl): samples per dispatch (1 to 4), each in its own
-    // x and dy window.
-    window_samples: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;

@@ -30,38 +30,38 @@ pub static RNG: Shader = shader!("rng");
 pub static SOFTMAX: Shader = shader!("softmax");
 pub static UNET_MISC: Shader = shader!("unet_misc");
 pub static VLB: Shader = shader!("vlb");
-/// A module of the software-adapter wing (shaders/soft/): common.wgsl, the op's GPU file (its
-/// parameters, bindings and helpers) and the wing's files appended.
+/// A module of the software-adapter wing (shaders/soft/): common.wgsl and the files named
+/// (paths below shaders/), in order.
 macro_rules! soft_shader {
-    ($name:literal, $gpu:literal, $($soft:literal),+) => {
+    ($name:literal, $($file:literal),+) => {
         Shader {
             name: concat!("soft/", $name),
             source: concat!(
                 include_str!("../shaders/common.wgsl"),
-                include_str!(concat!("../shaders/", $gpu, ".wgsl")),
-                $(include_str!(concat!("../shaders/soft/", $soft, ".wgsl"))),+
+                $(include_str!(concat!("../shaders/", $file, ".wgsl"))),+
             ),
         }
     };
 }
 
-/// The wing's convolution kernels (ops::soft::conv).
-pub static SOFT_CONV: Shader = soft_shader!("conv", "conv", "conv");
+/// The wing's convolution kernels (ops::soft::conv), with their own parameter struct.
+pub static SOFT_CONV: Shader = soft_shader!("conv", "soft/conv");
 /// The wing's convolution kernels that share weights through subgroup broadcasts, validated with
 /// naga's subgroup capability (used only where the adapter has subgroups).
 pub static SOFT_CONV_SUBGROUP: Shader =
-    soft_shader!("conv_subgroup", "conv", "conv", "conv_subgroup");
-/// The wing's group norm: a thread per group (ops::soft::group_norm).
-pub static SOFT_GROUP_NORM: Shader = soft_shader!("group_norm", "group_norm", "group_norm");
+    soft_shader!("conv_subgroup", "soft/conv", "soft/conv_subgroup");
+/// The wing's group norm, a thread per group (ops::soft::group_norm): group_norm.wgsl's
+/// parameters, bindings and helpers, then the wing's kernels.
+pub static SOFT_GROUP_NORM: Shader = soft_shader!("group_norm", "group_norm", "soft/group_norm");
 /// The wing's group norm with x and dy in uniform windows, summed by subgroupAdd.
 pub static SOFT_GROUP_NORM_SUBGROUP: Shader = soft_shader!(
     "group_norm_subgroup",
     "group_norm",
-    "group_norm",
-    "group_norm_subgroup"
+    "soft/group_norm",
+    "soft/group_norm_subgroup"
 );
-/// The wing's matmul kernels (ops::soft::matmul).
-pub static SOFT_MATMUL: Shader = soft_shader!("matmul", "matmul", "matmul");
+/// The wing's matmul kernels (ops::soft::matmul), after matmul.wgsl's parameters and bindings.
+pub static SOFT_MATMUL: Shader = soft_shader!("matmul", "matmul", "soft/matmul");
 
 /// All shaders, for validation.
 pub static ALL: &[&Shader] = &[

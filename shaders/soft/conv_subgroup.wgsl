@@ -4,8 +4,8 @@
 // the same address; in the *_ubo kernels those gathers of weights (or dy) were as many
 // instructions as the FMAs (read from the JIT code on Mesa 22.3.6). Here lane l (the subgroup
 // invocation id mod 8) gathers the l-th of every 8 such vec4s and subgroupBroadcast hands each
-// to all lanes: a gather feeds 8 lanes instead of one. Built as its own module (conv.wgsl +
-// soft/conv.wgsl + this file), used only where the device has subgroups of at least 8 invocations. Every
+// to all lanes: a gather feeds 8 lanes instead of one. Built as its own module (soft/conv.wgsl +
+// this file), used only where the device has subgroups of at least 8 invocations. Every
 // broadcast sits in uniform control flow: loop bounds are the same for all lanes.
 
 // Two 8-channel halves of the 16 output channels' taps of one kernel row.

@@ -14,47 +14,25 @@ use crate::shaders::CONV;
 pub use crate::shape::ConvShape;
 use crate::tensor::Tensor;
 
-/// The parameters of every conv kernel, mirrored by `ConvParams` in shaders/conv.wgsl (the
-/// wing's kernels read the fields after `chunk`).
+/// Mirrors `ConvParams` in shaders/conv.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct ConvParams {
-    pub n: u32,
-    pub c_in: u32,
-    pub h: u32,
-    pub w: u32,
-    pub c_out: u32,
-    pub kernel: u32,
-    pub stride: u32,
-    pub padding: u32,
-    pub h_out: u32,
-    pub w_out: u32,
-    pub has_bias: u32,
-    pub chunk: u32,
-    pub flip: u32,
-    pub pack_width: u32,
-    pub block: u32,
-    pub ci_begin: u32,
-    pub ci_end: u32,
-    pub accumulate: u32,
-    pub plane_stride: u32,
-    pub row_stride: u32,
-    pub border: u32,
-    pub x_begin: u32,
-    pub x_end: u32,
-    pub x_plane_stride: u32,
-    pub x_row: u32,
-    pub partial_row: u32,
-    pub bias_offset: u32,
-    pub x_window_planes: u32,
-    pub x_windows_per_sample: u32,
-    pub sample: u32,
-    pub x_shift0: u32,
-    pub x_shift1: u32,
-    pub x_shift2: u32,
-    pub x_shift3: u32,
-    pub window_samples: u32,
-    pub _pad: [u32; 3],
+struct ConvParams {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kernel: u32,
+    stride: u32,
+    padding: u32,
+    h_out: u32,
+    w_out: u32,
+    has_bias: u32,
+    chunk: u32,
+    partial_row: u32,
+    bias_offset: u32,
+    _pad: [u32; 2],
 }
 
 static CONV_FWD: Kernel = Kernel {
@@ -219,7 +197,7 @@ fn transposed(s: &ConvShape) -> ConvShape {
     }
 }
 
-pub(crate) fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
+fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
     ConvParams {
         n: s.n as u32,
         c_in: s.c_in as u32,
@@ -233,10 +211,7 @@ pub(crate) fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
         w_out: s.w_out() as u32,
         has_bias: has_bias as u32,
         chunk: CHUNK as u32,
-        pack_width: 8,
         partial_row: (s.c_out * s.c_in * s.kernel * s.kernel) as u32,
-        x_windows_per_sample: 1,
-        window_samples: 1,
         ..ConvParams::zeroed()
     }
 }

@@ -7,7 +7,9 @@
 
 use super::window::{self, Windows};
 use crate::gpu::{Capabilities, Gpu, Kernel};
-use crate::ops::conv::{params, ConvParams, ForwardPlan, CHUNK};
+use bytemuck::{Pod, Zeroable};
+
+use crate::ops::conv::{ForwardPlan, CHUNK};
 use crate::shaders::{SOFT_CONV, SOFT_CONV_SUBGROUP};
 use crate::shape::ConvShape;
 use crate::tensor::Tensor;
@@ -41,6 +43,71 @@ kernels! {
     FWD_K1_SG: SOFT_CONV_SUBGROUP."conv2d_fwd_k1_sg",
     BWD_W_K3S1_SG: SOFT_CONV_SUBGROUP."conv2d_bwd_w_k3s1_sg",
     BWD_W_K1_SG: SOFT_CONV_SUBGROUP."conv2d_bwd_w_k1_sg",
+}
+
+/// Mirrors `SoftConvParams` in shaders/soft/conv.wgsl: the shape, then what each family of the
+/// wing's kernels reads (see the comments there).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ConvParams {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    kernel: u32,
+    stride: u32,
+    padding: u32,
+    h_out: u32,
+    w_out: u32,
+    has_bias: u32,
+    chunk: u32,
+    flip: u32,
+    pack_width: u32,
+    block: u32,
+    ci_begin: u32,
+    ci_end: u32,
+    accumulate: u32,
+    plane_stride: u32,
+    row_stride: u32,
+    border: u32,
+    x_begin: u32,
+    x_end: u32,
+    x_plane_stride: u32,
+    x_row: u32,
+    partial_row: u32,
+    bias_offset: u32,
+    x_window_planes: u32,
+    x_windows_per_sample: u32,
+    sample: u32,
+    x_shift0: u32,
+    x_shift1: u32,
+    x_shift2: u32,
+    x_shift3: u32,
+    window_samples: u32,
+    _pad: [u32; 3],
+}
+
+fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
+    ConvParams {
+        n: s.n as u32,
+        c_in: s.c_in as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        c_out: s.c_out as u32,
+        kernel: s.kernel as u32,
+        stride: s.stride as u32,
+        padding: s.padding as u32,
+        h_out: s.h_out() as u32,
+        w_out: s.w_out() as u32,
+        has_bias: has_bias as u32,
+        chunk: CHUNK as u32,
+        pack_width: CPU_BLOCK as u32,
+        partial_row: (s.c_out * s.c_in * s.kernel * s.kernel) as u32,
+        x_windows_per_sample: 1,
+        window_samples: 1,
+        ..ConvParams::zeroed()
+    }
 }
 
 /// The register-blocked kernels: output channels per block, pixels per thread, samples per
@@ -762,7 +829,7 @@ fn padded_planes(
         plane_stride: plane as u32,
         row_stride: row as u32,
         border: border as u32,
-        ..bytemuck::Zeroable::zeroed()
+        ..ConvParams::zeroed()
     };
     gpu.dispatch(&PAD_PLANES, &p, &[t, &padded], gpu.groups_1d(total / 8));
     padded
