@@ -1482,23 +1482,6 @@ fn conv2d_bwd_w_k1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
     store4_chunk(a15, o + 15u * p.c_in, c0, co0 + 15u < p.ci_end);
 }
 
-// conv2d_dilate2: the output gradient of a stride-2 convolution spread over the input's grid,
-// out[n, c, 2i, 2j] = dy[n, c, i, j] (out [n, c_out, h, w], cleared by the host), so that the
-// stride-1 kernels compute the stride-2 input and weight gradients (see ops/conv.rs). A thread
-// per element of dy; dy is [n, c_out, h_out, w_out]. Geometry: Gpu::groups_1d(dy elements).
-@compute @workgroup_size(WG)
-fn conv2d_dilate2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lidx: u32) {
-    let i = linear_index(wid, nwg, lidx);
-    let hw_out = p.h_out * p.w_out;
-    if (i < p.n * p.c_out * hw_out) {
-        let plane = i / hw_out;
-        let oy = (i % hw_out) / p.w_out;
-        let ox = i % p.w_out;
-        out[(plane * p.h + 2u * oy) * p.w + 2u * ox] = dy[i];
-    }
-}
-
 // The planes of x ([n c_in] planes of h w floats) at a stride of plane_stride floats (a multiple
 // of 8), each row at a stride of row_stride floats after `border` zero rows and columns,
 // zero-filled elsewhere (the weight gradients bind dy here as x, with c_in = its channels and

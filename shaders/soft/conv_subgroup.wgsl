@@ -571,57 +571,6 @@ fn conv2d_fwd_k1_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     store8_chunk(a3, n, cb8 + 3u, pix0, hw - pix0, valid);
 }
 
-// The 4 pixels at vec4 v0 of a plane x 32 output channels of the input channels in x window j,
-// whose first plane starts at float `shift` and whose weights (8 vec4s each) start at window
-// offset `wbase`.
-fn fwd_k1_window(j: u32, shift: u32, begin: u32, end: u32, wbase: u32, v0: u32, lane: u32,
-                 a0: ptr<function, Acc8>, a1: ptr<function, Acc8>,
-                 a2: ptr<function, Acc8>, a3: ptr<function, Acc8>) {
-    for (var ci = begin; ci < end; ci++) {
-        let xv = xv(j, ((shift + (ci - begin) * p.x_plane_stride) >> 2u) + v0);
-        let g = wuni[wbase + (ci - begin) * 8u + lane];
-        acc8_fma(a0, subgroupBroadcast(g, 0u), subgroupBroadcast(g, 1u), xv);
-        acc8_fma(a1, subgroupBroadcast(g, 2u), subgroupBroadcast(g, 3u), xv);
-        acc8_fma(a2, subgroupBroadcast(g, 4u), subgroupBroadcast(g, 5u), xv);
-        acc8_fma(a3, subgroupBroadcast(g, 6u), subgroupBroadcast(g, 7u), xv);
-    }
-}
-
-// conv2d_fwd_k1_sg_x: the 1x1 convolution (forward, and the input gradient with transposed
-// weights) with x read through uniform windows as well as the weights; conv2d_fwd_k1_sg loads
-// x from the storage buffer, 4 lane-by-lane loops per input channel against 128 FMAs. A
-// thread owns 4 consecutive pixels, one vec4 of a plane (planes of x_plane_stride floats, a
-// multiple of 4: the host pads them where h w is not), and 32 output channels. Windows, grid
-// and chunks as conv2d_fwd_k3s1_sg_x, with items = ceil(h w / 4) and blocks of 32 channels
-// whose packed weights are [block][c_in][32].
-@compute @workgroup_size(8)
-fn conv2d_fwd_k1_sg_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
-                      @builtin(subgroup_invocation_id) sg_lane: u32) {
-    let lane = sg_lane % 8u;
-    let hw = p.h * p.w;
-    let item = wid.x * 8u + li;
-    let valid = item < (hw + PX - 1u) / PX;
-    let v0 = select(0u, item, valid);
-    let wblock = wid.y * p.c_in * 8u;
-    var a0 = acc8_zero();
-    var a1 = acc8_zero();
-    var a2 = acc8_zero();
-    var a3 = acc8_zero();
-    let r = array<vec2<u32>, 4>(x_window_range(0u, wid.z), x_window_range(1u, wid.z),
-                                x_window_range(2u, wid.z), x_window_range(3u, wid.z));
-    fwd_k1_window(0u, p.x_shift0, r[0].x, r[0].y, wblock + (r[0].x - p.ci_begin) * 8u, v0, lane, &a0, &a1, &a2, &a3);
-    fwd_k1_window(1u, p.x_shift1, r[1].x, r[1].y, wblock + (r[1].x - p.ci_begin) * 8u, v0, lane, &a0, &a1, &a2, &a3);
-    fwd_k1_window(2u, p.x_shift2, r[2].x, r[2].y, wblock + (r[2].x - p.ci_begin) * 8u, v0, lane, &a0, &a1, &a2, &a3);
-    fwd_k1_window(3u, p.x_shift3, r[3].x, r[3].y, wblock + (r[3].x - p.ci_begin) * 8u, v0, lane, &a0, &a1, &a2, &a3);
-    let n = p.sample + wid.z;
-    let cb8 = (p.block + wid.y) * (UB / CB);
-    let pix0 = v0 * PX;
-    store8_chunk(a0, n, cb8, pix0, hw - pix0, valid);
-    store8_chunk(a1, n, cb8 + 1u, pix0, hw - pix0, valid);
-    store8_chunk(a2, n, cb8 + 2u, pix0, hw - pix0, valid);
-    store8_chunk(a3, n, cb8 + 3u, pix0, hw - pix0, valid);
-}
-
 // conv2d_fwd_k3s2_sg_x: the stride-2 3x3 convolution with padding 1 (the UNet's downsampling),
 // with x and the weights read through uniform windows and the weights shared by subgroup
 // broadcasts, as conv2d_fwd_k3s1_sg_x does for stride 1 (conv2d_fwd_k3s2_cpu loads both from
