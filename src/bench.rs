@@ -191,7 +191,7 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
     let name = String::from("attention softmax fwd 64ch @7");
     if selected(&filter, &name) {
         let ms = time(gpu, conv_reps, || {
-            ops::softmax::softmax(gpu, &scores, 0.125)
+            ops::attention::softmax(gpu, &scores, 0.125)
         });
         push(name, ms, 8.0 * scores.numel() as f64, "GB/s");
     }

@@ -17,6 +17,7 @@ macro_rules! shader {
 
 pub static ACTIVATION: Shader = shader!("activation");
 pub static ARITH: Shader = shader!("arith");
+pub static ATTENTION: Shader = shader!("attention");
 pub static CONV: Shader = shader!("conv");
 pub static DIFFUSION: Shader = shader!("diffusion");
 pub static EMBEDDING: Shader = shader!("embedding");
@@ -27,7 +28,6 @@ pub static OPTIM: Shader = shader!("optim");
 pub static REDUCE: Shader = shader!("reduce");
 pub static RESAMPLE: Shader = shader!("resample");
 pub static RNG: Shader = shader!("rng");
-pub static SOFTMAX: Shader = shader!("softmax");
 pub static UNET_MISC: Shader = shader!("unet_misc");
 pub static VLB: Shader = shader!("vlb");
 /// A module of the software-adapter wing (shaders/soft/): common.wgsl and the files named
@@ -67,6 +67,7 @@ pub static SOFT_MATMUL: Shader = soft_shader!("matmul", "matmul", "soft/matmul")
 pub static ALL: &[&Shader] = &[
     &ACTIVATION,
     &ARITH,
+    &ATTENTION,
     &CONV,
     &DIFFUSION,
     &EMBEDDING,
@@ -77,7 +78,6 @@ pub static ALL: &[&Shader] = &[
     &REDUCE,
     &RESAMPLE,
     &RNG,
-    &SOFTMAX,
     &UNET_MISC,
     &VLB,
     &SOFT_CONV,

@@ -141,6 +141,29 @@ fn conv2d_matches_reference_on_odd_shapes() {
     };
     conv_case(&gpu, tiny, 50);
     conv_case(&gpu, ConvShape { stride: 2, ..tiny }, 60);
+    // A 5x5 kernel: the wing's input gradient flips the weights (conv2d_flip_weight) and runs
+    // the direct forward kernel, the one plan no preset shape takes.
+    conv_case(
+        &gpu,
+        ConvShape {
+            kernel: 5,
+            padding: 2,
+            ..base
+        },
+        70,
+    );
+    // 3x3 without padding and 16 output channels: the subgroup kernels with x in windows take
+    // padding 1 only, so the forward plan is the weights-only window kernel
+    // (conv2d_fwd_k3s1_sg_rows2 with subgroups).
+    conv_case(
+        &gpu,
+        ConvShape {
+            padding: 0,
+            c_out: 16,
+            ..base
+        },
+        80,
+    );
 }
 
 #[test]
@@ -531,7 +554,7 @@ fn softmax_and_attention_match_reference() {
     for (rows, cols) in [(7, 300), (37, 49)] {
         // Large inputs: the max subtraction keeps exp finite.
         let x = uniform(rows * cols, 90.0, 100.0, 80);
-        let y = ops::softmax::softmax(&gpu, &gpu.upload(&x, &[rows, cols]), 0.5);
+        let y = ops::attention::softmax(&gpu, &gpu.upload(&x, &[rows, cols]), 0.5);
         let scaled: Vec<f64> = x.iter().map(|&v| 0.5 * v as f64).collect();
         let want = cpu::attention::softmax(&scaled, rows, cols);
         assert_close(
@@ -542,7 +565,7 @@ fn softmax_and_attention_match_reference() {
             1e-4,
         );
         let dy = uniform(rows * cols, -1.0, 1.0, 81);
-        let dx = ops::softmax::softmax_backward(&gpu, &y, &gpu.upload(&dy, &[rows, cols]), 0.5);
+        let dx = ops::attention::softmax_backward(&gpu, &y, &gpu.upload(&dy, &[rows, cols]), 0.5);
         let want: Vec<f64> = cpu::attention::softmax_backward(&want, &to_f64(&dy), rows, cols)
             .iter()
             .map(|v| 0.5 * v)
@@ -566,7 +589,7 @@ fn softmax_and_attention_match_reference() {
     let qv = cx.param(gpu.upload(&q, &[n, c, hw]), grads[0].clone());
     let kv = cx.param(gpu.upload(&k, &[n, c, hw]), grads[1].clone());
     let vv = cx.param(gpu.upload(&v, &[n, c, hw]), grads[2].clone());
-    let out = ops::softmax::attention_var(&mut cx, &qv, &kv, &vv);
+    let out = ops::attention::attention_var(&mut cx, &qv, &kv, &vv);
     let (want_out, _) = cpu::attention::attention(&to_f64(&q), &to_f64(&k), &to_f64(&v), n, c, hw);
     assert_close(
         "attention fwd",

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::autograd::{Ctx, Var};
 use crate::nn::params::{Init, ParamLayout};
-use crate::ops::{activation, arith, conv, group_norm, matmul, resample, softmax, unet_misc};
+use crate::ops::{activation, arith, attention, conv, group_norm, matmul, resample, unet_misc};
 use crate::shape::ConvShape;
 use crate::tensor::Tensor;
 
@@ -376,7 +376,7 @@ impl UNet {
         let q = project(cx, ids.q);
         let k = project(cx, ids.k);
         let v = project(cx, ids.v);
-        let a = softmax::attention_var(cx, &q, &k, &v);
+        let a = attention::attention_var(cx, &q, &k, &v);
         let a = reshape(cx, &a, &shape);
         let (w, b) = p(ids.proj);
         let out = conv::conv2d_var(cx, &a, w, Some(b), 1, 0);
@@ -390,6 +390,8 @@ pub enum UNetOp {
     Conv(String, ConvShape),
     /// Name, [n, c, hw], groups.
     GroupNorm(String, [usize; 3], usize),
+    /// Self-attention over hw positions: a softmax over rows of hw scores.
+    Attention(String, usize),
 }
 
 impl UNet {
@@ -446,9 +448,12 @@ impl UNet {
                 }
                 Block::Attn(a) => {
                     out.push(norm(a.norm, size));
-                    for ids in [a.q, a.k, a.v, a.proj] {
+                    for ids in [a.q, a.k, a.v] {
                         out.push(conv(ids, size, 1));
                     }
+                    let name = spec(a.norm.0).name.trim_end_matches(".norm.weight");
+                    out.push(UNetOp::Attention(name.to_string(), size * size));
+                    out.push(conv(a.proj, size, 1));
                 }
             }
         }

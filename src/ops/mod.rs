@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod arith;
+pub mod attention;
 pub mod conv;
 pub mod diffusion;
 pub mod embedding;
@@ -16,7 +17,6 @@ pub mod reduce;
 pub mod resample;
 pub mod rng;
 pub mod soft;
-pub mod softmax;
 pub mod unet_misc;
 pub mod vlb;
 

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use crate::gpu::Capabilities;
 use crate::nn::unet::{UNet, UNetOp};
-use crate::ops::{conv, embedding, group_norm, matmul, resample};
+use crate::ops::{attention, conv, embedding, group_norm, matmul, resample};
 
 /// The table of `unet`'s convolutions and group norms at batch `n` on an adapter with `caps`,
 /// then the plans that do not depend on a shape.
@@ -28,6 +28,10 @@ pub fn unet_table(caps: &Capabilities, unet: &UNet, n: usize) -> String {
                     ),
                 )
             }
+            UNetOp::Attention(_, hw) => (
+                format!("attention softmax over {hw} positions"),
+                format!("{:?}", attention::plan(hw)),
+            ),
             UNetOp::GroupNorm(_, [n, c, hw], groups) => {
                 let plan = group_norm::plan(caps, [n, c, hw], groups);
                 let [fwd, bwd] = plan.entries();

@@ -1,11 +1,11 @@
-//! Softmax over the last axis with a folded-in scale (shaders/softmax.wgsl), and single-head
+//! Softmax over the last axis with a folded-in scale (shaders/attention.wgsl), and single-head
 //! self-attention over the positions of a feature map built from it and batched matmuls.
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::autograd::{Backward, Ctx, Var};
 use crate::gpu::{Gpu, Kernel, MAX_GROUPS_PER_DIM};
-use crate::shaders::SOFTMAX;
+use crate::shaders::ATTENTION;
 use crate::tensor::Tensor;
 
 #[repr(C)]
@@ -18,34 +18,52 @@ struct SoftmaxParams {
 }
 
 static SOFTMAX_FWD: Kernel = Kernel {
-    shader: &SOFTMAX,
+    shader: &ATTENTION,
     entry: "softmax_fwd",
 };
 static SOFTMAX_FWD_ROWS: Kernel = Kernel {
-    shader: &SOFTMAX,
+    shader: &ATTENTION,
     entry: "softmax_fwd_rows",
 };
 static SOFTMAX_BWD_ROWS: Kernel = Kernel {
-    shader: &SOFTMAX,
+    shader: &ATTENTION,
     entry: "softmax_bwd_rows",
 };
 /// Rows up to this long get a thread each; longer rows a workgroup each.
 pub const SHORT_ROW: usize = 256;
 static SOFTMAX_BWD: Kernel = Kernel {
-    shader: &SOFTMAX,
+    shader: &ATTENTION,
     entry: "softmax_bwd",
 };
+
+/// How a softmax over rows of `cols` runs, on any adapter: a thread per short row, a
+/// workgroup (tree sums) per long one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SoftmaxPlan {
+    /// softmax_fwd_rows / softmax_bwd_rows.
+    ThreadPerRow,
+    /// softmax_fwd / softmax_bwd.
+    WorkgroupPerRow,
+}
+
+pub fn plan(cols: usize) -> SoftmaxPlan {
+    if cols <= SHORT_ROW {
+        SoftmaxPlan::ThreadPerRow
+    } else {
+        SoftmaxPlan::WorkgroupPerRow
+    }
+}
 
 /// The parameters and, for long rows, the grid (one workgroup per row); None for short rows.
 fn setup(x: &Tensor, scale: f32) -> (SoftmaxParams, Option<[u32; 3]>) {
     let cols = *x.shape.last().expect("softmax of a scalar");
     let rows = (x.numel() / cols) as u32;
-    let grid = if cols <= SHORT_ROW {
-        None
-    } else if rows <= MAX_GROUPS_PER_DIM {
-        Some([rows, 1, 1])
-    } else {
-        Some([MAX_GROUPS_PER_DIM, rows.div_ceil(MAX_GROUPS_PER_DIM), 1])
+    let grid = match plan(cols) {
+        SoftmaxPlan::ThreadPerRow => None,
+        SoftmaxPlan::WorkgroupPerRow if rows <= MAX_GROUPS_PER_DIM => Some([rows, 1, 1]),
+        SoftmaxPlan::WorkgroupPerRow => {
+            Some([MAX_GROUPS_PER_DIM, rows.div_ceil(MAX_GROUPS_PER_DIM), 1])
+        }
     };
     (
         SoftmaxParams {

@@ -1,4 +1,4 @@
-// softmax.wgsl: numerically stable softmax over the last axis of [rows, cols], with a scale
+// attention.wgsl: numerically stable softmax over the last axis of [rows, cols], with a scale
 // folded in (attention's 1 / sqrt(C)): y = softmax(scale * x).
 // softmax_fwd: one workgroup per row: the row max, the sum of exp(scale x - max), then y.
 // softmax_bwd: one workgroup per row: dx = scale * y * (dy - sum_j dy_j y_j).
