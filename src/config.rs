@@ -179,7 +179,7 @@ impl TrainConfig {
         self.schedule.parse()
     }
 
-    pub fn variance_kind(&self) -> Result<crate::cpu::diffusion::VarianceKind, String> {
+    pub fn variance_kind(&self) -> Result<crate::diffusion::VarianceKind, String> {
         parse_variance(&self.variance)
     }
 
@@ -254,8 +254,8 @@ impl TrainConfig {
     }
 }
 
-pub fn parse_variance(s: &str) -> Result<crate::cpu::diffusion::VarianceKind, String> {
-    use crate::cpu::diffusion::VarianceKind;
+pub fn parse_variance(s: &str) -> Result<crate::diffusion::VarianceKind, String> {
+    use crate::diffusion::VarianceKind;
     match s {
         "beta" => Ok(VarianceKind::Beta),
         "posterior" => Ok(VarianceKind::Posterior),

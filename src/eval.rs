@@ -14,9 +14,9 @@ use anyhow::{bail, Result};
 use crate::autograd::Ctx;
 use crate::checkpoint;
 use crate::config::TrainConfig;
-use crate::cpu;
-use crate::cpu::diffusion::VarianceKind;
 use crate::diffusion::gaussian::GaussianDiffusion;
+use crate::diffusion::host::prior_bpd;
+use crate::diffusion::VarianceKind;
 use crate::gpu::Gpu;
 use crate::nn::Denoiser;
 use crate::ops;
@@ -228,7 +228,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         let x64: Vec<f64> = chunk.iter().map(|&v| v as f64).collect();
         let prior: Vec<f64> = x64
             .chunks(per_example)
-            .map(|x| cpu::vlb::prior_bpd(&diffusion.schedule, x))
+            .map(|x| prior_bpd(&diffusion.schedule, x))
             .collect();
         let stream_base = (batch_index as u32).wrapping_mul(1 << 16);
         if args.full {
@@ -247,7 +247,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         for k in 0..args.t_samples {
             let stream = stream_base.wrapping_add(0x8000 + k as u32);
             let t: Vec<u32> = (0..b as u32)
-                .map(|i| cpu::rng::random_bits(args.seed, stream, i)[0] % t_max as u32)
+                .map(|i| crate::rng::random_bits(args.seed, stream, i)[0] % t_max as u32)
                 .collect();
             let terms = scorer.terms(&x_start, &t, stream.wrapping_add(0x4000));
             acc = ops::arith::add(gpu, &acc, &terms);

@@ -24,6 +24,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod progress;
+pub mod rng;
 pub mod sample;
 pub mod shaders;
 pub mod tensor;

@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use rand::SeedableRng;
 
 use crate::config::TrainConfig;
-use crate::cpu;
 use crate::data::toy::ToyData;
 use crate::diffusion::gaussian::GaussianDiffusion;
+use crate::diffusion::host::q_sample;
 use crate::diffusion::Schedule;
 use crate::gpu::Gpu;
 use crate::metrics::mmd2_unbiased;
@@ -160,9 +160,9 @@ pub fn write_samples(
         img
     };
     for t in (0..t_max).step_by(every).chain(std::iter::once(t_max - 1)) {
-        let noise = cpu::rng::normals(seed, 0x4000_0000 + t as u32, x_start.len());
+        let noise = crate::rng::normals(seed, 0x4000_0000 + t as u32, x_start.len());
         let timesteps = vec![t as u32; shown.len()];
-        let x_t = cpu::diffusion::q_sample(schedule, &x_start, &noise, &timesteps);
+        let x_t = q_sample(schedule, &x_start, &noise, &timesteps);
         let pts: Vec<f32> = x_t.iter().map(|&v| v as f32).collect();
         images.push(frame(&to_points(&pts), &format!("q(x_{t})")));
     }

@@ -227,7 +227,7 @@ impl GaussianDiffusion {
             timesteps: timesteps.clone(),
             continuous: x_start.shape.len() == 2,
         };
-        let scale = crate::cpu::vlb::hybrid_vb_scale(self.n_timesteps()) as f32;
+        let scale = crate::diffusion::host::hybrid_vb_scale(self.n_timesteps()) as f32;
         let (vb, per_sample_losses) = match (draw, per_sample_simple) {
             (Some(d), Some(per_sample)) => {
                 let (vb, per_sample_vb) =

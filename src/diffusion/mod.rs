@@ -2,8 +2,16 @@
 //! (q_sample, p_sample loop, training loss) in `gaussian`.
 
 pub mod gaussian;
+pub mod host;
 pub mod respace;
 pub mod schedule;
 pub mod timestep_sampler;
 
 pub use schedule::{BetaSchedule, Schedule};
+
+/// Whether the reverse step uses sigma^2 = beta_t or the posterior variance beta~_t.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VarianceKind {
+    Beta,
+    Posterior,
+}

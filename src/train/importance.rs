@@ -111,7 +111,7 @@ impl ImportanceSampling {
         let mut index = 0u32;
         let (timesteps, weights) = self.sampler.sample(batch, || {
             index += 1;
-            crate::cpu::rng::uniform(seed, stream, index - 1)
+            crate::rng::uniform(seed, stream, index - 1)
         });
         let weights: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
         gpu.write(&self.timesteps, bytemuck::cast_slice(&timesteps));

@@ -12,11 +12,10 @@ use anyhow::{bail, Context, Result};
 use crate::autograd::Ctx;
 use crate::checkpoint;
 use crate::config::TrainConfig;
-use crate::cpu::optim::AdamConfig;
 use crate::diffusion::gaussian::{streams, GaussianDiffusion, TimestepDraw, TrainingLoss};
 use crate::gpu::Gpu;
 use crate::nn::Denoiser;
-use crate::optim::{OptimConfig, TrainState};
+use crate::optim::{AdamConfig, OptimConfig, TrainState};
 use crate::tensor::Tensor;
 use crate::toy;
 use importance::{ImportanceSampling, SamplerState};
@@ -89,7 +88,7 @@ impl Trainer<'_> {
 pub fn batch_indices(seed: u32, step: u64, batch: usize, n_data: usize) -> Vec<usize> {
     let stream = streams::for_step(step, streams::BATCH);
     (0..batch as u32)
-        .map(|i| crate::cpu::rng::random_bits(seed, stream, i)[0] as usize % n_data)
+        .map(|i| crate::rng::random_bits(seed, stream, i)[0] as usize % n_data)
         .collect()
 }
 
@@ -244,7 +243,7 @@ impl BatchSource for ImageBatches {
         let indices = batch_indices(seed, step, self.batch_size, self.set.n);
         let stream = streams::for_step(step, streams::FLIP);
         let flips: Vec<bool> = (0..self.batch_size as u32)
-            .map(|i| self.flip && crate::cpu::rng::uniform(seed, stream, i) < 0.5)
+            .map(|i| self.flip && crate::rng::uniform(seed, stream, i) < 0.5)
             .collect();
         out.copy_from_slice(&crate::data::images::batch_nchw(
             &self.set, &indices, &flips,
