@@ -113,7 +113,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         )));
     }
     let config: TrainConfig =
-        serde_json::from_str(&field("config")?).map_err(|e| corrupt(format!("config: {e}")))?;
+        TrainConfig::from_json(&field("config")?).map_err(|e| corrupt(format!("config: {e}")))?;
     let layout: Vec<(String, Vec<usize>, usize)> =
         serde_json::from_str(&field("layout")?).map_err(|e| corrupt(format!("layout: {e}")))?;
     let step: u64 = field("step")?

@@ -3,18 +3,47 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::BetaSchedule;
+use crate::diffusion::{BetaSchedule, VarianceKind};
 use crate::nn::unet::UNetConfig;
+
+/// The recipes `ddpm train --preset` starts from; spelled `mnist`, `emoji` or `toy` in
+/// config.json and on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// A UNet on MNIST (the default job).
+    Mnist,
+    /// A UNet on Noto Emoji, colour, 32x32.
+    Emoji,
+    /// An MLP on 2-D point clouds.
+    Toy,
+}
+
+impl Preset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Mnist => "mnist",
+            Preset::Emoji => "emoji",
+            Preset::Toy => "toy",
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    pub preset: String,
+    pub preset: Preset,
     /// Data set: a toy name (s-curve, swiss-roll, moons) or a path.
     pub data: String,
     /// Width of the toy MLP's hidden layers.
     pub hidden: usize,
     pub n_timesteps: usize,
-    pub schedule: String,
+    pub schedule: BetaSchedule,
     pub steps: u64,
     pub batch_size: usize,
     pub lr: f64,
@@ -25,8 +54,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Samples drawn at the end of training (and by `ddpm sample` by default).
     pub n_samples: usize,
-    /// Reverse-step variance: "beta" or "posterior".
-    pub variance: String,
+    /// Reverse-step variance.
+    pub variance: VarianceKind,
     pub clip_denoised: bool,
     /// Loss readback interval (steps); the progress bar updates this often.
     pub log_every: u64,
@@ -64,11 +93,11 @@ impl TrainConfig {
     /// Preset `toy` of shared/MODEL.md: seed 000's S-curve MLP.
     pub fn toy() -> TrainConfig {
         TrainConfig {
-            preset: "toy".into(),
+            preset: Preset::Toy,
             data: "s-curve".into(),
             hidden: 128,
             n_timesteps: 100,
-            schedule: BetaSchedule::Sigmoid.name().into(),
+            schedule: BetaSchedule::Sigmoid,
             steps: 100_000,
             batch_size: 128,
             lr: 1e-3,
@@ -78,7 +107,7 @@ impl TrainConfig {
             antithetic: true,
             seed: 0,
             n_samples: 2000,
-            variance: "beta".into(),
+            variance: VarianceKind::Beta,
             clip_denoised: false,
             log_every: 100,
             checkpoint_every: 5000,
@@ -94,7 +123,7 @@ impl TrainConfig {
 
     /// IDDPM's options on any preset: cosine schedule, learned-range variance, hybrid loss.
     pub fn with_iddpm(mut self) -> TrainConfig {
-        self.schedule = BetaSchedule::Cosine.name().into();
+        self.schedule = BetaSchedule::Cosine;
         self.learn_sigma = true;
         if let Some(unet) = &mut self.unet {
             unet.out_channels = 2 * unet.in_channels;
@@ -105,11 +134,11 @@ impl TrainConfig {
     /// Preset `mnist` of shared/MODEL.md: the default job.
     pub fn mnist() -> TrainConfig {
         TrainConfig {
-            preset: "mnist".into(),
+            preset: Preset::Mnist,
             data: "assets/mnist".into(),
             hidden: 0,
             n_timesteps: 1000,
-            schedule: BetaSchedule::Linear.name().into(),
+            schedule: BetaSchedule::Linear,
             steps: 10_000,
             batch_size: 64,
             lr: 2e-4,
@@ -119,7 +148,7 @@ impl TrainConfig {
             antithetic: false,
             seed: 0,
             n_samples: 64,
-            variance: "beta".into(),
+            variance: VarianceKind::Beta,
             clip_denoised: true,
             log_every: 50,
             checkpoint_every: 1000,
@@ -146,7 +175,7 @@ impl TrainConfig {
     /// Preset `emoji`: seed 003's recipe at 32x32 on Noto Emoji.
     pub fn emoji() -> TrainConfig {
         TrainConfig {
-            preset: "emoji".into(),
+            preset: Preset::Emoji,
             data: "assets/noto-emoji-32/noto-emoji-32x32x3-idx4-ubyte.gz".into(),
             flip: true,
             unet: Some(UNetConfig {
@@ -164,23 +193,25 @@ impl TrainConfig {
         }
     }
 
-    pub fn preset(name: &str) -> Result<TrainConfig, String> {
-        match name {
-            "toy" => Ok(TrainConfig::toy()),
-            "mnist" => Ok(TrainConfig::mnist()),
-            "emoji" => Ok(TrainConfig::emoji()),
-            _ => Err(format!(
-                "unknown preset '{name}': available presets are: mnist, emoji, toy"
-            )),
+    pub fn preset(preset: Preset) -> TrainConfig {
+        match preset {
+            Preset::Toy => TrainConfig::toy(),
+            Preset::Mnist => TrainConfig::mnist(),
+            Preset::Emoji => TrainConfig::emoji(),
         }
     }
 
-    pub fn beta_schedule(&self) -> Result<BetaSchedule, String> {
-        self.schedule.parse()
-    }
-
-    pub fn variance_kind(&self) -> Result<crate::diffusion::VarianceKind, String> {
-        parse_variance(&self.variance)
+    /// Reads a config.json; an invalid value is reported with the field it is in and, for the
+    /// named choices (preset, schedule, variance), the values allowed.
+    pub fn from_json(text: &str) -> Result<TrainConfig, String> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let cfg: TrainConfig =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| match e.path().to_string() {
+                path if path == "." => e.inner().to_string(),
+                path => format!("{path}: {}", e.inner()),
+            })?;
+        de.end().map_err(|e| e.to_string())?;
+        Ok(cfg)
     }
 
     /// Checks the settings that would otherwise fail deep inside a run.
@@ -213,8 +244,7 @@ impl TrainConfig {
                 }
             }
         }
-        self.variance_kind()?;
-        let betas = self.beta_schedule()?.betas(self.n_timesteps.max(1));
+        let betas = self.schedule.betas(self.n_timesteps.max(1));
         if let Some(b) = betas.iter().find(|b| !(**b > 0.0 && **b < 1.0)) {
             return Err(format!(
                 "the {} schedule with T = {} gives a beta of {b}, outside (0, 1): use more timesteps or another schedule",
@@ -254,13 +284,62 @@ impl TrainConfig {
     }
 }
 
-pub fn parse_variance(s: &str) -> Result<crate::diffusion::VarianceKind, String> {
-    use crate::diffusion::VarianceKind;
-    match s {
-        "beta" => Ok(VarianceKind::Beta),
-        "posterior" => Ok(VarianceKind::Posterior),
-        _ => Err(format!(
-            "unknown variance '{s}': expected beta or posterior"
-        )),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config.json as runs wrote it when preset, schedule and variance were free strings.
+    const OLD_CONFIG: &str = r#"{
+  "preset": "toy", "data": "s-curve", "hidden": 128, "n_timesteps": 100,
+  "schedule": "sigmoid", "steps": 100000, "batch_size": 128, "lr": 0.001,
+  "warmup_steps": 0, "grad_clip": 1.0, "ema_decay": 0.99, "antithetic": true, "seed": 0,
+  "n_samples": 2000, "variance": "beta", "clip_denoised": false, "log_every": 100,
+  "checkpoint_every": 5000, "unet": null, "flip": false, "sample_every": 0, "n_grid": 64,
+  "learn_sigma": false, "sample_steps": null, "importance_sampling": false
+}"#;
+
+    #[test]
+    fn old_config_files_load_and_the_names_are_written_as_before() {
+        assert_eq!(TrainConfig::from_json(OLD_CONFIG), Ok(TrainConfig::toy()));
+        for (cfg, preset, schedule) in [
+            (TrainConfig::toy(), "toy", "sigmoid"),
+            (TrainConfig::mnist(), "mnist", "linear"),
+            (TrainConfig::emoji(), "emoji", "linear"),
+            (TrainConfig::mnist().with_iddpm(), "mnist", "cosine"),
+        ] {
+            let json = serde_json::to_value(&cfg).unwrap();
+            assert_eq!(json["preset"], preset);
+            assert_eq!(json["schedule"], schedule);
+            assert_eq!(json["variance"], "beta");
+            assert_eq!(TrainConfig::from_json(&json.to_string()), Ok(cfg));
+        }
+        let posterior = TrainConfig {
+            variance: VarianceKind::Posterior,
+            ..TrainConfig::toy()
+        };
+        assert_eq!(
+            serde_json::to_value(&posterior).unwrap()["variance"],
+            "posterior"
+        );
+        for preset in [Preset::Mnist, Preset::Emoji, Preset::Toy] {
+            assert_eq!(TrainConfig::preset(preset).preset, preset);
+        }
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_field_and_the_valid_values() {
+        for (field, bad, valid) in [
+            ("schedule", "quadratic", "`linear`, `sigmoid`, `cosine`"),
+            ("variance", "learned", "`beta` or `posterior`"),
+            ("preset", "cifar", "`mnist`, `emoji`, `toy`"),
+        ] {
+            let mut json: serde_json::Value = serde_json::from_str(OLD_CONFIG).unwrap();
+            json[field] = bad.into();
+            let err = TrainConfig::from_json(&json.to_string()).unwrap_err();
+            assert!(err.starts_with(&format!("{field}: ")), "{err}");
+            assert!(err.contains(bad) && err.contains(valid), "{err}");
+        }
+        let err = TrainConfig::from_json(r#"{"preset": "toy"}"#).unwrap_err();
+        assert!(err.contains("missing field"), "{err}");
     }
 }

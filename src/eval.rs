@@ -201,7 +201,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     };
     let weights = gpu.upload(host, &[host.len()]);
     // A fixed variance as a constant v: +1 gives log(beta_t), -1 the clipped posterior.
-    let fixed_v = match cfg.variance_kind().map_err(anyhow::Error::msg)? {
+    let fixed_v = match cfg.variance {
         VarianceKind::Beta => 1.0,
         VarianceKind::Posterior => -1.0,
     };

@@ -28,8 +28,7 @@ pub fn unet_config(cfg: &TrainConfig) -> Result<&UNetConfig> {
 }
 
 pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
-    let schedule = cfg.beta_schedule().map_err(anyhow::Error::msg)?;
-    let diffusion = GaussianDiffusion::new(gpu, Schedule::new(schedule, cfg.n_timesteps));
+    let diffusion = GaussianDiffusion::new(gpu, Schedule::new(cfg.schedule, cfg.n_timesteps));
     Ok(diffusion.with_learned_variance(cfg.learn_sigma))
 }
 
@@ -164,7 +163,7 @@ pub fn run_training(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> R
 
 pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
     Ok(PSampleOptions {
-        variance: cfg.variance_kind().map_err(anyhow::Error::msg)?,
+        variance: cfg.variance,
         clip_denoised: cfg.clip_denoised,
         ddim_eta: None,
         steps: cfg.sample_steps,

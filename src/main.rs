@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use ddpm::config::TrainConfig;
+use ddpm::config::{Preset, TrainConfig};
+use ddpm::diffusion::{BetaSchedule, VarianceKind};
 use ddpm::gpu::{adapter, Gpu};
 
 #[derive(Parser)]
@@ -27,6 +28,15 @@ struct AdapterArg {
     adapter: Option<String>,
 }
 
+/// Which weights of a checkpoint `ddpm sample` uses.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Weights {
+    /// The exponential moving average of the trained weights.
+    Ema,
+    /// The trained weights themselves.
+    Raw,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// List the GPU adapters and the limits ddpm depends on.
@@ -36,10 +46,9 @@ enum Command {
     },
     /// Train a model and write checkpoints, samples and pictures to a run directory.
     Train {
-        /// The recipe: mnist (the default: a UNet on MNIST), emoji (colour, 32x32), or toy
-        /// (2-D point clouds).
-        #[arg(long, default_value = "mnist")]
-        preset: String,
+        /// The recipe to start from.
+        #[arg(long, value_enum, default_value_t = Preset::Mnist)]
+        preset: Preset,
         /// Start from a config.json (as a run writes it) instead of a preset: every setting,
         /// the UNet's channels, multipliers, blocks, attention resolutions, groups and dropout
         /// included. Flags given alongside override it.
@@ -78,9 +87,9 @@ enum Command {
         lr: Option<f64>,
         #[arg(long)]
         seed: Option<u64>,
-        /// Noise schedule: linear, sigmoid or cosine.
-        #[arg(long)]
-        schedule: Option<String>,
+        /// Noise schedule.
+        #[arg(long, value_enum)]
+        schedule: Option<BetaSchedule>,
         /// Samples drawn at the end of training.
         #[arg(long)]
         n_samples: Option<usize>,
@@ -130,9 +139,9 @@ enum Command {
         n: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u32,
-        /// Reverse-step variance: beta or posterior (default: the run's).
-        #[arg(long)]
-        variance: Option<String>,
+        /// Reverse-step variance (default: the run's).
+        #[arg(long, value_enum)]
+        variance: Option<VarianceKind>,
         /// Clip the predicted x_0 to [-1, 1] at every step.
         #[arg(long)]
         clip_x0: bool,
@@ -147,8 +156,8 @@ enum Command {
         #[arg(long, default_value_t = 0.0, requires = "ddim")]
         eta: f32,
         /// Sample with the EMA weights or the raw trained weights.
-        #[arg(long, default_value = "ema", value_parser = ["ema", "raw"])]
-        weights: String,
+        #[arg(long, value_enum, default_value_t = Weights::Ema)]
+        weights: Weights,
         #[command(flatten)]
         adapter: AdapterArg,
     },
@@ -270,14 +279,16 @@ fn run(cli: Cli) -> Result<()> {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("cannot read config {}", path.display()))?;
-                    serde_json::from_str::<TrainConfig>(&text).with_context(|| {
-                        format!(
-                            "{} is not a valid ddpm config (compare with a run's config.json)",
-                            path.display()
-                        )
-                    })?
+                    TrainConfig::from_json(&text)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| {
+                            format!(
+                                "{} is not a valid ddpm config (compare with a run's config.json)",
+                                path.display()
+                            )
+                        })?
                 }
-                None => TrainConfig::preset(&preset).map_err(anyhow::Error::msg)?,
+                None => TrainConfig::preset(preset),
             };
             if iddpm {
                 cfg = cfg.with_iddpm();
@@ -316,7 +327,7 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.n_samples = v;
             }
             cfg.validate().map_err(anyhow::Error::msg)?;
-            let out = out.unwrap_or_else(|| ddpm::train::default_out_dir(&cfg.preset));
+            let out = out.unwrap_or_else(|| ddpm::train::default_out_dir(cfg.preset));
             let gpu = open_gpu(&adapter)?;
             finish(ddpm::train::run(&gpu, &cfg, &out, false)?)
         }
@@ -391,7 +402,7 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
                 variance,
                 clip_x0,
-                use_ema: weights == "ema",
+                use_ema: weights == Weights::Ema,
                 steps,
                 ddim_eta: ddim.then_some(eta),
             };

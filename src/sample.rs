@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::checkpoint;
+use crate::diffusion::VarianceKind;
 use crate::gpu::Gpu;
 use crate::ops::diffusion::PSampleOptions;
 use crate::toy;
@@ -14,7 +15,7 @@ pub struct SampleArgs<'a> {
     pub out: &'a Path,
     pub n: Option<usize>,
     pub seed: u32,
-    pub variance: Option<String>,
+    pub variance: Option<VarianceKind>,
     pub clip_x0: bool,
     pub use_ema: bool,
     /// Sample with this many timesteps (respaced); None: the run's sample_steps, else all of the
@@ -28,9 +29,8 @@ pub struct SampleArgs<'a> {
 pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
     let ckpt = checkpoint::load(args.checkpoint)?;
     let mut cfg = ckpt.config.clone();
-    if let Some(v) = &args.variance {
-        crate::config::parse_variance(v).map_err(anyhow::Error::msg)?;
-        cfg.variance = v.clone();
+    if let Some(v) = args.variance {
+        cfg.variance = v;
     }
     cfg.clip_denoised |= args.clip_x0;
     let host = if args.use_ema {

@@ -54,8 +54,7 @@ pub fn model(cfg: &TrainConfig) -> Mlp {
 }
 
 pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
-    let schedule = cfg.beta_schedule().map_err(anyhow::Error::msg)?;
-    let diffusion = GaussianDiffusion::new(gpu, Schedule::new(schedule, cfg.n_timesteps));
+    let diffusion = GaussianDiffusion::new(gpu, Schedule::new(cfg.schedule, cfg.n_timesteps));
     Ok(diffusion.with_learned_variance(cfg.learn_sigma))
 }
 
@@ -66,7 +65,7 @@ fn to_points(flat: &[f32]) -> Vec<[f32; 2]> {
 /// The run's own sampler: ancestral steps over every timestep, with its variance and clipping.
 pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
     Ok(PSampleOptions {
-        variance: cfg.variance_kind().map_err(anyhow::Error::msg)?,
+        variance: cfg.variance,
         clip_denoised: cfg.clip_denoised,
         ddim_eta: None,
         steps: None,

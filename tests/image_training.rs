@@ -95,7 +95,7 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
         out: &again,
         n: Some(2),
         seed: 1,
-        variance: Some("posterior".into()),
+        variance: Some(ddpm::diffusion::VarianceKind::Posterior),
         clip_x0: true,
         use_ema: false,
         steps: Some(10),

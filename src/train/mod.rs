@@ -147,7 +147,7 @@ impl Monitor {
 }
 
 /// The default run directory: runs/<preset>-<UTC timestamp>.
-pub fn default_out_dir(preset: &str) -> PathBuf {
+pub fn default_out_dir(preset: crate::config::Preset) -> PathBuf {
     PathBuf::from("runs").join(format!("{preset}-{}", utc_timestamp()))
 }
 
