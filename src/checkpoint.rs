@@ -11,9 +11,9 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
 use crate::config::TrainConfig;
+use crate::diffusion::timestep_sampler::SamplerState;
 use crate::nn::ParamLayout;
 use crate::optim::HostState;
-use crate::train::importance::SamplerState;
 
 const FORMAT: &str = "ddpm-checkpoint-1";
 const TENSORS: [&str; 4] = ["params", "ema", "adam.exp_avg", "adam.exp_avg_sq"];

@@ -90,37 +90,6 @@ fn default_grid() -> usize {
 }
 
 impl TrainConfig {
-    /// Preset `toy` of shared/MODEL.md: seed 000's S-curve MLP.
-    pub fn toy() -> TrainConfig {
-        TrainConfig {
-            preset: Preset::Toy,
-            data: "s-curve".into(),
-            hidden: 128,
-            n_timesteps: 100,
-            schedule: BetaSchedule::Sigmoid,
-            steps: 100_000,
-            batch_size: 128,
-            lr: 1e-3,
-            warmup_steps: 0,
-            grad_clip: 1.0,
-            ema_decay: 0.99,
-            antithetic: true,
-            seed: 0,
-            n_samples: 2000,
-            variance: VarianceKind::Beta,
-            clip_denoised: false,
-            log_every: 100,
-            checkpoint_every: 5000,
-            unet: None,
-            flip: false,
-            sample_every: 0,
-            n_grid: 64,
-            learn_sigma: false,
-            sample_steps: None,
-            importance_sampling: false,
-        }
-    }
-
     /// IDDPM's options on any preset: cosine schedule, learned-range variance, hybrid loss.
     pub fn with_iddpm(mut self) -> TrainConfig {
         self.schedule = BetaSchedule::Cosine;
@@ -129,76 +98,6 @@ impl TrainConfig {
             unet.out_channels = 2 * unet.in_channels;
         }
         self
-    }
-
-    /// Preset `mnist` of shared/MODEL.md: the default job.
-    pub fn mnist() -> TrainConfig {
-        TrainConfig {
-            preset: Preset::Mnist,
-            data: "assets/mnist".into(),
-            hidden: 0,
-            n_timesteps: 1000,
-            schedule: BetaSchedule::Linear,
-            steps: 10_000,
-            batch_size: 64,
-            lr: 2e-4,
-            warmup_steps: 500,
-            grad_clip: 1.0,
-            ema_decay: 0.999,
-            antithetic: false,
-            seed: 0,
-            n_samples: 64,
-            variance: VarianceKind::Beta,
-            clip_denoised: true,
-            log_every: 50,
-            checkpoint_every: 1000,
-            unet: Some(UNetConfig {
-                image_size: 28,
-                in_channels: 1,
-                out_channels: 1,
-                base_channels: 32,
-                channel_mult: vec![1, 2, 2],
-                num_res_blocks: 2,
-                attention_resolutions: vec![7],
-                groups: 8,
-                dropout: 0.1,
-            }),
-            flip: false,
-            sample_every: 2000,
-            n_grid: 64,
-            learn_sigma: false,
-            sample_steps: None,
-            importance_sampling: false,
-        }
-    }
-
-    /// Preset `emoji`: seed 003's recipe at 32x32 on Noto Emoji.
-    pub fn emoji() -> TrainConfig {
-        TrainConfig {
-            preset: Preset::Emoji,
-            data: "assets/noto-emoji-32/noto-emoji-32x32x3-idx4-ubyte.gz".into(),
-            flip: true,
-            unet: Some(UNetConfig {
-                image_size: 32,
-                in_channels: 3,
-                out_channels: 3,
-                base_channels: 64,
-                channel_mult: vec![1, 2, 2, 2],
-                num_res_blocks: 2,
-                attention_resolutions: vec![8],
-                groups: 32,
-                dropout: 0.1,
-            }),
-            ..TrainConfig::mnist()
-        }
-    }
-
-    pub fn preset(preset: Preset) -> TrainConfig {
-        match preset {
-            Preset::Toy => TrainConfig::toy(),
-            Preset::Mnist => TrainConfig::mnist(),
-            Preset::Emoji => TrainConfig::emoji(),
-        }
     }
 
     /// Reads a config.json; an invalid value is reported with the field it is in and, for the

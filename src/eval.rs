@@ -70,7 +70,7 @@ fn held_out(
 ) -> Result<(Vec<f32>, Vec<usize>, String)> {
     match &cfg.unet {
         None => {
-            let points = crate::toy::fresh_data(cfg, n)?;
+            let points = crate::presets::toy::fresh_data(cfg, n)?;
             Ok((
                 points.iter().flatten().copied().collect(),
                 vec![2],
@@ -183,13 +183,13 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     let cfg = ckpt.config.clone();
     cfg.validate().map_err(anyhow::Error::msg)?;
     let model: Box<dyn Denoiser> = match &cfg.unet {
-        None => Box::new(crate::toy::model(&cfg)),
+        None => Box::new(crate::presets::toy::model(&cfg)),
         Some(unet) => Box::new(crate::nn::unet::UNet::new(unet.clone())),
     };
     ckpt.check_layout(args.checkpoint, model.layout())?;
     let diffusion = match &cfg.unet {
-        None => crate::toy::diffusion(gpu, &cfg)?,
-        Some(_) => crate::images::diffusion(gpu, &cfg)?,
+        None => crate::presets::toy::diffusion(gpu, &cfg)?,
+        Some(_) => crate::presets::images::diffusion(gpu, &cfg)?,
     };
     if args.n == 0 || args.batch_size == 0 || args.t_samples == 0 {
         bail!("--n, --batch-size and --t-samples must be positive");

@@ -230,7 +230,7 @@ fn finish(report: ddpm::train::RunReport) -> Result<()> {
     if let Some(mmd2) = report.mmd2 {
         println!(
             "MMD^2 (samples vs fresh data, mean of {} draws): {mmd2:.5}",
-            ddpm::toy::MMD_DRAWS
+            ddpm::presets::toy::MMD_DRAWS
         );
     }
     println!("outputs in {}", report.out_dir.display());
@@ -273,7 +273,7 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 let gpu = open_gpu(&adapter)?;
-                return finish(ddpm::train::run(&gpu, &cfg, &dir, true)?);
+                return finish(ddpm::presets::run(&gpu, &cfg, &dir, true)?);
             }
             let mut cfg = match config {
                 Some(path) => {
@@ -329,7 +329,7 @@ fn run(cli: Cli) -> Result<()> {
             cfg.validate().map_err(anyhow::Error::msg)?;
             let out = out.unwrap_or_else(|| ddpm::train::default_out_dir(cfg.preset));
             let gpu = open_gpu(&adapter)?;
-            finish(ddpm::train::run(&gpu, &cfg, &out, false)?)
+            finish(ddpm::presets::run(&gpu, &cfg, &out, false)?)
         }
         Command::Bench { quick, adapter } => {
             let gpu = open_gpu(&adapter)?;
@@ -409,7 +409,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(mmd2) = ddpm::sample::run(&gpu, &args)? {
                 println!(
                     "MMD^2 (samples vs fresh data, mean of {} draws): {mmd2:.5}",
-                    ddpm::toy::MMD_DRAWS
+                    ddpm::presets::toy::MMD_DRAWS
                 );
             }
             println!("outputs in {}", out.display());

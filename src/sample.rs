@@ -8,7 +8,7 @@ use crate::checkpoint;
 use crate::diffusion::VarianceKind;
 use crate::gpu::Gpu;
 use crate::ops::diffusion::PSampleOptions;
-use crate::toy;
+use crate::presets::toy;
 
 pub struct SampleArgs<'a> {
     pub checkpoint: &'a Path,
@@ -41,7 +41,7 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
     if let (Some(_), None, Some(software)) = (
         &cfg.unet,
         args.steps,
-        crate::images::software_sampling(gpu, &cfg),
+        crate::presets::images::software_sampling(gpu, &cfg),
     ) {
         cfg = software;
         eprintln!(
@@ -80,9 +80,11 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
             let opts = PSampleOptions {
                 steps: args.steps.or(cfg.sample_steps),
                 ddim_eta: args.ddim_eta,
-                ..crate::images::default_options(&cfg)?
+                ..crate::presets::images::default_options(&cfg)?
             };
-            crate::images::write_samples(gpu, &cfg, &weights, n, args.seed, args.out, opts)?;
+            crate::presets::images::write_samples(
+                gpu, &cfg, &weights, n, args.seed, args.out, opts,
+            )?;
             Ok(None)
         }
     }
