@@ -183,6 +183,93 @@ impl TrainConfig {
     }
 }
 
+/// The settings `ddpm train` takes as flags, each written once: the flag, its help, and where
+/// `apply` puts it on the configuration of the preset, the config.json or the resumed run.
+#[derive(Clone, Debug, Default, PartialEq, clap::Args)]
+pub struct ConfigOverrides {
+    /// Data: for the toy preset s-curve, swiss-roll or moons; for the image presets an IDX
+    /// file, a folder of MNIST-style IDX files, or a folder of PNG/JPEG images.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// IDDPM: cosine schedule, learned-range variance and the hybrid loss, on any preset.
+    #[arg(long)]
+    pub iddpm: bool,
+    /// Importance-sampled timesteps (IDDPM): p_t proportional to the RMS of each t's recent
+    /// losses, each loss weighted by 1 / (T p_t); turns off antithetic pairs.
+    #[arg(long)]
+    pub importance_sampling: bool,
+    /// Timesteps of the sample grids and final samples (respaced; default all T, or 50 on
+    /// a software adapter).
+    #[arg(long)]
+    pub sample_steps: Option<usize>,
+    /// Steps between sample grids (0: only at the end).
+    #[arg(long)]
+    pub sample_every: Option<u64>,
+    /// Training steps in all (a resumed run trains on to this many).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Images (or points) per training step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam's learning rate (after the warm-up).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seed of the weights, the batches and every random draw of the run.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Noise schedule.
+    #[arg(long, value_enum)]
+    pub schedule: Option<BetaSchedule>,
+    /// Samples drawn at the end of training.
+    #[arg(long)]
+    pub n_samples: Option<usize>,
+}
+
+impl ConfigOverrides {
+    /// Puts every given setting on `cfg`; what was not given stays.
+    pub fn apply(&self, cfg: &mut TrainConfig) {
+        let ConfigOverrides {
+            data,
+            iddpm,
+            importance_sampling,
+            sample_steps,
+            sample_every,
+            steps,
+            batch_size,
+            lr,
+            seed,
+            schedule,
+            n_samples,
+        } = self.clone();
+        if iddpm {
+            *cfg = cfg.clone().with_iddpm();
+        }
+        if importance_sampling {
+            cfg.importance_sampling = true;
+            cfg.antithetic = false;
+        }
+        if let Some(v) = data {
+            // Image folders (photos, drawings) get random flips, as the emoji preset does.
+            cfg.flip |= cfg.unet.is_some() && crate::data::images::is_image_folder(&v);
+            cfg.data = v;
+        }
+        set(&mut cfg.sample_steps, sample_steps.map(Some));
+        set(&mut cfg.sample_every, sample_every);
+        set(&mut cfg.steps, steps);
+        set(&mut cfg.batch_size, batch_size);
+        set(&mut cfg.lr, lr);
+        set(&mut cfg.seed, seed);
+        set(&mut cfg.schedule, schedule);
+        set(&mut cfg.n_samples, n_samples);
+    }
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +327,77 @@ mod tests {
         }
         let err = TrainConfig::from_json(r#"{"preset": "toy"}"#).unwrap_err();
         assert!(err.contains("missing field"), "{err}");
+    }
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        overrides: ConfigOverrides,
+    }
+
+    fn parse(args: &[&str]) -> ConfigOverrides {
+        use clap::Parser;
+        Flags::try_parse_from(std::iter::once("train").chain(args.iter().copied()))
+            .unwrap()
+            .overrides
+    }
+
+    #[test]
+    fn every_flag_lands_on_its_field() {
+        let mut cfg = TrainConfig::toy();
+        parse(&[
+            "--data",
+            "moons",
+            "--sample-steps",
+            "7",
+            "--sample-every",
+            "11",
+            "--steps",
+            "13",
+            "--batch-size",
+            "17",
+            "--lr",
+            "0.5",
+            "--seed",
+            "19",
+            "--schedule",
+            "linear",
+            "--n-samples",
+            "23",
+            "--importance-sampling",
+        ])
+        .apply(&mut cfg);
+        let expected = TrainConfig {
+            data: "moons".into(),
+            sample_steps: Some(7),
+            sample_every: 11,
+            steps: 13,
+            batch_size: 17,
+            lr: 0.5,
+            seed: 19,
+            schedule: BetaSchedule::Linear,
+            n_samples: 23,
+            importance_sampling: true,
+            antithetic: false,
+            ..TrainConfig::toy()
+        };
+        assert_eq!(cfg, expected);
+
+        // --iddpm comes first, so an explicit --schedule still wins over its cosine.
+        let mut cfg = TrainConfig::mnist();
+        parse(&["--iddpm", "--schedule", "sigmoid"]).apply(&mut cfg);
+        assert_eq!(
+            cfg,
+            TrainConfig {
+                schedule: BetaSchedule::Sigmoid,
+                ..TrainConfig::mnist().with_iddpm()
+            }
+        );
+
+        // No flags: nothing changes.
+        let mut cfg = TrainConfig::emoji();
+        parse(&[]).apply(&mut cfg);
+        assert_eq!(cfg, TrainConfig::emoji());
+        assert_eq!(parse(&[]), ConfigOverrides::default());
     }
 }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use ddpm::config::{Preset, TrainConfig};
-use ddpm::diffusion::{BetaSchedule, VarianceKind};
+use ddpm::config::{ConfigOverrides, Preset, TrainConfig};
+use ddpm::diffusion::VarianceKind;
 use ddpm::gpu::{adapter, Gpu};
 
 #[derive(Parser)]
@@ -54,45 +54,16 @@ enum Command {
         /// included. Flags given alongside override it.
         #[arg(long, value_name = "FILE", conflicts_with = "preset")]
         config: Option<PathBuf>,
-        /// Data: for the toy preset s-curve, swiss-roll or moons; for the image presets an IDX
-        /// file, a folder of MNIST-style IDX files, or a folder of PNG/JPEG images.
-        #[arg(long)]
-        data: Option<String>,
         /// Continue the run in DIR from its checkpoint (exactly where it stopped); --steps may
-        /// raise its step count.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "out", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling"])]
+        /// raise its step count, and --sample-every, --sample-steps and --n-samples change its
+        /// pictures.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling"])]
         resume: Option<PathBuf>,
-        /// IDDPM: cosine schedule, learned-range variance and the hybrid loss, on any preset.
-        #[arg(long)]
-        iddpm: bool,
-        /// Importance-sampled timesteps (IDDPM): p_t proportional to the RMS of each t's recent
-        /// losses, each loss weighted by 1 / (T p_t); turns off antithetic pairs.
-        #[arg(long)]
-        importance_sampling: bool,
-        /// Timesteps of the sample grids and final samples (respaced; default all T, or 50 on
-        /// a software adapter).
-        #[arg(long)]
-        sample_steps: Option<usize>,
-        /// Steps between sample grids (0: only at the end).
-        #[arg(long)]
-        sample_every: Option<u64>,
         /// Run directory (default runs/<preset>-<timestamp>).
         #[arg(long)]
         out: Option<PathBuf>,
-        #[arg(long)]
-        steps: Option<u64>,
-        #[arg(long)]
-        batch_size: Option<usize>,
-        #[arg(long)]
-        lr: Option<f64>,
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Noise schedule.
-        #[arg(long, value_enum)]
-        schedule: Option<BetaSchedule>,
-        /// Samples drawn at the end of training.
-        #[arg(long)]
-        n_samples: Option<usize>,
+        #[command(flatten)]
+        overrides: ConfigOverrides,
         #[command(flatten)]
         adapter: AdapterArg,
     },
@@ -243,27 +214,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train {
             preset,
             config,
-            data,
             resume,
-            iddpm,
-            importance_sampling,
-            sample_steps,
-            sample_every,
             out,
-            steps,
-            batch_size,
-            lr,
-            seed,
-            schedule,
-            n_samples,
+            overrides,
             adapter,
         } => {
             if let Some(dir) = resume {
                 let ckpt = ddpm::checkpoint::load(&dir.join("checkpoint.safetensors"))?;
                 let mut cfg = ckpt.config;
-                if let Some(v) = steps {
-                    cfg.steps = v;
-                }
+                overrides.apply(&mut cfg);
                 if ckpt.state.step >= cfg.steps {
                     anyhow::bail!(
                         "the run in {} already finished its {} steps; pass --steps N with N > {} to train on",
@@ -290,42 +249,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => TrainConfig::preset(preset),
             };
-            if iddpm {
-                cfg = cfg.with_iddpm();
-            }
-            if importance_sampling {
-                cfg.importance_sampling = true;
-                cfg.antithetic = false;
-            }
-            if sample_steps.is_some() {
-                cfg.sample_steps = sample_steps;
-            }
-            if let Some(v) = sample_every {
-                cfg.sample_every = v;
-            }
-            if let Some(v) = data {
-                // Image folders (photos, drawings) get random flips, as the emoji preset does.
-                cfg.flip |= cfg.unet.is_some() && ddpm::data::images::is_image_folder(&v);
-                cfg.data = v;
-            }
-            if let Some(v) = steps {
-                cfg.steps = v;
-            }
-            if let Some(v) = batch_size {
-                cfg.batch_size = v;
-            }
-            if let Some(v) = lr {
-                cfg.lr = v;
-            }
-            if let Some(v) = seed {
-                cfg.seed = v;
-            }
-            if let Some(v) = schedule {
-                cfg.schedule = v;
-            }
-            if let Some(v) = n_samples {
-                cfg.n_samples = v;
-            }
+            overrides.apply(&mut cfg);
             cfg.validate().map_err(anyhow::Error::msg)?;
             let out = out.unwrap_or_else(|| ddpm::train::default_out_dir(cfg.preset));
             let gpu = open_gpu(&adapter)?;

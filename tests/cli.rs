@@ -143,6 +143,18 @@ fn bad_settings_are_refused_before_any_work() {
         &[],
     );
     assert_usage_error(&out, &["quadratic", "linear, sigmoid, cosine"]);
+    // A resumed run keeps its settings: a config file alongside is refused, not ignored.
+    let out = ddpm(
+        &[
+            "train",
+            "--resume",
+            "no-such-run",
+            "--config",
+            "config.json",
+        ],
+        &[],
+    );
+    assert_usage_error(&out, &["--config", "cannot be used with"]);
 }
 
 #[test]

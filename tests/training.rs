@@ -5,6 +5,7 @@ mod common;
 
 use common::gpu;
 use ddpm::config::TrainConfig;
+use ddpm::diffusion::gaussian::ChainOptions;
 use ddpm::optim::TrainState;
 use ddpm::presets::toy;
 use ddpm::train::{optim_config, Trainer};
@@ -178,7 +179,13 @@ fn ddim_with_eta_zero_is_deterministic_and_50_steps_approach_the_full_chain() {
     let run = |seed| {
         gpu.read(
             &sampler
-                .p_sample_loop(&gpu, &model, &weights, &[200, 2], ddim, seed, None, None)
+                .p_sample_loop(
+                    &gpu,
+                    &model,
+                    &weights,
+                    &[200, 2],
+                    ChainOptions::new(ddim, seed),
+                )
                 .0,
         )
     };

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::{Preset, TrainConfig};
 use crate::data::images::{self, to_u8_nhwc};
 use crate::diffusion::gaussian::streams;
-use crate::diffusion::gaussian::GaussianDiffusion;
+use crate::diffusion::gaussian::{ChainOptions, GaussianDiffusion};
 use crate::diffusion::{BetaSchedule, Schedule, VarianceKind};
 use crate::gpu::Gpu;
 use crate::nn::unet::{UNet, UNetConfig};
@@ -305,10 +305,7 @@ fn sample_grid(
         model,
         weights,
         &image_shape(model, n),
-        opts,
-        seed,
-        None,
-        None,
+        ChainOptions::new(opts, seed),
     );
     Ok(to_grid(gpu, model, &x0, n))
 }
@@ -336,10 +333,12 @@ pub fn write_samples(
         &model,
         weights,
         &image_shape(&model, n),
-        opts,
-        seed,
-        Some(every),
-        Some(&bar),
+        ChainOptions {
+            opts,
+            seed,
+            keep_every: Some(every),
+            progress: Some(&bar),
+        },
     );
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let c = &model.config;

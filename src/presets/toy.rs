@@ -9,7 +9,7 @@ use rand::SeedableRng;
 
 use crate::config::{Preset, TrainConfig};
 use crate::data::toy::ToyData;
-use crate::diffusion::gaussian::GaussianDiffusion;
+use crate::diffusion::gaussian::{ChainOptions, GaussianDiffusion};
 use crate::diffusion::host::q_sample;
 use crate::diffusion::{BetaSchedule, Schedule, VarianceKind};
 use crate::gpu::Gpu;
@@ -218,10 +218,10 @@ pub fn write_samples(
         &model,
         weights,
         &[n, 2],
-        opts,
-        seed,
-        Some(sample_every),
-        None,
+        ChainOptions {
+            keep_every: Some(sample_every),
+            ..ChainOptions::new(opts, seed)
+        },
     );
     let samples = to_points(&gpu.read(&x0));
     let data = training_data(cfg)?;
@@ -236,10 +236,7 @@ pub fn write_samples(
             &model,
             weights,
             &[n, 2],
-            opts,
-            seed.wrapping_add(k),
-            None,
-            None,
+            ChainOptions::new(opts, seed.wrapping_add(k)),
         );
         estimates.push(mmd2_unbiased(&to_points(&gpu.read(&x)), &fresh, &data));
     }

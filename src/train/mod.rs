@@ -13,7 +13,9 @@ use anyhow::{bail, Context, Result};
 use crate::autograd::Ctx;
 use crate::checkpoint;
 use crate::config::TrainConfig;
-use crate::diffusion::gaussian::{streams, GaussianDiffusion, TimestepDraw, TrainingLoss};
+use crate::diffusion::gaussian::{
+    streams, GaussianDiffusion, StepDraws, TimestepDraw, TrainingLoss,
+};
 use crate::diffusion::timestep_sampler::SamplerState;
 use crate::gpu::Gpu;
 use crate::nn::Denoiser;
@@ -74,10 +76,12 @@ impl Trainer<'_> {
             self.model,
             &params,
             x_start,
-            self.seed,
-            state.step,
-            self.antithetic,
-            draw,
+            StepDraws {
+                seed: self.seed,
+                step: state.step,
+                antithetic: self.antithetic,
+                draw,
+            },
         );
         cx.backward(&tl.loss);
         state.apply_gradients(gpu, &self.optim);
