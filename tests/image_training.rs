@@ -143,23 +143,7 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
 }
 
 fn read_npy_u8(path: &std::path::Path) -> (Vec<u8>, Vec<usize>) {
-    let bytes = std::fs::read(path).unwrap();
-    assert!(bytes.starts_with(b"\x93NUMPY"));
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    assert!(header.contains("'|u1'"), "{header}");
-    let shape_text = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape = shape_text
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    (bytes[10 + header_len..].to_vec(), shape)
+    ddpm::viz::load_npy_u8(path).unwrap()
 }
 
 #[test]
