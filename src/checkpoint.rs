@@ -11,9 +11,9 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
 use crate::config::TrainConfig;
+use crate::diffusion::timestep_sampler::SamplerState;
 use crate::nn::ParamLayout;
 use crate::optim::HostState;
-use crate::train::importance::SamplerState;
 
 const FORMAT: &str = "ddpm-checkpoint-1";
 const TENSORS: [&str; 4] = ["params", "ema", "adam.exp_avg", "adam.exp_avg_sq"];
@@ -113,7 +113,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         )));
     }
     let config: TrainConfig =
-        serde_json::from_str(&field("config")?).map_err(|e| corrupt(format!("config: {e}")))?;
+        TrainConfig::from_json(&field("config")?).map_err(|e| corrupt(format!("config: {e}")))?;
     let layout: Vec<(String, Vec<usize>, usize)> =
         serde_json::from_str(&field("layout")?).map_err(|e| corrupt(format!("layout: {e}")))?;
     let step: u64 = field("step")?

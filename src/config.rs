@@ -3,18 +3,47 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::BetaSchedule;
+use crate::diffusion::{BetaSchedule, VarianceKind};
 use crate::nn::unet::UNetConfig;
+
+/// The recipes `ddpm train --preset` starts from; spelled `mnist`, `emoji` or `toy` in
+/// config.json and on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// A UNet on MNIST (the default job).
+    Mnist,
+    /// A UNet on Noto Emoji, colour, 32x32.
+    Emoji,
+    /// An MLP on 2-D point clouds.
+    Toy,
+}
+
+impl Preset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Mnist => "mnist",
+            Preset::Emoji => "emoji",
+            Preset::Toy => "toy",
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    pub preset: String,
+    pub preset: Preset,
     /// Data set: a toy name (s-curve, swiss-roll, moons) or a path.
     pub data: String,
     /// Width of the toy MLP's hidden layers.
     pub hidden: usize,
     pub n_timesteps: usize,
-    pub schedule: String,
+    pub schedule: BetaSchedule,
     pub steps: u64,
     pub batch_size: usize,
     pub lr: f64,
@@ -25,8 +54,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Samples drawn at the end of training (and by `ddpm sample` by default).
     pub n_samples: usize,
-    /// Reverse-step variance: "beta" or "posterior".
-    pub variance: String,
+    /// Reverse-step variance.
+    pub variance: VarianceKind,
     pub clip_denoised: bool,
     /// Loss readback interval (steps); the progress bar updates this often.
     pub log_every: u64,
@@ -61,40 +90,9 @@ fn default_grid() -> usize {
 }
 
 impl TrainConfig {
-    /// Preset `toy` of shared/MODEL.md: seed 000's S-curve MLP.
-    pub fn toy() -> TrainConfig {
-        TrainConfig {
-            preset: "toy".into(),
-            data: "s-curve".into(),
-            hidden: 128,
-            n_timesteps: 100,
-            schedule: BetaSchedule::Sigmoid.name().into(),
-            steps: 100_000,
-            batch_size: 128,
-            lr: 1e-3,
-            warmup_steps: 0,
-            grad_clip: 1.0,
-            ema_decay: 0.99,
-            antithetic: true,
-            seed: 0,
-            n_samples: 2000,
-            variance: "beta".into(),
-            clip_denoised: false,
-            log_every: 100,
-            checkpoint_every: 5000,
-            unet: None,
-            flip: false,
-            sample_every: 0,
-            n_grid: 64,
-            learn_sigma: false,
-            sample_steps: None,
-            importance_sampling: false,
-        }
-    }
-
     /// IDDPM's options on any preset: cosine schedule, learned-range variance, hybrid loss.
     pub fn with_iddpm(mut self) -> TrainConfig {
-        self.schedule = BetaSchedule::Cosine.name().into();
+        self.schedule = BetaSchedule::Cosine;
         self.learn_sigma = true;
         if let Some(unet) = &mut self.unet {
             unet.out_channels = 2 * unet.in_channels;
@@ -102,85 +100,17 @@ impl TrainConfig {
         self
     }
 
-    /// Preset `mnist` of shared/MODEL.md: the default job.
-    pub fn mnist() -> TrainConfig {
-        TrainConfig {
-            preset: "mnist".into(),
-            data: "assets/mnist".into(),
-            hidden: 0,
-            n_timesteps: 1000,
-            schedule: BetaSchedule::Linear.name().into(),
-            steps: 10_000,
-            batch_size: 64,
-            lr: 2e-4,
-            warmup_steps: 500,
-            grad_clip: 1.0,
-            ema_decay: 0.999,
-            antithetic: false,
-            seed: 0,
-            n_samples: 64,
-            variance: "beta".into(),
-            clip_denoised: true,
-            log_every: 50,
-            checkpoint_every: 1000,
-            unet: Some(UNetConfig {
-                image_size: 28,
-                in_channels: 1,
-                out_channels: 1,
-                base_channels: 32,
-                channel_mult: vec![1, 2, 2],
-                num_res_blocks: 2,
-                attention_resolutions: vec![7],
-                groups: 8,
-                dropout: 0.1,
-            }),
-            flip: false,
-            sample_every: 2000,
-            n_grid: 64,
-            learn_sigma: false,
-            sample_steps: None,
-            importance_sampling: false,
-        }
-    }
-
-    /// Preset `emoji`: seed 003's recipe at 32x32 on Noto Emoji.
-    pub fn emoji() -> TrainConfig {
-        TrainConfig {
-            preset: "emoji".into(),
-            data: "assets/noto-emoji-32/noto-emoji-32x32x3-idx4-ubyte.gz".into(),
-            flip: true,
-            unet: Some(UNetConfig {
-                image_size: 32,
-                in_channels: 3,
-                out_channels: 3,
-                base_channels: 64,
-                channel_mult: vec![1, 2, 2, 2],
-                num_res_blocks: 2,
-                attention_resolutions: vec![8],
-                groups: 32,
-                dropout: 0.1,
-            }),
-            ..TrainConfig::mnist()
-        }
-    }
-
-    pub fn preset(name: &str) -> Result<TrainConfig, String> {
-        match name {
-            "toy" => Ok(TrainConfig::toy()),
-            "mnist" => Ok(TrainConfig::mnist()),
-            "emoji" => Ok(TrainConfig::emoji()),
-            _ => Err(format!(
-                "unknown preset '{name}': available presets are: mnist, emoji, toy"
-            )),
-        }
-    }
-
-    pub fn beta_schedule(&self) -> Result<BetaSchedule, String> {
-        self.schedule.parse()
-    }
-
-    pub fn variance_kind(&self) -> Result<crate::cpu::diffusion::VarianceKind, String> {
-        parse_variance(&self.variance)
+    /// Reads a config.json; an invalid value is reported with the field it is in and, for the
+    /// named choices (preset, schedule, variance), the values allowed.
+    pub fn from_json(text: &str) -> Result<TrainConfig, String> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let cfg: TrainConfig =
+            serde_path_to_error::deserialize(&mut de).map_err(|e| match e.path().to_string() {
+                path if path == "." => e.inner().to_string(),
+                path => format!("{path}: {}", e.inner()),
+            })?;
+        de.end().map_err(|e| e.to_string())?;
+        Ok(cfg)
     }
 
     /// Checks the settings that would otherwise fail deep inside a run.
@@ -213,8 +143,7 @@ impl TrainConfig {
                 }
             }
         }
-        self.variance_kind()?;
-        let betas = self.beta_schedule()?.betas(self.n_timesteps.max(1));
+        let betas = self.schedule.betas(self.n_timesteps.max(1));
         if let Some(b) = betas.iter().find(|b| !(**b > 0.0 && **b < 1.0)) {
             return Err(format!(
                 "the {} schedule with T = {} gives a beta of {b}, outside (0, 1): use more timesteps or another schedule",
@@ -254,13 +183,221 @@ impl TrainConfig {
     }
 }
 
-pub fn parse_variance(s: &str) -> Result<crate::cpu::diffusion::VarianceKind, String> {
-    use crate::cpu::diffusion::VarianceKind;
-    match s {
-        "beta" => Ok(VarianceKind::Beta),
-        "posterior" => Ok(VarianceKind::Posterior),
-        _ => Err(format!(
-            "unknown variance '{s}': expected beta or posterior"
-        )),
+/// The settings `ddpm train` takes as flags, each written once: the flag, its help, and where
+/// `apply` puts it on the configuration of the preset, the config.json or the resumed run.
+#[derive(Clone, Debug, Default, PartialEq, clap::Args)]
+pub struct ConfigOverrides {
+    /// Data: for the toy preset s-curve, swiss-roll or moons; for the image presets an IDX
+    /// file, a folder of MNIST-style IDX files, or a folder of PNG/JPEG images.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// IDDPM: cosine schedule, learned-range variance and the hybrid loss, on any preset.
+    #[arg(long)]
+    pub iddpm: bool,
+    /// Importance-sampled timesteps (IDDPM): p_t proportional to the RMS of each t's recent
+    /// losses, each loss weighted by 1 / (T p_t); turns off antithetic pairs.
+    #[arg(long)]
+    pub importance_sampling: bool,
+    /// Timesteps of the sample grids and final samples (respaced; default all T, or 50 on
+    /// a software adapter).
+    #[arg(long)]
+    pub sample_steps: Option<usize>,
+    /// Steps between sample grids (0: only at the end).
+    #[arg(long)]
+    pub sample_every: Option<u64>,
+    /// Training steps in all (a resumed run trains on to this many).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Images (or points) per training step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Adam's learning rate (after the warm-up).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Seed of the weights, the batches and every random draw of the run.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Noise schedule.
+    #[arg(long, value_enum)]
+    pub schedule: Option<BetaSchedule>,
+    /// Samples drawn at the end of training.
+    #[arg(long)]
+    pub n_samples: Option<usize>,
+}
+
+impl ConfigOverrides {
+    /// Puts every given setting on `cfg`; what was not given stays.
+    pub fn apply(&self, cfg: &mut TrainConfig) {
+        let ConfigOverrides {
+            data,
+            iddpm,
+            importance_sampling,
+            sample_steps,
+            sample_every,
+            steps,
+            batch_size,
+            lr,
+            seed,
+            schedule,
+            n_samples,
+        } = self.clone();
+        if iddpm {
+            *cfg = cfg.clone().with_iddpm();
+        }
+        if importance_sampling {
+            cfg.importance_sampling = true;
+            cfg.antithetic = false;
+        }
+        if let Some(v) = data {
+            // Image folders (photos, drawings) get random flips, as the emoji preset does.
+            cfg.flip |= cfg.unet.is_some() && crate::data::images::is_image_folder(&v);
+            cfg.data = v;
+        }
+        set(&mut cfg.sample_steps, sample_steps.map(Some));
+        set(&mut cfg.sample_every, sample_every);
+        set(&mut cfg.steps, steps);
+        set(&mut cfg.batch_size, batch_size);
+        set(&mut cfg.lr, lr);
+        set(&mut cfg.seed, seed);
+        set(&mut cfg.schedule, schedule);
+        set(&mut cfg.n_samples, n_samples);
+    }
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config.json as runs wrote it when preset, schedule and variance were free strings.
+    const OLD_CONFIG: &str = r#"{
+  "preset": "toy", "data": "s-curve", "hidden": 128, "n_timesteps": 100,
+  "schedule": "sigmoid", "steps": 100000, "batch_size": 128, "lr": 0.001,
+  "warmup_steps": 0, "grad_clip": 1.0, "ema_decay": 0.99, "antithetic": true, "seed": 0,
+  "n_samples": 2000, "variance": "beta", "clip_denoised": false, "log_every": 100,
+  "checkpoint_every": 5000, "unet": null, "flip": false, "sample_every": 0, "n_grid": 64,
+  "learn_sigma": false, "sample_steps": null, "importance_sampling": false
+}"#;
+
+    #[test]
+    fn old_config_files_load_and_the_names_are_written_as_before() {
+        assert_eq!(TrainConfig::from_json(OLD_CONFIG), Ok(TrainConfig::toy()));
+        for (cfg, preset, schedule) in [
+            (TrainConfig::toy(), "toy", "sigmoid"),
+            (TrainConfig::mnist(), "mnist", "linear"),
+            (TrainConfig::emoji(), "emoji", "linear"),
+            (TrainConfig::mnist().with_iddpm(), "mnist", "cosine"),
+        ] {
+            let json = serde_json::to_value(&cfg).unwrap();
+            assert_eq!(json["preset"], preset);
+            assert_eq!(json["schedule"], schedule);
+            assert_eq!(json["variance"], "beta");
+            assert_eq!(TrainConfig::from_json(&json.to_string()), Ok(cfg));
+        }
+        let posterior = TrainConfig {
+            variance: VarianceKind::Posterior,
+            ..TrainConfig::toy()
+        };
+        assert_eq!(
+            serde_json::to_value(&posterior).unwrap()["variance"],
+            "posterior"
+        );
+        for preset in [Preset::Mnist, Preset::Emoji, Preset::Toy] {
+            assert_eq!(TrainConfig::preset(preset).preset, preset);
+        }
+    }
+
+    #[test]
+    fn an_invalid_value_names_its_field_and_the_valid_values() {
+        for (field, bad, valid) in [
+            ("schedule", "quadratic", "`linear`, `sigmoid`, `cosine`"),
+            ("variance", "learned", "`beta` or `posterior`"),
+            ("preset", "cifar", "`mnist`, `emoji`, `toy`"),
+        ] {
+            let mut json: serde_json::Value = serde_json::from_str(OLD_CONFIG).unwrap();
+            json[field] = bad.into();
+            let err = TrainConfig::from_json(&json.to_string()).unwrap_err();
+            assert!(err.starts_with(&format!("{field}: ")), "{err}");
+            assert!(err.contains(bad) && err.contains(valid), "{err}");
+        }
+        let err = TrainConfig::from_json(r#"{"preset": "toy"}"#).unwrap_err();
+        assert!(err.contains("missing field"), "{err}");
+    }
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        overrides: ConfigOverrides,
+    }
+
+    fn parse(args: &[&str]) -> ConfigOverrides {
+        use clap::Parser;
+        Flags::try_parse_from(std::iter::once("train").chain(args.iter().copied()))
+            .unwrap()
+            .overrides
+    }
+
+    #[test]
+    fn every_flag_lands_on_its_field() {
+        let mut cfg = TrainConfig::toy();
+        parse(&[
+            "--data",
+            "moons",
+            "--sample-steps",
+            "7",
+            "--sample-every",
+            "11",
+            "--steps",
+            "13",
+            "--batch-size",
+            "17",
+            "--lr",
+            "0.5",
+            "--seed",
+            "19",
+            "--schedule",
+            "linear",
+            "--n-samples",
+            "23",
+            "--importance-sampling",
+        ])
+        .apply(&mut cfg);
+        let expected = TrainConfig {
+            data: "moons".into(),
+            sample_steps: Some(7),
+            sample_every: 11,
+            steps: 13,
+            batch_size: 17,
+            lr: 0.5,
+            seed: 19,
+            schedule: BetaSchedule::Linear,
+            n_samples: 23,
+            importance_sampling: true,
+            antithetic: false,
+            ..TrainConfig::toy()
+        };
+        assert_eq!(cfg, expected);
+
+        // --iddpm comes first, so an explicit --schedule still wins over its cosine.
+        let mut cfg = TrainConfig::mnist();
+        parse(&["--iddpm", "--schedule", "sigmoid"]).apply(&mut cfg);
+        assert_eq!(
+            cfg,
+            TrainConfig {
+                schedule: BetaSchedule::Sigmoid,
+                ..TrainConfig::mnist().with_iddpm()
+            }
+        );
+
+        // No flags: nothing changes.
+        let mut cfg = TrainConfig::emoji();
+        parse(&[]).apply(&mut cfg);
+        assert_eq!(cfg, TrainConfig::emoji());
+        assert_eq!(parse(&[]), ConfigOverrides::default());
     }
 }

@@ -14,9 +14,9 @@ use anyhow::{bail, Result};
 use crate::autograd::Ctx;
 use crate::checkpoint;
 use crate::config::TrainConfig;
-use crate::cpu;
-use crate::cpu::diffusion::VarianceKind;
 use crate::diffusion::gaussian::GaussianDiffusion;
+use crate::diffusion::host::prior_bpd;
+use crate::diffusion::VarianceKind;
 use crate::gpu::Gpu;
 use crate::nn::Denoiser;
 use crate::ops;
@@ -70,7 +70,7 @@ fn held_out(
 ) -> Result<(Vec<f32>, Vec<usize>, String)> {
     match &cfg.unet {
         None => {
-            let points = crate::toy::fresh_data(cfg, n)?;
+            let points = crate::presets::toy::fresh_data(cfg, n)?;
             Ok((
                 points.iter().flatten().copied().collect(),
                 vec![2],
@@ -183,13 +183,13 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     let cfg = ckpt.config.clone();
     cfg.validate().map_err(anyhow::Error::msg)?;
     let model: Box<dyn Denoiser> = match &cfg.unet {
-        None => Box::new(crate::toy::model(&cfg)),
+        None => Box::new(crate::presets::toy::model(&cfg)),
         Some(unet) => Box::new(crate::nn::unet::UNet::new(unet.clone())),
     };
     ckpt.check_layout(args.checkpoint, model.layout())?;
     let diffusion = match &cfg.unet {
-        None => crate::toy::diffusion(gpu, &cfg)?,
-        Some(_) => crate::images::diffusion(gpu, &cfg)?,
+        None => crate::presets::toy::diffusion(gpu, &cfg)?,
+        Some(_) => crate::presets::images::diffusion(gpu, &cfg)?,
     };
     if args.n == 0 || args.batch_size == 0 || args.t_samples == 0 {
         bail!("--n, --batch-size and --t-samples must be positive");
@@ -201,7 +201,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     };
     let weights = gpu.upload(host, &[host.len()]);
     // A fixed variance as a constant v: +1 gives log(beta_t), -1 the clipped posterior.
-    let fixed_v = match cfg.variance_kind().map_err(anyhow::Error::msg)? {
+    let fixed_v = match cfg.variance {
         VarianceKind::Beta => 1.0,
         VarianceKind::Posterior => -1.0,
     };
@@ -228,7 +228,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         let x64: Vec<f64> = chunk.iter().map(|&v| v as f64).collect();
         let prior: Vec<f64> = x64
             .chunks(per_example)
-            .map(|x| cpu::vlb::prior_bpd(&diffusion.schedule, x))
+            .map(|x| prior_bpd(&diffusion.schedule, x))
             .collect();
         let stream_base = (batch_index as u32).wrapping_mul(1 << 16);
         if args.full {
@@ -247,7 +247,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         for k in 0..args.t_samples {
             let stream = stream_base.wrapping_add(0x8000 + k as u32);
             let t: Vec<u32> = (0..b as u32)
-                .map(|i| cpu::rng::random_bits(args.seed, stream, i)[0] % t_max as u32)
+                .map(|i| crate::rng::random_bits(args.seed, stream, i)[0] % t_max as u32)
                 .collect();
             let terms = scorer.terms(&x_start, &t, stream.wrapping_add(0x4000));
             acc = ops::arith::add(gpu, &acc, &terms);

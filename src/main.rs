@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use ddpm::config::TrainConfig;
+use ddpm::config::{ConfigOverrides, Preset, TrainConfig};
+use ddpm::diffusion::VarianceKind;
 use ddpm::gpu::{adapter, Gpu};
 
 #[derive(Parser)]
@@ -27,6 +28,15 @@ struct AdapterArg {
     adapter: Option<String>,
 }
 
+/// Which weights of a checkpoint `ddpm sample` uses.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Weights {
+    /// The exponential moving average of the trained weights.
+    Ema,
+    /// The trained weights themselves.
+    Raw,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// List the GPU adapters and the limits ddpm depends on; with --preset, the kernel plan that
@@ -43,54 +53,24 @@ enum Command {
     },
     /// Train a model and write checkpoints, samples and pictures to a run directory.
     Train {
-        /// The recipe: mnist (the default: a UNet on MNIST), emoji (colour, 32x32), or toy
-        /// (2-D point clouds).
-        #[arg(long, default_value = "mnist")]
-        preset: String,
+        /// The recipe to start from.
+        #[arg(long, value_enum, default_value_t = Preset::Mnist)]
+        preset: Preset,
         /// Start from a config.json (as a run writes it) instead of a preset: every setting,
         /// the UNet's channels, multipliers, blocks, attention resolutions, groups and dropout
         /// included. Flags given alongside override it.
         #[arg(long, value_name = "FILE", conflicts_with = "preset")]
         config: Option<PathBuf>,
-        /// Data: for the toy preset s-curve, swiss-roll or moons; for the image presets an IDX
-        /// file, a folder of MNIST-style IDX files, or a folder of PNG/JPEG images.
-        #[arg(long)]
-        data: Option<String>,
         /// Continue the run in DIR from its checkpoint (exactly where it stopped); --steps may
-        /// raise its step count.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "out", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling"])]
+        /// raise its step count, and --sample-every, --sample-steps and --n-samples change its
+        /// pictures.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling"])]
         resume: Option<PathBuf>,
-        /// IDDPM: cosine schedule, learned-range variance and the hybrid loss, on any preset.
-        #[arg(long)]
-        iddpm: bool,
-        /// Importance-sampled timesteps (IDDPM): p_t proportional to the RMS of each t's recent
-        /// losses, each loss weighted by 1 / (T p_t); turns off antithetic pairs.
-        #[arg(long)]
-        importance_sampling: bool,
-        /// Timesteps of the sample grids and final samples (respaced; default all T, or 50 on
-        /// a software adapter).
-        #[arg(long)]
-        sample_steps: Option<usize>,
-        /// Steps between sample grids (0: only at the end).
-        #[arg(long)]
-        sample_every: Option<u64>,
         /// Run directory (default runs/<preset>-<timestamp>).
         #[arg(long)]
         out: Option<PathBuf>,
-        #[arg(long)]
-        steps: Option<u64>,
-        #[arg(long)]
-        batch_size: Option<usize>,
-        #[arg(long)]
-        lr: Option<f64>,
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Noise schedule: linear, sigmoid or cosine.
-        #[arg(long)]
-        schedule: Option<String>,
-        /// Samples drawn at the end of training.
-        #[arg(long)]
-        n_samples: Option<usize>,
+        #[command(flatten)]
+        overrides: ConfigOverrides,
         #[command(flatten)]
         adapter: AdapterArg,
     },
@@ -137,9 +117,9 @@ enum Command {
         n: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u32,
-        /// Reverse-step variance: beta or posterior (default: the run's).
-        #[arg(long)]
-        variance: Option<String>,
+        /// Reverse-step variance (default: the run's).
+        #[arg(long, value_enum)]
+        variance: Option<VarianceKind>,
         /// Clip the predicted x_0 to [-1, 1] at every step.
         #[arg(long)]
         clip_x0: bool,
@@ -154,8 +134,8 @@ enum Command {
         #[arg(long, default_value_t = 0.0, requires = "ddim")]
         eta: f32,
         /// Sample with the EMA weights or the raw trained weights.
-        #[arg(long, default_value = "ema", value_parser = ["ema", "raw"])]
-        weights: String,
+        #[arg(long, value_enum, default_value_t = Weights::Ema)]
+        weights: Weights,
         #[command(flatten)]
         adapter: AdapterArg,
     },
@@ -257,7 +237,7 @@ fn finish(report: ddpm::train::RunReport) -> Result<()> {
     if let Some(mmd2) = report.mmd2 {
         println!(
             "MMD^2 (samples vs fresh data, mean of {} draws): {mmd2:.5}",
-            ddpm::toy::MMD_DRAWS
+            ddpm::presets::toy::MMD_DRAWS
         );
     }
     println!("outputs in {}", report.out_dir.display());
@@ -277,27 +257,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train {
             preset,
             config,
-            data,
             resume,
-            iddpm,
-            importance_sampling,
-            sample_steps,
-            sample_every,
             out,
-            steps,
-            batch_size,
-            lr,
-            seed,
-            schedule,
-            n_samples,
+            overrides,
             adapter,
         } => {
             if let Some(dir) = resume {
                 let ckpt = ddpm::checkpoint::load(&dir.join("checkpoint.safetensors"))?;
                 let mut cfg = ckpt.config;
-                if let Some(v) = steps {
-                    cfg.steps = v;
-                }
+                overrides.apply(&mut cfg);
                 if ckpt.state.step >= cfg.steps {
                     anyhow::bail!(
                         "the run in {} already finished its {} steps; pass --steps N with N > {} to train on",
@@ -307,61 +275,28 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 let gpu = open_gpu(&adapter)?;
-                return finish(ddpm::train::run(&gpu, &cfg, &dir, true)?);
+                return finish(ddpm::presets::run(&gpu, &cfg, &dir, true)?);
             }
             let mut cfg = match config {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("cannot read config {}", path.display()))?;
-                    serde_json::from_str::<TrainConfig>(&text).with_context(|| {
-                        format!(
-                            "{} is not a valid ddpm config (compare with a run's config.json)",
-                            path.display()
-                        )
-                    })?
+                    TrainConfig::from_json(&text)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| {
+                            format!(
+                                "{} is not a valid ddpm config (compare with a run's config.json)",
+                                path.display()
+                            )
+                        })?
                 }
-                None => TrainConfig::preset(&preset).map_err(anyhow::Error::msg)?,
+                None => TrainConfig::preset(preset),
             };
-            if iddpm {
-                cfg = cfg.with_iddpm();
-            }
-            if importance_sampling {
-                cfg.importance_sampling = true;
-                cfg.antithetic = false;
-            }
-            if sample_steps.is_some() {
-                cfg.sample_steps = sample_steps;
-            }
-            if let Some(v) = sample_every {
-                cfg.sample_every = v;
-            }
-            if let Some(v) = data {
-                // Image folders (photos, drawings) get random flips, as the emoji preset does.
-                cfg.flip |= cfg.unet.is_some() && ddpm::data::images::is_image_folder(&v);
-                cfg.data = v;
-            }
-            if let Some(v) = steps {
-                cfg.steps = v;
-            }
-            if let Some(v) = batch_size {
-                cfg.batch_size = v;
-            }
-            if let Some(v) = lr {
-                cfg.lr = v;
-            }
-            if let Some(v) = seed {
-                cfg.seed = v;
-            }
-            if let Some(v) = schedule {
-                cfg.schedule = v;
-            }
-            if let Some(v) = n_samples {
-                cfg.n_samples = v;
-            }
+            overrides.apply(&mut cfg);
             cfg.validate().map_err(anyhow::Error::msg)?;
-            let out = out.unwrap_or_else(|| ddpm::train::default_out_dir(&cfg.preset));
+            let out = out.unwrap_or_else(|| ddpm::train::default_out_dir(cfg.preset));
             let gpu = open_gpu(&adapter)?;
-            finish(ddpm::train::run(&gpu, &cfg, &out, false)?)
+            finish(ddpm::presets::run(&gpu, &cfg, &out, false)?)
         }
         Command::Bench { quick, adapter } => {
             let gpu = open_gpu(&adapter)?;
@@ -434,14 +369,14 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
                 variance,
                 clip_x0,
-                use_ema: weights == "ema",
+                use_ema: weights == Weights::Ema,
                 steps,
                 ddim_eta: ddim.then_some(eta),
             };
             if let Some(mmd2) = ddpm::sample::run(&gpu, &args)? {
                 println!(
                     "MMD^2 (samples vs fresh data, mean of {} draws): {mmd2:.5}",
-                    ddpm::toy::MMD_DRAWS
+                    ddpm::presets::toy::MMD_DRAWS
                 );
             }
             println!("outputs in {}", out.display());

@@ -1,11 +1,22 @@
 //! Training state over flat buffers: weights, gradients, Adam moments and the EMA of the
 //! weights, with the per-step update (global-norm clipping, Adam with linear warm-up, EMA).
 
-use crate::cpu::optim::AdamConfig;
 use crate::gpu::Gpu;
 use crate::nn::ParamLayout;
 use crate::ops::optim as kernels;
 use crate::tensor::Tensor;
+
+/// Adam's hyperparameters, shared by the update kernel and its f64 twin in `cpu::optim`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this (0 disables clipping).
+    pub max_norm: f64,
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct OptimConfig {

@@ -5,16 +5,17 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::checkpoint;
+use crate::diffusion::VarianceKind;
 use crate::gpu::Gpu;
 use crate::ops::diffusion::PSampleOptions;
-use crate::toy;
+use crate::presets::toy;
 
 pub struct SampleArgs<'a> {
     pub checkpoint: &'a Path,
     pub out: &'a Path,
     pub n: Option<usize>,
     pub seed: u32,
-    pub variance: Option<String>,
+    pub variance: Option<VarianceKind>,
     pub clip_x0: bool,
     pub use_ema: bool,
     /// Sample with this many timesteps (respaced); None: the run's sample_steps, else all of the
@@ -28,9 +29,8 @@ pub struct SampleArgs<'a> {
 pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
     let ckpt = checkpoint::load(args.checkpoint)?;
     let mut cfg = ckpt.config.clone();
-    if let Some(v) = &args.variance {
-        crate::config::parse_variance(v).map_err(anyhow::Error::msg)?;
-        cfg.variance = v.clone();
+    if let Some(v) = args.variance {
+        cfg.variance = v;
     }
     cfg.clip_denoised |= args.clip_x0;
     let host = if args.use_ema {
@@ -41,7 +41,7 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
     if let (Some(_), None, Some(software)) = (
         &cfg.unet,
         args.steps,
-        crate::images::software_sampling(gpu, &cfg),
+        crate::presets::images::software_sampling(gpu, &cfg),
     ) {
         cfg = software;
         eprintln!(
@@ -80,9 +80,11 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
             let opts = PSampleOptions {
                 steps: args.steps.or(cfg.sample_steps),
                 ddim_eta: args.ddim_eta,
-                ..crate::images::default_options(&cfg)?
+                ..crate::presets::images::default_options(&cfg)?
             };
-            crate::images::write_samples(gpu, &cfg, &weights, n, args.seed, args.out, opts)?;
+            crate::presets::images::write_samples(
+                gpu, &cfg, &weights, n, args.seed, args.out, opts,
+            )?;
             Ok(None)
         }
     }

@@ -323,186 +323,86 @@ pub fn save_gif(frames: &[RgbImage], delay_ms: u32, path: &Path) -> io::Result<(
     writer.flush().map_err(|error| with_path(error, path))
 }
 
-const NPY_MAGIC: &[u8; 6] = b"\x93NUMPY";
-/// numpy aligns the data to 64 bytes so the file can be memory-mapped.
-const NPY_ALIGNMENT: usize = 64;
-/// numpy leaves room for the first dimension to grow to this many digits.
-const NPY_GROWTH_AXIS_MAX_DIGITS: usize = 21;
-
-/// Writes `data` as a C-ordered float32 array of the given `shape` to a NumPy
-/// `.npy` file (format version 1.0).
+/// Writes `data` as a C-ordered float32 array of the given `shape` to a NumPy `.npy` file.
 pub fn save_npy_f32(path: &Path, data: &[f32], shape: &[usize]) -> io::Result<()> {
-    let bytes: Vec<u8> = data.iter().flat_map(|value| value.to_le_bytes()).collect();
-    save_npy(path, "<f4", data.len(), &bytes, shape)
+    save_npy(path, data, shape)
 }
 
-/// Writes `data` as a C-ordered uint8 array of the given `shape` to a NumPy
-/// `.npy` file (format version 1.0), e.g. an image stack of shape (n, h, w, 3).
+/// Writes `data` as a C-ordered uint8 array of the given `shape` to a NumPy `.npy` file, e.g.
+/// an image stack of shape (n, h, w, 3).
 pub fn save_npy_u8(path: &Path, data: &[u8], shape: &[usize]) -> io::Result<()> {
-    save_npy(path, "|u1", data.len(), data, shape)
+    save_npy(path, data, shape)
 }
 
-fn save_npy(
+fn save_npy<T: npyz::AutoSerialize + Copy>(
     path: &Path,
-    descr: &str,
-    element_count: usize,
-    bytes: &[u8],
+    data: &[T],
     shape: &[usize],
 ) -> io::Result<()> {
+    use npyz::WriterBuilder;
     let shape_elements = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    if shape_elements != Some(element_count) {
+    if shape_elements != Some(data.len()) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "{}: shape {shape:?} does not hold {element_count} elements",
-                path.display()
+                "{}: shape {shape:?} does not hold {} elements",
+                path.display(),
+                data.len()
             ),
         ));
     }
-    let header = npy_header(descr, shape).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{}: shape {shape:?} needs a header too long for .npy version 1.0",
-                path.display()
-            ),
-        )
-    })?;
-    let file = File::create(path).map_err(|error| with_path(error, path))?;
-    let mut writer = BufWriter::new(file);
-    writer
-        .write_all(&header)
-        .and_then(|()| writer.write_all(bytes))
-        .and_then(|()| writer.flush())
-        .map_err(|error| with_path(error, path))
-}
-
-/// Magic, version, length and dictionary exactly as `numpy.save` writes them,
-/// or `None` if the dictionary outgrows version 1.0's 16-bit length field.
-fn npy_header(descr: &str, shape: &[usize]) -> Option<Vec<u8>> {
-    let shape_text = match shape {
-        [] => "()".to_string(),
-        [single] => format!("({single},)"),
-        _ => {
-            let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-            format!("({})", dims.join(", "))
-        }
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let write = || -> io::Result<()> {
+        let file = BufWriter::new(File::create(path)?);
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&shape)
+            .writer(file)
+            .begin_nd()?;
+        writer.extend(data.iter().copied())?;
+        writer.finish()
     };
-    let mut dictionary =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
-    if let Some(first) = shape.first() {
-        let digits = first.to_string().len();
-        dictionary.push_str(&" ".repeat(NPY_GROWTH_AXIS_MAX_DIGITS.saturating_sub(digits)));
-    }
-    // Like numpy, always pad with at least one space before the final newline.
-    let prefix_len = NPY_MAGIC.len() + 2 + 2;
-    let unpadded = prefix_len + dictionary.len() + 1;
-    let padding = NPY_ALIGNMENT - unpadded % NPY_ALIGNMENT;
-    let header_len = u16::try_from(dictionary.len() + padding + 1).ok()?;
-
-    let mut header = Vec::with_capacity(unpadded + padding);
-    header.extend_from_slice(NPY_MAGIC);
-    header.extend_from_slice(&[1, 0]);
-    header.extend_from_slice(&header_len.to_le_bytes());
-    header.extend_from_slice(dictionary.as_bytes());
-    header.resize(header.len() + padding, b' ');
-    header.push(b'\n');
-    Some(header)
+    write().map_err(|error| with_path(error, path))
 }
 
-/// Reads a C-ordered little-endian float32 `.npy` file (format 1.0, 2.0 or
-/// 3.0) into its values and shape; any other dtype or Fortran order is an
-/// `InvalidData` error.
+/// Reads a C-ordered float32 `.npy` file into its values and shape; another dtype, Fortran
+/// order or a short file is an `InvalidData` error.
 pub fn load_npy_f32(path: &Path) -> io::Result<(Vec<f32>, Vec<usize>)> {
-    let bytes = std::fs::read(path).map_err(|error| with_path(error, path))?;
+    load_npy(path, "float32 '<f4'")
+}
+
+/// Reads a C-ordered uint8 `.npy` file (such as an image stack) into its values and shape.
+pub fn load_npy_u8(path: &Path) -> io::Result<(Vec<u8>, Vec<usize>)> {
+    load_npy(path, "uint8 '|u1'")
+}
+
+fn load_npy<T: npyz::Deserialize>(path: &Path, expected: &str) -> io::Result<(Vec<T>, Vec<usize>)> {
     let invalid = |message: String| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{}: {message}", path.display()),
         )
     };
-    if bytes.len() < 10 || &bytes[..6] != NPY_MAGIC {
-        return Err(invalid("not a .npy file".to_string()));
+    let file = File::open(path).map_err(|error| with_path(error, path))?;
+    let npy = npyz::NpyFile::new(io::BufReader::new(file))
+        .map_err(|error| invalid(format!("not a readable .npy file: {error}")))?;
+    if npy.order() != npyz::Order::C {
+        return Err(invalid(
+            "Fortran-ordered arrays are not supported".to_string(),
+        ));
     }
-    let (header_start, header_len) = match bytes[6] {
-        1 => (
-            10usize,
-            usize::from(u16::from_le_bytes([bytes[8], bytes[9]])),
-        ),
-        2 | 3 if bytes.len() >= 12 => {
-            let length = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-            (12, usize::try_from(length).unwrap_or(usize::MAX))
-        }
-        version => return Err(invalid(format!("unsupported .npy version {version}"))),
-    };
-    let data_start = header_start
-        .checked_add(header_len)
-        .filter(|&end| end <= bytes.len())
-        .ok_or_else(|| invalid("truncated .npy header".to_string()))?;
-    let header = std::str::from_utf8(&bytes[header_start..data_start])
-        .map_err(|_| invalid("the .npy header is not text".to_string()))?;
-
-    let descr = header_value(header, "descr")
-        .and_then(|value| value.strip_prefix('\''))
-        .and_then(|value| value.split('\'').next())
-        .ok_or_else(|| invalid("the .npy header has no 'descr'".to_string()))?;
-    if descr != "<f4" {
-        return Err(invalid(format!(
-            "dtype '{descr}' is not supported, expected little-endian float32 '<f4'"
-        )));
-    }
-    match header_value(header, "fortran_order") {
-        Some(value) if value.starts_with("False") => {}
-        Some(value) if value.starts_with("True") => {
-            return Err(invalid(
-                "Fortran-ordered arrays are not supported".to_string(),
-            ))
-        }
-        _ => {
-            return Err(invalid(
-                "the .npy header has no 'fortran_order'".to_string(),
-            ))
-        }
-    }
-    let shape = header_value(header, "shape")
-        .and_then(parse_shape)
-        .ok_or_else(|| invalid("the .npy header has no valid 'shape'".to_string()))?;
-
-    let data = &bytes[data_start..];
-    let expected_bytes = shape
-        .iter()
-        .try_fold(4usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| invalid(format!("shape {shape:?} is too large")))?;
-    if data.len() != expected_bytes {
-        return Err(invalid(format!(
-            "shape {shape:?} needs {expected_bytes} data bytes but the file has {}",
-            data.len()
-        )));
-    }
-    let values = data
-        .chunks_exact(4)
-        .map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
-        .collect();
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let reader = npy.try_data::<T>().map_err(|npy| {
+        invalid(format!(
+            "dtype {} is not supported, expected {expected}",
+            npy.dtype().descr()
+        ))
+    })?;
+    let values = reader
+        .into_iter()
+        .collect::<io::Result<Vec<T>>>()
+        .map_err(|error| invalid(format!("shape {shape:?} needs more data: {error}")))?;
     Ok((values, shape))
-}
-
-/// The text following `'key':` in a `.npy` header dictionary, leading spaces removed.
-fn header_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let quoted_key = format!("'{key}':");
-    let start = header.find(&quoted_key)? + quoted_key.len();
-    Some(header[start..].trim_start())
-}
-
-/// Parses a Python tuple of integers such as `(3,)`, `(2, 3)` or `()`.
-fn parse_shape(value: &str) -> Option<Vec<usize>> {
-    let inner = value.strip_prefix('(')?;
-    let inner = &inner[..inner.find(')')?];
-    inner
-        .split(',')
-        .map(str::trim)
-        .filter(|dim| !dim.is_empty())
-        .map(|dim| dim.parse().ok())
-        .collect()
 }
 
 /// A line plot of `values` (e.g. the training loss per logging interval) on a log-scaled y
@@ -767,22 +667,79 @@ mod tests {
     }
 
     #[test]
-    fn npy_header_is_byte_exact_with_numpy() {
-        // np.save of a (2, 3) float32 array, as written by numpy 1.23 and later.
-        let header = npy_header("<f4", &[2, 3]).unwrap();
-        let mut expected = b"\x93NUMPY\x01\x00\x76\x00".to_vec();
-        expected.extend_from_slice(b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }");
-        expected.resize(127, b' ');
-        expected.push(b'\n');
-        assert_eq!(header, expected);
-        for shape in [&[][..], &[7], &[1000, 2], &[12, 64, 64, 3]] {
-            let header = npy_header("|u1", shape).unwrap();
-            assert_eq!(header.len() % 64, 0, "{shape:?}");
-            assert!(header.starts_with(b"\x93NUMPY\x01\x00"));
-            assert_eq!(*header.last().unwrap(), b'\n');
-            let declared = u16::from_le_bytes([header[8], header[9]]) as usize;
-            assert_eq!(declared + 10, header.len());
-        }
+    fn npy_files_are_the_bytes_numpy_reads() {
+        // A (2, 3) float32 array: numpy's magic and version 1.0, then the header's length, the
+        // dictionary, padding to a multiple of 64 bytes, and the data, little-endian.
+        let path = scratch_path("header.npy");
+        let values = [0.0f32, 1.0, -2.0, 0.5, 3.25, 1e-3];
+        save_npy_f32(&path, &values, &[2, 3]).unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        assert!(raw.starts_with(b"\x93NUMPY\x01\x00"));
+        let declared = u16::from_le_bytes([raw[8], raw[9]]) as usize;
+        assert_eq!((10 + declared) % 64, 0);
+        // npyz writes the shape as (2, 3, ), numpy as (2, 3): the same Python tuple.
+        let header = std::str::from_utf8(&raw[10..10 + declared])
+            .unwrap()
+            .replace(", )", ")");
+        assert!(
+            header.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"),
+            "{header}"
+        );
+        assert!(header.ends_with('\n'));
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(&raw[10 + declared..], &data[..]);
+
+        let path = scratch_path("images.npy");
+        let pixels: Vec<u8> = (0..2 * 4 * 4 * 3).map(|i| i as u8).collect();
+        save_npy_u8(&path, &pixels, &[2, 4, 4, 3]).unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        let declared = u16::from_le_bytes([raw[8], raw[9]]) as usize;
+        let header = std::str::from_utf8(&raw[10..10 + declared])
+            .unwrap()
+            .replace(", )", ")");
+        assert!(
+            header.starts_with("{'descr': '|u1', 'fortran_order': False, 'shape': (2, 4, 4, 3), }"),
+            "{header}"
+        );
+        assert_eq!(&raw[10 + declared..], &pixels[..]);
+        assert_eq!(load_npy_u8(&path).unwrap(), (pixels, vec![2, 4, 4, 3]));
+    }
+
+    /// A file as numpy 2.4's np.save writes it: a 118-byte header padded with spaces.
+    fn numpy_file(dictionary: &str, data: &[u8]) -> Vec<u8> {
+        let mut bytes = b"\x93NUMPY\x01\x00\x76\x00".to_vec();
+        bytes.extend_from_slice(dictionary.as_bytes());
+        bytes.resize(127, b' ');
+        bytes.push(b'\n');
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    #[test]
+    fn npy_files_numpy_wrote_are_read() {
+        let path = scratch_path("numpy_f32.npy");
+        // np.save(path, np.arange(6, dtype=np.float32).reshape(3, 2) * 0.5)
+        let values: Vec<f32> = (0..6).map(|i| i as f32 * 0.5).collect();
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let dictionary = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }";
+        std::fs::write(&path, numpy_file(dictionary, &data)).unwrap();
+        assert_eq!(load_npy_f32(&path).unwrap(), (values, vec![3, 2]));
+
+        // np.save(path, np.arange(24, dtype=np.uint8).reshape(2, 2, 2, 3))
+        let pixels: Vec<u8> = (0..24).collect();
+        let dictionary = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 2, 3), }";
+        std::fs::write(&path, numpy_file(dictionary, &pixels)).unwrap();
+        assert_eq!(load_npy_u8(&path).unwrap(), (pixels, vec![2, 2, 2, 3]));
+
+        // Fortran order and a file shorter than its shape are refused.
+        let dictionary = "{'descr': '|u1', 'fortran_order': True, 'shape': (2, 3), }";
+        std::fs::write(&path, numpy_file(dictionary, &[0; 6])).unwrap();
+        let error = load_npy_u8(&path).unwrap_err();
+        assert!(error.to_string().contains("Fortran"), "{error}");
+        let dictionary = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }";
+        std::fs::write(&path, numpy_file(dictionary, &[0; 5])).unwrap();
+        let error = load_npy_u8(&path).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
     }
 
     #[test]
@@ -804,9 +761,6 @@ mod tests {
 
         let bytes_path = scratch_path("bytes.npy");
         save_npy_u8(&bytes_path, &[1, 2, 3, 4, 5, 6], &[2, 3]).unwrap();
-        let raw = std::fs::read(&bytes_path).unwrap();
-        assert_eq!(raw.len(), 128 + 6);
-        assert_eq!(&raw[128..], &[1, 2, 3, 4, 5, 6]);
         let error = load_npy_f32(&bytes_path).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         assert!(error.to_string().contains("|u1"), "{error}");

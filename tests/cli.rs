@@ -22,6 +22,15 @@ fn assert_clean_failure(out: &Output, expect: &[&str]) {
     }
 }
 
+/// clap's refusal of a command line: exit code 2 and a message naming the problem.
+fn assert_usage_error(out: &Output, expect: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr:\n{stderr}");
+    for e in expect {
+        assert!(stderr.contains(e), "stderr lacks '{e}':\n{stderr}");
+    }
+}
+
 #[test]
 fn info_lists_the_adapter_in_use() {
     let out = ddpm(&["info"], &[]);
@@ -124,7 +133,7 @@ fn bad_settings_are_refused_before_any_work() {
     let out = ddpm(&["train", "--steps", "0"], &[]);
     assert_clean_failure(&out, &["--steps must be positive"]);
     let out = ddpm(&["train", "--preset", "nonsense"], &[]);
-    assert_clean_failure(&out, &["unknown preset 'nonsense'", "toy"]);
+    assert_usage_error(&out, &["invalid value 'nonsense'", "mnist, emoji, toy"]);
     let out = ddpm(&["train", "--preset", "toy", "--data", "spirals"], &[]);
     assert_clean_failure(&out, &["spirals", "s-curve"]);
     let out = ddpm(&["train", "--preset", "toy", "--batch-size", "0"], &[]);
@@ -133,7 +142,42 @@ fn bad_settings_are_refused_before_any_work() {
         &["train", "--preset", "toy", "--schedule", "quadratic"],
         &[],
     );
-    assert_clean_failure(&out, &["quadratic"]);
+    assert_usage_error(&out, &["quadratic", "linear, sigmoid, cosine"]);
+    // A resumed run keeps its settings: a config file alongside is refused, not ignored.
+    let out = ddpm(
+        &[
+            "train",
+            "--resume",
+            "no-such-run",
+            "--config",
+            "config.json",
+        ],
+        &[],
+    );
+    assert_usage_error(&out, &["--config", "cannot be used with"]);
+}
+
+#[test]
+fn a_config_file_with_an_invalid_value_names_the_field_and_the_choices() {
+    let dir = std::env::temp_dir().join(format!("ddpm-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.json");
+    // A run's config.json (the toy preset's) with one value changed.
+    let text = r#"{"preset": "toy", "data": "s-curve", "hidden": 128, "n_timesteps": 100,
+        "schedule": "quadratic", "steps": 10, "batch_size": 128, "lr": 0.001, "warmup_steps": 0,
+        "grad_clip": 1.0, "ema_decay": 0.99, "antithetic": true, "seed": 0, "n_samples": 2000,
+        "variance": "beta", "clip_denoised": false, "log_every": 100, "checkpoint_every": 5000}"#;
+    std::fs::write(&path, text).unwrap();
+    let out = ddpm(&["train", "--config", path.to_str().unwrap()], &[]);
+    assert_clean_failure(
+        &out,
+        &[
+            "not a valid ddpm config",
+            "schedule: unknown variant `quadratic`",
+            "`linear`, `sigmoid`, `cosine`",
+        ],
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

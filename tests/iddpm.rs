@@ -132,7 +132,7 @@ fn a_short_iddpm_toy_run_trains_and_samples_with_the_learned_variance() {
     .with_iddpm();
     assert_eq!(toy_outputs(&cfg), 4, "noise and variance channels");
     let out = std::env::temp_dir().join(format!("ddpm-iddpm-{}", std::process::id()));
-    let report = ddpm::train::run(&gpu, &cfg, &out, false).unwrap();
+    let report = ddpm::presets::run(&gpu, &cfg, &out, false).unwrap();
     let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
     let (early, late) = (mean(&report.losses[..50]), mean(&report.losses[350..]));
     assert!(report.losses.iter().all(|l| l.is_finite()));
@@ -149,7 +149,7 @@ fn a_short_iddpm_toy_run_trains_and_samples_with_the_learned_variance() {
 }
 
 fn toy_outputs(cfg: &TrainConfig) -> usize {
-    let model = ddpm::toy::model(cfg);
+    let model = ddpm::presets::toy::model(cfg);
     model.layout.specs.last().unwrap().numel()
 }
 
@@ -188,7 +188,7 @@ fn bits_per_dim_on_the_gpu_equal_the_cpu_composition() {
         hidden: 16,
         ..TrainConfig::toy()
     };
-    let mlp = ddpm::toy::model(&cfg);
+    let mlp = ddpm::presets::toy::model(&cfg);
     let flat = mlp.layout.init(11);
     let dir = std::env::temp_dir().join(format!("ddpm-eval-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -216,7 +216,7 @@ fn bits_per_dim_on_the_gpu_equal_the_cpu_composition() {
     let report = ddpm::eval::run(&gpu, &args).unwrap();
 
     let s = Schedule::new(BetaSchedule::Sigmoid, 100);
-    let points: Vec<f64> = ddpm::toy::fresh_data(&cfg, n)
+    let points: Vec<f64> = ddpm::presets::toy::fresh_data(&cfg, n)
         .unwrap()
         .iter()
         .flatten()

@@ -45,7 +45,7 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
     let gpu = gpu();
     let steps = 40;
     let out = tmp("mnist-full");
-    let full = ddpm::train::run(&gpu, &tiny_mnist(steps), &out, false).unwrap();
+    let full = ddpm::presets::run(&gpu, &tiny_mnist(steps), &out, false).unwrap();
     assert_eq!(full.losses.len(), steps as usize);
     let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
     let (early, late) = (mean(&full.losses[..10]), mean(&full.losses[30..]));
@@ -69,8 +69,8 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
 
     // Half the steps, then resume to the end: the same losses and the same weights.
     let split = tmp("mnist-split");
-    ddpm::train::run(&gpu, &tiny_mnist(steps / 2), &split, false).unwrap();
-    let resumed = ddpm::train::run(&gpu, &tiny_mnist(steps), &split, true).unwrap();
+    ddpm::presets::run(&gpu, &tiny_mnist(steps / 2), &split, false).unwrap();
+    let resumed = ddpm::presets::run(&gpu, &tiny_mnist(steps), &split, true).unwrap();
     assert_eq!(
         resumed.losses,
         full.losses[steps as usize / 2..].to_vec(),
@@ -95,7 +95,7 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
         out: &again,
         n: Some(2),
         seed: 1,
-        variance: Some("posterior".into()),
+        variance: Some(ddpm::diffusion::VarianceKind::Posterior),
         clip_x0: true,
         use_ema: false,
         steps: Some(10),
@@ -143,23 +143,7 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
 }
 
 fn read_npy_u8(path: &std::path::Path) -> (Vec<u8>, Vec<usize>) {
-    let bytes = std::fs::read(path).unwrap();
-    assert!(bytes.starts_with(b"\x93NUMPY"));
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    assert!(header.contains("'|u1'"), "{header}");
-    let shape_text = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape = shape_text
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    (bytes[10 + header_len..].to_vec(), shape)
+    ddpm::viz::load_npy_u8(path).unwrap()
 }
 
 #[test]
@@ -179,7 +163,7 @@ fn bad_image_inputs_are_refused_with_the_fix() {
         data: dir.to_str().unwrap().into(),
         ..tiny_mnist(2)
     };
-    let err = ddpm::train::run(&gpu, &cfg, &dir.join("run"), false).unwrap_err();
+    let err = ddpm::presets::run(&gpu, &cfg, &dir.join("run"), false).unwrap_err();
     assert!(
         format!("{err:#}").contains("corrupt or truncated"),
         "{err:#}"
@@ -190,7 +174,7 @@ fn bad_image_inputs_are_refused_with_the_fix() {
         data: "assets/mnist".into(),
         ..TrainConfig::emoji()
     };
-    let err = ddpm::train::run(
+    let err = ddpm::presets::run(
         &gpu,
         &TrainConfig { steps: 1, ..cfg },
         &dir.join("run2"),
@@ -204,12 +188,12 @@ fn bad_image_inputs_are_refused_with_the_fix() {
         batch_size: 1 << 20,
         ..tiny_mnist(1)
     };
-    let err = ddpm::train::run(&gpu, &cfg, &dir.join("run3"), false).unwrap_err();
+    let err = ddpm::presets::run(&gpu, &cfg, &dir.join("run3"), false).unwrap_err();
     assert!(format!("{err:#}").contains("lower --batch-size"), "{err:#}");
 
     // A checkpoint of another architecture.
     let run = dir.join("run4");
-    ddpm::train::run(
+    ddpm::presets::run(
         &gpu,
         &TrainConfig {
             n_grid: 1,

@@ -9,7 +9,7 @@ use ddpm::config::TrainConfig;
 use ddpm::diffusion::gaussian::TimestepDraw;
 use ddpm::diffusion::timestep_sampler::ScheduleSampler;
 use ddpm::optim::TrainState;
-use ddpm::toy;
+use ddpm::presets::toy;
 use ddpm::train::{optim_config, Trainer};
 
 fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
@@ -120,7 +120,7 @@ fn an_importance_sampled_run_leaves_uniform_sampling_and_resumes_exactly() {
     let gpu = gpu();
     let steps = 30;
     let out = tmp("importance-full");
-    let full = ddpm::train::run(&gpu, &importance_toy(steps), &out, false).unwrap();
+    let full = ddpm::presets::run(&gpu, &importance_toy(steps), &out, false).unwrap();
     assert!(full.losses.iter().all(|l| l.is_finite()));
     let a = ddpm::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
     let sampler = a
@@ -144,8 +144,8 @@ fn an_importance_sampled_run_leaves_uniform_sampling_and_resumes_exactly() {
     );
 
     let split = tmp("importance-split");
-    ddpm::train::run(&gpu, &importance_toy(steps / 2), &split, false).unwrap();
-    let resumed = ddpm::train::run(&gpu, &importance_toy(steps), &split, true).unwrap();
+    ddpm::presets::run(&gpu, &importance_toy(steps / 2), &split, false).unwrap();
+    let resumed = ddpm::presets::run(&gpu, &importance_toy(steps), &split, true).unwrap();
     assert_eq!(
         resumed.losses,
         full.losses[steps as usize / 2..].to_vec(),

@@ -5,8 +5,9 @@ mod common;
 
 use common::gpu;
 use ddpm::config::TrainConfig;
+use ddpm::diffusion::gaussian::ChainOptions;
 use ddpm::optim::TrainState;
-use ddpm::toy;
+use ddpm::presets::toy;
 use ddpm::train::{optim_config, Trainer};
 
 #[test]
@@ -100,7 +101,7 @@ fn a_short_toy_run_learns_the_s_curve() {
     )
     .unwrap();
 
-    let report = ddpm::train::run(&gpu, &cfg, &out, false).unwrap();
+    let report = ddpm::presets::run(&gpu, &cfg, &out, false).unwrap();
     let after = report.mmd2.unwrap();
     eprintln!(
         "MMD^2 untrained {:.4}, after {} steps {:.4}",
@@ -163,7 +164,7 @@ fn ddim_with_eta_zero_is_deterministic_and_50_steps_approach_the_full_chain() {
         ..TrainConfig::toy()
     };
     let out = std::env::temp_dir().join(format!("ddpm-ddim-{}", std::process::id()));
-    let report = ddpm::train::run(&gpu, &cfg, &out, false).unwrap();
+    let report = ddpm::presets::run(&gpu, &cfg, &out, false).unwrap();
     let model = toy::model(&cfg);
     let diffusion = toy::diffusion(&gpu, &cfg).unwrap();
     let ckpt = ddpm::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
@@ -178,7 +179,13 @@ fn ddim_with_eta_zero_is_deterministic_and_50_steps_approach_the_full_chain() {
     let run = |seed| {
         gpu.read(
             &sampler
-                .p_sample_loop(&gpu, &model, &weights, &[200, 2], ddim, seed, None, None)
+                .p_sample_loop(
+                    &gpu,
+                    &model,
+                    &weights,
+                    &[200, 2],
+                    ChainOptions::new(ddim, seed),
+                )
                 .0,
         )
     };

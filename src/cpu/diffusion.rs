@@ -2,23 +2,8 @@
 
 use crate::diffusion::schedule::Schedule;
 
-/// x_t = sqrt(alphas_cumprod[t]) x_start + sqrt(1 - alphas_cumprod[t]) noise, per sample.
-pub fn q_sample(s: &Schedule, x_start: &[f64], noise: &[f64], timesteps: &[u32]) -> Vec<f64> {
-    let per_sample = x_start.len() / timesteps.len();
-    (0..x_start.len())
-        .map(|i| {
-            let t = timesteps[i / per_sample] as usize;
-            s.sqrt_alphas_cumprod[t] * x_start[i] + s.sqrt_one_minus_alphas_cumprod[t] * noise[i]
-        })
-        .collect()
-}
-
-/// Whether the reverse step uses sigma^2 = beta_t or the posterior variance beta~_t.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VarianceKind {
-    Beta,
-    Posterior,
-}
+pub use crate::diffusion::host::q_sample;
+pub use crate::diffusion::VarianceKind;
 
 /// One reverse step x_t -> x_{t-1} given the predicted noise and standard normal `z`.
 pub fn p_sample(

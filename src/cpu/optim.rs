@@ -1,15 +1,6 @@
 //! Adam with global-norm clipping and decoupled weight decay, and the EMA of the weights.
 
-#[derive(Clone, Copy, Debug)]
-pub struct AdamConfig {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    /// Clip the global gradient norm to this (0 disables clipping).
-    pub max_norm: f64,
-}
+pub use crate::optim::AdamConfig;
 
 /// One Adam step at `step` (1-based) over flat buffers; returns the gradient norm before clipping.
 pub fn adam_step(

@@ -51,25 +51,13 @@ use std::f64::consts::{LN_2, PI};
 
 use crate::diffusion::schedule::Schedule;
 
+pub use crate::diffusion::host::{hybrid_vb_scale, normal_kl, prior_bpd};
+
 /// Half-width of one of the 256 bins of uint8 data scaled to [-1, 1] (bins are 2/255 wide).
 pub const BIN_HALF_WIDTH: f64 = 1.0 / 255.0;
 /// Logs of probabilities are clamped here, as in losses.py, so an improbable pixel costs a finite
 /// ~39.9 bits instead of infinity.
 pub const LOG_CLAMP: f64 = 1e-12;
-
-/// The factor improved-diffusion's RESCALED_MSE puts on the per-t vb term: num_timesteps / 1000
-/// (see the module doc for why this is lambda = 0.001 on the full bound).
-pub fn hybrid_vb_scale(num_timesteps: usize) -> f64 {
-    num_timesteps as f64 / 1000.0
-}
-
-/// KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)) in nats:
-/// 0.5 * (-1 + logvar2 - logvar1 + exp(logvar1 - logvar2) + (mean1 - mean2)^2 * exp(-logvar2)).
-pub fn normal_kl(mean1: f64, logvar1: f64, mean2: f64, logvar2: f64) -> f64 {
-    0.5 * (-1.0 + logvar2 - logvar1
-        + (logvar1 - logvar2).exp()
-        + (mean1 - mean2) * (mean1 - mean2) * (-logvar2).exp())
-}
 
 /// d normal_kl / d logvar2 = 0.5 * (1 - exp(logvar1 - logvar2) - (mean1 - mean2)^2 exp(-logvar2)).
 pub fn normal_kl_dlogvar2(mean1: f64, logvar1: f64, mean2: f64, logvar2: f64) -> f64 {
@@ -300,23 +288,6 @@ pub fn vb_terms_bpd_dv(
             vb_term_elementwise_dv(s, t, x_start[i], x_t[i], eps[i], v[i]) / per_sample as f64
         })
         .collect()
-}
-
-/// `_prior_bpd`: KL(q(x_T | x_0) || N(0, 1)) in bits, mean over the given elements of one sample:
-/// normal_kl(sqrt_alphas_cumprod[T-1] * x, log_one_minus_alphas_cumprod[T-1], 0, 0) / ln 2.
-/// It does not depend on the model; it is the L_T term of the NLL.
-pub fn prior_bpd(s: &Schedule, x_start: &[f64]) -> f64 {
-    let last = s.n_timesteps() - 1;
-    let (scale, logvar) = (
-        s.sqrt_alphas_cumprod[last],
-        s.log_one_minus_alphas_cumprod[last],
-    );
-    x_start
-        .iter()
-        .map(|&x| normal_kl(scale * x, logvar, 0.0, 0.0))
-        .sum::<f64>()
-        / x_start.len() as f64
-        / LN_2
 }
 
 /// The negative log density in bits,

@@ -41,6 +41,41 @@ pub struct GaussianDiffusion {
     pub learn_sigma: bool,
 }
 
+/// The random draws of one training step: noise and timesteps from Philox streams of `step`
+/// (timesteps in antithetic pairs when `antithetic`), unless `draw` brings host-drawn
+/// timesteps with their importance weights.
+#[derive(Clone, Copy)]
+pub struct StepDraws<'a> {
+    pub seed: u32,
+    pub step: u64,
+    pub antithetic: bool,
+    pub draw: Option<&'a TimestepDraw>,
+}
+
+/// How `p_sample_loop` runs the reverse chain.
+#[derive(Clone, Copy)]
+pub struct ChainOptions<'a> {
+    /// The step: variance, clipping, DDIM (the sampler must be respaced for `steps` already).
+    pub opts: PSampleOptions,
+    pub seed: u32,
+    /// Keep x_t every this many steps (for the GIFs).
+    pub keep_every: Option<usize>,
+    /// Counts the steps as the GPU finishes them.
+    pub progress: Option<&'a indicatif::ProgressBar>,
+}
+
+impl<'a> ChainOptions<'a> {
+    /// The chain with `opts` and `seed`, keeping no frames and showing no progress.
+    pub fn new(opts: PSampleOptions, seed: u32) -> ChainOptions<'a> {
+        ChainOptions {
+            opts,
+            seed,
+            keep_every: None,
+            progress: None,
+        }
+    }
+}
+
 /// What one training step drew and computed, for tests and logging.
 pub struct TrainingLoss {
     pub loss: Var,
@@ -152,10 +187,9 @@ impl GaussianDiffusion {
         self.schedule.n_timesteps()
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// L_simple = mean ||eps - eps_theta(x_t, t)||^2 (plus the VLB term when the variance is
-    /// learned) with eps drawn on the GPU for training step `step`, and t drawn there too
-    /// (antithetic t pairs t with T - 1 - t) unless `draw` brings host-drawn timesteps and their
+    /// learned) with eps drawn on the GPU for `draws.step`, and t drawn there too (antithetic t
+    /// pairs t with T - 1 - t) unless `draws.draw` brings host-drawn timesteps and their
     /// importance weights.
     pub fn training_losses(
         &self,
@@ -163,11 +197,14 @@ impl GaussianDiffusion {
         model: &dyn Denoiser,
         params: &[Var],
         x_start: &Tensor,
-        seed: u32,
-        step: u64,
-        antithetic: bool,
-        draw: Option<&TimestepDraw>,
+        draws: StepDraws,
     ) -> TrainingLoss {
+        let StepDraws {
+            seed,
+            step,
+            antithetic,
+            draw,
+        } = draws;
         let gpu = cx.gpu;
         let batch = x_start.shape[0];
         let timesteps = match draw {
@@ -227,7 +264,7 @@ impl GaussianDiffusion {
             timesteps: timesteps.clone(),
             continuous: x_start.shape.len() == 2,
         };
-        let scale = crate::cpu::vlb::hybrid_vb_scale(self.n_timesteps()) as f32;
+        let scale = crate::diffusion::host::hybrid_vb_scale(self.n_timesteps()) as f32;
         let (vb, per_sample_losses) = match (draw, per_sample_simple) {
             (Some(d), Some(per_sample)) => {
                 let (vb, per_sample_vb) =
@@ -248,20 +285,22 @@ impl GaussianDiffusion {
     }
 
     /// The reverse chain from x_T ~ N(0, I) to x_0 with the weights in `weights`; returns x_0
-    /// and, when `keep_every` is set, x_t for t = T, then every keep_every-th step, then x_0.
-    /// `progress` counts the steps as the GPU finishes them.
-    #[allow(clippy::too_many_arguments)]
+    /// and, when `chain.keep_every` is set, x_t for t = T, then every keep_every-th step, then
+    /// x_0.
     pub fn p_sample_loop(
         &self,
         gpu: &Gpu,
         model: &dyn Denoiser,
         weights: &Tensor,
         shape: &[usize],
-        opts: PSampleOptions,
-        seed: u32,
-        keep_every: Option<usize>,
-        progress: Option<&indicatif::ProgressBar>,
+        chain: ChainOptions,
     ) -> (Tensor, Vec<Tensor>) {
+        let ChainOptions {
+            opts,
+            seed,
+            keep_every,
+            progress,
+        } = chain;
         let mut x = rng::normal(gpu, shape, seed, 0);
         let mut frames = Vec::new();
         let n_timesteps = self.n_timesteps();

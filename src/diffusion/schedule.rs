@@ -5,7 +5,11 @@ use std::f64::consts::PI;
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Spelled in config.json and on the command line as `linear`, `sigmoid` or `cosine`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum BetaSchedule {
     /// DDPM: betas evenly spaced, 1e-4 .. 0.02 at T = 1000 (scaled by 1000 / T otherwise).
     Linear,

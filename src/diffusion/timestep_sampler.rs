@@ -165,6 +165,23 @@ impl ScheduleSampler for LossSecondMomentResampler {
     }
 }
 
+/// One training step's draw, with its per-sample losses once they are on the host (the
+/// training loop's importance sampling feeds the sampler these a few steps late).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PendingStep {
+    pub step: u64,
+    pub timesteps: Vec<u32>,
+    pub losses: Option<Vec<f32>>,
+}
+
+/// What a checkpoint keeps of importance sampling: the sampler and the steps whose losses it
+/// has not seen yet.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SamplerState {
+    pub sampler: LossSecondMomentResampler,
+    pub pending: Vec<PendingStep>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::cpu::diffusion::VarianceKind;
+use crate::diffusion::VarianceKind;
 use crate::gpu::{Gpu, Kernel};
 use crate::shaders::DIFFUSION;
 use crate::tensor::Tensor;

@@ -3,8 +3,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::cpu::optim::AdamConfig;
 use crate::gpu::{Gpu, Kernel};
+use crate::optim::AdamConfig;
 use crate::shaders::OPTIM;
 use crate::tensor::Tensor;
 

@@ -12,31 +12,16 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
-
 use crate::diffusion::gaussian::{streams, TimestepDraw};
-use crate::diffusion::timestep_sampler::{LossSecondMomentResampler, ScheduleSampler};
+use crate::diffusion::timestep_sampler::{
+    LossSecondMomentResampler, PendingStep, SamplerState, ScheduleSampler,
+};
 use crate::gpu::readback::Staging;
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
 /// Steps between computing a step's losses and the sampler seeing them.
 pub const LAG: u64 = 2;
-
-/// One step's draw, with its per-sample losses once they are on the host.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PendingStep {
-    pub step: u64,
-    pub timesteps: Vec<u32>,
-    pub losses: Option<Vec<f32>>,
-}
-
-/// What a checkpoint keeps: the sampler and the steps whose losses it has not seen yet.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SamplerState {
-    pub sampler: LossSecondMomentResampler,
-    pub pending: Vec<PendingStep>,
-}
 
 pub struct ImportanceSampling {
     sampler: LossSecondMomentResampler,
@@ -111,7 +96,7 @@ impl ImportanceSampling {
         let mut index = 0u32;
         let (timesteps, weights) = self.sampler.sample(batch, || {
             index += 1;
-            crate::cpu::rng::uniform(seed, stream, index - 1)
+            crate::rng::uniform(seed, stream, index - 1)
         });
         let weights: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
         gpu.write(&self.timesteps, bytemuck::cast_slice(&timesteps));

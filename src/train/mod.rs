@@ -1,5 +1,6 @@
 //! Training: the step loop (one command encoder and one submit per step), the progress bar,
-//! loss readback, NaN detection and checkpoints, and the end-of-run outputs.
+//! loss readback, NaN detection, checkpoints and Ctrl-C, for any model and batch source. The
+//! presets (`crate::presets`) supply those and write their outputs around it.
 
 pub mod importance;
 pub mod loss_log;
@@ -12,14 +13,15 @@ use anyhow::{bail, Context, Result};
 use crate::autograd::Ctx;
 use crate::checkpoint;
 use crate::config::TrainConfig;
-use crate::cpu::optim::AdamConfig;
-use crate::diffusion::gaussian::{streams, GaussianDiffusion, TimestepDraw, TrainingLoss};
+use crate::diffusion::gaussian::{
+    streams, GaussianDiffusion, StepDraws, TimestepDraw, TrainingLoss,
+};
+use crate::diffusion::timestep_sampler::SamplerState;
 use crate::gpu::Gpu;
 use crate::nn::Denoiser;
-use crate::optim::{OptimConfig, TrainState};
+use crate::optim::{AdamConfig, OptimConfig, TrainState};
 use crate::tensor::Tensor;
-use crate::toy;
-use importance::{ImportanceSampling, SamplerState};
+use importance::ImportanceSampling;
 use loss_log::{LossChunk, LossLog};
 
 pub fn optim_config(cfg: &TrainConfig) -> OptimConfig {
@@ -74,10 +76,12 @@ impl Trainer<'_> {
             self.model,
             &params,
             x_start,
-            self.seed,
-            state.step,
-            self.antithetic,
-            draw,
+            StepDraws {
+                seed: self.seed,
+                step: state.step,
+                antithetic: self.antithetic,
+                draw,
+            },
         );
         cx.backward(&tl.loss);
         state.apply_gradients(gpu, &self.optim);
@@ -89,7 +93,7 @@ impl Trainer<'_> {
 pub fn batch_indices(seed: u32, step: u64, batch: usize, n_data: usize) -> Vec<usize> {
     let stream = streams::for_step(step, streams::BATCH);
     (0..batch as u32)
-        .map(|i| crate::cpu::rng::random_bits(seed, stream, i)[0] as usize % n_data)
+        .map(|i| crate::rng::random_bits(seed, stream, i)[0] as usize % n_data)
         .collect()
 }
 
@@ -148,7 +152,7 @@ impl Monitor {
 }
 
 /// The default run directory: runs/<preset>-<UTC timestamp>.
-pub fn default_out_dir(preset: &str) -> PathBuf {
+pub fn default_out_dir(preset: crate::config::Preset) -> PathBuf {
     PathBuf::from("runs").join(format!("{preset}-{}", utc_timestamp()))
 }
 
@@ -208,66 +212,46 @@ pub trait BatchSource {
     fn batch(&self, seed: u32, step: u64, out: &mut [f32]);
 }
 
-struct ToyBatches {
-    data: Vec<[f32; 2]>,
-    batch_size: usize,
-}
-
-impl BatchSource for ToyBatches {
-    fn shape(&self) -> Vec<usize> {
-        vec![self.batch_size, 2]
-    }
-    fn batch(&self, seed: u32, step: u64, out: &mut [f32]) {
-        let indices = batch_indices(seed, step, self.batch_size, self.data.len());
-        for (dst, i) in out.chunks_exact_mut(2).zip(indices) {
-            dst.copy_from_slice(&self.data[i]);
-        }
-    }
-}
-
-pub struct ImageBatches {
-    pub set: crate::data::idx::ImageSet,
-    pub batch_size: usize,
-    pub flip: bool,
-}
-
-impl BatchSource for ImageBatches {
-    fn shape(&self) -> Vec<usize> {
-        vec![
-            self.batch_size,
-            self.set.channels,
-            self.set.height,
-            self.set.width,
-        ]
-    }
-    fn batch(&self, seed: u32, step: u64, out: &mut [f32]) {
-        let indices = batch_indices(seed, step, self.batch_size, self.set.n);
-        let stream = streams::for_step(step, streams::FLIP);
-        let flips: Vec<bool> = (0..self.batch_size as u32)
-            .map(|i| self.flip && crate::cpu::rng::uniform(seed, stream, i) < 0.5)
-            .collect();
-        out.copy_from_slice(&crate::data::images::batch_nchw(
-            &self.set, &indices, &flips,
-        ));
-    }
-}
-
 /// Called after `sample_every` steps and at the end, with the EMA weights.
 pub type SampleHook<'a> = dyn FnMut(&Gpu, &TrainState) -> Result<()> + 'a;
 
+/// What the step loop trains, on what, and where its log and checkpoint go.
+pub struct LoopOptions<'a> {
+    pub gpu: &'a Gpu,
+    pub cfg: &'a TrainConfig,
+    pub model: &'a dyn Denoiser,
+    pub diffusion: &'a GaussianDiffusion,
+    pub batches: &'a dyn BatchSource,
+    /// The run directory: log.txt and checkpoint.safetensors.
+    pub out: &'a Path,
+}
+
+/// How the step loop ended.
+pub struct LoopOutcome {
+    pub seconds: f64,
+    /// The smoothed loss at the end (None when no step ran).
+    pub final_loss: Option<f64>,
+    /// The loss of every step run, in order.
+    pub losses: Vec<f32>,
+    /// True when Ctrl-C stopped the loop (after a checkpoint).
+    pub interrupted: bool,
+}
+
 /// The training loop shared by every preset: one encoder and one submit per step, the loss
 /// read back without stalls, NaN detection, periodic checkpoints and samples, Ctrl-C.
-#[allow(clippy::too_many_arguments)]
 pub fn train_loop(
-    gpu: &Gpu,
-    cfg: &TrainConfig,
-    model: &dyn Denoiser,
-    diffusion: &GaussianDiffusion,
-    batches: &dyn BatchSource,
+    opts: &LoopOptions,
     state: &mut TrainState,
-    out: &Path,
     on_sample: &mut SampleHook,
-) -> Result<(f64, Option<f64>, Vec<f32>, bool)> {
+) -> Result<LoopOutcome> {
+    let LoopOptions {
+        gpu,
+        cfg,
+        model,
+        diffusion,
+        batches,
+        out,
+    } = *opts;
     let seed = cfg.seed as u32;
     let trainer = Trainer {
         gpu,
@@ -379,11 +363,16 @@ pub fn train_loop(
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     save(state, &mut importance)?;
-    Ok((seconds, monitor.smoothed, monitor.losses, interrupted))
+    Ok(LoopOutcome {
+        seconds,
+        final_loss: monitor.smoothed,
+        losses: monitor.losses,
+        interrupted,
+    })
 }
 
 /// Fresh state, or the one in `resume`'s checkpoint after checking that it fits the model.
-fn initial_state(
+pub fn start_state(
     gpu: &Gpu,
     cfg: &TrainConfig,
     model: &dyn Denoiser,
@@ -400,7 +389,7 @@ fn initial_state(
 }
 
 /// Writes config.json, or on resume checks that the run directory holds a run.
-fn prepare_out_dir(cfg: &TrainConfig, out: &Path, resume: bool) -> Result<()> {
+pub fn prepare_out_dir(cfg: &TrainConfig, out: &Path, resume: bool) -> Result<()> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("creating run directory {}", out.display()))?;
     if !resume {
@@ -409,97 +398,11 @@ fn prepare_out_dir(cfg: &TrainConfig, out: &Path, resume: bool) -> Result<()> {
     Ok(())
 }
 
-fn report_speed(gpu: &Gpu, cfg: &TrainConfig, steps: u64, seconds: f64) {
+pub fn print_speed(gpu: &Gpu, cfg: &TrainConfig, steps: u64, seconds: f64) {
     eprintln!(
         "trained {steps} steps in {seconds:.1} s ({:.2} steps/s, {:.1} images/s) on {}",
         steps as f64 / seconds.max(1e-9),
         (steps as f64 * cfg.batch_size as f64) / seconds.max(1e-9),
         gpu.describe()
     );
-}
-
-/// Trains any preset: the toy MLP on 2-D points, or the UNet on images. With `resume`, `out`
-/// must hold a run, and training continues from its checkpoint to `cfg.steps`.
-pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
-    cfg.validate().map_err(anyhow::Error::msg)?;
-    prepare_out_dir(cfg, out, resume)?;
-    match &cfg.unet {
-        None => run_toy(gpu, cfg, out, resume),
-        Some(_) => crate::images::run_training(gpu, cfg, out, resume),
-    }
-}
-
-fn run_toy(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
-    let data = toy::training_data(cfg)?;
-    let model = toy::model(cfg);
-    let diffusion = toy::diffusion(gpu, cfg)?;
-    let mut state = initial_state(gpu, cfg, &model, out, resume)?;
-    eprintln!(
-        "model: MLP, {} parameters; data: {} ({} points); T = {} ({} betas); step {} of {}",
-        model.layout.n_params(),
-        cfg.data,
-        data.len(),
-        cfg.n_timesteps,
-        cfg.schedule,
-        state.step,
-        cfg.steps
-    );
-    let batches = ToyBatches {
-        data,
-        batch_size: cfg.batch_size,
-    };
-    let first = state.step;
-    let mut no_samples = |_: &Gpu, _: &TrainState| Ok(());
-    let (seconds, final_loss, losses, interrupted) = train_loop(
-        gpu,
-        cfg,
-        &model,
-        &diffusion,
-        &batches,
-        &mut state,
-        out,
-        &mut no_samples,
-    )?;
-    report_speed(gpu, cfg, state.step - first, seconds);
-    let mmd2 = if interrupted {
-        None
-    } else {
-        let opts = toy::default_options(cfg)?;
-        Some(
-            toy::write_samples(
-                gpu,
-                cfg,
-                &state.ema,
-                cfg.n_samples,
-                cfg.seed as u32,
-                out,
-                opts,
-            )?
-            .mmd2,
-        )
-    };
-    Ok(RunReport {
-        out_dir: out.to_path_buf(),
-        steps: state.step,
-        seconds,
-        final_loss,
-        mmd2,
-        losses,
-        interrupted,
-    })
-}
-
-/// Loads, checks and resumes: shared with the image presets.
-pub fn start_state(
-    gpu: &Gpu,
-    cfg: &TrainConfig,
-    model: &dyn Denoiser,
-    out: &Path,
-    resume: bool,
-) -> Result<TrainState> {
-    initial_state(gpu, cfg, model, out, resume)
-}
-
-pub fn print_speed(gpu: &Gpu, cfg: &TrainConfig, steps: u64, seconds: f64) {
-    report_speed(gpu, cfg, steps, seconds)
 }

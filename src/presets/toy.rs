@@ -1,21 +1,24 @@
-//! The `toy` preset's pieces (seed 000): the 2-D data, the MLP, and the outputs written after
-//! training and by `ddpm sample`: samples.npy, samples.png, diffusion.gif and the MMD^2.
+//! The `toy` preset (seed 000): its configuration, the 2-D data and its batches, the MLP, the
+//! run, and the outputs written after training and by `ddpm sample`: samples.npy, samples.png,
+//! diffusion.gif and the MMD^2.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use rand::SeedableRng;
 
-use crate::config::TrainConfig;
-use crate::cpu;
+use crate::config::{Preset, TrainConfig};
 use crate::data::toy::ToyData;
-use crate::diffusion::gaussian::GaussianDiffusion;
-use crate::diffusion::Schedule;
+use crate::diffusion::gaussian::{ChainOptions, GaussianDiffusion};
+use crate::diffusion::host::q_sample;
+use crate::diffusion::{BetaSchedule, Schedule, VarianceKind};
 use crate::gpu::Gpu;
 use crate::metrics::mmd2_unbiased;
 use crate::nn::mlp::Mlp;
 use crate::ops::diffusion::PSampleOptions;
+use crate::optim::TrainState;
 use crate::tensor::Tensor;
+use crate::train::{self, BatchSource, LoopOptions, RunReport};
 use crate::viz;
 
 /// Independent sample sets whose MMD^2 estimates are averaged.
@@ -25,6 +28,39 @@ pub const N_DATA: usize = 10_000;
 /// Frames of each half of the GIF (forward noising, then the reverse chain).
 const GIF_FRAMES_PER_HALF: usize = 40;
 const PLOT_SIZE: u32 = 320;
+
+impl TrainConfig {
+    /// Preset `toy` of shared/MODEL.md: seed 000's S-curve MLP.
+    pub fn toy() -> TrainConfig {
+        TrainConfig {
+            preset: Preset::Toy,
+            data: "s-curve".into(),
+            hidden: 128,
+            n_timesteps: 100,
+            schedule: BetaSchedule::Sigmoid,
+            steps: 100_000,
+            batch_size: 128,
+            lr: 1e-3,
+            warmup_steps: 0,
+            grad_clip: 1.0,
+            ema_decay: 0.99,
+            antithetic: true,
+            seed: 0,
+            n_samples: 2000,
+            variance: VarianceKind::Beta,
+            clip_denoised: false,
+            log_every: 100,
+            checkpoint_every: 5000,
+            unet: None,
+            flip: false,
+            sample_every: 0,
+            n_grid: 64,
+            learn_sigma: false,
+            sample_steps: None,
+            importance_sampling: false,
+        }
+    }
+}
 
 pub fn data_kind(cfg: &TrainConfig) -> Result<ToyData> {
     cfg.data
@@ -54,8 +90,7 @@ pub fn model(cfg: &TrainConfig) -> Mlp {
 }
 
 pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
-    let schedule = cfg.beta_schedule().map_err(anyhow::Error::msg)?;
-    let diffusion = GaussianDiffusion::new(gpu, Schedule::new(schedule, cfg.n_timesteps));
+    let diffusion = GaussianDiffusion::new(gpu, Schedule::new(cfg.schedule, cfg.n_timesteps));
     Ok(diffusion.with_learned_variance(cfg.learn_sigma))
 }
 
@@ -66,10 +101,88 @@ fn to_points(flat: &[f32]) -> Vec<[f32; 2]> {
 /// The run's own sampler: ancestral steps over every timestep, with its variance and clipping.
 pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
     Ok(PSampleOptions {
-        variance: cfg.variance_kind().map_err(anyhow::Error::msg)?,
+        variance: cfg.variance,
         clip_denoised: cfg.clip_denoised,
         ddim_eta: None,
         steps: None,
+    })
+}
+
+/// Batches of points drawn from the training set by the step number.
+struct ToyBatches {
+    data: Vec<[f32; 2]>,
+    batch_size: usize,
+}
+
+impl BatchSource for ToyBatches {
+    fn shape(&self) -> Vec<usize> {
+        vec![self.batch_size, 2]
+    }
+    fn batch(&self, seed: u32, step: u64, out: &mut [f32]) {
+        let indices = train::batch_indices(seed, step, self.batch_size, self.data.len());
+        for (dst, i) in out.chunks_exact_mut(2).zip(indices) {
+            dst.copy_from_slice(&self.data[i]);
+        }
+    }
+}
+
+/// Trains the MLP (from `out`'s checkpoint with `resume`), then writes the samples and their MMD^2.
+pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
+    let data = training_data(cfg)?;
+    let model = model(cfg);
+    let diffusion = diffusion(gpu, cfg)?;
+    let mut state = train::start_state(gpu, cfg, &model, out, resume)?;
+    eprintln!(
+        "model: MLP, {} parameters; data: {} ({} points); T = {} ({} betas); step {} of {}",
+        model.layout.n_params(),
+        cfg.data,
+        data.len(),
+        cfg.n_timesteps,
+        cfg.schedule,
+        state.step,
+        cfg.steps
+    );
+    let batches = ToyBatches {
+        data,
+        batch_size: cfg.batch_size,
+    };
+    let first = state.step;
+    let mut no_samples = |_: &Gpu, _: &TrainState| Ok(());
+    let options = LoopOptions {
+        gpu,
+        cfg,
+        model: &model,
+        diffusion: &diffusion,
+        batches: &batches,
+        out,
+    };
+    let done = train::train_loop(&options, &mut state, &mut no_samples)?;
+    train::print_speed(gpu, cfg, state.step - first, done.seconds);
+    let mmd2 = if done.interrupted {
+        None
+    } else {
+        let opts = default_options(cfg)?;
+        Some(
+            write_samples(
+                gpu,
+                cfg,
+                &state.ema,
+                cfg.n_samples,
+                cfg.seed as u32,
+                out,
+                opts,
+            )?
+            .mmd2,
+        )
+    };
+    Ok(RunReport {
+        out_dir: out.to_path_buf(),
+        steps: state.step,
+        seconds: done.seconds,
+        final_loss: done.final_loss,
+        mmd2,
+        losses: done.losses,
+        interrupted: done.interrupted,
     })
 }
 
@@ -105,10 +218,10 @@ pub fn write_samples(
         &model,
         weights,
         &[n, 2],
-        opts,
-        seed,
-        Some(sample_every),
-        None,
+        ChainOptions {
+            keep_every: Some(sample_every),
+            ..ChainOptions::new(opts, seed)
+        },
     );
     let samples = to_points(&gpu.read(&x0));
     let data = training_data(cfg)?;
@@ -123,10 +236,7 @@ pub fn write_samples(
             &model,
             weights,
             &[n, 2],
-            opts,
-            seed.wrapping_add(k),
-            None,
-            None,
+            ChainOptions::new(opts, seed.wrapping_add(k)),
         );
         estimates.push(mmd2_unbiased(&to_points(&gpu.read(&x)), &fresh, &data));
     }
@@ -160,9 +270,9 @@ pub fn write_samples(
         img
     };
     for t in (0..t_max).step_by(every).chain(std::iter::once(t_max - 1)) {
-        let noise = cpu::rng::normals(seed, 0x4000_0000 + t as u32, x_start.len());
+        let noise = crate::rng::normals(seed, 0x4000_0000 + t as u32, x_start.len());
         let timesteps = vec![t as u32; shown.len()];
-        let x_t = cpu::diffusion::q_sample(schedule, &x_start, &noise, &timesteps);
+        let x_t = q_sample(schedule, &x_start, &noise, &timesteps);
         let pts: Vec<f32> = x_t.iter().map(|&v| v as f32).collect();
         images.push(frame(&to_points(&pts), &format!("q(x_{t})")));
     }

@@ -1,25 +1,90 @@
-//! The image presets' job (`mnist`, `emoji`): the UNet, training with sample grids and a
-//! loss curve, and sampling: samples.png (a grid), samples.npy (u8, N x H x W x C) and
+//! The image presets (`mnist`, `emoji`): their configurations, batches of images (with random
+//! flips), the UNet, training with sample grids and a loss curve, and sampling: samples.png (a grid), samples.npy (u8, N x H x W x C) and
 //! denoise.gif (the chain from noise to image).
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::TrainConfig;
+use crate::config::{Preset, TrainConfig};
 use crate::data::images::{self, to_u8_nhwc};
-use crate::diffusion::gaussian::GaussianDiffusion;
-use crate::diffusion::Schedule;
+use crate::diffusion::gaussian::streams;
+use crate::diffusion::gaussian::{ChainOptions, GaussianDiffusion};
+use crate::diffusion::{BetaSchedule, Schedule, VarianceKind};
 use crate::gpu::Gpu;
 use crate::nn::unet::{UNet, UNetConfig};
 use crate::ops::diffusion::PSampleOptions;
 use crate::optim::TrainState;
 use crate::tensor::Tensor;
-use crate::train::{self, ImageBatches, RunReport};
+use crate::train::{self, BatchSource, LoopOptions, RunReport};
 use crate::viz;
 
 /// Frames of denoise.gif (plus the final image, held).
 const GIF_FRAMES: usize = 40;
+
+impl TrainConfig {
+    /// Preset `mnist` of shared/MODEL.md: the default job.
+    pub fn mnist() -> TrainConfig {
+        TrainConfig {
+            preset: Preset::Mnist,
+            data: "assets/mnist".into(),
+            hidden: 0,
+            n_timesteps: 1000,
+            schedule: BetaSchedule::Linear,
+            steps: 10_000,
+            batch_size: 64,
+            lr: 2e-4,
+            warmup_steps: 500,
+            grad_clip: 1.0,
+            ema_decay: 0.999,
+            antithetic: false,
+            seed: 0,
+            n_samples: 64,
+            variance: VarianceKind::Beta,
+            clip_denoised: true,
+            log_every: 50,
+            checkpoint_every: 1000,
+            unet: Some(UNetConfig {
+                image_size: 28,
+                in_channels: 1,
+                out_channels: 1,
+                base_channels: 32,
+                channel_mult: vec![1, 2, 2],
+                num_res_blocks: 2,
+                attention_resolutions: vec![7],
+                groups: 8,
+                dropout: 0.1,
+            }),
+            flip: false,
+            sample_every: 2000,
+            n_grid: 64,
+            learn_sigma: false,
+            sample_steps: None,
+            importance_sampling: false,
+        }
+    }
+
+    /// Preset `emoji`: seed 003's recipe at 32x32 on Noto Emoji.
+    pub fn emoji() -> TrainConfig {
+        TrainConfig {
+            preset: Preset::Emoji,
+            data: "assets/noto-emoji-32/noto-emoji-32x32x3-idx4-ubyte.gz".into(),
+            flip: true,
+            unet: Some(UNetConfig {
+                image_size: 32,
+                in_channels: 3,
+                out_channels: 3,
+                base_channels: 64,
+                channel_mult: vec![1, 2, 2, 2],
+                num_res_blocks: 2,
+                attention_resolutions: vec![8],
+                groups: 32,
+                dropout: 0.1,
+            }),
+            ..TrainConfig::mnist()
+        }
+    }
+}
 
 pub fn unet_config(cfg: &TrainConfig) -> Result<&UNetConfig> {
     cfg.unet
@@ -28,8 +93,7 @@ pub fn unet_config(cfg: &TrainConfig) -> Result<&UNetConfig> {
 }
 
 pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
-    let schedule = cfg.beta_schedule().map_err(anyhow::Error::msg)?;
-    let diffusion = GaussianDiffusion::new(gpu, Schedule::new(schedule, cfg.n_timesteps));
+    let diffusion = GaussianDiffusion::new(gpu, Schedule::new(cfg.schedule, cfg.n_timesteps));
     Ok(diffusion.with_learned_variance(cfg.learn_sigma))
 }
 
@@ -71,7 +135,35 @@ pub fn software_sampling(gpu: &Gpu, cfg: &TrainConfig) -> Option<TrainConfig> {
     })
 }
 
-pub fn run_training(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
+/// Batches of images drawn by the step number, each flipped with probability 1/2 when `flip`.
+pub struct ImageBatches {
+    pub set: crate::data::idx::ImageSet,
+    pub batch_size: usize,
+    pub flip: bool,
+}
+
+impl BatchSource for ImageBatches {
+    fn shape(&self) -> Vec<usize> {
+        vec![
+            self.batch_size,
+            self.set.channels,
+            self.set.height,
+            self.set.width,
+        ]
+    }
+    fn batch(&self, seed: u32, step: u64, out: &mut [f32]) {
+        let indices = train::batch_indices(seed, step, self.batch_size, self.set.n);
+        let stream = streams::for_step(step, streams::FLIP);
+        let flips: Vec<bool> = (0..self.batch_size as u32)
+            .map(|i| self.flip && crate::rng::uniform(seed, stream, i) < 0.5)
+            .collect();
+        out.copy_from_slice(&images::batch_nchw(&self.set, &indices, &flips));
+    }
+}
+
+/// Trains the UNet (from `out`'s checkpoint with `resume`) with sample grids along the way, then
+/// writes loss.png and the samples.
+pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
     // The cut applies to this run's pictures only: the checkpoint keeps the run's own choice, so
     // the run resumed or sampled on a GPU gets its full grids.
     let software = software_sampling(gpu, cfg);
@@ -128,19 +220,18 @@ pub fn run_training(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> R
         )?;
         Ok(())
     };
-    let (seconds, final_loss, losses, interrupted) = train::train_loop(
+    let options = LoopOptions {
         gpu,
         cfg,
-        &model,
-        &diffusion,
-        &batches,
-        &mut state,
+        model: &model,
+        diffusion: &diffusion,
+        batches: &batches,
         out,
-        &mut sample_hook,
-    )?;
-    train::print_speed(gpu, cfg, state.step - first, seconds);
+    };
+    let done = train::train_loop(&options, &mut state, &mut sample_hook)?;
+    train::print_speed(gpu, cfg, state.step - first, done.seconds);
     write_loss_plot(out)?;
-    if !interrupted {
+    if !done.interrupted {
         write_samples(
             gpu,
             grids,
@@ -154,17 +245,17 @@ pub fn run_training(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> R
     Ok(RunReport {
         out_dir: out.to_path_buf(),
         steps: state.step,
-        seconds,
-        final_loss,
+        seconds: done.seconds,
+        final_loss: done.final_loss,
         mmd2: None,
-        losses,
-        interrupted,
+        losses: done.losses,
+        interrupted: done.interrupted,
     })
 }
 
 pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
     Ok(PSampleOptions {
-        variance: cfg.variance_kind().map_err(anyhow::Error::msg)?,
+        variance: cfg.variance,
         clip_denoised: cfg.clip_denoised,
         ddim_eta: None,
         steps: cfg.sample_steps,
@@ -214,10 +305,7 @@ fn sample_grid(
         model,
         weights,
         &image_shape(model, n),
-        opts,
-        seed,
-        None,
-        None,
+        ChainOptions::new(opts, seed),
     );
     Ok(to_grid(gpu, model, &x0, n))
 }
@@ -245,10 +333,12 @@ pub fn write_samples(
         &model,
         weights,
         &image_shape(&model, n),
-        opts,
-        seed,
-        Some(every),
-        Some(&bar),
+        ChainOptions {
+            opts,
+            seed,
+            keep_every: Some(every),
+            progress: Some(&bar),
+        },
     );
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let c = &model.config;
