@@ -405,59 +405,94 @@ fn load_npy<T: npyz::Deserialize>(path: &Path, expected: &str) -> io::Result<(Ve
     Ok((values, shape))
 }
 
-/// A line plot of `values` (e.g. the training loss per logging interval) on a log-scaled y
-/// axis, with the first and last values written in the corner.
-pub fn line_plot(values: &[f32], width: u32, height: u32, title: &str) -> RgbImage {
-    let mut img = RgbImage::from_pixel(width, height, CANVAS_COLOR);
-    let finite: Vec<(usize, f32)> = values
+/// DejaVu Sans (assets/fonts, under its licence there): the plots' axis labels and numbers.
+static PLOT_FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+const PLOT_FONT_NAME: &str = "sans-serif";
+
+fn register_plot_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font(
+            PLOT_FONT_NAME,
+            plotters::style::FontStyle::Normal,
+            PLOT_FONT,
+        )
+        .is_err()
+        {
+            panic!("the font compiled into ddpm (assets/fonts/DejaVuSans.ttf) is not a valid font");
+        }
+    });
+}
+
+/// A line plot of `points` (x, y), e.g. the training loss at each logged step, with the y axis
+/// log-scaled and both axes ticked and numbered. Points with a non-finite or non-positive y are
+/// left out; with none left, the axes alone are drawn.
+pub fn line_plot(
+    points: &[(f64, f64)],
+    width: u32,
+    height: u32,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+) -> io::Result<RgbImage> {
+    use plotters::prelude::*;
+    register_plot_font();
+    let shown: Vec<(f64, f64)> = points
         .iter()
         .copied()
-        .enumerate()
-        .filter(|(_, v)| v.is_finite() && *v > 0.0)
+        .filter(|&(x, y)| x.is_finite() && y.is_finite() && y > 0.0)
         .collect();
-    let (margin, top) = (8u32, 24u32);
-    draw_text(&mut img, margin, 6, title, Rgb([0, 0, 0]), 2);
-    if finite.len() < 2 || width <= 2 * margin || height <= top + margin {
-        return img;
-    }
-    let (lo, hi) = finite
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), (_, v)| {
-            (lo.min(*v), hi.max(*v))
-        });
-    let (lo, hi) = (lo.ln(), hi.ln().max(lo.ln() + 1e-6));
-    let plot_w = (width - 2 * margin) as f32;
-    let plot_h = (height - top - margin) as f32;
-    let to_px = |i: usize, v: f32| {
-        let x = margin as f32 + plot_w * i as f32 / (values.len() - 1).max(1) as f32;
-        let y = top as f32 + plot_h * (1.0 - (v.ln() - lo) / (hi - lo));
-        (x, y)
+    let (x_lo, x_hi) = range_of(shown.iter().map(|p| p.0)).unwrap_or((0.0, 1.0));
+    let (y_lo, y_hi) = range_of(shown.iter().map(|p| p.1)).unwrap_or((0.1, 1.0));
+    let (x_lo, x_hi) = if x_hi > x_lo {
+        (x_lo, x_hi)
+    } else {
+        (x_lo - 1.0, x_hi + 1.0)
     };
-    for w in finite.windows(2) {
-        let (x0, y0) = to_px(w[0].0, w[0].1);
-        let (x1, y1) = to_px(w[1].0, w[1].1);
-        let steps = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize).max(1);
-        for s in 0..=steps {
-            let t = s as f32 / steps as f32;
-            let (x, y) = (
-                (x0 + t * (x1 - x0)).round() as u32,
-                (y0 + t * (y1 - y0)).round() as u32,
-            );
-            if x < width && y < height {
-                img.put_pixel(x, y, POINT_COLOR);
-            }
-        }
+    // A little room above and below, in log terms.
+    let (y_lo, y_hi) = (y_lo / 1.1, y_hi * 1.1);
+    let mut buffer = vec![0u8; width as usize * height as usize * 3];
+    let to_io = |e: &dyn std::fmt::Display| io::Error::other(format!("drawing the plot: {e}"));
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| to_io(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (PLOT_FONT_NAME, 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x_lo..x_hi, (y_lo..y_hi).log_scale())
+            .map_err(|e| to_io(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style((PLOT_FONT_NAME, 12))
+            .axis_desc_style((PLOT_FONT_NAME, 13))
+            .x_labels(10)
+            .y_labels(8)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.3}"))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| to_io(&e))?;
+        chart
+            .draw_series(LineSeries::new(
+                shown,
+                RGBColor(POINT_COLOR.0[0], POINT_COLOR.0[1], POINT_COLOR.0[2]),
+            ))
+            .map_err(|e| to_io(&e))?;
+        root.present().map_err(|e| to_io(&e))?;
     }
-    let label = format!("{:.4} .. {:.4}", finite[0].1, finite[finite.len() - 1].1);
-    draw_text(
-        &mut img,
-        margin,
-        height - margin - 8,
-        &label,
-        FRAME_COLOR,
-        1,
-    );
-    img
+    Ok(RgbImage::from_raw(width, height, buffer).expect("the buffer holds width x height pixels"))
+}
+
+/// The smallest and largest of `values`, if there are any.
+fn range_of(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values.fold(None, |range, v| match range {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
 }
 
 /// Images (u8, NHWC, 1 or 3 channels) tiled into a grid, each scaled up by `zoom`.
@@ -703,6 +738,36 @@ mod tests {
         );
         assert_eq!(&raw[10 + declared..], &pixels[..]);
         assert_eq!(load_npy_u8(&path).unwrap(), (pixels, vec![2, 4, 4, 3]));
+    }
+
+    #[test]
+    fn line_plot_draws_the_line_and_numbered_axes() {
+        let points: Vec<(f64, f64)> = (1..=40)
+            .map(|i| (50.0 * i as f64, 1.0 / i as f64))
+            .chain([(2050.0, f64::NAN), (2100.0, 0.0)])
+            .collect();
+        let img = line_plot(&points, 640, 360, "training loss", "step", "loss").unwrap();
+        assert_eq!(img.dimensions(), (640, 360));
+        // The line is anti-aliased: count the pixels mostly of its red.
+        let reddish = |img: &RgbImage| {
+            img.pixels()
+                .filter(|p| p.0[0] > 150 && p.0[1] < 150 && p.0[2] < 150)
+                .count()
+        };
+        assert!(reddish(&img) > 500, "the line: {}", reddish(&img));
+        let dark = |x0: u32, x1: u32, y0: u32, y1: u32| {
+            (x0..x1)
+                .flat_map(|x| (y0..y1).map(move |y| (x, y)))
+                .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 100))
+                .count()
+        };
+        // Tick numbers and the axis title left of the plot, and below it.
+        assert!(dark(0, 70, 40, 300) > 100, "y axis labels");
+        assert!(dark(70, 640, 310, 360) > 100, "x axis labels");
+        // With nothing to draw, the axes still come out.
+        let empty = line_plot(&[], 320, 200, "nothing yet", "step", "loss").unwrap();
+        assert_eq!(empty.dimensions(), (320, 200));
+        assert_eq!(reddish(&empty), 0);
     }
 
     /// A file as numpy 2.4's np.save writes it: a 118-byte header padded with spaces.

@@ -262,17 +262,28 @@ pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
     })
 }
 
-/// loss.png from log.txt (the whole run, resumed parts included).
+/// loss.png from log.txt (the whole run, resumed parts included): the loss of each logged
+/// interval against the step it ends at.
 fn write_loss_plot(out: &Path) -> Result<()> {
     let log = std::fs::read_to_string(out.join("log.txt")).unwrap_or_default();
-    let losses: Vec<f32> = log
+    let points: Vec<(f64, f64)> = log
         .lines()
-        .filter_map(|l| l.split_whitespace().nth(3).and_then(|v| v.parse().ok()))
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let step = words.nth(1)?.parse().ok()?;
+            let loss = words.nth(1)?.parse().ok()?;
+            Some((step, loss))
+        })
         .collect();
-    viz::save_png(
-        &viz::line_plot(&losses, 640, 320, "training loss (log scale)"),
-        &out.join("loss.png"),
+    let plot = viz::line_plot(
+        &points,
+        640,
+        360,
+        "training loss",
+        "step",
+        "loss (log scale)",
     )?;
+    viz::save_png(&plot, &out.join("loss.png"))?;
     Ok(())
 }
 
