@@ -291,7 +291,7 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
         rand(gpu, &[72_066], 13),
     );
     let norm = ops::optim::grad_norm(gpu, &flat);
-    let adam = crate::cpu::optim::AdamConfig {
+    let adam = crate::optim::AdamConfig {
         lr: 1e-3,
         beta1: 0.9,
         beta2: 0.999,

@@ -44,9 +44,9 @@ enum Command {
     Info {
         #[command(flatten)]
         adapter: AdapterArg,
-        /// Show the kernels each op of this preset (mnist or emoji) runs on the chosen adapter.
-        #[arg(long)]
-        preset: Option<String>,
+        /// Show the kernels each op of this preset runs on the chosen adapter.
+        #[arg(long, value_enum)]
+        preset: Option<Preset>,
         /// The batch the plan is for (default: the preset's).
         #[arg(long)]
         batch_size: Option<usize>,
@@ -192,32 +192,32 @@ fn info(adapter_arg: &AdapterArg) -> Result<()> {
     Ok(())
 }
 
-/// The kernel plan of a preset's UNet step on the chosen adapter (ops::plan).
-fn info_plan(adapter: &AdapterArg, preset: &str, batch_size: Option<usize>) -> Result<()> {
-    let cfg = match preset {
-        "mnist" => TrainConfig::mnist(),
-        "emoji" => TrainConfig::emoji(),
-        other => anyhow::bail!(
-            "--preset {other}: the plan table covers the image presets (mnist, emoji); the toy's \
-             MLP runs the matmul plan shown for any preset"
-        ),
-    };
+/// The kernel plan of a preset's UNet step on the chosen adapter (nn::plan).
+fn info_plan(adapter: &AdapterArg, preset: Preset, batch_size: Option<usize>) -> Result<()> {
+    let cfg = TrainConfig::preset(preset);
     let batch = batch_size.unwrap_or(cfg.batch_size);
     if batch == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
     let gpu = open_gpu(adapter)?;
     let caps = gpu.caps();
-    let unet = ddpm::nn::unet::UNet::new(cfg.unet.clone().expect("image presets have a UNet"));
     println!(
-        "kernel plan of the {preset} step at batch {batch} ({}):",
+        "kernel plan of the {} step at batch {batch} ({}):",
+        cfg.preset.name(),
         if caps.soft_kernels {
             "the software-adapter wing, ops::soft"
         } else {
             "the GPU path"
         }
     );
-    print!("{}", ddpm::ops::plan::unet_table(&caps, &unet, batch));
+    match &cfg.unet {
+        Some(unet) => {
+            let unet = ddpm::nn::unet::UNet::new(unet.clone());
+            print!("{}", ddpm::nn::plan::unet_table(&caps, &unet, batch));
+        }
+        // The toy MLP is matmuls, elementwise kernels and the time embedding's table.
+        None => print!("{}", ddpm::nn::plan::common_table(&caps)),
+    }
     Ok(())
 }
 
@@ -252,7 +252,7 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
         } => match preset {
             None => info(&adapter),
-            Some(preset) => info_plan(&adapter, &preset, batch_size),
+            Some(preset) => info_plan(&adapter, preset, batch_size),
         },
         Command::Train {
             preset,

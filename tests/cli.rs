@@ -49,6 +49,53 @@ fn info_lists_the_adapter_in_use() {
 }
 
 #[test]
+fn info_prints_the_kernel_plan_of_a_preset_on_the_adapter() {
+    // The adapter's own plan (the software-adapter wing on lavapipe), then the GPU path, which
+    // DDPM_KERNELS=gpu asks for on any adapter.
+    for env in [&[][..], &[("DDPM_KERNELS", "gpu")][..]] {
+        let out = ddpm(&["info", "--preset", "mnist", "--batch-size", "64"], env);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("kernel plan of the mnist step at batch 64"),
+            "{stdout}"
+        );
+        let gpu_path = stdout.contains("(the GPU path)");
+        assert!(gpu_path || env.is_empty(), "DDPM_KERNELS=gpu:\n{stdout}");
+        let conv = stdout
+            .lines()
+            .find(|l| l.starts_with("conv 32->32 3x3 s1 @28x28 x7: "))
+            .unwrap_or_else(|| panic!("no row for the 28x28 convolutions:\n{stdout}"));
+        let norm = stdout
+            .lines()
+            .find(|l| l.starts_with("group_norm 32ch/8 @784px"))
+            .unwrap_or_else(|| panic!("no row for the 28x28 group norms:\n{stdout}"));
+        if gpu_path {
+            assert!(
+                conv.contains("fwd Tiled { splits: 1 } (conv2d_fwd)"),
+                "{conv}"
+            );
+            assert!(conv.contains("bwd_w Tiled"), "{conv}");
+            assert!(norm.contains("WorkgroupPerGroup"), "{norm}");
+        } else {
+            assert!(!conv.contains("Tiled") && conv.contains("Soft("), "{conv}");
+            assert!(!norm.contains("WorkgroupPerGroup"), "{norm}");
+        }
+    }
+    let out = ddpm(&["info", "--preset", "toy"], &[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("matmul"));
+    assert_clean_failure(
+        &ddpm(&["info", "--preset", "mnist", "--batch-size", "0"], &[]),
+        &["--batch-size must be at least 1"],
+    );
+}
+
+#[test]
 fn no_adapter_names_the_fix_instead_of_panicking() {
     // Metal does not exist on Linux, DX12 not outside Windows: no adapter at all.
     let backend = if cfg!(target_os = "macos") {

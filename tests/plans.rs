@@ -1,12 +1,12 @@
 //! The kernel plans of the image presets, pinned without a GPU: for each preset's UNet at its
 //! batch, on a GPU (as wgpu reports an NVIDIA card) and on lavapipe with Mesa 25 and Mesa 22,
-//! the table ops::plan prints must equal tests/plans/<preset>-<adapter>.txt. A change of plan
+//! the table nn::plan prints must equal tests/plans/<preset>-<adapter>.txt. A change of plan
 //! shows up here as a diff to review; DDPM_BLESS_PLANS=1 rewrites the files.
 
 use ddpm::config::TrainConfig;
 use ddpm::gpu::Capabilities;
+use ddpm::nn::plan::unet_table;
 use ddpm::nn::unet::UNet;
-use ddpm::ops::plan::unet_table;
 
 fn check(preset: &str, cfg: TrainConfig) {
     let unet = UNet::new(cfg.unet.clone().expect("an image preset"));

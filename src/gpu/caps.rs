@@ -1,7 +1,7 @@
 //! What the kernel plans depend on: the adapter's facts and the environment knobs, read once
-//! when the device opens. Every op picks its kernels with a pure function of these and a shape
-//! (ops::plan), so the same capabilities give the same plan with or without a device, and a
-//! table test pins the plans of the presets' shapes on a GPU and on CPU adapters.
+//! when the device opens. Every op picks its kernels with a pure function of these and a shape,
+//! so the same capabilities give the same plan with or without a device: nn::plan prints them,
+//! and a table test pins the plans of the presets' shapes on a GPU and on CPU adapters.
 
 /// The facts and knobs the kernel plans read. Plain data: tests build one by hand
 /// (`Capabilities::gpu`, `Capabilities::lavapipe`) or override one field of a device's.

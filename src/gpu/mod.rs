@@ -74,7 +74,7 @@ impl Gpu {
         let timestamps = profiling.as_ref().is_some_and(|v| v != "host")
             && adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let profiling = profiling.is_some();
-        // The CPU-adapter kernels of shaders/conv_subgroup.wgsl broadcast from lanes 0..7 of a
+        // The wing's kernels of shaders/soft/conv_subgroup.wgsl broadcast from lanes 0..7 of a
         // subgroup. DDPM_SUBGROUPS=0 turns them off (for comparing, or a driver that gets
         // subgroups wrong).
         let subgroups = info.device_type == wgpu::DeviceType::Cpu

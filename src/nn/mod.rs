@@ -3,6 +3,7 @@
 
 pub mod mlp;
 pub mod params;
+pub mod plan;
 pub mod unet;
 
 pub use params::{Init, ParamLayout, ParamSpec};

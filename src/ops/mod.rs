@@ -12,7 +12,6 @@ pub mod group_norm;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
-pub mod plan;
 pub mod reduce;
 pub mod resample;
 pub mod rng;

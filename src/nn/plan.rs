@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
+use super::unet::{UNet, UNetOp};
 use crate::gpu::Capabilities;
-use crate::nn::unet::{UNet, UNetOp};
 use crate::ops::{attention, conv, embedding, group_norm, matmul, resample};
 
 /// The table of `unet`'s convolutions and group norms at batch `n` on an adapter with `caps`,
