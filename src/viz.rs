@@ -469,18 +469,23 @@ pub fn line_plot(
             .y_desc(y_label)
             .label_style((PLOT_FONT_NAME, 12))
             .axis_desc_style((PLOT_FONT_NAME, 13))
-            .x_labels(10)
+            // No more ticks than whole steps in the range: a short run's ticks would repeat.
+            .x_labels(((x_hi - x_lo).round() as usize + 1).clamp(2, 10))
             .y_labels(8)
             .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| format!("{y:.3}"))
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| to_io(&e))?;
+        let color = RGBColor(POINT_COLOR.0[0], POINT_COLOR.0[1], POINT_COLOR.0[2]);
+        if let [point] = shown[..] {
+            // A run that logged once has no line to draw: mark its point.
+            chart
+                .draw_series(std::iter::once(Circle::new(point, 3, color.filled())))
+                .map_err(|e| to_io(&e))?;
+        }
         chart
-            .draw_series(LineSeries::new(
-                shown,
-                RGBColor(POINT_COLOR.0[0], POINT_COLOR.0[1], POINT_COLOR.0[2]),
-            ))
+            .draw_series(LineSeries::new(shown, color))
             .map_err(|e| to_io(&e))?;
         root.present().map_err(|e| to_io(&e))?;
     }
@@ -768,6 +773,9 @@ mod tests {
         let empty = line_plot(&[], 320, 200, "nothing yet", "step", "loss").unwrap();
         assert_eq!(empty.dimensions(), (320, 200));
         assert_eq!(reddish(&empty), 0);
+        // A run that logged once: its point is marked.
+        let once = line_plot(&[(3.0, 1.1)], 320, 200, "one log", "step", "loss").unwrap();
+        assert!(reddish(&once) > 10, "the point: {}", reddish(&once));
     }
 
     /// A file as numpy 2.4's np.save writes it: a 118-byte header padded with spaces.
