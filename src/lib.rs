@@ -3,7 +3,7 @@
 //!
 //! Module map:
 //! - `gpu`: adapter selection, pipeline cache, buffer pool, per-step recorder, readback.
-//! - `tensor`, `autograd`: GPU tensors and the tape that schedules backward kernels.
+//! - `tensor` (in `gpu`), `autograd`: GPU tensors and the tape that schedules backward kernels.
 //! - `ops`: one file per op (dispatch + tape node); `cpu`: their f64 reference twins.
 //! - `shaders`: the WGSL sources; `diffusion`: schedules, q_sample / p_sample, losses.
 //! - `nn`: flat parameter buffers and models; `optim`: Adam, clipping, EMA.
@@ -29,7 +29,8 @@ pub mod rng;
 pub mod sample;
 pub mod shaders;
 pub mod shape;
-pub mod tensor;
+/// GPU tensors, defined in `gpu` (a tensor is a range of the pool's buffers).
+pub use gpu::tensor;
 pub mod train;
 pub mod viz;
 

@@ -6,17 +6,8 @@ use crate::nn::ParamLayout;
 use crate::ops::optim as kernels;
 use crate::tensor::Tensor;
 
-/// Adam's hyperparameters, shared by the update kernel and its f64 twin in `cpu::optim`.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamConfig {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    /// Clip the global gradient norm to this (0 disables clipping).
-    pub max_norm: f64,
-}
+/// Adam's hyperparameters; defined with the update kernel that reads them.
+pub use crate::ops::optim::AdamConfig;
 
 #[derive(Clone, Copy, Debug)]
 pub struct OptimConfig {

@@ -9,13 +9,5 @@ pub mod timestep_sampler;
 
 pub use schedule::{BetaSchedule, Schedule};
 
-/// Whether the reverse step uses sigma^2 = beta_t or the posterior variance beta~_t; spelled
-/// `beta` or `posterior` in config.json and on the command line.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum VarianceKind {
-    Beta,
-    Posterior,
-}
+/// The reverse step's variance choice; defined with the kernel that reads it.
+pub use crate::ops::diffusion::VarianceKind;

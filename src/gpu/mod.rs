@@ -8,6 +8,7 @@ pub mod kernel;
 pub mod pool;
 pub mod profile;
 pub mod readback;
+pub mod tensor;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ pub use adapter::AdapterError;
 pub use caps::Capabilities;
 pub use kernel::{Kernel, Shader};
 
-use crate::tensor::Tensor;
+pub use tensor::Tensor;
 
 /// Largest workgroup count per grid dimension that every backend accepts.
 pub const MAX_GROUPS_PER_DIM: u32 = 65_535;

@@ -3,10 +3,20 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::diffusion::VarianceKind;
 use crate::gpu::{Gpu, Kernel};
 use crate::shaders::DIFFUSION;
 use crate::tensor::Tensor;
+
+/// Whether the reverse step uses sigma^2 = beta_t or the posterior variance beta~_t; spelled
+/// `beta` or `posterior` in config.json and on the command line.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum VarianceKind {
+    Beta,
+    Posterior,
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]

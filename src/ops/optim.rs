@@ -4,9 +4,20 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::gpu::{Gpu, Kernel};
-use crate::optim::AdamConfig;
 use crate::shaders::OPTIM;
 use crate::tensor::Tensor;
+
+/// Adam's hyperparameters, shared by the update kernel and its f64 twin in `cpu::optim`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this (0 disables clipping).
+    pub max_norm: f64,
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use crate::gpu::pool::Storage;
+use super::pool::Storage;
 
 #[derive(Clone)]
 pub struct Tensor {
