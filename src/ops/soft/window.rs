@@ -1,7 +1,7 @@
 //! Uniform windows: 64 KiB views of a tensor bound as uniform buffers, which the CPU-adapter
 //! kernels read instead of storage buffers. Mesa 22's llvmpipe loads a storage element whose
 //! address differs between lanes in a loop over the lanes, with a branch per lane; a uniform
-//! element is a straight-line gather (see shaders/conv.wgsl).
+//! element is a straight-line gather (see shaders/soft/conv.wgsl).
 
 use crate::gpu::{Capabilities, Gpu};
 use crate::tensor::Tensor;
