@@ -17,20 +17,10 @@ struct GroupNormParams {
     groups: u32,
     eps: f32,
     fuse_silu: u32,
-    // group_norm_bwd*: floats per sample in `param_part`, and where the dbeta sums start in
-    // it (dgamma's at 0).
+    // group_norm_bwd: floats per sample in `param_part`, and where the dbeta sums start in it
+    // (dgamma's at 0).
     part_row: u32,
     beta_offset: u32,
-    // group_norm_*_sg (group_norm_subgroup.wgsl): the dispatch's first (sample, group), whole
-    // groups per window, and where window j's first group starts in it (shift{j}).
-    first_group: u32,
-    groups_per_window: u32,
-    _pad0: u32,
-    _pad1: u32,
-    shift0: u32,
-    shift1: u32,
-    shift2: u32,
-    shift3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GroupNormParams;

@@ -50,13 +50,11 @@ pub static SOFT_CONV: Shader = soft_shader!("conv", "soft/conv");
 /// naga's subgroup capability (used only where the adapter has subgroups).
 pub static SOFT_CONV_SUBGROUP: Shader =
     soft_shader!("conv_subgroup", "soft/conv", "soft/conv_subgroup");
-/// The wing's group norm, a thread per group (ops::soft::group_norm): group_norm.wgsl's
-/// parameters, bindings and helpers, then the wing's kernels.
-pub static SOFT_GROUP_NORM: Shader = soft_shader!("group_norm", "group_norm", "soft/group_norm");
+/// The wing's group norm, a thread per group (ops::soft::group_norm).
+pub static SOFT_GROUP_NORM: Shader = soft_shader!("group_norm", "soft/group_norm");
 /// The wing's group norm with x and dy in uniform windows, summed by subgroupAdd.
 pub static SOFT_GROUP_NORM_SUBGROUP: Shader = soft_shader!(
     "group_norm_subgroup",
-    "group_norm",
     "soft/group_norm",
     "soft/group_norm_subgroup"
 );

@@ -1,11 +1,49 @@
 // soft/group_norm.wgsl: the group-norm kernels of the software-adapter wing
-// (ops::soft::group_norm), for CPU adapters. Built as one module with group_norm.wgsl prepended
-// (its parameters, bindings and helpers); a GPU never runs these. CPU twin:
-// src/cpu/group_norm.rs.
+// (ops::soft::group_norm), for CPU adapters; a GPU never runs these. The same bindings as
+// group_norm.wgsl, with the wing's own parameters (mirrored by
+// ops::soft::group_norm::SoftGroupNormParams). CPU twin: src/cpu/group_norm.rs.
+
+struct SoftGroupNormParams {
+    n: u32,
+    c: u32,
+    hw: u32,
+    groups: u32,
+    eps: f32,
+    fuse_silu: u32,
+    // group_norm_bwd*: floats per sample in `param_part`, and where the dbeta sums start in
+    // it (dgamma's at 0).
+    part_row: u32,
+    beta_offset: u32,
+    // group_norm_*_sg (group_norm_subgroup.wgsl): the dispatch's first (sample, group), whole
+    // groups per window, and where window j's first group starts in it (shift{j}).
+    first_group: u32,
+    groups_per_window: u32,
+    _pad0: u32,
+    _pad1: u32,
+    shift0: u32,
+    shift1: u32,
+    shift2: u32,
+    shift3: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: SoftGroupNormParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
+// Per-sample sums of g xhat (dgamma) and g (dbeta): one buffer, so that one reduction adds both
+// over the samples.
+@group(0) @binding(7) var<storage, read_write> param_part: array<f32>;
+
+fn sigmoid(v: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-v));
+}
 
 // ---- CPU adapters (lavapipe): one thread per (sample, group) and no barriers. On llvmpipe a
-// workgroup barrier suspends and resumes every SIMD row of the workgroup, and the tree sums
-// above cost about ten barriers each (one per channel in the backward), which dominated these
+// workgroup barrier suspends and resumes every SIMD row of the workgroup, and the tree sums of
+// group_norm.wgsl cost about ten barriers each (one per channel in the backward), which dominated these
 // kernels. Each thread here sums its group channel by channel in a fixed order (deterministic;
 // per-channel partial sums keep the rounding close to the tree's). Same outputs and formulas as
 // group_norm_fwd / group_norm_bwd. Geometry: ceil(n * groups / 16) workgroups of 16 threads,

@@ -11,7 +11,7 @@
 // Each workgroup runs the code of every window with a constant window index (a uniform-buffer
 // variable cannot be picked at run time) and empty loops for the windows that are not its own.
 // Same outputs and formulas as group_norm.wgsl's kernels. Built as its own module
-// (group_norm.wgsl + soft/group_norm.wgsl + this file), used only where the device has subgroups.
+// (soft/group_norm.wgsl + this file), used only where the device has subgroups.
 // Geometry: (groups in the dispatch, 1, 1) workgroups of 8.
 
 @group(0) @binding(8) var<uniform> xw0: array<vec4<f32>, 4096>;

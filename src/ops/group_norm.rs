@@ -10,8 +10,8 @@ use crate::gpu::{Capabilities, Gpu, Kernel, MAX_GROUPS_PER_DIM};
 use crate::shaders::GROUP_NORM;
 use crate::tensor::Tensor;
 
-/// Mirrors `GroupNormParams` in shaders/group_norm.wgsl (the wing's window kernels read the
-/// fields after `beta_offset`).
+/// Mirrors `GroupNormParams` in shaders/group_norm.wgsl; the wing's kernels take it with their
+/// own fields after it (ops::soft::group_norm::SoftGroupNormParams).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(crate) struct GroupNormParams {
@@ -23,10 +23,6 @@ pub(crate) struct GroupNormParams {
     pub fuse_silu: u32,
     pub part_row: u32,
     pub beta_offset: u32,
-    pub first_group: u32,
-    pub groups_per_window: u32,
-    pub _pad: [u32; 2],
-    pub shifts: [u32; 4],
 }
 
 static GN_FWD: Kernel = Kernel {
@@ -63,10 +59,6 @@ fn params(x: &Tensor, groups: usize, fuse_silu: bool) -> GroupNormParams {
         fuse_silu: fuse_silu as u32,
         part_row: 0,
         beta_offset: 0,
-        first_group: 0,
-        groups_per_window: 0,
-        _pad: [0; 2],
-        shifts: [0; 4],
     }
 }
 

@@ -3,6 +3,8 @@
 //! subgroup per group reading x and dy through uniform windows where storage loads are
 //! lane-looped (Mesa 22's llvmpipe). ops::group_norm's plan picks them on CPU adapters.
 
+use bytemuck::{Pod, Zeroable};
+
 use super::window::{self, Windows};
 use crate::gpu::{Capabilities, Gpu, Kernel};
 use crate::ops::group_norm::{grid, GroupNormParams};
@@ -25,6 +27,29 @@ static BWD_WINDOWS: Kernel = Kernel {
     shader: &SOFT_GROUP_NORM_SUBGROUP,
     entry: "group_norm_bwd_sg",
 };
+/// Mirrors `SoftGroupNormParams` in shaders/soft/group_norm.wgsl: the GPU kernels' parameters,
+/// then the window kernels' dispatch fields.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SoftGroupNormParams {
+    common: GroupNormParams,
+    /// The window kernels: the dispatch's first (sample, group), whole groups per window, and
+    /// where window j's first group starts in it.
+    first_group: u32,
+    groups_per_window: u32,
+    _pad: [u32; 2],
+    shifts: [u32; 4],
+}
+
+impl SoftGroupNormParams {
+    fn new(common: &GroupNormParams) -> Self {
+        SoftGroupNormParams {
+            common: *common,
+            ..Zeroable::zeroed()
+        }
+    }
+}
+
 /// Windows of x (and of dy) per dispatch of the subgroup kernels.
 const SG_WINDOWS: usize = 4;
 /// Threads per workgroup of the thread-per-group kernels.
@@ -54,13 +79,25 @@ fn n_groups(p: &GroupNormParams) -> usize {
 
 /// The forward pass, a thread per group; `tensors` are x, gamma, beta, y, stats.
 pub(crate) fn forward_threads(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tensor]) {
-    gpu.dispatch(&FWD_THREADS, p, tensors, grid(n_groups(p).div_ceil(CPU_WG)));
+    let soft = SoftGroupNormParams::new(p);
+    gpu.dispatch(
+        &FWD_THREADS,
+        &soft,
+        tensors,
+        grid(n_groups(p).div_ceil(CPU_WG)),
+    );
 }
 
 /// The backward pass, a thread per group; `tensors` are x, gamma, beta, dy, dx, stats and the
 /// parameter gradients' partial sums.
 pub(crate) fn backward_threads(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tensor]) {
-    gpu.dispatch(&BWD_THREADS, p, tensors, grid(n_groups(p).div_ceil(CPU_WG)));
+    let soft = SoftGroupNormParams::new(p);
+    gpu.dispatch(
+        &BWD_THREADS,
+        &soft,
+        tensors,
+        grid(n_groups(p).div_ceil(CPU_WG)),
+    );
 }
 
 /// The forward pass through windows of x; `tensors` as `forward_threads`.
@@ -114,11 +151,11 @@ fn dispatch_windows(
                 bindings.push(view);
             }
         }
-        let params = GroupNormParams {
+        let params = SoftGroupNormParams {
             first_group: first as u32,
             groups_per_window: per_window as u32,
             shifts,
-            ..*p
+            ..SoftGroupNormParams::new(p)
         };
         let mut tensors: Vec<&Tensor> = storage.to_vec();
         tensors.extend(bindings.iter());
