@@ -1,5 +1,5 @@
 #!/bin/bash
-# The one prepared run for a session lent a GPU (see BENCHMARKS.md): the adapter, `ddpm bench`
+# Every GPU measurement in one call on a machine with a GPU (see BENCHMARKS.md): the adapter, `ddpm bench`
 # with a per-kernel profile of the step, the same UNet step in PyTorch eager, a timed run of
 # the default job (`ddpm train`, interrupted at a deadline, then `ddpm sample` from its
 # checkpoint), and the GPU-facing test binaries. Binaries are built elsewhere and unpacked from
@@ -8,7 +8,7 @@
 #     OUT=/tmp/out LIMIT=570 TRAIN_MAX=330 [EMOJI_S=120] bash scripts/gpu_session.sh
 # (TRAIN_MAX: seconds of the default job at most; EMOJI_S: seconds of `--preset emoji`, 0 = none.)
 set -u
-OUT=${OUT:-/tmp/gpu-session}
+OUT=${OUT:-/tmp/ddpm-gpu}
 LIMIT=${LIMIT:-570}
 TRAIN_MAX=${TRAIN_MAX:-330}
 mkdir -p "$OUT"
