@@ -55,8 +55,9 @@ pub struct Gpu {
     /// What the kernel plans read (see `caps`).
     caps: Cell<Capabilities>,
     last_submission: RefCell<Option<wgpu::SubmissionIndex>>,
-    /// Entry points dispatched so far (see `dispatch_log`).
-    dispatched: RefCell<std::collections::HashSet<&'static str>>,
+    /// With DDPM_DISPATCH_LOG=DIR: the file this process appends dispatched entry points to, and
+    /// those written so far (see `log_dispatch`).
+    dispatch_log: Option<RefCell<DispatchLog>>,
     /// With DDPM_PROFILE set: time and calls per entry point.
     profile: Option<profile::Profile>,
 }
@@ -134,7 +135,12 @@ impl Gpu {
             n_dispatches: Cell::new(0),
             caps: Cell::new(caps),
             last_submission: RefCell::new(None),
-            dispatched: RefCell::default(),
+            dispatch_log: std::env::var_os("DDPM_DISPATCH_LOG").map(|dir| {
+                RefCell::new(DispatchLog {
+                    path: std::path::Path::new(&dir).join(format!("{}.txt", std::process::id())),
+                    written: Default::default(),
+                })
+            }),
             profile,
         })
     }
@@ -319,8 +325,8 @@ impl Gpu {
                 param_bytes.len()
             );
         }
-        if self.dispatched.borrow_mut().insert(kernel.entry) {
-            dispatch_log(kernel.entry);
+        if let Some(log) = &self.dispatch_log {
+            log.borrow_mut().write(kernel.entry);
         }
         if pipeline.uniform_binding.is_some() {
             let needed = self.recorder.borrow().uniforms.len() as u64 + param_bytes.len() as u64;
@@ -473,20 +479,33 @@ impl Gpu {
 /// With DDPM_DISPATCH_LOG=DIR, each process appends every entry point it dispatches to
 /// DIR/<pid>.txt, once per device: `cargo xtask test` checks after the suite that every entry
 /// point of shaders/ was dispatched by some test.
-fn dispatch_log(entry: &str) {
-    use std::io::Write;
-    let Some(dir) = std::env::var_os("DDPM_DISPATCH_LOG") else {
-        return;
-    };
-    let path = std::path::Path::new(&dir).join(format!("{}.txt", std::process::id()));
-    let written = std::fs::create_dir_all(&dir).and_then(|_| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?
-            .write_all(format!("{entry}\n").as_bytes())
-    });
-    if let Err(e) = written {
-        eprintln!("DDPM_DISPATCH_LOG: cannot write {}: {e}", path.display());
+struct DispatchLog {
+    path: std::path::PathBuf,
+    written: std::collections::HashSet<&'static str>,
+}
+
+impl DispatchLog {
+    fn write(&mut self, entry: &'static str) {
+        use std::io::Write;
+        if !self.written.insert(entry) {
+            return;
+        }
+        let appended = self
+            .path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?
+                    .write_all(format!("{entry}\n").as_bytes())
+            });
+        if let Err(e) = appended {
+            eprintln!(
+                "DDPM_DISPATCH_LOG: cannot write {}: {e}",
+                self.path.display()
+            );
+        }
     }
 }
