@@ -35,7 +35,9 @@ impl std::fmt::Display for Preset {
     }
 }
 
+/// Unknown keys are refused by name, so a misspelled setting is not silently left at its default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub preset: Preset,
     /// Data set: a toy name (s-curve, swiss-roll, moons) or a path.
@@ -113,13 +115,17 @@ impl TrainConfig {
         Ok(cfg)
     }
 
-    /// Checks the settings that would otherwise fail deep inside a run.
+    /// Checks every setting, whether a preset, a config.json, a flag or a checkpoint gave it,
+    /// before any GPU work or file write: a bad value is named by the flag that sets it (or by
+    /// its config.json key when no flag does), with the range it must be in.
     pub fn validate(&self) -> Result<(), String> {
         match &self.unet {
             None => {
                 self.data
                     .parse::<crate::data::toy::ToyData>()
                     .map_err(|e| format!("--data: {e}"))?;
+                at_least("hidden", self.hidden as f64, 1.0)?;
+                at_most("hidden", self.hidden as f64, MAX_HIDDEN as f64)?;
             }
             Some(unet) => {
                 unet.validate()?;
@@ -141,9 +147,12 @@ impl TrainConfig {
                         }
                     ));
                 }
+                at_least("n_grid", self.n_grid as f64, 1.0)?;
             }
         }
-        let betas = self.schedule.betas(self.n_timesteps.max(1));
+        at_least("n_timesteps", self.n_timesteps as f64, 1.0)?;
+        at_most("n_timesteps", self.n_timesteps as f64, MAX_TIMESTEPS as f64)?;
+        let betas = self.schedule.betas(self.n_timesteps);
         if let Some(b) = betas.iter().find(|b| !(**b > 0.0 && **b < 1.0)) {
             return Err(format!(
                 "the {} schedule with T = {} gives a beta of {b}, outside (0, 1): use more timesteps or another schedule",
@@ -154,7 +163,6 @@ impl TrainConfig {
             ("--steps", self.steps as f64),
             ("--batch-size", self.batch_size as f64),
             ("--lr", self.lr),
-            ("n_timesteps", self.n_timesteps as f64),
             ("--n-samples", self.n_samples as f64),
             ("log_every", self.log_every as f64),
         ];
@@ -163,11 +171,39 @@ impl TrainConfig {
                 return Err(format!("{name} must be positive, got {v}"));
             }
         }
+        if self.seed > u32::MAX as u64 {
+            return Err(format!(
+                "--seed must be at most {} (the kernels draw from 32-bit seeds), got {}",
+                u32::MAX,
+                self.seed
+            ));
+        }
+        if !(self.grad_clip >= 0.0 && self.grad_clip.is_finite()) {
+            return Err(format!(
+                "grad_clip must be a finite number >= 0 (0 turns clipping off), got {}",
+                self.grad_clip
+            ));
+        }
+        if self.warmup_steps >= self.steps && self.warmup_steps > 0 {
+            return Err(format!(
+                "warmup_steps ({}) must be shorter than the run (--steps {}): lower warmup_steps \
+                 in the config or raise --steps",
+                self.warmup_steps, self.steps
+            ));
+        }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return Err(format!(
                 "ema_decay must be in [0, 1), got {}",
                 self.ema_decay
             ));
+        }
+        if let Some(k) = self.sample_steps {
+            if k == 0 || k > self.n_timesteps {
+                return Err(format!(
+                    "--sample-steps must be between 1 and the {} trained timesteps, got {k}",
+                    self.n_timesteps
+                ));
+            }
         }
         if self.importance_sampling && self.antithetic {
             return Err(
@@ -181,6 +217,27 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// The most timesteps a run may have: DDPM trains with 1,000 and IDDPM with 4,000; far more
+/// only makes every table and sampling chain longer (10^8 would take minutes before step 1).
+pub const MAX_TIMESTEPS: usize = 100_000;
+
+/// The widest toy MLP: its weights and activations stay far below any device's limits.
+pub const MAX_HIDDEN: usize = 16_384;
+
+fn at_least(name: &str, v: f64, min: f64) -> Result<(), String> {
+    if v < min {
+        return Err(format!("{name} must be at least {min}, got {v}"));
+    }
+    Ok(())
+}
+
+fn at_most(name: &str, v: f64, max: f64) -> Result<(), String> {
+    if v > max {
+        return Err(format!("{name} must be at most {max}, got {v}"));
+    }
+    Ok(())
 }
 
 /// The settings `ddpm train` takes as flags, each written once: the flag, its help, and where
@@ -273,6 +330,7 @@ fn set<T>(field: &mut T, value: Option<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::unet::UNetConfig;
 
     /// A config.json as runs wrote it when preset, schedule and variance were free strings.
     const OLD_CONFIG: &str = r#"{
@@ -327,6 +385,196 @@ mod tests {
         }
         let err = TrainConfig::from_json(r#"{"preset": "toy"}"#).unwrap_err();
         assert!(err.contains("missing field"), "{err}");
+    }
+
+    /// Every range `validate` checks, each refused with the name a user set it by.
+    #[test]
+    fn every_setting_out_of_range_is_refused_by_its_name() {
+        let image = TrainConfig::mnist;
+        let toy = TrainConfig::toy;
+        let cases: Vec<(TrainConfig, &str)> = vec![
+            (
+                TrainConfig { hidden: 0, ..toy() },
+                "hidden must be at least 1",
+            ),
+            (
+                TrainConfig {
+                    hidden: MAX_HIDDEN + 1,
+                    ..toy()
+                },
+                "hidden must be at most",
+            ),
+            (
+                TrainConfig {
+                    n_timesteps: 0,
+                    ..toy()
+                },
+                "n_timesteps must be at least 1",
+            ),
+            (
+                TrainConfig {
+                    n_timesteps: 100_000_000,
+                    ..toy()
+                },
+                "n_timesteps must be at most 100000",
+            ),
+            (
+                TrainConfig { steps: 0, ..toy() },
+                "--steps must be positive",
+            ),
+            (
+                TrainConfig {
+                    lr: f64::NAN,
+                    ..toy()
+                },
+                "--lr must be positive",
+            ),
+            (
+                TrainConfig {
+                    lr: -1.0,
+                    ..image()
+                },
+                "--lr must be positive",
+            ),
+            (
+                TrainConfig {
+                    n_samples: 0,
+                    ..toy()
+                },
+                "--n-samples must be positive",
+            ),
+            (
+                TrainConfig {
+                    log_every: 0,
+                    ..toy()
+                },
+                "log_every must be positive",
+            ),
+            (
+                TrainConfig {
+                    seed: 1 << 32,
+                    ..toy()
+                },
+                "--seed must be at most 4294967295",
+            ),
+            (
+                TrainConfig {
+                    grad_clip: -1.0,
+                    ..toy()
+                },
+                "grad_clip must be a finite number >= 0",
+            ),
+            (
+                TrainConfig {
+                    grad_clip: f64::NAN,
+                    ..image()
+                },
+                "grad_clip must be",
+            ),
+            (
+                TrainConfig {
+                    warmup_steps: 500,
+                    steps: 100,
+                    ..image()
+                },
+                "warmup_steps (500) must be shorter than the run (--steps 100)",
+            ),
+            (
+                TrainConfig {
+                    ema_decay: 1.0,
+                    ..toy()
+                },
+                "ema_decay must be in [0, 1)",
+            ),
+            (
+                TrainConfig {
+                    sample_steps: Some(0),
+                    ..image()
+                },
+                "--sample-steps must be between 1 and the 1000 trained timesteps, got 0",
+            ),
+            (
+                TrainConfig {
+                    sample_steps: Some(5000),
+                    ..image()
+                },
+                "--sample-steps must be between 1 and the 1000 trained timesteps, got 5000",
+            ),
+            (
+                TrainConfig {
+                    n_grid: 0,
+                    ..image()
+                },
+                "n_grid must be at least 1",
+            ),
+        ];
+        for (cfg, expected) in cases {
+            let err = cfg.validate().unwrap_err();
+            assert!(err.contains(expected), "expected '{expected}', got '{err}'");
+        }
+        let mut unet = image().unet.unwrap();
+        unet.attention_resolutions = vec![5];
+        let cfg = TrainConfig {
+            unet: Some(unet),
+            ..image()
+        };
+        let err = cfg.validate().unwrap_err();
+        assert!(
+            err.contains("attention_resolutions: 5 is not the size of a level"),
+            "{err}"
+        );
+        for unet in [
+            UNetConfig {
+                image_size: 0,
+                ..image().unet.unwrap()
+            },
+            UNetConfig {
+                channel_mult: vec![1, 0],
+                ..image().unet.unwrap()
+            },
+            UNetConfig {
+                in_channels: 0,
+                out_channels: 0,
+                ..image().unet.unwrap()
+            },
+        ] {
+            let cfg = TrainConfig {
+                unet: Some(unet),
+                ..image()
+            };
+            assert!(cfg.validate().unwrap_err().contains("the UNet needs"));
+        }
+        // The presets themselves, and the edges of each range, pass.
+        for cfg in [
+            toy(),
+            image(),
+            TrainConfig::emoji(),
+            TrainConfig {
+                warmup_steps: 99,
+                steps: 100,
+                grad_clip: 0.0,
+                ..image()
+            },
+            TrainConfig {
+                seed: u32::MAX as u64,
+                sample_steps: Some(1000),
+                ..image()
+            },
+        ] {
+            cfg.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let mut json: serde_json::Value = serde_json::from_str(OLD_CONFIG).unwrap();
+        json["stepz"] = 5.into();
+        let err = TrainConfig::from_json(&json.to_string()).unwrap_err();
+        assert!(err.contains("unknown field `stepz`"), "{err}");
+        let mut json = serde_json::to_value(TrainConfig::mnist()).unwrap();
+        json["unet"]["chanel_mult"] = serde_json::json!([1, 2]);
+        let err = TrainConfig::from_json(&json.to_string()).unwrap_err();
+        assert!(err.starts_with("unet.chanel_mult: unknown field"), "{err}");
     }
 
     #[derive(clap::Parser)]

@@ -26,6 +26,7 @@ pub mod optim;
 pub mod presets;
 pub mod progress;
 pub mod rng;
+pub mod run_dir;
 pub mod sample;
 pub mod shaders;
 pub mod shape;

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use ddpm::config::{ConfigOverrides, Preset, TrainConfig};
 use ddpm::diffusion::VarianceKind;
 use ddpm::gpu::{adapter, Gpu};
+use ddpm::run_dir::Existing;
+use ddpm::train::Start;
 
 #[derive(Parser)]
 #[command(
@@ -64,11 +66,16 @@ enum Command {
         /// Continue the run in DIR from its checkpoint (exactly where it stopped); --steps may
         /// raise its step count, and --sample-every, --sample-steps and --n-samples change its
         /// pictures.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling"])]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "overwrite", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling"])]
         resume: Option<PathBuf>,
-        /// Run directory (default runs/<preset>-<timestamp>).
+        /// Run directory (default runs/<preset>-<timestamp>). It must be new or empty: a run
+        /// there is continued with --resume, or replaced with --overwrite.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the run in --out: its files (config.json, checkpoint, log, pictures,
+        /// samples) are deleted before training; other files there stay.
+        #[arg(long, requires = "out")]
+        overwrite: bool,
         #[command(flatten)]
         overrides: ConfigOverrides,
         #[command(flatten)]
@@ -259,23 +266,38 @@ fn run(cli: Cli) -> Result<()> {
             config,
             resume,
             out,
+            overwrite,
             overrides,
             adapter,
         } => {
             if let Some(dir) = resume {
-                let ckpt = ddpm::checkpoint::load(&dir.join("checkpoint.safetensors"))?;
+                let path = dir.join("checkpoint.safetensors");
+                if !path.is_file() {
+                    anyhow::bail!(
+                        "{} holds no checkpoint.safetensors to resume from; --resume takes the \
+                         directory of a run that `ddpm train` wrote",
+                        dir.display()
+                    );
+                }
+                let ckpt = ddpm::checkpoint::load(&path)?;
                 let mut cfg = ckpt.config;
                 overrides.apply(&mut cfg);
                 if ckpt.state.step >= cfg.steps {
+                    let asked = match overrides.steps {
+                        Some(steps) => format!("--steps {steps} is not more than that"),
+                        None => format!("its --steps was {}", cfg.steps),
+                    };
                     anyhow::bail!(
-                        "the run in {} already finished its {} steps; pass --steps N with N > {} to train on",
+                        "the run in {} has trained {} steps and {asked}; pass --steps N with N > \
+                         {} to train on",
                         dir.display(),
-                        cfg.steps,
+                        ckpt.state.step,
                         ckpt.state.step
                     );
                 }
+                cfg.validate().map_err(anyhow::Error::msg)?;
                 let gpu = open_gpu(&adapter)?;
-                return finish(ddpm::presets::run(&gpu, &cfg, &dir, true)?);
+                return finish(ddpm::presets::run(&gpu, &cfg, &dir, Start::Resume)?);
             }
             let mut cfg = match config {
                 Some(path) => {
@@ -296,7 +318,12 @@ fn run(cli: Cli) -> Result<()> {
             cfg.validate().map_err(anyhow::Error::msg)?;
             let out = out.unwrap_or_else(|| ddpm::train::default_out_dir(cfg.preset));
             let gpu = open_gpu(&adapter)?;
-            finish(ddpm::presets::run(&gpu, &cfg, &out, false)?)
+            let existing = if overwrite {
+                Existing::Overwrite
+            } else {
+                Existing::Refuse
+            };
+            finish(ddpm::presets::run(&gpu, &cfg, &out, Start::New(existing))?)
         }
         Command::Bench { quick, adapter } => {
             let gpu = open_gpu(&adapter)?;

@@ -132,7 +132,14 @@ fn a_short_iddpm_toy_run_trains_and_samples_with_the_learned_variance() {
     .with_iddpm();
     assert_eq!(toy_outputs(&cfg), 4, "noise and variance channels");
     let out = std::env::temp_dir().join(format!("ddpm-iddpm-{}", std::process::id()));
-    let report = ddpm::presets::run(&gpu, &cfg, &out, false).unwrap();
+    std::fs::remove_dir_all(&out).ok();
+    let report = ddpm::presets::run(
+        &gpu,
+        &cfg,
+        &out,
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
+    )
+    .unwrap();
     let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
     let (early, late) = (mean(&report.losses[..50]), mean(&report.losses[350..]));
     assert!(report.losses.iter().all(|l| l.is_finite()));

@@ -45,7 +45,13 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
     let gpu = gpu();
     let steps = 40;
     let out = tmp("mnist-full");
-    let full = ddpm::presets::run(&gpu, &tiny_mnist(steps), &out, false).unwrap();
+    let full = ddpm::presets::run(
+        &gpu,
+        &tiny_mnist(steps),
+        &out,
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
+    )
+    .unwrap();
     assert_eq!(full.losses.len(), steps as usize);
     let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
     let (early, late) = (mean(&full.losses[..10]), mean(&full.losses[30..]));
@@ -69,8 +75,15 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
 
     // Half the steps, then resume to the end: the same losses and the same weights.
     let split = tmp("mnist-split");
-    ddpm::presets::run(&gpu, &tiny_mnist(steps / 2), &split, false).unwrap();
-    let resumed = ddpm::presets::run(&gpu, &tiny_mnist(steps), &split, true).unwrap();
+    ddpm::presets::run(
+        &gpu,
+        &tiny_mnist(steps / 2),
+        &split,
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
+    )
+    .unwrap();
+    let resumed =
+        ddpm::presets::run(&gpu, &tiny_mnist(steps), &split, ddpm::train::Start::Resume).unwrap();
     assert_eq!(
         resumed.losses,
         full.losses[steps as usize / 2..].to_vec(),
@@ -163,7 +176,13 @@ fn bad_image_inputs_are_refused_with_the_fix() {
         data: dir.to_str().unwrap().into(),
         ..tiny_mnist(2)
     };
-    let err = ddpm::presets::run(&gpu, &cfg, &dir.join("run"), false).unwrap_err();
+    let err = ddpm::presets::run(
+        &gpu,
+        &cfg,
+        &dir.join("run"),
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
+    )
+    .unwrap_err();
     assert!(
         format!("{err:#}").contains("corrupt or truncated"),
         "{err:#}"
@@ -178,7 +197,7 @@ fn bad_image_inputs_are_refused_with_the_fix() {
         &gpu,
         &TrainConfig { steps: 1, ..cfg },
         &dir.join("run2"),
-        false,
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
     )
     .unwrap_err();
     assert!(format!("{err:#}").contains("28x28"), "{err:#}");
@@ -188,7 +207,13 @@ fn bad_image_inputs_are_refused_with_the_fix() {
         batch_size: 1 << 20,
         ..tiny_mnist(1)
     };
-    let err = ddpm::presets::run(&gpu, &cfg, &dir.join("run3"), false).unwrap_err();
+    let err = ddpm::presets::run(
+        &gpu,
+        &cfg,
+        &dir.join("run3"),
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
+    )
+    .unwrap_err();
     assert!(format!("{err:#}").contains("lower --batch-size"), "{err:#}");
 
     // A checkpoint of another architecture.
@@ -200,7 +225,7 @@ fn bad_image_inputs_are_refused_with_the_fix() {
             ..tiny_mnist(1)
         },
         &run,
-        false,
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
     )
     .unwrap();
     let mut ckpt = ddpm::checkpoint::load(&run.join("checkpoint.safetensors")).unwrap();

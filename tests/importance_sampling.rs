@@ -120,7 +120,13 @@ fn an_importance_sampled_run_leaves_uniform_sampling_and_resumes_exactly() {
     let gpu = gpu();
     let steps = 30;
     let out = tmp("importance-full");
-    let full = ddpm::presets::run(&gpu, &importance_toy(steps), &out, false).unwrap();
+    let full = ddpm::presets::run(
+        &gpu,
+        &importance_toy(steps),
+        &out,
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
+    )
+    .unwrap();
     assert!(full.losses.iter().all(|l| l.is_finite()));
     let a = ddpm::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
     let sampler = a
@@ -144,8 +150,20 @@ fn an_importance_sampled_run_leaves_uniform_sampling_and_resumes_exactly() {
     );
 
     let split = tmp("importance-split");
-    ddpm::presets::run(&gpu, &importance_toy(steps / 2), &split, false).unwrap();
-    let resumed = ddpm::presets::run(&gpu, &importance_toy(steps), &split, true).unwrap();
+    ddpm::presets::run(
+        &gpu,
+        &importance_toy(steps / 2),
+        &split,
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
+    )
+    .unwrap();
+    let resumed = ddpm::presets::run(
+        &gpu,
+        &importance_toy(steps),
+        &split,
+        ddpm::train::Start::Resume,
+    )
+    .unwrap();
     assert_eq!(
         resumed.losses,
         full.losses[steps as usize / 2..].to_vec(),

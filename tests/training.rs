@@ -79,6 +79,7 @@ fn the_same_seed_gives_the_same_losses() {
 fn a_short_toy_run_learns_the_s_curve() {
     let gpu = gpu();
     let out = std::env::temp_dir().join(format!("ddpm-toy-{}", std::process::id()));
+    std::fs::remove_dir_all(&out).ok();
     let cfg = TrainConfig {
         steps: 1500,
         n_samples: 1000,
@@ -101,7 +102,13 @@ fn a_short_toy_run_learns_the_s_curve() {
     )
     .unwrap();
 
-    let report = ddpm::presets::run(&gpu, &cfg, &out, false).unwrap();
+    let report = ddpm::presets::run(
+        &gpu,
+        &cfg,
+        &out,
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
+    )
+    .unwrap();
     let after = report.mmd2.unwrap();
     eprintln!(
         "MMD^2 untrained {:.4}, after {} steps {:.4}",
@@ -164,7 +171,14 @@ fn ddim_with_eta_zero_is_deterministic_and_50_steps_approach_the_full_chain() {
         ..TrainConfig::toy()
     };
     let out = std::env::temp_dir().join(format!("ddpm-ddim-{}", std::process::id()));
-    let report = ddpm::presets::run(&gpu, &cfg, &out, false).unwrap();
+    std::fs::remove_dir_all(&out).ok();
+    let report = ddpm::presets::run(
+        &gpu,
+        &cfg,
+        &out,
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
+    )
+    .unwrap();
     let model = toy::model(&cfg);
     let diffusion = toy::diffusion(&gpu, &cfg).unwrap();
     let ckpt = ddpm::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();

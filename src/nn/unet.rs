@@ -15,6 +15,7 @@ use crate::shape::ConvShape;
 use crate::tensor::Tensor;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UNetConfig {
     pub image_size: usize,
     pub in_channels: usize,
@@ -37,10 +38,23 @@ impl UNetConfig {
 
     /// Checks the shapes the network will see, so a bad config fails with a message.
     pub fn validate(&self) -> Result<(), String> {
-        if self.channel_mult.is_empty() || self.base_channels == 0 || self.groups == 0 {
-            return Err("the UNet needs at least one level, channels and groups".into());
+        if self.channel_mult.is_empty()
+            || self.channel_mult.contains(&0)
+            || self.base_channels == 0
+            || self.groups == 0
+            || self.in_channels == 0
+            || self.image_size == 0
+        {
+            return Err(
+                "the UNet needs an image size, input channels, at least one level with \
+                 channels (no channel_mult of 0) and groups"
+                    .into(),
+            );
         }
         let levels = self.channel_mult.len();
+        if levels > 12 {
+            return Err(format!("the UNet has {levels} levels; 12 at most"));
+        }
         if !self.image_size.is_multiple_of(1 << (levels - 1)) {
             return Err(format!(
                 "image size {} is not divisible by 2^{} for {} levels",
@@ -60,6 +74,17 @@ impl UNetConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        let sizes: Vec<usize> = (0..levels).map(|l| self.image_size >> l).collect();
+        if let Some(r) = self
+            .attention_resolutions
+            .iter()
+            .find(|r| !sizes.contains(r))
+        {
+            return Err(format!(
+                "attention_resolutions: {r} is not the size of a level (the levels are {sizes:?} \
+                 pixels wide), so no block would attend"
+            ));
         }
         Ok(())
     }

@@ -16,7 +16,7 @@ use crate::nn::unet::{UNet, UNetConfig};
 use crate::ops::diffusion::PSampleOptions;
 use crate::optim::TrainState;
 use crate::tensor::Tensor;
-use crate::train::{self, BatchSource, LoopOptions, RunReport};
+use crate::train::{self, BatchSource, LoopOptions, RunReport, Start};
 use crate::viz;
 
 /// Frames of denoise.gif (plus the final image, held).
@@ -163,7 +163,7 @@ impl BatchSource for ImageBatches {
 
 /// Trains the UNet (from `out`'s checkpoint with `resume`) with sample grids along the way, then
 /// writes loss.png and the samples.
-pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
+pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<RunReport> {
     // The cut applies to this run's pictures only: the checkpoint keeps the run's own choice, so
     // the run resumed or sampled on a GPU gets its full grids.
     let software = software_sampling(gpu, cfg);
@@ -183,8 +183,9 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<Run
     check_batch_fits(gpu, unet_cfg, grids.n_grid, "the sample grid of")?;
     let set = images::load(&cfg.data, unet_cfg.image_size, unet_cfg.in_channels)?;
     let model = UNet::new(unet_cfg.clone());
+    let _claimed = train::prepare_out_dir(cfg, out, start)?;
     let diffusion = diffusion(gpu, cfg)?;
-    let mut state = train::start_state(gpu, cfg, &model, out, resume)?;
+    let mut state = train::start_state(gpu, cfg, &model, out, start.is_resume())?;
     eprintln!(
         "model: UNet, {} parameters; data: {} ({} images of {}x{}x{}); T = {} ({} betas); step {} of {}",
         model.layout.n_params(),

@@ -11,7 +11,7 @@ use anyhow::Result;
 
 use crate::config::{Preset, TrainConfig};
 use crate::gpu::Gpu;
-use crate::train::{self, RunReport};
+use crate::train::{RunReport, Start};
 
 impl TrainConfig {
     pub fn preset(preset: Preset) -> TrainConfig {
@@ -23,13 +23,40 @@ impl TrainConfig {
     }
 }
 
-/// Trains any configuration: the toy MLP on 2-D points, or the UNet on images. With `resume`,
-/// `out` must hold a run, and training continues from its checkpoint to `cfg.steps`.
-pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
+/// Trains any configuration: the toy MLP on 2-D points, or the UNet on images. With
+/// `Start::Resume`, `out` must hold a run, and training continues from its checkpoint to
+/// `cfg.steps`. The settings, the device's limits and the data are checked before the run
+/// directory is claimed, so a run refused for any of them writes nothing.
+pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<RunReport> {
     cfg.validate().map_err(anyhow::Error::msg)?;
-    train::prepare_out_dir(cfg, out, resume)?;
+    check_params_fit(gpu, cfg)?;
     match &cfg.unet {
-        None => toy::run(gpu, cfg, out, resume),
-        Some(_) => images::run(gpu, cfg, out, resume),
+        None => toy::run(gpu, cfg, out, start),
+        Some(_) => images::run(gpu, cfg, out, start),
     }
+}
+
+/// Refuses a model whose parameters (one flat buffer, as are the gradients and Adam's moments)
+/// would not fit one storage binding of the device.
+fn check_params_fit(gpu: &Gpu, cfg: &TrainConfig) -> Result<()> {
+    let layout = match &cfg.unet {
+        None => toy::model(cfg).layout,
+        Some(unet) => crate::nn::unet::UNet::new(unet.clone()).layout,
+    };
+    let bytes = layout.n_total as u64 * 4;
+    if bytes > gpu.max_binding_bytes() {
+        anyhow::bail!(
+            "the model has {} parameters ({} MiB), more than one buffer of this device holds ({} \
+             MiB per storage binding on {}): make it smaller ({})",
+            layout.n_params(),
+            bytes >> 20,
+            gpu.max_binding_bytes() >> 20,
+            gpu.info.name,
+            match cfg.unet {
+                None => "hidden or n_timesteps",
+                Some(_) => "base_channels, channel_mult or num_res_blocks",
+            }
+        );
+    }
+    Ok(())
 }

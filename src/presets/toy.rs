@@ -18,7 +18,7 @@ use crate::nn::mlp::Mlp;
 use crate::ops::diffusion::PSampleOptions;
 use crate::optim::TrainState;
 use crate::tensor::Tensor;
-use crate::train::{self, BatchSource, LoopOptions, RunReport};
+use crate::train::{self, BatchSource, LoopOptions, RunReport, Start};
 use crate::viz;
 
 /// Independent sample sets whose MMD^2 estimates are averaged.
@@ -108,6 +108,24 @@ pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
     })
 }
 
+/// Refuses training batches whose hidden activations [batch, hidden] would not fit one storage
+/// binding of the device.
+pub fn check_batch_fits(gpu: &Gpu, cfg: &TrainConfig) -> Result<()> {
+    let need = cfg.batch_size as u64 * cfg.hidden.max(4) as u64 * 4;
+    if need > gpu.max_binding_bytes() {
+        anyhow::bail!(
+            "--batch-size {} needs {} MiB in one buffer, more than this device allows ({} MiB \
+             per storage binding on {}): lower --batch-size to {} or less",
+            cfg.batch_size,
+            need >> 20,
+            gpu.max_binding_bytes() >> 20,
+            gpu.info.name,
+            gpu.max_binding_bytes() / (cfg.hidden.max(4) as u64 * 4)
+        );
+    }
+    Ok(())
+}
+
 /// Batches of points drawn from the training set by the step number.
 struct ToyBatches {
     data: Vec<[f32; 2]>,
@@ -127,11 +145,13 @@ impl BatchSource for ToyBatches {
 }
 
 /// Trains the MLP (from `out`'s checkpoint with `resume`), then writes the samples and their MMD^2.
-pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, resume: bool) -> Result<RunReport> {
+pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<RunReport> {
+    check_batch_fits(gpu, cfg)?;
     let data = training_data(cfg)?;
     let model = model(cfg);
+    let _claimed = train::prepare_out_dir(cfg, out, start)?;
     let diffusion = diffusion(gpu, cfg)?;
-    let mut state = train::start_state(gpu, cfg, &model, out, resume)?;
+    let mut state = train::start_state(gpu, cfg, &model, out, start.is_resume())?;
     eprintln!(
         "model: MLP, {} parameters; data: {} ({} points); T = {} ({} betas); step {} of {}",
         model.layout.n_params(),

@@ -20,6 +20,7 @@ use crate::diffusion::timestep_sampler::SamplerState;
 use crate::gpu::Gpu;
 use crate::nn::Denoiser;
 use crate::optim::{AdamConfig, OptimConfig, TrainState};
+use crate::run_dir::{Existing, RunDir};
 use crate::tensor::Tensor;
 use importance::ImportanceSampling;
 use loss_log::{LossChunk, LossLog};
@@ -104,6 +105,33 @@ fn progress_bar(steps: u64, start: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// What a user is told when the loss stops being finite: what the run directory holds (a
+/// checkpoint is only ever written after the losses before it were checked) and a command that
+/// trains on with a lower learning rate.
+fn diverged_advice(out: &Path, step: u64, lr: f64) -> String {
+    let path = out.join("checkpoint.safetensors");
+    let kept = match checkpoint::load(&path) {
+        Ok(ckpt) => format!(
+            "{} holds the checkpoint of step {}, written before the loss diverged (`ddpm sample \
+             --checkpoint {}` samples from it)",
+            out.display(),
+            ckpt.state.step,
+            path.display()
+        ),
+        Err(_) => format!(
+            "no checkpoint was written before it ({} holds the config and the log)",
+            out.display()
+        ),
+    };
+    format!(
+        "the loss became NaN or infinite at step {step}; {kept}. Train again with a lower \
+         learning rate and gradient clipping on (grad_clip > 0): `ddpm train --config {} --lr {:e} \
+         --out NEW_DIR`",
+        out.join("config.json").display(),
+        lr / 4.0
+    )
+}
+
 /// Smoothed loss, every loss, the log file, and the clock for images/s.
 struct Monitor {
     smoothed: Option<f64>,
@@ -111,6 +139,9 @@ struct Monitor {
     losses: Vec<f32>,
     batch_size: usize,
     started: (Instant, u64),
+    /// The run directory and learning rate, for the advice when the loss diverges.
+    out: PathBuf,
+    lr: f64,
 }
 
 impl Monitor {
@@ -124,12 +155,7 @@ impl Monitor {
         use std::io::Write;
         for chunk in chunks {
             if let Some(step) = chunk.first_non_finite() {
-                bail!(
-                    "the loss became NaN or infinite at step {}. The last checkpoint in the run \
-                     directory is intact; lower --lr (or keep gradient clipping on) and resume or \
-                     retrain",
-                    step + 1
-                );
+                bail!("{}", diverged_advice(&self.out, step + 1, self.lr));
             }
             self.losses.extend(&chunk.losses);
             let mean = chunk.mean();
@@ -152,8 +178,16 @@ impl Monitor {
 }
 
 /// The default run directory: runs/<preset>-<UTC timestamp>.
+/// runs/<preset>-<UTC time>, with -2, -3, ... when runs started in the same second.
 pub fn default_out_dir(preset: crate::config::Preset) -> PathBuf {
-    PathBuf::from("runs").join(format!("{preset}-{}", utc_timestamp()))
+    let base = format!("{preset}-{}", utc_timestamp());
+    (1..)
+        .map(|i| match i {
+            1 => PathBuf::from("runs").join(&base),
+            i => PathBuf::from("runs").join(format!("{base}-{i}")),
+        })
+        .find(|p| !p.exists())
+        .expect("an unused name")
 }
 
 fn utc_timestamp() -> String {
@@ -276,6 +310,8 @@ pub fn train_loop(
         losses: Vec::new(),
         batch_size: cfg.batch_size,
         started: (Instant::now(), state.step),
+        out: out.to_path_buf(),
+        lr: cfg.lr,
     };
     let ckpt_path = out.join("checkpoint.safetensors");
     let mut importance = if cfg.importance_sampling {
@@ -388,14 +424,34 @@ pub fn start_state(
     Ok(TrainState::from_host(gpu, &ckpt.state))
 }
 
-/// Writes config.json, or on resume checks that the run directory holds a run.
-pub fn prepare_out_dir(cfg: &TrainConfig, out: &Path, resume: bool) -> Result<()> {
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("creating run directory {}", out.display()))?;
-    if !resume {
-        std::fs::write(out.join("config.json"), serde_json::to_string_pretty(cfg)?)?;
+/// How a run starts in its directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// A new run: the directory must be new or empty unless `Existing::Overwrite`.
+    New(Existing),
+    /// On from the checkpoint in the directory.
+    Resume,
+}
+
+impl Start {
+    pub fn is_resume(self) -> bool {
+        self == Start::Resume
     }
-    Ok(())
+}
+
+/// Claims the run directory (its lock is held until the returned value drops) and, for a new
+/// run, writes config.json. Call it after everything that can be checked has been: a run that
+/// fails on its settings or data writes nothing.
+pub fn prepare_out_dir(cfg: &TrainConfig, out: &Path, start: Start) -> Result<RunDir> {
+    match start {
+        Start::Resume => RunDir::claim_existing(out),
+        Start::New(existing) => {
+            let dir = RunDir::claim_new(out, existing)?;
+            std::fs::write(out.join("config.json"), serde_json::to_string_pretty(cfg)?)
+                .with_context(|| format!("writing {}", out.join("config.json").display()))?;
+            Ok(dir)
+        }
+    }
 }
 
 pub fn print_speed(gpu: &Gpu, cfg: &TrainConfig, steps: u64, seconds: f64) {
