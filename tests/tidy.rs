@@ -275,3 +275,46 @@ fn the_graph_reads_paths_and_use_lists_and_finds_circles() {
         Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
     );
 }
+
+/// `.ci/run` adds bookworm-backports on the archive the system's apt sources already use: on a
+/// machine whose sources name a mirror, the line names that mirror, not deb.debian.org.
+#[test]
+fn the_ci_backports_line_follows_the_configured_mirror() {
+    if !Path::new("/usr/bin/apt-get").exists() {
+        eprintln!("no apt-get here: .ci/run adds no backports line on this system");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ddpm-apt-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("parts")).unwrap();
+    std::fs::create_dir_all(dir.join("lists")).unwrap();
+    let run = |sources: &str| {
+        std::fs::write(dir.join("sources.list"), sources).unwrap();
+        let config = dir.join("apt.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "Dir::Etc::sourcelist \"{0}/sources.list\";\nDir::Etc::sourceparts \
+                 \"{0}/parts\";\nDir::State::Lists \"{0}/lists\";\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new(".ci/backports-source")
+            .env("APT_CONFIG", &config)
+            .output()
+            .unwrap()
+    };
+    let out = run("deb [arch=amd64] http://mirror.example.org/debian bookworm main contrib\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "deb http://mirror.example.org/debian bookworm-backports main\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run("deb http://mirror.example.org/ubuntu noble main\n");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no configured apt source serves bookworm")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
