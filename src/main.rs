@@ -299,6 +299,7 @@ fn run(cli: Cli) -> Result<()> {
                 let gpu = open_gpu(&adapter)?;
                 return finish(ddpm::presets::run(&gpu, &cfg, &dir, Start::Resume)?);
             }
+            let from_preset = config.is_none();
             let mut cfg = match config {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
@@ -315,6 +316,17 @@ fn run(cli: Cli) -> Result<()> {
                 None => TrainConfig::preset(preset),
             };
             overrides.apply(&mut cfg);
+            if from_preset && cfg.warmup_steps >= cfg.steps {
+                // A short trial run of a preset (--steps 100 with its 500-step warm-up) warms up
+                // over its first tenth; a warm-up written in a config file is checked as written.
+                let warmup = cfg.steps / 10;
+                eprintln!(
+                    "note: --steps {} is not longer than the {} preset's warm-up of {} steps; \
+                     warming up over {warmup} steps",
+                    cfg.steps, cfg.preset, cfg.warmup_steps
+                );
+                cfg.warmup_steps = warmup;
+            }
             cfg.validate().map_err(anyhow::Error::msg)?;
             let out = out.unwrap_or_else(|| ddpm::train::default_out_dir(cfg.preset));
             let gpu = open_gpu(&adapter)?;

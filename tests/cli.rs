@@ -204,6 +204,51 @@ fn bad_settings_are_refused_before_any_work() {
     assert_usage_error(&out, &["--config", "cannot be used with"]);
 }
 
+/// A release binary copied elsewhere finds data beside it (or says where it looked), not only
+/// under the source tree it was built from.
+#[test]
+fn data_is_found_beside_a_copied_binary_and_a_miss_names_the_places_looked_in() {
+    let dir = std::env::temp_dir().join(format!("ddpm-cli-copied-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(dir.join("bin/assets")).unwrap();
+    let exe = dir.join("bin/ddpm");
+    std::fs::copy(env!("CARGO_BIN_EXE_ddpm"), &exe).unwrap();
+    // A data set only the copy's folder has: MNIST's test images under a new name.
+    std::fs::copy(
+        "assets/mnist/t10k-images-idx3-ubyte.gz",
+        dir.join("bin/assets/digits-idx3-ubyte.gz"),
+    )
+    .unwrap();
+    let run = |data: &str| {
+        Command::new(&exe)
+            .current_dir(&dir)
+            .args(["train", "--preset", "emoji", "--steps", "1", "--data", data])
+            .args(["--out", dir.join("run").to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    // Found: the emoji model refuses MNIST's 28x28 grey images, naming the file it found.
+    let found = run("assets/digits-idx3-ubyte.gz");
+    assert_clean_failure(
+        &found,
+        &[
+            "bin/assets/digits-idx3-ubyte.gz holds 28x28 images",
+            // A preset's trial run shorter than its warm-up warms up over a tenth of the run.
+            "--steps 1 is not longer than the emoji preset's warm-up of 500 steps; warming up over 0 steps",
+        ],
+    );
+    let missing = run("assets/none-idx3-ubyte.gz");
+    assert_clean_failure(
+        &missing,
+        &[
+            "not found (looked in: assets/none-idx3-ubyte.gz, ",
+            "bin/assets/none-idx3-ubyte.gz",
+        ],
+    );
+    assert!(!dir.join("run").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn a_config_file_with_an_invalid_value_names_the_field_and_the_choices() {
     let dir = std::env::temp_dir().join(format!("ddpm-cli-config-{}", std::process::id()));

@@ -8,19 +8,34 @@ use anyhow::{bail, Context, Result};
 
 use super::idx::{self, ImageSet};
 
-/// Resolves a data path: as given, or else relative to the source tree (so `cargo run` finds
-/// assets/ from any directory).
+/// Resolves a data path: the first of `search_path`'s places that exists, else the path as
+/// given (which then fails to load, naming every place looked in).
 pub fn resolve(path: &str) -> PathBuf {
+    search_path(path)
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(path))
+}
+
+/// Where a relative data path is looked for, in order: the working directory; beside the
+/// binary, and two folders up (a release binary copied with assets/ next to it, or
+/// target/release/ddpm in a checkout); the source tree the binary was built from (`cargo run`
+/// from any directory).
+pub fn search_path(path: &str) -> Vec<PathBuf> {
     let p = PathBuf::from(path);
-    if p.exists() || p.is_absolute() {
-        return p;
+    if p.is_absolute() {
+        return vec![p];
     }
-    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    if in_tree.exists() {
-        in_tree
-    } else {
-        p
+    let mut places = vec![p.clone()];
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    {
+        places.extend(exe_dir.ancestors().take(3).map(|dir| dir.join(&p)));
     }
+    places.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(&p));
+    places.dedup();
+    places
 }
 
 /// Whether `path` is a folder of images (not MNIST-style IDX files): such data gets random
@@ -56,10 +71,15 @@ pub fn load(path: &str, image_size: usize, channels: usize) -> Result<ImageSet> 
     } else if resolved.is_file() {
         idx::read_images(&resolved)?
     } else {
+        let looked: Vec<String> = search_path(path)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         bail!(
-            "data set {} not found: pass --data with an IDX file, a folder of MNIST-style IDX \
-             files, or a folder of PNG/JPEG images",
-            resolved.display()
+            "data set {path} not found (looked in: {}): pass --data with an IDX file, a folder \
+             of MNIST-style IDX files, or a folder of PNG/JPEG images, or put the data (e.g. \
+             ddpm's assets/ folder) next to the binary",
+            looked.join(", ")
         );
     };
     if set.n == 0 {
