@@ -195,7 +195,11 @@ fn bad_image_inputs_are_refused_with_the_fix() {
     };
     let err = ddpm::presets::run(
         &gpu,
-        &TrainConfig { steps: 1, ..cfg },
+        &TrainConfig {
+            steps: 1,
+            warmup_steps: 0,
+            ..cfg
+        },
         &dir.join("run2"),
         ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
     )
