@@ -80,6 +80,7 @@ fn a_short_toy_run_learns_the_s_curve() {
     let gpu = gpu();
     let out = std::env::temp_dir().join(format!("ddpm-toy-{}", std::process::id()));
     std::fs::remove_dir_all(&out).ok();
+    std::fs::remove_dir_all(out.with_extension("untrained")).ok();
     let cfg = TrainConfig {
         steps: 1500,
         n_samples: 1000,
@@ -97,7 +98,7 @@ fn a_short_toy_run_learns_the_s_curve() {
         &untrained,
         cfg.n_samples,
         0,
-        &out.join("untrained"),
+        &out.with_extension("untrained"),
         toy::default_options(&cfg).unwrap(),
     )
     .unwrap();
@@ -157,6 +158,7 @@ fn a_short_toy_run_learns_the_s_curve() {
         "sampling from the checkpoint repeats the run's samples"
     );
     std::fs::remove_dir_all(&out).ok();
+    std::fs::remove_dir_all(out.with_extension("untrained")).ok();
 }
 
 #[test]
