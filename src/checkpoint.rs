@@ -170,23 +170,73 @@ impl Checkpoint {
     pub fn check_layout(&self, path: &Path, layout: &ParamLayout) -> Result<()> {
         let expected = layout_entries(layout);
         if expected != self.layout || layout.n_total != self.state.params.len() {
-            let first = expected
-                .iter()
-                .zip(&self.layout)
-                .find(|(a, b)| a != b)
-                .map(|(a, b)| {
-                    format!(
-                        ": model has {} {:?}, checkpoint has {} {:?}",
-                        a.0, a.1, b.0, b.1
-                    )
-                })
-                .unwrap_or_default();
+            let first = first_difference(
+                (&expected, layout.n_total),
+                (&self.layout, self.state.params.len()),
+            );
             bail!(
-                "checkpoint {} holds a different architecture than its config builds{first}; \
+                "checkpoint {} holds a different architecture than its config builds ({first}); \
                  it was written by another version of ddpm or edited by hand",
                 path.display()
             );
         }
         Ok(())
+    }
+}
+
+type LayoutEntry = (String, Vec<usize>, usize);
+
+/// The first way the model's layout and the checkpoint's differ, in words: a parameter's name,
+/// shape or offset, the number of parameters, or the total length.
+fn first_difference(model: (&[LayoutEntry], usize), ckpt: (&[LayoutEntry], usize)) -> String {
+    let describe =
+        |(name, shape, offset): &LayoutEntry| format!("{name} {shape:?} at offset {offset}");
+    if let Some((i, (a, b))) = model
+        .0
+        .iter()
+        .zip(ckpt.0)
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+    {
+        return format!(
+            "parameter {i}: the model has {}, the checkpoint {}",
+            describe(a),
+            describe(b)
+        );
+    }
+    if model.0.len() != ckpt.0.len() {
+        return format!(
+            "the model has {} parameter tensors, the checkpoint {}",
+            model.0.len(),
+            ckpt.0.len()
+        );
+    }
+    format!(
+        "the model has {} floats of parameters, the checkpoint {}",
+        model.1, ckpt.1
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_difference_names_what_differs() {
+        let entry = |name: &str, offset| (name.to_string(), vec![4, 2], offset);
+        let model = [entry("a", 0), entry("b", 8)];
+        let moved = [entry("a", 0), entry("b", 64)];
+        assert_eq!(
+            first_difference((&model, 16), (&moved, 72)),
+            "parameter 1: the model has b [4, 2] at offset 8, the checkpoint b [4, 2] at offset 64"
+        );
+        assert_eq!(
+            first_difference((&model, 16), (&model[..1], 8)),
+            "the model has 2 parameter tensors, the checkpoint 1"
+        );
+        assert_eq!(
+            first_difference((&model, 16), (&model, 24)),
+            "the model has 16 floats of parameters, the checkpoint 24"
+        );
     }
 }
