@@ -22,6 +22,7 @@ const RUN_FILES: &[&str] = &[
     "config.json",
     "checkpoint.safetensors",
     "log.txt",
+    "metrics.jsonl",
     "loss.png",
     "samples.npy",
     "samples.png",

@@ -227,3 +227,60 @@ fn ddim_with_eta_zero_is_deterministic_and_50_steps_approach_the_full_chain() {
     );
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// metrics.jsonl: one record per log interval with the interval's mean loss (the losses the
+/// run reports), the gradient norm, the learning rate of the warm-up, and the rates.
+#[test]
+fn metrics_jsonl_has_one_record_per_log_interval() {
+    let gpu = gpu();
+    let out = std::env::temp_dir().join(format!("ddpm-metrics-{}", std::process::id()));
+    std::fs::remove_dir_all(&out).ok();
+    let cfg = TrainConfig {
+        steps: 7,
+        log_every: 2,
+        warmup_steps: 4,
+        lr: 1e-3,
+        n_samples: 16,
+        ..TrainConfig::toy()
+    };
+    let report = ddpm::presets::run(
+        &gpu,
+        &cfg,
+        &out,
+        ddpm::train::Start::New(ddpm::run_dir::Existing::Refuse),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<u64> = records
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [2, 4, 6, 7],
+        "the last, short interval is logged too"
+    );
+    let lrs: Vec<f64> = records.iter().map(|r| r["lr"].as_f64().unwrap()).collect();
+    assert_eq!(lrs, [5e-4, 1e-3, 1e-3, 1e-3]);
+    for (record, losses) in records.iter().zip(report.losses.chunks(2)) {
+        let mean = losses.iter().map(|&l| l as f64).sum::<f64>() / losses.len() as f64;
+        // serde_json's parser may round the last bit of a float it wrote.
+        assert!(
+            (record["loss"].as_f64().unwrap() - mean).abs() < 1e-12 * mean,
+            "{record}"
+        );
+        let norm = record["grad_norm"].as_f64().unwrap();
+        assert!(norm.is_finite() && norm > 0.0, "{record}");
+        assert!(
+            !losses.contains(&(norm as f32)),
+            "the norm slot holds a loss: {record}"
+        );
+        let rate = record["images_per_s"].as_f64().unwrap();
+        assert!(rate > 0.0 && rate.is_finite(), "{record}");
+    }
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -266,8 +266,15 @@ pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
 /// loss.png from log.txt (the whole run, resumed parts included): the loss of each logged
 /// interval against the step it ends at.
 fn write_loss_plot(out: &Path) -> Result<()> {
-    let log = std::fs::read_to_string(out.join("log.txt")).unwrap_or_default();
-    let points: Vec<(f64, f64)> = log
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+    let metrics: Vec<(f64, f64)> = read("metrics.jsonl")
+        .lines()
+        .filter_map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).ok()?;
+            Some((record["step"].as_f64()?, record["loss"].as_f64()?))
+        })
+        .collect();
+    let log: Vec<(f64, f64)> = read("log.txt")
         .lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
@@ -276,6 +283,13 @@ fn write_loss_plot(out: &Path) -> Result<()> {
             Some((step, loss))
         })
         .collect();
+    // A run begun before metrics.jsonl existed and resumed since has the longer history in
+    // log.txt.
+    let points = if metrics.len() >= log.len() {
+        metrics
+    } else {
+        log
+    };
     let plot = viz::line_plot(
         &points,
         640,

@@ -132,16 +132,19 @@ fn diverged_advice(out: &Path, step: u64, lr: f64) -> String {
     )
 }
 
-/// Smoothed loss, every loss, the log file, and the clock for images/s.
+/// Smoothed loss, every loss, log.txt and metrics.jsonl, and the clocks for the rates.
 struct Monitor {
     smoothed: Option<f64>,
     log: std::fs::File,
+    metrics: std::fs::File,
     losses: Vec<f32>,
     batch_size: usize,
     started: (Instant, u64),
-    /// The run directory and learning rate, for the advice when the loss diverges.
+    /// When the last interval was logged, and its end step.
+    last_logged: (Instant, u64),
+    /// The run directory, for the advice when the loss diverges.
     out: PathBuf,
-    lr: f64,
+    optim: OptimConfig,
 }
 
 impl Monitor {
@@ -155,7 +158,10 @@ impl Monitor {
         use std::io::Write;
         for chunk in chunks {
             if let Some(step) = chunk.first_non_finite() {
-                bail!("{}", diverged_advice(&self.out, step + 1, self.lr));
+                bail!(
+                    "{}",
+                    diverged_advice(&self.out, step + 1, self.optim.adam.lr)
+                );
             }
             self.losses.extend(&chunk.losses);
             let mean = chunk.mean();
@@ -165,6 +171,20 @@ impl Monitor {
             });
             let end = chunk.first_step + chunk.losses.len() as u64;
             writeln!(self.log, "step {end} loss {mean:.6}")?;
+            // The rates are over the interval, by the host's clock when its losses arrived.
+            let (then, then_step) = self.last_logged;
+            let seconds = then.elapsed().as_secs_f64().max(1e-9);
+            let steps_per_s = end.saturating_sub(then_step) as f64 / seconds;
+            self.last_logged = (Instant::now(), end);
+            let record = serde_json::json!({
+                "step": end,
+                "loss": mean,
+                "grad_norm": chunk.mean_grad_norm(),
+                "lr": self.optim.lr_at(end),
+                "steps_per_s": steps_per_s,
+                "images_per_s": steps_per_s * self.batch_size as f64,
+            });
+            writeln!(self.metrics, "{record}")?;
             bar.set_message(format!("loss {:.4}", self.smoothed.unwrap_or(mean)));
             if let Some(rate) = self.images_per_second(end) {
                 bar.set_message(format!(
@@ -299,19 +319,23 @@ pub fn train_loop(
     let batch = gpu.empty(&shape);
     let mut host_batch = vec![0f32; batch.numel()];
     let mut loss_log = LossLog::new(gpu, cfg.log_every as usize, state.step);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out.join("log.txt"))
-        .context("opening log.txt")?;
+    let append = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out.join(name))
+            .with_context(|| format!("opening {}", out.join(name).display()))
+    };
     let mut monitor = Monitor {
         smoothed: None,
-        log,
+        log: append("log.txt")?,
+        metrics: append("metrics.jsonl")?,
         losses: Vec::new(),
         batch_size: cfg.batch_size,
         started: (Instant::now(), state.step),
+        last_logged: (Instant::now(), state.step),
         out: out.to_path_buf(),
-        lr: cfg.lr,
+        optim: optim_config(cfg),
     };
     let ckpt_path = out.join("checkpoint.safetensors");
     let mut importance = if cfg.importance_sampling {
@@ -364,7 +388,7 @@ pub fn train_loop(
         if let (Some(i), Some(losses)) = (importance.as_mut(), &tl.per_sample_losses) {
             i.record(gpu, step, losses);
         }
-        let done = loss_log.record(gpu, &tl.loss.tensor, step);
+        let done = loss_log.record(gpu, &tl.loss.tensor, &state.last_grad_norm, step);
         gpu.submit();
         loss_log.after_submit();
         if let Some(i) = importance.as_mut() {
