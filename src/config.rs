@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::diffusion::{BetaSchedule, VarianceKind};
 use crate::nn::unet::UNetConfig;
+use crate::optim::{EmaWarmup, LrSchedule};
 
 /// The recipes `ddpm train --preset` starts from; spelled `mnist`, `emoji` or `toy` in
 /// config.json and on the command line.
@@ -85,6 +86,14 @@ pub struct TrainConfig {
     /// every t has 10), and weight each sample's loss by 1 / (T p_t); otherwise t is uniform.
     #[serde(default)]
     pub importance_sampling: bool,
+    /// The learning rate after the warm-up: constant, or decayed to lr_min at the last step.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    #[serde(default)]
+    pub lr_min: f64,
+    /// diffusers' EMA warm-up (None: the EMA decays at ema_decay from the first step).
+    #[serde(default)]
+    pub ema_warmup: Option<EmaWarmup>,
 }
 
 fn default_grid() -> usize {
@@ -191,6 +200,26 @@ impl TrainConfig {
                 self.warmup_steps, self.steps
             ));
         }
+        if self.lr_schedule != LrSchedule::Constant
+            && !(self.lr_min >= 0.0 && self.lr_min < self.lr)
+        {
+            return Err(format!(
+                "--lr-min must be at least 0 and below --lr ({}) for the {} schedule, got {}",
+                self.lr, self.lr_schedule, self.lr_min
+            ));
+        }
+        if let Some(w) = self.ema_warmup {
+            if !(w.inv_gamma > 0.0
+                && w.inv_gamma.is_finite()
+                && w.power > 0.0
+                && w.power.is_finite())
+            {
+                return Err(format!(
+                    "ema_warmup needs inv_gamma > 0 and power > 0, got {} and {}",
+                    w.inv_gamma, w.power
+                ));
+            }
+        }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return Err(format!(
                 "ema_decay must be in [0, 1), got {}",
@@ -280,6 +309,17 @@ pub struct ConfigOverrides {
     /// Samples drawn at the end of training.
     #[arg(long)]
     pub n_samples: Option<usize>,
+    /// The learning rate after the warm-up: constant, or decayed to --lr-min at the last step
+    /// (cosine, linear).
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrSchedule>,
+    /// Where a decaying --lr-schedule ends (default 0).
+    #[arg(long)]
+    pub lr_min: Option<f64>,
+    /// Warm the EMA up as diffusers does: decay 1 - (1 + step)^-3/4 until it reaches the
+    /// run's ema_decay (0.999 at about 10,000 steps).
+    #[arg(long)]
+    pub ema_warmup: bool,
 }
 
 impl ConfigOverrides {
@@ -297,7 +337,13 @@ impl ConfigOverrides {
             seed,
             schedule,
             n_samples,
+            lr_schedule,
+            lr_min,
+            ema_warmup,
         } = self.clone();
+        if ema_warmup {
+            cfg.ema_warmup = Some(EmaWarmup::default());
+        }
         if iddpm {
             *cfg = cfg.clone().with_iddpm();
         }
@@ -318,6 +364,8 @@ impl ConfigOverrides {
         set(&mut cfg.seed, seed);
         set(&mut cfg.schedule, schedule);
         set(&mut cfg.n_samples, n_samples);
+        set(&mut cfg.lr_schedule, lr_schedule);
+        set(&mut cfg.lr_min, lr_min);
     }
 }
 
@@ -507,6 +555,25 @@ mod tests {
                 },
                 "n_grid must be at least 1",
             ),
+            (
+                TrainConfig {
+                    lr_schedule: LrSchedule::Cosine,
+                    lr_min: 1e-3,
+                    lr: 1e-3,
+                    ..toy()
+                },
+                "--lr-min must be at least 0 and below --lr (0.001) for the cosine schedule",
+            ),
+            (
+                TrainConfig {
+                    ema_warmup: Some(EmaWarmup {
+                        inv_gamma: 1.0,
+                        power: 0.0,
+                    }),
+                    ..toy()
+                },
+                "ema_warmup needs inv_gamma > 0 and power > 0",
+            ),
         ];
         for (cfg, expected) in cases {
             let err = cfg.validate().unwrap_err();
@@ -613,6 +680,11 @@ mod tests {
             "--n-samples",
             "23",
             "--importance-sampling",
+            "--lr-schedule",
+            "cosine",
+            "--lr-min",
+            "0.25",
+            "--ema-warmup",
         ])
         .apply(&mut cfg);
         let expected = TrainConfig {
@@ -627,6 +699,9 @@ mod tests {
             n_samples: 23,
             importance_sampling: true,
             antithetic: false,
+            lr_schedule: LrSchedule::Cosine,
+            lr_min: 0.25,
+            ema_warmup: Some(EmaWarmup::default()),
             ..TrainConfig::toy()
         };
         assert_eq!(cfg, expected);

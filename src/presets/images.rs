@@ -14,7 +14,7 @@ use crate::diffusion::{BetaSchedule, Schedule, VarianceKind};
 use crate::gpu::Gpu;
 use crate::nn::unet::{UNet, UNetConfig};
 use crate::ops::diffusion::PSampleOptions;
-use crate::optim::TrainState;
+use crate::optim::{LrSchedule, TrainState};
 use crate::tensor::Tensor;
 use crate::train::{self, BatchSource, LoopOptions, RunReport, Start};
 use crate::viz;
@@ -61,6 +61,9 @@ impl TrainConfig {
             learn_sigma: false,
             sample_steps: None,
             importance_sampling: false,
+            lr_schedule: LrSchedule::Constant,
+            lr_min: 0.0,
+            ema_warmup: None,
         }
     }
 

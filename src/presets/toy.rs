@@ -16,7 +16,7 @@ use crate::gpu::Gpu;
 use crate::metrics::mmd2_unbiased;
 use crate::nn::mlp::Mlp;
 use crate::ops::diffusion::PSampleOptions;
-use crate::optim::TrainState;
+use crate::optim::{LrSchedule, TrainState};
 use crate::tensor::Tensor;
 use crate::train::{self, BatchSource, LoopOptions, RunReport, Start};
 use crate::viz;
@@ -58,6 +58,9 @@ impl TrainConfig {
             learn_sigma: false,
             sample_steps: None,
             importance_sampling: false,
+            lr_schedule: LrSchedule::Constant,
+            lr_min: 0.0,
+            ema_warmup: None,
         }
     }
 }

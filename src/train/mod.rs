@@ -36,7 +36,11 @@ pub fn optim_config(cfg: &TrainConfig) -> OptimConfig {
             max_norm: cfg.grad_clip,
         },
         warmup_steps: cfg.warmup_steps,
+        lr_schedule: cfg.lr_schedule,
+        lr_min: cfg.lr_min,
+        total_steps: cfg.steps,
         ema_decay: cfg.ema_decay,
+        ema_warmup: cfg.ema_warmup,
     }
 }
 
