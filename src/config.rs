@@ -320,11 +320,37 @@ pub struct ConfigOverrides {
     /// run's ema_decay (0.999 at about 10,000 steps).
     #[arg(long)]
     pub ema_warmup: bool,
+    /// Diffusion timesteps T.
+    #[arg(long)]
+    pub timesteps: Option<usize>,
+    /// The model's width: the UNet's level-0 channels, or the toy MLP's hidden units.
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Image presets: the side of the square images the UNet is built for (data are resized
+    /// and centre-cropped to it from a folder; IDX data must have it).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Image presets: channel multiplier of each UNet level, e.g. 1,2,2,2.
+    #[arg(long, value_name = "M,M,...")]
+    pub channel_mult: Option<SizeList>,
+    /// Image presets: residual blocks per UNet level.
+    #[arg(long)]
+    pub res_blocks: Option<usize>,
+    /// Image presets: feature-map sizes that get self-attention, e.g. 16,8, or none.
+    #[arg(long, value_name = "SIZE,SIZE,...|none")]
+    pub attention_res: Option<SizeList>,
+    /// Image presets: dropout in the residual blocks.
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    /// Image presets: group-norm groups.
+    #[arg(long)]
+    pub groups: Option<usize>,
 }
 
 impl ConfigOverrides {
-    /// Puts every given setting on `cfg`; what was not given stays.
-    pub fn apply(&self, cfg: &mut TrainConfig) {
+    /// Puts every given setting on `cfg`; what was not given stays. A UNet setting on the toy
+    /// preset is refused, naming the flag.
+    pub fn apply(&self, cfg: &mut TrainConfig) -> Result<(), String> {
         let ConfigOverrides {
             data,
             iddpm,
@@ -340,6 +366,14 @@ impl ConfigOverrides {
             lr_schedule,
             lr_min,
             ema_warmup,
+            timesteps,
+            channels,
+            image_size,
+            channel_mult,
+            res_blocks,
+            attention_res,
+            dropout,
+            groups,
         } = self.clone();
         if ema_warmup {
             cfg.ema_warmup = Some(EmaWarmup::default());
@@ -366,6 +400,58 @@ impl ConfigOverrides {
         set(&mut cfg.n_samples, n_samples);
         set(&mut cfg.lr_schedule, lr_schedule);
         set(&mut cfg.lr_min, lr_min);
+        set(&mut cfg.n_timesteps, timesteps);
+        match &mut cfg.unet {
+            None => {
+                set(&mut cfg.hidden, channels);
+                let unet_only = [
+                    ("--image-size", image_size.is_some()),
+                    ("--channel-mult", channel_mult.is_some()),
+                    ("--res-blocks", res_blocks.is_some()),
+                    ("--attention-res", attention_res.is_some()),
+                    ("--dropout", dropout.is_some()),
+                    ("--groups", groups.is_some()),
+                ];
+                if let Some((flag, _)) = unet_only.iter().find(|(_, given)| *given) {
+                    return Err(format!(
+                        "{flag} sets the UNet of the image presets; the toy preset's MLP takes \
+                         --channels (its hidden width) and --timesteps"
+                    ));
+                }
+            }
+            Some(unet) => {
+                set(&mut unet.base_channels, channels);
+                set(&mut unet.image_size, image_size);
+                set(&mut unet.channel_mult, channel_mult.map(|l| l.0));
+                set(&mut unet.num_res_blocks, res_blocks);
+                set(&mut unet.attention_resolutions, attention_res.map(|l| l.0));
+                set(&mut unet.dropout, dropout);
+                set(&mut unet.groups, groups);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A comma-separated list of sizes on the command line (`1,2,2`); `none` or nothing is empty.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SizeList(pub Vec<usize>);
+
+impl std::str::FromStr for SizeList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SizeList, String> {
+        let s = s.trim();
+        if s.is_empty() || s == "none" {
+            return Ok(SizeList(Vec::new()));
+        }
+        s.split(',')
+            .map(|part| {
+                part.trim()
+                    .parse()
+                    .map_err(|_| format!("'{part}' is not a whole number (give e.g. 1,2,2)"))
+            })
+            .collect::<Result<_, _>>()
+            .map(SizeList)
     }
 }
 
@@ -686,7 +772,8 @@ mod tests {
             "0.25",
             "--ema-warmup",
         ])
-        .apply(&mut cfg);
+        .apply(&mut cfg)
+        .unwrap();
         let expected = TrainConfig {
             data: "moons".into(),
             sample_steps: Some(7),
@@ -708,7 +795,9 @@ mod tests {
 
         // --iddpm comes first, so an explicit --schedule still wins over its cosine.
         let mut cfg = TrainConfig::mnist();
-        parse(&["--iddpm", "--schedule", "sigmoid"]).apply(&mut cfg);
+        parse(&["--iddpm", "--schedule", "sigmoid"])
+            .apply(&mut cfg)
+            .unwrap();
         assert_eq!(
             cfg,
             TrainConfig {
@@ -719,8 +808,58 @@ mod tests {
 
         // No flags: nothing changes.
         let mut cfg = TrainConfig::emoji();
-        parse(&[]).apply(&mut cfg);
+        parse(&[]).apply(&mut cfg).unwrap();
         assert_eq!(cfg, TrainConfig::emoji());
         assert_eq!(parse(&[]), ConfigOverrides::default());
+
+        // The model's shape, on the UNet and on the toy MLP.
+        let mut cfg = TrainConfig::mnist();
+        parse(&[
+            "--timesteps",
+            "300",
+            "--channels",
+            "64",
+            "--image-size",
+            "32",
+            "--channel-mult",
+            "1,2,2,2",
+            "--res-blocks",
+            "3",
+            "--attention-res",
+            "16,8",
+            "--dropout",
+            "0.25",
+            "--groups",
+            "16",
+        ])
+        .apply(&mut cfg)
+        .unwrap();
+        let mut expected = TrainConfig {
+            n_timesteps: 300,
+            ..TrainConfig::mnist()
+        };
+        expected.unet = Some(UNetConfig {
+            base_channels: 64,
+            image_size: 32,
+            channel_mult: vec![1, 2, 2, 2],
+            num_res_blocks: 3,
+            attention_resolutions: vec![16, 8],
+            dropout: 0.25,
+            groups: 16,
+            ..TrainConfig::mnist().unet.unwrap()
+        });
+        assert_eq!(cfg, expected);
+        let mut cfg = TrainConfig::mnist();
+        parse(&["--attention-res", "none"]).apply(&mut cfg).unwrap();
+        assert_eq!(cfg.unet.unwrap().attention_resolutions, Vec::<usize>::new());
+        let mut cfg = TrainConfig::toy();
+        parse(&["--channels", "32", "--timesteps", "50"])
+            .apply(&mut cfg)
+            .unwrap();
+        assert_eq!((cfg.hidden, cfg.n_timesteps), (32, 50));
+        let err = parse(&["--res-blocks", "3"])
+            .apply(&mut TrainConfig::toy())
+            .unwrap_err();
+        assert!(err.starts_with("--res-blocks sets the UNet"), "{err}");
     }
 }

@@ -55,7 +55,8 @@ enum Command {
     },
     /// Train a model and write checkpoints, samples and pictures to a run directory.
     Train {
-        /// The recipe to start from.
+        /// The recipe to start from; the flags below default to its settings, which
+        /// `ddpm train --preset P --print-config` prints.
         #[arg(long, value_enum, default_value_t = Preset::Mnist)]
         preset: Preset,
         /// Start from a config.json (as a run writes it) instead of a preset: every setting,
@@ -66,7 +67,7 @@ enum Command {
         /// Continue the run in DIR from its checkpoint (exactly where it stopped); --steps may
         /// raise its step count, and --sample-every, --sample-steps and --n-samples change its
         /// pictures.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "overwrite", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling", "lr_schedule", "lr_min", "ema_warmup"])]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "overwrite", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling", "lr_schedule", "lr_min", "ema_warmup", "timesteps", "channels", "image_size", "channel_mult", "res_blocks", "attention_res", "dropout", "groups"])]
         resume: Option<PathBuf>,
         /// Run directory (default runs/<preset>-<timestamp>). It must be new or empty: a run
         /// there is continued with --resume, or replaced with --overwrite.
@@ -76,8 +77,12 @@ enum Command {
         /// samples) are deleted before training; other files there stay.
         #[arg(long, requires = "out")]
         overwrite: bool,
+        /// Print the run's settings (the preset or config file with the flags applied) as
+        /// config.json would hold them, and exit without training.
+        #[arg(long)]
+        print_config: bool,
         #[command(flatten)]
-        overrides: ConfigOverrides,
+        overrides: Box<ConfigOverrides>,
         #[command(flatten)]
         adapter: AdapterArg,
     },
@@ -267,6 +272,7 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             out,
             overwrite,
+            print_config,
             overrides,
             adapter,
         } => {
@@ -281,7 +287,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 let ckpt = ddpm::checkpoint::load(&path)?;
                 let mut cfg = ckpt.config;
-                overrides.apply(&mut cfg);
+                overrides.apply(&mut cfg).map_err(anyhow::Error::msg)?;
                 if ckpt.state.step >= cfg.steps {
                     let asked = match overrides.steps {
                         Some(steps) => format!("--steps {steps} is not more than that"),
@@ -296,6 +302,10 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 cfg.validate().map_err(anyhow::Error::msg)?;
+                if print_config {
+                    println!("{}", serde_json::to_string_pretty(&cfg)?);
+                    return Ok(());
+                }
                 let gpu = open_gpu(&adapter)?;
                 return finish(ddpm::presets::run(&gpu, &cfg, &dir, Start::Resume)?);
             }
@@ -315,7 +325,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => TrainConfig::preset(preset),
             };
-            overrides.apply(&mut cfg);
+            overrides.apply(&mut cfg).map_err(anyhow::Error::msg)?;
             if from_preset && cfg.warmup_steps >= cfg.steps {
                 // A short trial run of a preset (--steps 100 with its 500-step warm-up) warms up
                 // over its first tenth; a warm-up written in a config file is checked as written.
@@ -328,6 +338,10 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.warmup_steps = warmup;
             }
             cfg.validate().map_err(anyhow::Error::msg)?;
+            if print_config {
+                println!("{}", serde_json::to_string_pretty(&cfg)?);
+                return Ok(());
+            }
             let out = out.unwrap_or_else(|| ddpm::train::default_out_dir(cfg.preset));
             let gpu = open_gpu(&adapter)?;
             let existing = if overwrite {

@@ -249,6 +249,48 @@ fn data_is_found_beside_a_copied_binary_and_a_miss_names_the_places_looked_in() 
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The model's shape from flags on top of a preset, shown without training (no GPU needed).
+#[test]
+fn print_config_shows_the_preset_with_the_flags_applied() {
+    let out = ddpm(
+        &[
+            "train",
+            "--preset",
+            "emoji",
+            "--channels",
+            "32",
+            "--channel-mult",
+            "1,2",
+            "--attention-res",
+            "none",
+            "--timesteps",
+            "300",
+            "--lr-schedule",
+            "cosine",
+            "--print-config",
+        ],
+        &[("WGPU_BACKEND", "no-such-backend")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cfg["preset"], "emoji");
+    assert_eq!(cfg["n_timesteps"], 300);
+    assert_eq!(cfg["lr_schedule"], "cosine");
+    assert_eq!(cfg["unet"]["base_channels"], 32);
+    assert_eq!(cfg["unet"]["channel_mult"], serde_json::json!([1, 2]));
+    assert_eq!(cfg["unet"]["attention_resolutions"], serde_json::json!([]));
+    assert_eq!(cfg["unet"]["image_size"], 32);
+    // A UNet flag on the toy preset, and a list that is not one.
+    let toy = ddpm(&["train", "--preset", "toy", "--res-blocks", "3"], &[]);
+    assert_clean_failure(&toy, &["--res-blocks sets the UNet of the image presets"]);
+    let bad = ddpm(&["train", "--channel-mult", "1,two"], &[]);
+    assert_usage_error(&bad, &["'two' is not a whole number"]);
+}
+
 #[test]
 fn a_config_file_with_an_invalid_value_names_the_field_and_the_choices() {
     let dir = std::env::temp_dir().join(format!("ddpm-cli-config-{}", std::process::id()));
