@@ -16,6 +16,8 @@ pub enum Preset {
     Mnist,
     /// A UNet on Noto Emoji, colour, 32x32.
     Emoji,
+    /// Seed 003's recipe: a UNet on a folder of your colour photos (--data), 64x64.
+    Rgb64,
     /// An MLP on 2-D point clouds.
     Toy,
 }
@@ -25,6 +27,7 @@ impl Preset {
         match self {
             Preset::Mnist => "mnist",
             Preset::Emoji => "emoji",
+            Preset::Rgb64 => "rgb64",
             Preset::Toy => "toy",
         }
     }
@@ -137,6 +140,13 @@ impl TrainConfig {
                 at_most("hidden", self.hidden as f64, MAX_HIDDEN as f64)?;
             }
             Some(unet) => {
+                if self.data.trim().is_empty() {
+                    return Err(format!(
+                        "--data: the {} preset trains on your images: pass --data FOLDER, a \
+                         folder of PNG/JPEG images (resized and centre-cropped to {}x{})",
+                        self.preset, unet.image_size, unet.image_size
+                    ));
+                }
                 unet.validate()?;
                 let expected = if self.learn_sigma {
                     2 * unet.in_channels
@@ -499,7 +509,7 @@ mod tests {
             serde_json::to_value(&posterior).unwrap()["variance"],
             "posterior"
         );
-        for preset in [Preset::Mnist, Preset::Emoji, Preset::Toy] {
+        for preset in [Preset::Mnist, Preset::Emoji, Preset::Rgb64, Preset::Toy] {
             assert_eq!(TrainConfig::preset(preset).preset, preset);
         }
     }
@@ -509,7 +519,7 @@ mod tests {
         for (field, bad, valid) in [
             ("schedule", "quadratic", "`linear`, `sigmoid`, `cosine`"),
             ("variance", "learned", "`beta` or `posterior`"),
-            ("preset", "cifar", "`mnist`, `emoji`, `toy`"),
+            ("preset", "cifar", "`mnist`, `emoji`, `rgb64`, `toy`"),
         ] {
             let mut json: serde_json::Value = serde_json::from_str(OLD_CONFIG).unwrap();
             json[field] = bad.into();
@@ -697,11 +707,21 @@ mod tests {
             };
             assert!(cfg.validate().unwrap_err().contains("the UNet needs"));
         }
+        // rgb64 trains on the user's images, which it has to be given.
+        let err = TrainConfig::rgb64().validate().unwrap_err();
+        assert!(
+            err.starts_with("--data: the rgb64 preset trains on your images"),
+            "{err}"
+        );
         // The presets themselves, and the edges of each range, pass.
         for cfg in [
             toy(),
             image(),
             TrainConfig::emoji(),
+            TrainConfig {
+                data: "photos".into(),
+                ..TrainConfig::rgb64()
+            },
             TrainConfig {
                 warmup_steps: 99,
                 steps: 100,

@@ -180,7 +180,10 @@ fn bad_settings_are_refused_before_any_work() {
     let out = ddpm(&["train", "--steps", "0"], &[]);
     assert_clean_failure(&out, &["--steps must be positive"]);
     let out = ddpm(&["train", "--preset", "nonsense"], &[]);
-    assert_usage_error(&out, &["invalid value 'nonsense'", "mnist, emoji, toy"]);
+    assert_usage_error(
+        &out,
+        &["invalid value 'nonsense'", "mnist, emoji, rgb64, toy"],
+    );
     let out = ddpm(&["train", "--preset", "toy", "--data", "spirals"], &[]);
     assert_clean_failure(&out, &["spirals", "s-curve"]);
     let out = ddpm(&["train", "--preset", "toy", "--batch-size", "0"], &[]);

@@ -255,3 +255,51 @@ fn bad_image_inputs_are_refused_with_the_fix() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Preset rgb64 from the command line on a folder of photos of other sizes (resized and
+/// centre-cropped), with the model's shape made small by flags: 64x64x3 samples come out.
+#[test]
+fn rgb64_trains_on_a_folder_of_photos_and_writes_64x64_colour_samples() {
+    let dir = tmp("rgb64");
+    let photos = dir.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for i in 0..4u32 {
+        let img = image::RgbImage::from_fn(80 + 10 * i, 70, |x, y| {
+            image::Rgb([(x * 3) as u8, (y * 3) as u8, (40 * i) as u8])
+        });
+        img.save(photos.join(format!("photo{i}.png"))).unwrap();
+    }
+    let run = dir.join("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ddpm"))
+        .args([
+            "train",
+            "--preset",
+            "rgb64",
+            "--data",
+            photos.to_str().unwrap(),
+        ])
+        .args(["--steps", "2", "--batch-size", "2", "--timesteps", "100"])
+        .args([
+            "--channels",
+            "8",
+            "--channel-mult",
+            "1,2",
+            "--res-blocks",
+            "1",
+        ])
+        .args(["--attention-res", "none", "--groups", "4"])
+        .args(["--out", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("4 images of 64x64x3"), "{stderr}");
+    let samples = std::fs::read(run.join("samples.npy")).unwrap();
+    let header = String::from_utf8_lossy(&samples[..128]);
+    assert!(header.contains("'shape': (16, 64, 64, 3"), "{header}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["variance"], "posterior");
+    assert_eq!(config["flip"], true);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -19,6 +19,7 @@ impl TrainConfig {
             Preset::Toy => TrainConfig::toy(),
             Preset::Mnist => TrainConfig::mnist(),
             Preset::Emoji => TrainConfig::emoji(),
+            Preset::Rgb64 => TrainConfig::rgb64(),
         }
     }
 }
