@@ -1,10 +1,13 @@
 //! Checkpoints as .safetensors: the flat weights, EMA weights and Adam moments, with the step,
 //! the run's config, the parameter layout and any importance sampler's state in the metadata.
-//! Written to a temporary file and renamed, so a crash mid-write never leaves a broken
-//! checkpoint behind.
+//!
+//! Saved through [`write_atomic`], the crate's one way to replace a file: a temporary file,
+//! fsync, rename, and the temporary file removed on any error, so a crash or a full disk leaves
+//! the old checkpoint and no `.tmp` behind.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
@@ -17,6 +20,62 @@ use crate::optim::HostState;
 
 const FORMAT: &str = "ddpm-checkpoint-1";
 const TENSORS: [&str; 4] = ["params", "ema", "adam.exp_avg", "adam.exp_avg_sq"];
+
+/// Replaces `path` with `bytes` atomically: `path` holds either its old content or all of the
+/// new, never part of it. The bytes go to `<path>.tmp`, are flushed to the disk (fsync), and the
+/// temporary file is renamed over `path`; on any error (a full disk, a failing rename) the
+/// temporary file is removed and `path` is left as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = write_then_rename(&tmp, path, bytes);
+    if written.is_err() {
+        // Best effort: the error that matters is the one being returned.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_then_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let unchanged = |what: String| {
+        move |e: std::io::Error| {
+            anyhow::anyhow!(
+                "{what}: {e}; {} is unchanged (free disk space or check the folder's \
+                 permissions, then try again)",
+                path.display()
+            )
+        }
+    };
+    let mut file = std::fs::File::create(tmp)
+        .map_err(unchanged(format!("cannot create {}", tmp.display())))?;
+    file.write_all(bytes)
+        .map_err(unchanged(format!("cannot write {}", tmp.display())))?;
+    // Without the fsync a crash shortly after the rename can leave an empty or partial file
+    // under the final name on file systems that reorder metadata and data (ext4's default).
+    file.sync_all()
+        .map_err(unchanged(format!("cannot flush {} to disk", tmp.display())))?;
+    drop(file);
+    std::fs::rename(tmp, path).map_err(unchanged(format!(
+        "cannot rename {} to {}",
+        tmp.display(),
+        path.display()
+    )))?;
+    // The rename itself is durable only once the folder is flushed. Best effort: not every
+    // platform can open a folder as a file, and the new content is already in place.
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}
 
 pub struct Checkpoint {
     pub config: TrainConfig,
@@ -77,11 +136,7 @@ pub fn save_with_sampler(
         })
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let bytes = safetensors::serialize(views, Some(metadata))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    write_atomic(path, &bytes).context("cannot save the checkpoint")
 }
 
 pub fn load(path: &Path) -> Result<Checkpoint> {
