@@ -1,9 +1,14 @@
 //! Checkpoints as .safetensors: the flat weights, EMA weights and Adam moments, with the step,
 //! the run's config, the parameter layout and any importance sampler's state in the metadata.
 //!
-//! Saved through [`write_atomic`], the crate's one way to replace a file: a temporary file,
-//! fsync, rename, and the temporary file removed on any error, so a crash or a full disk leaves
-//! the old checkpoint and no `.tmp` behind.
+//! Two guards against a checkpoint that is not what was saved:
+//! - A CRC-32 of the tensor bytes and the other metadata, stored in the metadata as
+//!   `checksum` and checked on load, so a bit flipped on disk or in a copy is an error naming the
+//!   file instead of weights that load silently. Checkpoints written before the checksum existed
+//!   have no `checksum` entry and load as before.
+//! - [`write_atomic`], the crate's one way to replace a file: a temporary file, fsync, rename,
+//!   and the temporary file removed on any error, so a crash or a full disk leaves the old
+//!   checkpoint and no `.tmp` behind.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -20,6 +25,31 @@ use crate::optim::HostState;
 
 const FORMAT: &str = "ddpm-checkpoint-1";
 const TENSORS: [&str; 4] = ["params", "ema", "adam.exp_avg", "adam.exp_avg_sq"];
+/// The metadata entry holding the checksum, as `crc32:` and 8 hex digits.
+const CHECKSUM: &str = "checksum";
+
+/// CRC-32 (flate2's, the gzip polynomial; already a dependency for .gz data) of the tensors'
+/// bytes in `TENSORS` order, then every metadata entry but the checksum, sorted by key. CRC-32
+/// catches every flip of up to 3 bits and every burst of up to 32, which is what disks and
+/// copies produce; it is not meant to stop deliberate edits. The metadata is covered too, so a
+/// flipped digit of the step or the config is caught as well as one in the weights.
+fn checksum(tensors: &[&[u8]], metadata: &HashMap<String, String>) -> String {
+    let mut crc = flate2::Crc::new();
+    for bytes in tensors {
+        crc.update(bytes);
+    }
+    let mut entries: Vec<_> = metadata.iter().filter(|(k, _)| *k != CHECKSUM).collect();
+    entries.sort();
+    for (key, value) in entries {
+        // The zero bytes separate the fields, so moving text from a key to its value changes
+        // the sum.
+        crc.update(key.as_bytes());
+        crc.update(&[0]);
+        crc.update(value.as_bytes());
+        crc.update(&[0]);
+    }
+    format!("crc32:{:08x}", crc.sum())
+}
 
 /// Replaces `path` with `bytes` atomically: `path` holds either its old content or all of the
 /// new, never part of it. The bytes go to `<path>.tmp`, are flushed to the disk (fsync), and the
@@ -127,6 +157,8 @@ pub fn save_with_sampler(
         serde_json::to_string(&layout_entries(layout))?,
     );
     let buffers = [&state.params, &state.ema, &state.exp_avg, &state.exp_avg_sq];
+    let tensor_bytes: Vec<&[u8]> = buffers.iter().map(|b| bytemuck::cast_slice(b)).collect();
+    metadata.insert(CHECKSUM.to_owned(), checksum(&tensor_bytes, &metadata));
     let views: Vec<(&str, TensorView)> = TENSORS
         .iter()
         .zip(buffers)
@@ -167,6 +199,27 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             field("format")?
         )));
     }
+    // Checked before any other field is read, so a flipped bit anywhere is reported as what it
+    // is rather than as whichever parse error it happens to cause.
+    let mut views = Vec::with_capacity(TENSORS.len());
+    for name in TENSORS {
+        let view = tensors
+            .tensor(name)
+            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+        views.push(view);
+    }
+    if let Some(stored) = meta.get(CHECKSUM) {
+        let bytes: Vec<&[u8]> = views.iter().map(|v| v.data()).collect();
+        let computed = checksum(&bytes, &meta);
+        if *stored != computed {
+            bail!(
+                "checkpoint {} is corrupt: its contents do not match the checksum saved with it \
+                 ({stored} saved, {computed} now), so some bytes changed on disk or in a copy; \
+                 resume from a backup copy of the run or start the run again",
+                path.display()
+            );
+        }
+    }
     let config: TrainConfig =
         TrainConfig::from_json(&field("config")?).map_err(|e| corrupt(format!("config: {e}")))?;
     let layout: Vec<(String, Vec<usize>, usize)> =
@@ -181,10 +234,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         ),
     };
     let mut flat = Vec::new();
-    for name in TENSORS {
-        let view = tensors
-            .tensor(name)
-            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+    for (name, view) in TENSORS.into_iter().zip(views) {
         if view.dtype() != Dtype::F32 {
             return Err(corrupt(format!(
                 "{name} is {:?}, expected F32",
