@@ -138,19 +138,25 @@ const MAX_DECODED_PER_FILE_BYTE: u64 = 8192;
 pub fn decode_image(bytes: &[u8], name: &str, size: usize, channels: usize) -> Result<Vec<u8>> {
     let cannot =
         || format!("cannot decode image {name}: it is corrupt or truncated; replace or remove it");
-    let reader = image::ImageReader::new(Cursor::new(bytes))
+    let mut reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .with_context(cannot)?;
     if reader.format().is_none() {
         bail!("{name} is not a PNG, JPEG or GIF image; convert it or remove it from the folder");
     }
+    let budget = (bytes.len() as u64).saturating_mul(MAX_DECODED_PER_FILE_BYTE);
+    // The header check below covers the image's declared size; the limit also covers buffers
+    // sized by fields further in, such as a GIF frame larger than its logical screen.
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(limits.max_alloc.map_or(budget, |max| max.min(budget)));
+    reader.limits(limits);
     let decoder = reader.into_decoder().with_context(cannot)?;
     let (w, h) = image::ImageDecoder::dimensions(&decoder);
     let declared = image::ImageDecoder::total_bytes(&decoder);
     if w == 0 || h == 0 {
         bail!("{name} declares an empty {w}x{h} image; replace or remove it");
     }
-    if declared > (bytes.len() as u64).saturating_mul(MAX_DECODED_PER_FILE_BYTE) {
+    if declared > budget {
         bail!(
             "{name} is corrupt: its header declares {w}x{h} pixels ({declared} bytes), more than \
              its {} bytes can hold; replace or remove it",
