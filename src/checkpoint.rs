@@ -178,6 +178,12 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             path.display()
         )
     })?;
+    from_bytes(&bytes, path)
+}
+
+/// Parses a checkpoint file's bytes; `path` names it in errors. Every field is checked: corrupt
+/// bytes give an error, never a panic or an allocation larger than the bytes.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     let corrupt = |what: String| {
         anyhow::anyhow!(
             "checkpoint {} is corrupt or not a ddpm checkpoint ({what}); use another checkpoint \
@@ -185,8 +191,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             path.display()
         )
     };
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
     let meta = metadata.metadata().clone().unwrap_or_default();
     let field = |key: &str| {
         meta.get(key)
