@@ -424,6 +424,29 @@ fn a_long_thin_image_is_cropped_before_it_is_resized() {
     assert!(peak < 200_000, "peak allocation {peak} bytes");
 }
 
+#[test]
+fn transparent_pixels_train_as_white() {
+    // A 2 x 2 RGBA image: opaque red, fully transparent black, half-transparent black, and
+    // transparent green; decoded at its own size, so no resampling blurs the check.
+    let img = image::RgbaImage::from_raw(
+        2,
+        2,
+        vec![255, 0, 0, 255, 0, 0, 0, 0, 0, 0, 0, 128, 0, 255, 0, 0],
+    )
+    .unwrap();
+    let bytes = encode(
+        image::DynamicImage::ImageRgba8(img),
+        image::ImageFormat::Png,
+    );
+    let rgb = ddpm::data::images::decode_image(&bytes, "rgba", 2, 3).unwrap();
+    assert_eq!(
+        rgb,
+        vec![255, 0, 0, 255, 255, 255, 127, 127, 127, 255, 255, 255]
+    );
+    let grey = ddpm::data::images::decode_image(&bytes, "rgba", 2, 1).unwrap();
+    assert_eq!(&grey[1..], &[255, 127, 255]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checkpoints
 

@@ -1,6 +1,8 @@
 //! Image data sets for the UNet presets: an IDX file, a folder holding IDX files in MNIST's
-//! naming, or a folder of PNG/JPEG/GIF images (centre-cropped to a square and resized); and the
-//! training batch, as f32 NCHW in [-1, 1] with optional horizontal flips.
+//! naming, or a folder of PNG/JPEG/GIF images (centre-cropped to a square and resized;
+//! transparent pixels composited over white, so a logo on a transparent background trains as a
+//! logo on white rather than on black); and the training batch, as f32 NCHW in [-1, 1] with
+//! optional horizontal flips.
 //!
 //! Every image is checked before it is decoded: a header that declares more pixels than the
 //! file's bytes could hold is refused without allocating them.
@@ -132,8 +134,8 @@ pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet>
 const MAX_DECODED_PER_FILE_BYTE: u64 = 8192;
 
 /// One image file's bytes (PNG, JPEG or GIF, told by its content; a GIF gives its first frame)
-/// as `size` x `size` u8 pixels with `channels` (1 or 3) channels, channels last: the centre
-/// square cropped, then resized (triangle filter).
+/// as `size` x `size` u8 pixels with `channels` (1 or 3) channels, channels last: transparent
+/// pixels composited over white, the centre square cropped, then resized (triangle filter).
 /// `name` names the file in errors.
 pub fn decode_image(bytes: &[u8], name: &str, size: usize, channels: usize) -> Result<Vec<u8>> {
     let cannot =
@@ -164,7 +166,7 @@ pub fn decode_image(bytes: &[u8], name: &str, size: usize, channels: usize) -> R
         );
     }
     let img = image::DynamicImage::from_decoder(decoder).with_context(cannot)?;
-    let rgb = img.into_rgb8();
+    let rgb = over_white(img);
     // Crop before resizing: resizing a 1 x 100000 image's shorter side to `size` first would
     // allocate `size` x 100000 * `size` pixels only to throw most of them away.
     let side = w.min(h);
@@ -180,6 +182,20 @@ pub fn decode_image(bytes: &[u8], name: &str, size: usize, channels: usize) -> R
         resized.to_luma8().into_raw()
     } else {
         resized.to_rgb8().into_raw()
+    })
+}
+
+/// RGB with any alpha channel composited over white: out = a * c + (1 - a) * 255.
+fn over_white(img: image::DynamicImage) -> image::RgbImage {
+    if !img.color().has_alpha() {
+        return img.into_rgb8();
+    }
+    let rgba = img.into_rgba8();
+    image::RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let a = a as u32;
+        let blend = |c: u8| ((c as u32 * a + 255 * (255 - a) + 127) / 255) as u8;
+        image::Rgb([blend(r), blend(g), blend(b)])
     })
 }
 
