@@ -1,10 +1,18 @@
 //! Checkpoints as .safetensors: the flat weights, EMA weights and Adam moments, with the step,
 //! the run's config, the parameter layout and any importance sampler's state in the metadata.
-//! Written to a temporary file and renamed, so a crash mid-write never leaves a broken
-//! checkpoint behind.
+//!
+//! Two guards against a checkpoint that is not what was saved:
+//! - A CRC-32 of the tensor bytes and the other metadata, stored in the metadata as
+//!   `checksum` and checked on load, so a bit flipped on disk or in a copy is an error naming the
+//!   file instead of weights that load silently. Checkpoints written before the checksum existed
+//!   have no `checksum` entry and load as before.
+//! - [`write_atomic`], the crate's one way to replace a file: a temporary file, fsync, rename,
+//!   and the temporary file removed on any error, so a crash or a full disk leaves the old
+//!   checkpoint and no `.tmp` behind.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, TensorView};
@@ -17,6 +25,87 @@ use crate::optim::HostState;
 
 const FORMAT: &str = "ddpm-checkpoint-1";
 const TENSORS: [&str; 4] = ["params", "ema", "adam.exp_avg", "adam.exp_avg_sq"];
+/// The metadata entry holding the checksum, as `crc32:` and 8 hex digits.
+const CHECKSUM: &str = "checksum";
+
+/// CRC-32 (flate2's, the gzip polynomial; already a dependency for .gz data) of the tensors'
+/// bytes in `TENSORS` order, then every metadata entry but the checksum, sorted by key. CRC-32
+/// catches every flip of up to 3 bits and every burst of up to 32, which is what disks and
+/// copies produce; it is not meant to stop deliberate edits. The metadata is covered too, so a
+/// flipped digit of the step or the config is caught as well as one in the weights.
+fn checksum(tensors: &[&[u8]], metadata: &HashMap<String, String>) -> String {
+    let mut crc = flate2::Crc::new();
+    for bytes in tensors {
+        crc.update(bytes);
+    }
+    let mut entries: Vec<_> = metadata.iter().filter(|(k, _)| *k != CHECKSUM).collect();
+    entries.sort();
+    for (key, value) in entries {
+        // The zero bytes separate the fields, so moving text from a key to its value changes
+        // the sum.
+        crc.update(key.as_bytes());
+        crc.update(&[0]);
+        crc.update(value.as_bytes());
+        crc.update(&[0]);
+    }
+    format!("crc32:{:08x}", crc.sum())
+}
+
+/// Replaces `path` with `bytes` atomically: `path` holds either its old content or all of the
+/// new, never part of it. The bytes go to `<path>.tmp`, are flushed to the disk (fsync), and the
+/// temporary file is renamed over `path`; on any error (a full disk, a failing rename) the
+/// temporary file is removed and `path` is left as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = write_then_rename(&tmp, path, bytes);
+    if written.is_err() {
+        // Best effort: the error that matters is the one being returned.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_then_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let unchanged = |what: String| {
+        move |e: std::io::Error| {
+            anyhow::anyhow!(
+                "{what}: {e}; {} is unchanged (free disk space or check the folder's \
+                 permissions, then try again)",
+                path.display()
+            )
+        }
+    };
+    let mut file = std::fs::File::create(tmp)
+        .map_err(unchanged(format!("cannot create {}", tmp.display())))?;
+    file.write_all(bytes)
+        .map_err(unchanged(format!("cannot write {}", tmp.display())))?;
+    // Without the fsync a crash shortly after the rename can leave an empty or partial file
+    // under the final name on file systems that reorder metadata and data (ext4's default).
+    file.sync_all()
+        .map_err(unchanged(format!("cannot flush {} to disk", tmp.display())))?;
+    drop(file);
+    std::fs::rename(tmp, path).map_err(unchanged(format!(
+        "cannot rename {} to {}",
+        tmp.display(),
+        path.display()
+    )))?;
+    // The rename itself is durable only once the folder is flushed. Best effort: not every
+    // platform can open a folder as a file, and the new content is already in place.
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}
 
 pub struct Checkpoint {
     pub config: TrainConfig,
@@ -68,6 +157,8 @@ pub fn save_with_sampler(
         serde_json::to_string(&layout_entries(layout))?,
     );
     let buffers = [&state.params, &state.ema, &state.exp_avg, &state.exp_avg_sq];
+    let tensor_bytes: Vec<&[u8]> = buffers.iter().map(|b| bytemuck::cast_slice(b)).collect();
+    metadata.insert(CHECKSUM.to_owned(), checksum(&tensor_bytes, &metadata));
     let views: Vec<(&str, TensorView)> = TENSORS
         .iter()
         .zip(buffers)
@@ -77,11 +168,7 @@ pub fn save_with_sampler(
         })
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let bytes = safetensors::serialize(views, Some(metadata))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    write_atomic(path, &bytes).context("cannot save the checkpoint")
 }
 
 pub fn load(path: &Path) -> Result<Checkpoint> {
@@ -91,6 +178,12 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             path.display()
         )
     })?;
+    from_bytes(&bytes, path)
+}
+
+/// Parses a checkpoint file's bytes; `path` names it in errors. Every field is checked: corrupt
+/// bytes give an error, never a panic or an allocation larger than the bytes.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     let corrupt = |what: String| {
         anyhow::anyhow!(
             "checkpoint {} is corrupt or not a ddpm checkpoint ({what}); use another checkpoint \
@@ -98,8 +191,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             path.display()
         )
     };
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
     let meta = metadata.metadata().clone().unwrap_or_default();
     let field = |key: &str| {
         meta.get(key)
@@ -111,6 +204,27 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             "format '{}' instead of '{FORMAT}'",
             field("format")?
         )));
+    }
+    // Checked before any other field is read, so a flipped bit anywhere is reported as what it
+    // is rather than as whichever parse error it happens to cause.
+    let mut views = Vec::with_capacity(TENSORS.len());
+    for name in TENSORS {
+        let view = tensors
+            .tensor(name)
+            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+        views.push(view);
+    }
+    if let Some(stored) = meta.get(CHECKSUM) {
+        let bytes: Vec<&[u8]> = views.iter().map(|v| v.data()).collect();
+        let computed = checksum(&bytes, &meta);
+        if *stored != computed {
+            bail!(
+                "checkpoint {} is corrupt: its contents do not match the checksum saved with it \
+                 ({stored} saved, {computed} now), so some bytes changed on disk or in a copy; \
+                 resume from a backup copy of the run or start the run again",
+                path.display()
+            );
+        }
     }
     let config: TrainConfig =
         TrainConfig::from_json(&field("config")?).map_err(|e| corrupt(format!("config: {e}")))?;
@@ -126,10 +240,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         ),
     };
     let mut flat = Vec::new();
-    for name in TENSORS {
-        let view = tensors
-            .tensor(name)
-            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+    for (name, view) in TENSORS.into_iter().zip(views) {
         if view.dtype() != Dtype::F32 {
             return Err(corrupt(format!(
                 "{name} is {:?}, expected F32",

@@ -37,27 +37,55 @@ impl ImageSet {
     }
 }
 
-/// Reads the whole file, un-gzipping when it starts with the gzip magic bytes.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .with_context(|| {
-                format!(
-                    "{} is a corrupt or truncated .gz file; download it again",
-                    path.display()
-                )
-            })?;
-        Ok(out)
+/// The gzip magic bytes.
+const GZIP: [u8; 2] = [0x1f, 0x8b];
+/// DEFLATE's largest expansion: one compressed byte never yields more than 1032 bytes (a
+/// 258-byte match costs at least 2 bits), so a .gz file of `len` bytes cannot hold an IDX body
+/// of more than `len * 1032` bytes. The bound refuses a corrupt header before its allocation.
+const DEFLATE_MAX_RATIO: usize = 1032;
+
+/// Parses an IDX file of u8 images, raw or gzip-compressed (recognised by its magic bytes).
+pub fn parse(bytes: &[u8], what: &str) -> Result<ImageSet> {
+    if bytes.starts_with(&GZIP) {
+        parse_gz(bytes, what)
     } else {
-        Ok(raw)
+        parse_images(bytes, what)
     }
 }
 
-/// Parses an IDX file of u8 images.
-pub fn parse_images(bytes: &[u8], what: &str) -> Result<ImageSet> {
+/// Un-gzips the header first and checks it, then only as many bytes as it declares: a .gz that
+/// is not an IDX file (or declares more than it can hold) is refused without decompressing it.
+fn parse_gz(compressed: &[u8], what: &str) -> Result<ImageSet> {
+    let broken = || format!("{what} is a corrupt or truncated .gz file; download it again");
+    let mut gz = flate2::read::GzDecoder::new(compressed);
+    let mut header = [0u8; 4];
+    gz.read_exact(&mut header).with_context(broken)?;
+    let n_dims = check_magic(&header, what)?;
+    let mut header = header.to_vec();
+    header.resize(4 + 4 * n_dims, 0);
+    gz.read_exact(&mut header[4..]).with_context(broken)?;
+    let dims = read_dims(&header, n_dims);
+    let expected = body_len(&dims, what)?;
+    if expected > compressed.len().saturating_mul(DEFLATE_MAX_RATIO) {
+        bail!(
+            "{what} is corrupt: its header declares {dims:?} = {expected} bytes, more than its {} \
+             compressed bytes can hold; download it again",
+            compressed.len()
+        );
+    }
+    let mut data = Vec::with_capacity(expected);
+    // One byte past the declared size tells a file with trailing data from an exact one.
+    (&mut gz)
+        .take(expected as u64 + 1)
+        .read_to_end(&mut data)
+        .with_context(broken)?;
+    check_body(&dims, expected, data.len(), what)?;
+    images(&dims, data, what)
+}
+
+/// Checks the first 4 bytes (two zeros, the u8 element type, 3 or 4 dimensions) and returns the
+/// number of dimensions.
+fn check_magic(bytes: &[u8], what: &str) -> Result<usize> {
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         bail!("{what} is not an IDX file (it must start with two zero bytes)");
     }
@@ -71,27 +99,43 @@ pub fn parse_images(bytes: &[u8], what: &str) -> Result<ImageSet> {
     if !(3..=4).contains(&n_dims) {
         bail!("{what} has {n_dims} dimensions; images need 3 (N, H, W) or 4 (N, H, W, C)");
     }
-    let header = 4 + 4 * n_dims;
-    if bytes.len() < header {
-        bail!("{what} is truncated inside its header");
+    Ok(n_dims)
+}
+
+/// The big-endian u32 dimensions after the first 4 bytes (`header` holds them all).
+fn read_dims(header: &[u8], n_dims: usize) -> Vec<usize> {
+    header[4..4 + 4 * n_dims]
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .collect()
+}
+
+/// The body's size in bytes, the product of the dimensions.
+fn body_len(dims: &[usize], what: &str) -> Result<usize> {
+    match dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
+        Some(n) => Ok(n),
+        None => bail!("{what} declares impossible dimensions {dims:?}"),
     }
-    let dims: Vec<usize> = (0..n_dims)
-        .map(|i| {
-            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
-        })
-        .collect();
-    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    let Some(expected) = expected else {
-        bail!("{what} declares impossible dimensions {dims:?}")
-    };
-    let data = &bytes[header..];
-    if data.len() != expected {
+}
+
+fn check_body(dims: &[usize], expected: usize, got: usize, what: &str) -> Result<()> {
+    if got != expected {
         bail!(
-            "{what} is truncated or corrupt: its header declares {dims:?} = {expected} bytes but it holds {}",
-            data.len()
+            "{what} is truncated or corrupt: its header declares {dims:?} = {expected} bytes but \
+             it holds {}{}; download it again",
+            got.min(expected),
+            if got > expected {
+                " and more after them"
+            } else {
+                ""
+            }
         );
     }
-    let channels = if n_dims == 4 { dims[3] } else { 1 };
+    Ok(())
+}
+
+fn images(dims: &[usize], pixels: Vec<u8>, what: &str) -> Result<ImageSet> {
+    let channels = if dims.len() == 4 { dims[3] } else { 1 };
     if !(channels == 1 || channels == 3) || dims[1] == 0 || dims[2] == 0 {
         bail!(
             "{what} has images of shape {:?}; expected H x W grey or H x W x 3 colour",
@@ -103,13 +147,28 @@ pub fn parse_images(bytes: &[u8], what: &str) -> Result<ImageSet> {
         height: dims[1],
         width: dims[2],
         channels,
-        pixels: data.to_vec(),
+        pixels,
     })
 }
 
+/// Parses an uncompressed IDX file of u8 images.
+pub fn parse_images(bytes: &[u8], what: &str) -> Result<ImageSet> {
+    let n_dims = check_magic(bytes, what)?;
+    let header = 4 + 4 * n_dims;
+    if bytes.len() < header {
+        bail!("{what} is truncated inside its header; download it again");
+    }
+    let dims = read_dims(bytes, n_dims);
+    let expected = body_len(&dims, what)?;
+    let data = &bytes[header..];
+    check_body(&dims, expected, data.len(), what)?;
+    images(&dims, data.to_vec(), what)
+}
+
+/// Reads an IDX file of u8 images, raw or .gz.
 pub fn read_images(path: &Path) -> Result<ImageSet> {
-    let bytes = read_maybe_gz(path)?;
-    parse_images(&bytes, &path.display().to_string())
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&bytes, &path.display().to_string())
 }
 
 #[cfg(test)]

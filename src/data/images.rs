@@ -1,7 +1,13 @@
 //! Image data sets for the UNet presets: an IDX file, a folder holding IDX files in MNIST's
-//! naming, or a folder of PNG/JPEG images (resized and centre-cropped); and the training batch,
-//! as f32 NCHW in [-1, 1] with optional horizontal flips.
+//! naming, or a folder of PNG/JPEG/GIF images (centre-cropped to a square and resized;
+//! transparent pixels composited over white, so a logo on a transparent background trains as a
+//! logo on white rather than on black); and the training batch, as f32 NCHW in [-1, 1] with
+//! optional horizontal flips.
+//!
+//! Every image is checked before it is decoded: a header that declares more pixels than the
+//! file's bytes could hold is refused without allocating them.
 
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -77,7 +83,7 @@ pub fn load(path: &str, image_size: usize, channels: usize) -> Result<ImageSet> 
             .collect();
         bail!(
             "data set {path} not found (looked in: {}): pass --data with an IDX file, a folder \
-             of MNIST-style IDX files, or a folder of PNG/JPEG images, or put the data (e.g. \
+             of MNIST-style IDX files, or a folder of PNG/JPEG/GIF images, or put the data (e.g. \
              ddpm's assets/ folder) next to the binary",
             looked.join(", ")
         );
@@ -99,7 +105,7 @@ pub fn load(path: &str, image_size: usize, channels: usize) -> Result<ImageSet> 
     Ok(set)
 }
 
-/// Every PNG/JPEG under `dir`, resized (shorter side to `size`) and centre-cropped.
+/// Every PNG/JPEG/GIF under `dir`, through [`decode_image`].
 pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
@@ -109,39 +115,27 @@ pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet>
                 .extension()
                 .and_then(|e| e.to_str())
                 .map(str::to_lowercase);
-            matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
+            matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg" | "gif"))
         })
         .collect();
     files.sort();
     if files.is_empty() {
         bail!(
-            "{} holds no PNG or JPEG images (and no train-images-idx3-ubyte file): point --data at \
-             a folder of images or an IDX file",
+            "{} holds no PNG, JPEG or GIF images (and no train-images-idx3-ubyte file): point \
+             --data at a folder of images or an IDX file",
             dir.display()
         );
     }
     let mut pixels = Vec::with_capacity(files.len() * size * size * channels);
     for file in &files {
-        let img =
-            image::open(file).with_context(|| format!("cannot decode image {}", file.display()))?;
-        let (w, h) = (img.width() as f64, img.height() as f64);
-        let scale = size as f64 / w.min(h);
-        let (rw, rh) = (
-            ((w * scale).round() as u32).max(size as u32),
-            ((h * scale).round() as u32).max(size as u32),
-        );
-        let resized = img.resize_exact(rw, rh, image::imageops::FilterType::Triangle);
-        let cropped = resized.crop_imm(
-            (rw - size as u32) / 2,
-            (rh - size as u32) / 2,
-            size as u32,
-            size as u32,
-        );
-        if channels == 1 {
-            pixels.extend(cropped.to_luma8().into_raw());
-        } else {
-            pixels.extend(cropped.to_rgb8().into_raw());
-        }
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        pixels.extend(decode_image(
+            &bytes,
+            &file.display().to_string(),
+            size,
+            channels,
+        )?);
     }
     Ok(ImageSet {
         n: files.len(),
@@ -149,6 +143,79 @@ pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet>
         width: size,
         channels,
         pixels,
+    })
+}
+
+/// The most decoded bytes one byte of an image file can yield. DEFLATE (PNG) expands at most
+/// 1032:1; GIF's LZW, with its 4096-entry dictionary, about 1365 pixels per byte at 4 bytes
+/// each; a flat JPEG needs at least a bit per 8x8 block of each component (about 1400:1 with
+/// 4x4 luma subsampling). A header that declares more than this many bytes per file byte is
+/// corrupt, and is refused before the decoder allocates for it.
+const MAX_DECODED_PER_FILE_BYTE: u64 = 8192;
+
+/// One image file's bytes (PNG, JPEG or GIF, told by its content; a GIF gives its first frame)
+/// as `size` x `size` u8 pixels with `channels` (1 or 3) channels, channels last: transparent
+/// pixels composited over white, the centre square cropped, then resized (triangle filter).
+/// `name` names the file in errors.
+pub fn decode_image(bytes: &[u8], name: &str, size: usize, channels: usize) -> Result<Vec<u8>> {
+    let cannot =
+        || format!("cannot decode image {name}: it is corrupt or truncated; replace or remove it");
+    let mut reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .with_context(cannot)?;
+    if reader.format().is_none() {
+        bail!("{name} is not a PNG, JPEG or GIF image; convert it or remove it from the folder");
+    }
+    let budget = (bytes.len() as u64).saturating_mul(MAX_DECODED_PER_FILE_BYTE);
+    // The header check below covers the image's declared size; the limit also covers buffers
+    // sized by fields further in, such as a GIF frame larger than its logical screen.
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(limits.max_alloc.map_or(budget, |max| max.min(budget)));
+    reader.limits(limits);
+    let decoder = reader.into_decoder().with_context(cannot)?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    let declared = image::ImageDecoder::total_bytes(&decoder);
+    if w == 0 || h == 0 {
+        bail!("{name} declares an empty {w}x{h} image; replace or remove it");
+    }
+    if declared > budget {
+        bail!(
+            "{name} is corrupt: its header declares {w}x{h} pixels ({declared} bytes), more than \
+             its {} bytes can hold; replace or remove it",
+            bytes.len()
+        );
+    }
+    let img = image::DynamicImage::from_decoder(decoder).with_context(cannot)?;
+    let rgb = over_white(img);
+    // Crop before resizing: resizing a 1 x 100000 image's shorter side to `size` first would
+    // allocate `size` x 100000 * `size` pixels only to throw most of them away.
+    let side = w.min(h);
+    let square =
+        image::imageops::crop_imm(&rgb, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    let resized = image::DynamicImage::ImageRgb8(image::imageops::resize(
+        &square,
+        size as u32,
+        size as u32,
+        image::imageops::FilterType::Triangle,
+    ));
+    Ok(if channels == 1 {
+        resized.to_luma8().into_raw()
+    } else {
+        resized.to_rgb8().into_raw()
+    })
+}
+
+/// RGB with any alpha channel composited over white: out = a * c + (1 - a) * 255.
+fn over_white(img: image::DynamicImage) -> image::RgbImage {
+    if !img.color().has_alpha() {
+        return img.into_rgb8();
+    }
+    let rgba = img.into_rgba8();
+    image::RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let a = a as u32;
+        let blend = |c: u8| ((c as u32 * a + 255 * (255 - a) + 127) / 255) as u8;
+        image::Rgb([blend(r), blend(g), blend(b)])
     })
 }
 
@@ -213,7 +280,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ddpm-empty-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let err = load(dir.to_str().unwrap(), 28, 1).unwrap_err().to_string();
-        assert!(err.contains("holds no PNG or JPEG images"), "{err}");
+        assert!(err.contains("holds no PNG, JPEG or GIF images"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

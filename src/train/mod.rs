@@ -475,8 +475,8 @@ pub fn prepare_out_dir(cfg: &TrainConfig, out: &Path, start: Start) -> Result<Ru
         Start::Resume => RunDir::claim_existing(out),
         Start::New(existing) => {
             let dir = RunDir::claim_new(out, existing)?;
-            std::fs::write(out.join("config.json"), serde_json::to_string_pretty(cfg)?)
-                .with_context(|| format!("writing {}", out.join("config.json").display()))?;
+            let json = serde_json::to_string_pretty(cfg)?;
+            checkpoint::write_atomic(&out.join("config.json"), json.as_bytes())?;
             Ok(dir)
         }
     }
