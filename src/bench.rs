@@ -365,7 +365,7 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
             let x = cx.constant(batch.clone());
             let out = model.forward(&mut cx, &params, &x, &t);
             let loss = ops::loss::mse_var(&mut cx, &out, &batch);
-            cx.backward(&loss);
+            ops::backward(&mut cx, &loss);
             gpu.submit();
             loss.tensor
         });
