@@ -22,6 +22,7 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
     let b64 = to_f64(&b);
     let (dx, dw, db) = cpu::conv::conv2d_backward(&to_f64(&x), &to_f64(&w), &to_f64(&dy), &s);
     let want = cpu::conv::conv2d(&to_f64(&x), &to_f64(&w), Some(&b64), &s);
+    let want_no_bias = cpu::conv::conv2d(&to_f64(&x), &to_f64(&w), None, &s);
     // Every set of kernels the device can run (the subgroup kernels need the device feature:
     // lavapipe has it, and CI runs lavapipe), each under the plan it gives this shape.
     let own = gpu.caps();
@@ -35,6 +36,16 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
             &format!("conv2d_fwd {what}"),
             &gpu.read(&y),
             &want,
+            1e-4,
+            1e-4,
+        );
+        // Without a bias: each forward kernel's bias-less twin, which binds no bias.
+        poison_next(gpu, want.len());
+        let y = ops::conv::conv2d(gpu, &gx, &gw, None, s.stride, s.padding);
+        assert_close(
+            &format!("conv2d_fwd without bias {what}"),
+            &gpu.read(&y),
+            &want_no_bias,
             1e-4,
             1e-4,
         );

@@ -22,27 +22,62 @@ macro_rules! kernels {
 
 kernels! {
     FWD_DIRECT: SOFT_CONV."conv2d_fwd_direct",
+    FWD_DIRECT_BIAS: SOFT_CONV."conv2d_fwd_direct_bias",
     BWD_X_DIRECT: SOFT_CONV."conv2d_bwd_x_direct",
     BWD_W_DIRECT: SOFT_CONV."conv2d_bwd_w_direct",
     FLIP_WEIGHT: SOFT_CONV."conv2d_flip_weight",
     FWD_K3S1_CPU: SOFT_CONV."conv2d_fwd_k3s1_cpu",
+    FWD_K3S1_CPU_BIAS: SOFT_CONV."conv2d_fwd_k3s1_cpu_bias",
     FWD_K3S2_CPU: SOFT_CONV."conv2d_fwd_k3s2_cpu",
+    FWD_K3S2_CPU_BIAS: SOFT_CONV."conv2d_fwd_k3s2_cpu_bias",
     FWD_K1_CPU: SOFT_CONV."conv2d_fwd_k1_cpu",
+    FWD_K1_CPU_BIAS: SOFT_CONV."conv2d_fwd_k1_cpu_bias",
     BWD_X_K3S2_CPU: SOFT_CONV."conv2d_bwd_x_k3s2_cpu",
     BWD_W_K3S1_CPU: SOFT_CONV."conv2d_bwd_w_k3s1_cpu",
     BWD_W_K3S2_CPU: SOFT_CONV."conv2d_bwd_w_k3s2_cpu",
     FWD_K3S1_UBO_ROWS2: SOFT_CONV."conv2d_fwd_k3s1_ubo_rows2",
+    FWD_K3S1_UBO_ROWS2_BIAS: SOFT_CONV."conv2d_fwd_k3s1_ubo_rows2_bias",
     FWD_K1_UBO: SOFT_CONV."conv2d_fwd_k1_ubo",
+    FWD_K1_UBO_BIAS: SOFT_CONV."conv2d_fwd_k1_ubo_bias",
     BWD_W_K3S1_UBO: SOFT_CONV."conv2d_bwd_w_k3s1_ubo",
     BWD_W_K1_UBO: SOFT_CONV."conv2d_bwd_w_k1_ubo",
     PAD_PLANES: SOFT_CONV."conv2d_pad_planes",
     PACK_WEIGHT: SOFT_CONV."conv2d_pack_weight",
     FWD_K3S1_SG_X: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s1_sg_x",
+    FWD_K3S1_SG_X_BIAS: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s1_sg_x_bias",
     FWD_K3S2_SG_X: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s2_sg_x",
+    FWD_K3S2_SG_X_BIAS: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s2_sg_x_bias",
     FWD_K3S1_SG_ROWS2: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s1_sg_rows2",
+    FWD_K3S1_SG_ROWS2_BIAS: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s1_sg_rows2_bias",
     FWD_K1_SG: SOFT_CONV_SUBGROUP."conv2d_fwd_k1_sg",
+    FWD_K1_SG_BIAS: SOFT_CONV_SUBGROUP."conv2d_fwd_k1_sg_bias",
     BWD_W_K3S1_SG: SOFT_CONV_SUBGROUP."conv2d_bwd_w_k3s1_sg",
     BWD_W_K1_SG: SOFT_CONV_SUBGROUP."conv2d_bwd_w_k1_sg",
+}
+
+/// The twin of a forward kernel that adds a bias: each forward kernel of the wing comes as a pair
+/// of entry points sharing one body, and only the `_bias` one has the bias binding in its layout.
+fn biased(kernel: &'static Kernel, bias: bool) -> &'static Kernel {
+    if !bias {
+        return kernel;
+    }
+    let twins: [(&Kernel, &'static Kernel); 10] = [
+        (&FWD_DIRECT, &FWD_DIRECT_BIAS),
+        (&FWD_K3S1_CPU, &FWD_K3S1_CPU_BIAS),
+        (&FWD_K3S2_CPU, &FWD_K3S2_CPU_BIAS),
+        (&FWD_K1_CPU, &FWD_K1_CPU_BIAS),
+        (&FWD_K3S1_UBO_ROWS2, &FWD_K3S1_UBO_ROWS2_BIAS),
+        (&FWD_K1_UBO, &FWD_K1_UBO_BIAS),
+        (&FWD_K3S1_SG_X, &FWD_K3S1_SG_X_BIAS),
+        (&FWD_K3S2_SG_X, &FWD_K3S2_SG_X_BIAS),
+        (&FWD_K3S1_SG_ROWS2, &FWD_K3S1_SG_ROWS2_BIAS),
+        (&FWD_K1_SG, &FWD_K1_SG_BIAS),
+    ];
+    twins
+        .iter()
+        .find(|(plain, _)| std::ptr::eq(*plain, kernel))
+        .map(|&(_, with_bias)| with_bias)
+        .unwrap_or_else(|| panic!("{} has no bias twin", kernel.entry))
 }
 
 /// Mirrors `SoftConvParams` in shaders/soft/conv.wgsl: the shape, then what each family of the
@@ -88,7 +123,9 @@ struct ConvParams {
     _pad: [u32; 3],
 }
 
-fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
+/// The shape fields; each kernel family sets the fields it reads on top (has_bias: only the
+/// weight gradients that sum the bias gradient read it).
+fn params(s: &ConvShape) -> ConvParams {
     ConvParams {
         n: s.n as u32,
         c_in: s.c_in as u32,
@@ -100,7 +137,6 @@ fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
         padding: s.padding as u32,
         h_out: s.h_out() as u32,
         w_out: s.w_out() as u32,
-        has_bias: has_bias as u32,
         chunk: CHUNK as u32,
         pack_width: CPU_BLOCK as u32,
         partial_row: (s.c_out * s.c_in * s.kernel * s.kernel) as u32,
@@ -151,9 +187,16 @@ pub(crate) fn plan_forward(caps: &Capabilities, s: &ConvShape) -> ForwardPlan {
     }
 }
 
-/// The entry point a forward plan runs for shape `s` (for `ddpm info` and the plan table).
-pub(crate) fn forward_entry(plan: ForwardPlan, caps: &Capabilities, s: &ConvShape) -> &'static str {
+/// The entry point a forward plan runs for shape `s`, with or without a bias (for `ddpm info`
+/// and the plan table).
+pub(crate) fn forward_entry(
+    plan: ForwardPlan,
+    caps: &Capabilities,
+    s: &ConvShape,
+    bias: bool,
+) -> &'static str {
     let kernel = match plan {
+        ForwardPlan::Tiled { .. } if bias => return "conv2d_fwd_bias",
         ForwardPlan::Tiled { .. } => return "conv2d_fwd",
         ForwardPlan::Direct => &FWD_DIRECT,
         ForwardPlan::Blocked => blocked_forward_kernel(s).expect("planned"),
@@ -164,7 +207,7 @@ pub(crate) fn forward_entry(plan: ForwardPlan, caps: &Capabilities, s: &ConvShap
         }
         ForwardPlan::SubgroupWindows => x_windows_geometry(caps, s).expect("planned").kernel,
     };
-    kernel.entry
+    biased(kernel, bias).entry
 }
 
 /// Output channels per packed block of a forward plan's weights.
@@ -236,13 +279,12 @@ fn forward_direct(
 ) -> Tensor {
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
     let cols = s.n * s.h_out() * s.w_out();
-    // Without a bias the bias binding holds the weights and is not read.
-    gpu.dispatch(
-        &FWD_DIRECT,
-        &params(s, bias.is_some()),
-        &[x, weight, bias.unwrap_or(weight), &y],
-        direct_grid(s.c_out, cols, 1),
-    );
+    let p = params(s);
+    let grid = direct_grid(s.c_out, cols, 1);
+    match bias {
+        Some(bias) => gpu.dispatch(biased(&FWD_DIRECT, true), &p, &[x, weight, bias, &y], grid),
+        None => gpu.dispatch(&FWD_DIRECT, &p, &[x, weight, &y], grid),
+    }
     y
 }
 
@@ -295,7 +337,7 @@ fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack, width: usi
     let p = ConvParams {
         flip: pack as u32,
         pack_width: width as u32,
-        ..params(s, false)
+        ..params(s)
     };
     gpu.dispatch(&PACK_WEIGHT, &p, &[weight, &packed], gpu.groups_1d(len));
     packed
@@ -306,7 +348,7 @@ fn flip_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape) -> Tensor {
     let flipped = gpu.empty(&[s.c_in, s.c_out, s.kernel, s.kernel]);
     gpu.dispatch(
         &FLIP_WEIGHT,
-        &params(s, false),
+        &params(s),
         &[weight, &flipped],
         gpu.groups_1d(weight.numel()),
     );
@@ -379,15 +421,15 @@ fn forward_weight_windows(
                 ci_begin: ci_begin as u32,
                 ci_end: (ci_begin + chunk).min(s.c_in) as u32,
                 accumulate: (i > 0) as u32,
-                ..params(s, bias.is_some())
+                ..params(s)
             };
-            // Without a bias the bias binding holds x and is not read.
-            gpu.dispatch(
-                kernel,
-                &p,
-                &[x, bias.unwrap_or(x), &y, &window],
-                [items.div_ceil(CPU_WG) as u32, 1, 1],
-            );
+            let groups = [items.div_ceil(CPU_WG) as u32, 1, 1];
+            match bias {
+                Some(bias) => {
+                    gpu.dispatch(biased(kernel, true), &p, &[x, bias, &y, &window], groups)
+                }
+                None => gpu.dispatch(kernel, &p, &[x, &y, &window], groups),
+            }
         }
     }
     y
@@ -511,13 +553,13 @@ fn forward_x_windows(
                     x_shift1: shifts[1] as u32,
                     x_shift2: shifts[2] as u32,
                     x_shift3: shifts[3] as u32,
-                    ..params(s, bias.is_some())
+                    ..params(s)
                 };
-                // Without a bias the bias binding holds the weights and is not read.
-                let mut bindings = vec![bias.unwrap_or(packed), &y, &weights];
+                let mut bindings: Vec<&Tensor> = bias.into_iter().collect();
+                bindings.extend([&y, &weights]);
                 bindings.extend(x_windows.iter());
                 gpu.dispatch(
-                    g.kernel,
+                    biased(g.kernel, bias.is_some()),
                     &p,
                     &bindings,
                     [
@@ -548,13 +590,11 @@ fn forward_blocked(
         s.c_out.div_ceil(CPU_BLOCK) as u32,
         1,
     ];
-    // Without a bias the bias binding holds x and is not read.
-    gpu.dispatch(
-        kernel,
-        &params(s, bias.is_some()),
-        &[x, bias.unwrap_or(x), &y, packed],
-        groups,
-    );
+    let p = params(s);
+    match bias {
+        Some(bias) => gpu.dispatch(biased(kernel, true), &p, &[x, bias, &y, packed], groups),
+        None => gpu.dispatch(kernel, &p, &[x, &y, packed], groups),
+    }
     y
 }
 
@@ -573,13 +613,7 @@ pub(crate) fn input_grad_blocked_stride2(
         s.c_in.div_ceil(CPU_BLOCK) as u32,
         2,
     ];
-    // The bias binding (unread here) holds dy.
-    gpu.dispatch(
-        &BWD_X_K3S2_CPU,
-        &params(s, false),
-        &[dy, dy, &dx, &packed],
-        groups,
-    );
+    gpu.dispatch(&BWD_X_K3S2_CPU, &params(s), &[dy, &dx, &packed], groups);
     dx
 }
 
@@ -587,7 +621,7 @@ pub(crate) fn input_grad_blocked_stride2(
 pub(crate) fn input_grad_direct(gpu: &Gpu, weight: &Tensor, dy: &Tensor, s: &ConvShape) -> Tensor {
     let dx = gpu.empty(&[s.n, s.c_in, s.h, s.w]);
     let groups = direct_grid(s.c_in, s.n * s.h * s.w, 1);
-    gpu.dispatch(&BWD_X_DIRECT, &params(s, false), &[weight, dy, &dx], groups);
+    gpu.dispatch(&BWD_X_DIRECT, &params(s), &[weight, dy, &dx], groups);
     dx
 }
 
@@ -678,7 +712,7 @@ fn weight_grad_direct(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Tens
     let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
     let p = ConvParams {
         chunk: CHUNK as u32,
-        ..params(s, false)
+        ..params(s)
     };
     gpu.dispatch(
         &BWD_W_DIRECT,
@@ -704,7 +738,7 @@ fn weight_grad_blocked(
     let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
     let p = ConvParams {
         chunk: chunk as u32,
-        ..params(s, false)
+        ..params(s)
     };
     let groups = [
         s.c_in.div_ceil(CPU_BWD_W_CHANNELS) as u32,
@@ -785,7 +819,7 @@ fn weight_grad_k1_windows(
                 accumulate: (n > 0) as u32,
                 chunk: (per_part * CPU_PX) as u32,
                 plane_stride: g.plane as u32,
-                ..params(s, false)
+                ..params(s)
             };
             let groups = [
                 parts as u32,
@@ -976,7 +1010,7 @@ fn weight_grad_k3_windows(
                     x_end: ci_end as u32,
                     x_plane_stride: g.x_plane as u32,
                     x_row: g.x_row as u32,
-                    ..params(s, false)
+                    ..params(s)
                 };
                 let groups = [
                     parts as u32,
