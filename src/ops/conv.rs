@@ -277,10 +277,13 @@ pub fn conv2d(
             let shape = [s.n, s.c_out, s.h_out(), s.w_out()];
             match bias {
                 Some(bias) => {
-                    let inputs = [x, weight, bias];
+                    let inputs = [("x", x), ("weight", weight), ("bias", bias)];
                     tiled_split_k(gpu, &CONV_FWD_BIAS, &s, gemm, &inputs, &shape)
                 }
-                None => tiled_split_k(gpu, &CONV_FWD, &s, gemm, &[x, weight], &shape),
+                None => {
+                    let inputs = [("x", x), ("weight", weight)];
+                    tiled_split_k(gpu, &CONV_FWD, &s, gemm, &inputs, &shape)
+                }
             }
         }
         plan => {
@@ -315,20 +318,20 @@ fn k_splits(caps: &Capabilities, rows: usize, cols: usize, k_total: usize) -> (u
 }
 
 /// A tiled forward or input-gradient kernel over its (rows, cols, K) GEMM, split along K where
-/// the grid is small: each split writes its own copy of the output (bound after `inputs`) and
+/// the grid is small: each split writes its own copy of the output (bound as `out`) and
 /// sum_rows adds them. Returns the output in `shape`.
 fn tiled_split_k(
     gpu: &Gpu,
     kernel: &'static Kernel,
     s: &ConvShape,
     (rows, cols, k_total): (usize, usize, usize),
-    inputs: &[&Tensor],
+    inputs: &[(&str, &Tensor)],
     shape: &[usize],
 ) -> Tensor {
     let (splits, chunk) = k_splits(&gpu.caps(), rows, cols, k_total);
     let out = gpu.empty(&[splits, shape.iter().product()]);
     let mut bindings = inputs.to_vec();
-    bindings.push(&out);
+    bindings.push(("out", &out));
     let p = ConvParams {
         chunk: chunk as u32,
         ..params(s, false)
@@ -346,7 +349,8 @@ pub fn conv2d_backward_x(gpu: &Gpu, weight: &Tensor, dy: &Tensor, s: &ConvShape)
         InputGradPlan::Tiled { .. } => {
             let gemm = (s.c_in, s.n * s.h * s.w, s.c_out * s.kernel * s.kernel);
             let shape = [s.n, s.c_in, s.h, s.w];
-            tiled_split_k(gpu, &CONV_BWD_X, s, gemm, &[weight, dy], &shape)
+            let inputs = [("weight", weight), ("dy", dy)];
+            tiled_split_k(gpu, &CONV_BWD_X, s, gemm, &inputs, &shape)
         }
         InputGradPlan::Transposed(forward) => {
             let weights = Weights {
@@ -424,7 +428,7 @@ fn weight_grad(
     gpu.dispatch(
         &CONV_BWD_W,
         &p,
-        &[x, dy, &partial],
+        &[("x", x), ("dy", dy), ("out", &partial)],
         grid(s.c_out, k_cols, chunks),
     );
     let sums = super::reduce::sum_rows(gpu, &partial);
@@ -446,7 +450,7 @@ pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, s: &ConvShape) -> Tensor {
     gpu.dispatch(
         &CONV_BWD_BIAS,
         &p,
-        &[dy, &partial],
+        &[("dy", dy), ("out", &partial)],
         gpu.groups_1d(chunks * s.c_out),
     );
     super::reduce::sum_rows(gpu, &partial)

@@ -71,7 +71,13 @@ pub fn q_sample(
     gpu.dispatch(
         &Q_SAMPLE,
         &p,
-        &[table, x_start, noise, timesteps, &out],
+        &[
+            ("table", table),
+            ("x_in", x_start),
+            ("noise_in", noise),
+            ("timesteps_in", timesteps),
+            ("x_out", &out),
+        ],
         gpu.groups_1d(n),
     );
     out
@@ -114,7 +120,17 @@ pub fn p_sample(
         eta: 0.0,
     };
     let out = gpu.empty(&x_t.shape);
-    gpu.dispatch(&P_SAMPLE, &p, &[table, x_t, eps, &out], gpu.groups_1d(n));
+    gpu.dispatch(
+        &P_SAMPLE,
+        &p,
+        &[
+            ("table", table),
+            ("x_in", x_t),
+            ("noise_in", eps),
+            ("x_out", &out),
+        ],
+        gpu.groups_1d(n),
+    );
     out
 }
 
@@ -148,7 +164,13 @@ pub fn p_sample_learned(
     gpu.dispatch(
         &P_SAMPLE_LEARNED,
         &p,
-        &[table, x_t, eps, &out, v],
+        &[
+            ("table", table),
+            ("x_in", x_t),
+            ("noise_in", eps),
+            ("x_out", &out),
+            ("v_in", v),
+        ],
         gpu.groups_1d(n),
     );
     out
@@ -179,7 +201,17 @@ pub fn ddim_step(
         ..Default::default()
     };
     let out = gpu.empty(&x_t.shape);
-    gpu.dispatch(&DDIM_STEP, &p, &[table, x_t, eps, &out], gpu.groups_1d(n));
+    gpu.dispatch(
+        &DDIM_STEP,
+        &p,
+        &[
+            ("table", table),
+            ("x_in", x_t),
+            ("noise_in", eps),
+            ("x_out", &out),
+        ],
+        gpu.groups_1d(n),
+    );
     out
 }
 
@@ -191,6 +223,11 @@ pub fn fill_timesteps(gpu: &Gpu, n: usize, t: usize) -> Tensor {
         t: t as u32,
         ..Default::default()
     };
-    gpu.dispatch(&FILL_TIMESTEPS, &p, &[&out], gpu.groups_1d(n));
+    gpu.dispatch(
+        &FILL_TIMESTEPS,
+        &p,
+        &[("timesteps_out", &out)],
+        gpu.groups_1d(n),
+    );
     out
 }

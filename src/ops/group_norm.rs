@@ -123,7 +123,13 @@ pub fn group_norm(
     );
     let y = gpu.empty(&x.shape);
     let stats = gpu.empty(&[x.shape[0] * groups, 2]);
-    let tensors = [x, gamma, beta, &y, &stats];
+    let tensors = [
+        ("x", x),
+        ("gamma", gamma),
+        ("beta", beta),
+        ("out", &y),
+        ("stats", &stats),
+    ];
     match plan(&gpu.caps(), dims3(x), groups) {
         GroupNormPlan::WorkgroupPerGroup => {
             gpu.dispatch(&GN_FWD, &p, &tensors, grid(x.shape[0] * groups))
@@ -164,7 +170,15 @@ pub fn group_norm_backward(
     };
     let dx = gpu.empty(&x.shape);
     let param_part = gpu.empty(&[n, part_row]);
-    let tensors = [x, gamma, beta, dy, &dx, stats, &param_part];
+    let tensors = [
+        ("x", x),
+        ("gamma", gamma),
+        ("beta", beta),
+        ("dy", dy),
+        ("out", &dx),
+        ("stats", stats),
+        ("param_part", &param_part),
+    ];
     match plan(&gpu.caps(), dims3(x), groups) {
         GroupNormPlan::WorkgroupPerGroup => gpu.dispatch(&GN_BWD, &p, &tensors, grid(n * groups)),
         GroupNormPlan::ThreadPerGroup => soft::group_norm::backward_threads(gpu, &p, &tensors),

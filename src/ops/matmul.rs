@@ -149,8 +149,18 @@ pub fn matmul(
                 batch as u32,
             ];
             match bias {
-                Some(bias) => gpu.dispatch(&MATMUL_FWD_BIAS, &params, &[a, b, bias, &c], groups),
-                None => gpu.dispatch(&MATMUL_FWD, &params, &[a, b, &c], groups),
+                Some(bias) => gpu.dispatch(
+                    &MATMUL_FWD_BIAS,
+                    &params,
+                    &[("a", a), ("b", b), ("bias", bias), ("c", &c)],
+                    groups,
+                ),
+                None => gpu.dispatch(
+                    &MATMUL_FWD,
+                    &params,
+                    &[("a", a), ("b", b), ("c", &c)],
+                    groups,
+                ),
             }
         }
         MatmulPlan::Windows => {

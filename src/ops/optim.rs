@@ -83,7 +83,13 @@ pub fn adam_step(
     gpu.dispatch(
         &ADAM_STEP,
         &p,
-        &[grad, grad_norm, param, exp_avg, exp_avg_sq],
+        &[
+            ("grad", grad),
+            ("grad_norm", grad_norm),
+            ("param", param),
+            ("exp_avg", exp_avg),
+            ("exp_avg_sq", exp_avg_sq),
+        ],
         gpu.groups_1d(n),
     );
 }
@@ -96,5 +102,10 @@ pub fn ema_update(gpu: &Gpu, ema: &Tensor, param: &Tensor, decay: f64) {
         decay: decay as f32,
         ..Default::default()
     };
-    gpu.dispatch(&EMA_UPDATE, &p, &[param, ema], gpu.groups_1d(param.numel()));
+    gpu.dispatch(
+        &EMA_UPDATE,
+        &p,
+        &[("source_param", param), ("ema", ema)],
+        gpu.groups_1d(param.numel()),
+    );
 }

@@ -282,8 +282,18 @@ fn forward_direct(
     let p = params(s);
     let grid = direct_grid(s.c_out, cols, 1);
     match bias {
-        Some(bias) => gpu.dispatch(biased(&FWD_DIRECT, true), &p, &[x, weight, bias, &y], grid),
-        None => gpu.dispatch(&FWD_DIRECT, &p, &[x, weight, &y], grid),
+        Some(bias) => gpu.dispatch(
+            biased(&FWD_DIRECT, true),
+            &p,
+            &[("x", x), ("weight", weight), ("bias", bias), ("out", &y)],
+            grid,
+        ),
+        None => gpu.dispatch(
+            &FWD_DIRECT,
+            &p,
+            &[("x", x), ("weight", weight), ("out", &y)],
+            grid,
+        ),
     }
     y
 }
@@ -339,7 +349,12 @@ fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack, width: usi
         pack_width: width as u32,
         ..params(s)
     };
-    gpu.dispatch(&PACK_WEIGHT, &p, &[weight, &packed], gpu.groups_1d(len));
+    gpu.dispatch(
+        &PACK_WEIGHT,
+        &p,
+        &[("weight", weight), ("out", &packed)],
+        gpu.groups_1d(len),
+    );
     packed
 }
 
@@ -349,7 +364,7 @@ fn flip_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape) -> Tensor {
     gpu.dispatch(
         &FLIP_WEIGHT,
         &params(s),
-        &[weight, &flipped],
+        &[("weight", weight), ("out", &flipped)],
         gpu.groups_1d(weight.numel()),
     );
     flipped
@@ -426,9 +441,13 @@ fn forward_weight_windows(
             let groups = [items.div_ceil(CPU_WG) as u32, 1, 1];
             match bias {
                 Some(bias) => {
-                    gpu.dispatch(biased(kernel, true), &p, &[x, bias, &y, &window], groups)
+                    let tensors = [("x", x), ("bias", bias), ("out", &y), ("wuni", &window)];
+                    gpu.dispatch(biased(kernel, true), &p, &tensors, groups)
                 }
-                None => gpu.dispatch(kernel, &p, &[x, &y, &window], groups),
+                None => {
+                    let tensors = [("x", x), ("out", &y), ("wuni", &window)];
+                    gpu.dispatch(kernel, &p, &tensors, groups)
+                }
             }
         }
     }
@@ -448,6 +467,11 @@ pub(crate) struct XWindows {
     /// Threads per sample.
     items: usize,
 }
+
+/// The bindings of the x windows (shaders/soft/conv_subgroup.wgsl) and of the dy windows of
+/// the weight gradients (the first is `wuni`, the window the forward kernels read weights from).
+const X_WINDOW_NAMES: [&str; X_WINDOWS] = ["xuni", "xuni1", "xuni2", "xuni3"];
+const DY_WINDOW_NAMES: [&str; X_WINDOWS] = ["wuni", "dyuni1", "dyuni2", "dyuni3"];
 
 /// x windows at most per dispatch, and the lanes of a subgroup.
 const X_WINDOWS: usize = 4;
@@ -555,9 +579,10 @@ fn forward_x_windows(
                     x_shift3: shifts[3] as u32,
                     ..params(s)
                 };
-                let mut bindings: Vec<&Tensor> = bias.into_iter().collect();
-                bindings.extend([&y, &weights]);
-                bindings.extend(x_windows.iter());
+                let mut bindings: Vec<(&str, &Tensor)> =
+                    bias.map(|bias| ("bias", bias)).into_iter().collect();
+                bindings.extend([("out", &y), ("wuni", &weights)]);
+                bindings.extend(X_WINDOW_NAMES.into_iter().zip(x_windows.iter()));
                 gpu.dispatch(
                     biased(g.kernel, bias.is_some()),
                     &p,
@@ -592,8 +617,14 @@ fn forward_blocked(
     ];
     let p = params(s);
     match bias {
-        Some(bias) => gpu.dispatch(biased(kernel, true), &p, &[x, bias, &y, packed], groups),
-        None => gpu.dispatch(kernel, &p, &[x, &y, packed], groups),
+        Some(bias) => {
+            let tensors = [("x", x), ("bias", bias), ("out", &y), ("wpack", packed)];
+            gpu.dispatch(biased(kernel, true), &p, &tensors, groups)
+        }
+        None => {
+            let tensors = [("x", x), ("out", &y), ("wpack", packed)];
+            gpu.dispatch(kernel, &p, &tensors, groups)
+        }
     }
     y
 }
@@ -613,7 +644,12 @@ pub(crate) fn input_grad_blocked_stride2(
         s.c_in.div_ceil(CPU_BLOCK) as u32,
         2,
     ];
-    gpu.dispatch(&BWD_X_K3S2_CPU, &params(s), &[dy, &dx, &packed], groups);
+    gpu.dispatch(
+        &BWD_X_K3S2_CPU,
+        &params(s),
+        &[("dy", dy), ("out", &dx), ("wpack", &packed)],
+        groups,
+    );
     dx
 }
 
@@ -621,7 +657,12 @@ pub(crate) fn input_grad_blocked_stride2(
 pub(crate) fn input_grad_direct(gpu: &Gpu, weight: &Tensor, dy: &Tensor, s: &ConvShape) -> Tensor {
     let dx = gpu.empty(&[s.n, s.c_in, s.h, s.w]);
     let groups = direct_grid(s.c_in, s.n * s.h * s.w, 1);
-    gpu.dispatch(&BWD_X_DIRECT, &params(s), &[weight, dy, &dx], groups);
+    gpu.dispatch(
+        &BWD_X_DIRECT,
+        &params(s),
+        &[("weight", weight), ("dy", dy), ("out", &dx)],
+        groups,
+    );
     dx
 }
 
@@ -717,7 +758,7 @@ fn weight_grad_direct(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Tens
     gpu.dispatch(
         &BWD_W_DIRECT,
         &p,
-        &[x, dy, &partial],
+        &[("x", x), ("dy", dy), ("out", &partial)],
         direct_grid(s.c_out, k_cols, chunks),
     );
     crate::ops::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, s.kernel, s.kernel])
@@ -745,7 +786,8 @@ fn weight_grad_blocked(
         s.c_out.div_ceil(CPU_BLOCK) as u32,
         chunks as u32,
     ];
-    gpu.dispatch(kernel, &p, &[x, dy, &partial], groups);
+    let tensors = [("x", x), ("dy", dy), ("out", &partial)];
+    gpu.dispatch(kernel, &p, &tensors, groups);
     crate::ops::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, s.kernel, s.kernel])
 }
 
@@ -826,7 +868,8 @@ fn weight_grad_k1_windows(
                 g.ci_groups as u32,
                 (co_end - co_begin).div_ceil(THREAD_CHANNELS) as u32,
             ];
-            gpu.dispatch(g.kernel, &p, &[x, &partial, &window], groups);
+            let tensors = [("x", x), ("out", &partial), ("wuni", &window)];
+            gpu.dispatch(g.kernel, &p, &tensors, groups);
         }
     }
     crate::ops::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, 1, 1])
@@ -865,7 +908,12 @@ fn padded_planes(
         border: border as u32,
         ..ConvParams::zeroed()
     };
-    gpu.dispatch(&PAD_PLANES, &p, &[t, &padded], gpu.groups_1d(total / 8));
+    gpu.dispatch(
+        &PAD_PLANES,
+        &p,
+        &[("x", t), ("out", &padded)],
+        gpu.groups_1d(total / 8),
+    );
     padded
 }
 
@@ -1017,11 +1065,9 @@ fn weight_grad_k3_windows(
                     (ci_end - ci_begin).div_ceil(LANES) as u32,
                     (co_end - co_begin).div_ceil(THREAD_CHANNELS) as u32,
                 ];
-                // Bindings in order: the partial sums, dy window 0 (7), x window 0 (8), x
-                // windows 1-3 (9-11), dy windows 1-3 (12-14).
-                let mut bindings = vec![&partial, &dy_windows[0]];
-                bindings.extend(x_windows.iter());
-                bindings.extend(dy_windows[1..].iter());
+                let mut bindings = vec![("out", &partial)];
+                bindings.extend(X_WINDOW_NAMES.into_iter().zip(x_windows.iter()));
+                bindings.extend(DY_WINDOW_NAMES.into_iter().zip(dy_windows.iter()));
                 gpu.dispatch(g.kernel, &p, &bindings, groups);
             }
         }

@@ -55,8 +55,13 @@ pub(crate) fn direct(
         batch as u32,
     ];
     match bias {
-        Some(bias) => gpu.dispatch(&DIRECT_BIAS, params, &[a, b, bias, c], groups),
-        None => gpu.dispatch(&DIRECT, params, &[a, b, c], groups),
+        Some(bias) => gpu.dispatch(
+            &DIRECT_BIAS,
+            params,
+            &[("a", a), ("b", b), ("bias", bias), ("c", c)],
+            groups,
+        ),
+        None => gpu.dispatch(&DIRECT, params, &[("a", a), ("b", b), ("c", c)], groups),
     }
 }
 
@@ -103,8 +108,18 @@ pub(crate) fn windows(
             per_dispatch.min(batch - z0) as u32,
         ];
         match bias {
-            Some(bias) => gpu.dispatch(&WINDOWS_BIAS, &p, &[bias, c, &a_win, &b_win], groups),
-            None => gpu.dispatch(&WINDOWS, &p, &[c, &a_win, &b_win], groups),
+            Some(bias) => gpu.dispatch(
+                &WINDOWS_BIAS,
+                &p,
+                &[("bias", bias), ("c", c), ("aw", &a_win), ("bw", &b_win)],
+                groups,
+            ),
+            None => gpu.dispatch(
+                &WINDOWS,
+                &p,
+                &[("c", c), ("aw", &a_win), ("bw", &b_win)],
+                groups,
+            ),
         }
     }
 }
