@@ -119,8 +119,9 @@ fn dispatch_windows(
     p: &GroupNormParams,
     tensors: &[(&str, &Tensor)],
 ) {
-    let (windowed, storage): (Vec<(&str, &Tensor)>, Vec<(&str, &Tensor)>) = tensors
+    let (windowed, storage): (Vec<_>, Vec<_>) = tensors
         .iter()
+        .copied()
         .partition(|(name, _)| matches!(*name, "x" | "dy"));
     let group_floats = (p.c / p.groups * p.hw) as usize;
     let per_window = groups_per_window(&gpu.caps(), group_floats);
