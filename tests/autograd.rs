@@ -68,12 +68,7 @@ fn cpu_mlp_step(mlp: &Mlp, flat: &[f64], x: &[f64], t: &[u32], target: &[f64]) -
             &hs[layer],
             get(w),
             Some(get(bias)),
-            1,
-            b,
-            d_in,
-            hidden,
-            false,
-            false,
+            cpu::matmul::MatmulShape::new(1, b, d_in, hidden),
         );
         let e = cpu::embedding::embedding(get(emb), t, hidden);
         let a = cpu::arith::add(&z, &e);
@@ -81,7 +76,12 @@ fn cpu_mlp_step(mlp: &Mlp, flat: &[f64], x: &[f64], t: &[u32], target: &[f64]) -
         pre.push(a);
         d_in = hidden;
     }
-    let out = cpu::matmul::matmul(&hs[3], get(9), Some(get(10)), 1, b, d_in, 2, false, false);
+    let out = cpu::matmul::matmul(
+        &hs[3],
+        get(9),
+        Some(get(10)),
+        cpu::matmul::MatmulShape::new(1, b, d_in, 2),
+    );
     let loss = cpu::loss::mse(&out, target);
     let dout = cpu::loss::mse_backward(&out, target, 1.0);
     let (mut dh, dw, db) = cpu::matmul::linear_backward(&hs[3], get(9), &dout, b, d_in, 2);

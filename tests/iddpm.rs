@@ -56,19 +56,19 @@ fn cpu_mlp(mlp: &ddpm::nn::mlp::Mlp, flat: &[f64], x: &[f64], t: &[u32]) -> Vec<
             &h,
             get(3 * layer),
             Some(get(3 * layer + 1)),
-            1,
-            b,
-            d_in,
-            hidden,
-            false,
-            false,
+            cpu::matmul::MatmulShape::new(1, b, d_in, hidden),
         );
         let e = cpu::embedding::embedding(get(3 * layer + 2), t, hidden);
         h = cpu::activation::relu(&cpu::arith::add(&z, &e));
         d_in = hidden;
     }
     let out_dim = specs[10].numel();
-    cpu::matmul::matmul(&h, get(9), Some(get(10)), 1, b, d_in, out_dim, false, false)
+    cpu::matmul::matmul(
+        &h,
+        get(9),
+        Some(get(10)),
+        cpu::matmul::MatmulShape::new(1, b, d_in, out_dim),
+    )
 }
 
 #[test]

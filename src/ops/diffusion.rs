@@ -94,19 +94,25 @@ pub struct PSampleOptions {
     pub steps: Option<usize>,
 }
 
-#[allow(clippy::too_many_arguments)]
-/// One reverse step x_t -> x_{t-1} from the predicted noise `eps`, at timestep `t` for the whole
-/// batch; the fresh noise is draw (seed, stream).
+/// Which reverse step a kernel takes: table index `t` for the whole batch, and the draw (seed,
+/// stream) its fresh noise comes from.
+#[derive(Clone, Copy, Debug)]
+pub struct ReverseStep {
+    pub t: usize,
+    pub seed: u32,
+    pub stream: u32,
+}
+
+/// One reverse step x_t -> x_{t-1} from the predicted noise `eps`.
 pub fn p_sample(
     gpu: &Gpu,
     table: &Tensor,
     x_t: &Tensor,
     eps: &Tensor,
-    t: usize,
+    step: ReverseStep,
     opts: PSampleOptions,
-    seed: u32,
-    stream: u32,
 ) -> Tensor {
+    let ReverseStep { t, seed, stream } = step;
     assert_eq!(x_t.shape, eps.shape, "p_sample: eps shape");
     let n = x_t.numel();
     let p = DiffusionParams {
@@ -135,18 +141,16 @@ pub fn p_sample(
 }
 
 /// One reverse step with IDDPM's learned-range variance from the model's channels `v`.
-#[allow(clippy::too_many_arguments)]
 pub fn p_sample_learned(
     gpu: &Gpu,
     table: &Tensor,
     x_t: &Tensor,
     eps: &Tensor,
     v: &Tensor,
-    t: usize,
+    step: ReverseStep,
     clip_denoised: bool,
-    seed: u32,
-    stream: u32,
 ) -> Tensor {
+    let ReverseStep { t, seed, stream } = step;
     assert!(
         x_t.shape == eps.shape && x_t.shape == v.shape,
         "p_sample_learned: shapes"
@@ -176,19 +180,17 @@ pub fn p_sample_learned(
     out
 }
 
-/// One DDIM step at table index `t` (noise from draw (seed, stream) when eta > 0).
-#[allow(clippy::too_many_arguments)]
+/// One DDIM step (fresh noise only when eta > 0).
 pub fn ddim_step(
     gpu: &Gpu,
     table: &Tensor,
     x_t: &Tensor,
     eps: &Tensor,
-    t: usize,
+    step: ReverseStep,
     eta: f32,
     clip_denoised: bool,
-    seed: u32,
-    stream: u32,
 ) -> Tensor {
+    let ReverseStep { t, seed, stream } = step;
     assert_eq!(x_t.shape, eps.shape, "ddim_step: eps shape");
     let n = x_t.numel();
     let p = DiffusionParams {

@@ -48,10 +48,8 @@ fn q_sample_and_p_sample_match_reference() {
                     &table,
                     &gpu.upload(&x_t, &[batch, per_sample]),
                     &gpu.upload(&eps, &[batch, per_sample]),
-                    t,
+                    ops::diffusion::ReverseStep { t, seed, stream },
                     opts,
-                    seed,
-                    stream,
                 );
                 let z = cpu::rng::normals(seed, stream, n);
                 let want = cpu::diffusion::p_sample(
@@ -89,7 +87,12 @@ fn ddim_step_matches_reference_on_a_respaced_schedule() {
     let (gx, geps) = (gpu.upload(&x_t, &[n]), gpu.upload(&eps, &[n]));
     for t in [0, 1, 25, 49] {
         for (eta, clip) in [(0.0f32, false), (1.0, true), (0.5, false)] {
-            let got = ops::diffusion::ddim_step(&gpu, &table, &gx, &geps, t, eta, clip, 3, 7);
+            let step = ops::diffusion::ReverseStep {
+                t,
+                seed: 3,
+                stream: 7,
+            };
+            let got = ops::diffusion::ddim_step(&gpu, &table, &gx, &geps, step, eta, clip);
             let z = cpu::rng::normals(3, 7, n);
             let (abar, abar_prev) = (respaced.alphas_cumprod[t], respaced.alphas_cumprod_prev[t]);
             let want: Vec<f64> = (0..n)
@@ -133,7 +136,12 @@ fn the_learned_variance_step_matches_reference() {
         gpu.upload(&v, &[n]),
     );
     for (t, clip) in [(0, false), (1, true), (50, false), (99, true)] {
-        let got = ops::diffusion::p_sample_learned(&gpu, &table, &gx, &ge, &gv, t, clip, 9, 10);
+        let step = ops::diffusion::ReverseStep {
+            t,
+            seed: 9,
+            stream: 10,
+        };
+        let got = ops::diffusion::p_sample_learned(&gpu, &table, &gx, &ge, &gv, step, clip);
         let z = cpu::rng::normals(9, 10, n);
         let want: Vec<f64> = (0..n)
             .map(|i| {

@@ -38,21 +38,48 @@ fn group_norm_case(
         let what = format!(
             "group_norm {profile} {plan:?} fuse_silu={fuse} n={n} c={c} hw={hw} groups={groups}"
         );
-        let (y, stats) = ops::group_norm::group_norm(gpu, &gx, &gg, &gb, groups, fuse);
+        let opts = ops::group_norm::GroupNormOptions {
+            groups,
+            fuse_silu: fuse,
+        };
+        let (y, stats) = ops::group_norm::group_norm(gpu, &gx, &gg, &gb, opts);
         let want = if fuse {
-            cpu::group_norm::group_norm_silu(&x64, &g64, &b64, n, c, hw, groups, eps)
+            cpu::group_norm::group_norm_silu(
+                &x64,
+                &g64,
+                &b64,
+                cpu::group_norm::GroupNormShape { n, c, hw, groups },
+                eps,
+            )
         } else {
-            cpu::group_norm::group_norm(&x64, &g64, &b64, n, c, hw, groups, eps)
+            cpu::group_norm::group_norm(
+                &x64,
+                &g64,
+                &b64,
+                cpu::group_norm::GroupNormShape { n, c, hw, groups },
+                eps,
+            )
         };
         assert_close(&format!("{what} fwd"), &gpu.read(&y), &want, 1e-4, 1e-4);
         let (dx, dgamma, dbeta) =
-            ops::group_norm::group_norm_backward(gpu, &gx, &gg, &gb, &stats, &gdy, groups, fuse);
+            ops::group_norm::group_norm_backward(gpu, &gx, &gg, &gb, &stats, &gdy, opts);
         let (wdx, wdg, wdb) = if fuse {
             cpu::group_norm::group_norm_silu_backward(
-                &x64, &g64, &b64, &dy64, n, c, hw, groups, eps,
+                &x64,
+                &g64,
+                &b64,
+                &dy64,
+                cpu::group_norm::GroupNormShape { n, c, hw, groups },
+                eps,
             )
         } else {
-            cpu::group_norm::group_norm_backward(&x64, &g64, &dy64, n, c, hw, groups, eps)
+            cpu::group_norm::group_norm_backward(
+                &x64,
+                &g64,
+                &dy64,
+                cpu::group_norm::GroupNormShape { n, c, hw, groups },
+                eps,
+            )
         };
         assert_close(&format!("{what} dx"), &gpu.read(&dx), &wdx, 1e-4, 1e-3);
         assert_close(

@@ -47,12 +47,7 @@ fn matmul_matches_reference_for_every_transpose_and_bias() {
                 &to_f64(&a),
                 &to_f64(&b),
                 with_bias.then_some(bias64.as_slice()),
-                batch,
-                m,
-                k,
-                n,
-                trans_a,
-                trans_b,
+                cpu::matmul::MatmulShape::new(batch, m, k, n).transposed(trans_a, trans_b),
             );
             let what = format!("matmul {variant} ta={trans_a} tb={trans_b} bias={with_bias}");
             assert_close(&what, &gpu.read(&c), &want, 1e-5, 1e-4);
@@ -76,13 +71,23 @@ fn matmul_shares_a_2d_operand_across_the_batch_and_handles_a_realistic_shape() {
         false,
     );
     let w_batched: Vec<f64> = (0..batch).flat_map(|_| to_f64(&w)).collect();
-    let want = cpu::matmul::matmul(&to_f64(&a), &w_batched, None, batch, m, k, n, false, false);
+    let want = cpu::matmul::matmul(
+        &to_f64(&a),
+        &w_batched,
+        None,
+        cpu::matmul::MatmulShape::new(batch, m, k, n),
+    );
     assert_close("matmul shared weights", &gpu.read(&c), &want, 1e-4, 1e-4);
 
     let (m, k, n) = (128, 128, 128);
     let a = uniform(m * k, -1.0, 1.0, 6);
     let b = uniform(k * n, -1.0, 1.0, 7);
-    let want = cpu::matmul::matmul(&to_f64(&a), &to_f64(&b), None, 1, m, k, n, false, false);
+    let want = cpu::matmul::matmul(
+        &to_f64(&a),
+        &to_f64(&b),
+        None,
+        cpu::matmul::MatmulShape::new(1, m, k, n),
+    );
     let own = gpu.caps();
     for (variant, caps) in profiles(&own).into_iter().take(3) {
         gpu.set_caps(caps);
@@ -126,7 +131,12 @@ fn matmul_uniform_windows_span_several_dispatches() {
             (gpu.upload(&b, &[batch, k, n]), to_f64(&b))
         };
         let c = ops::matmul::matmul(&gpu, &ga, &gb, None, false, false);
-        let want = cpu::matmul::matmul(&to_f64(&a), &b_all, None, batch, m, k, n, false, false);
+        let want = cpu::matmul::matmul(
+            &to_f64(&a),
+            &b_all,
+            None,
+            cpu::matmul::MatmulShape::new(batch, m, k, n),
+        );
         assert_close(
             &format!("matmul Windows shared_b={shared}"),
             &gpu.read(&c),

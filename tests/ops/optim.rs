@@ -29,7 +29,14 @@ fn adam_with_clipping_and_ema_match_reference() {
     );
     let norm = ops::optim::grad_norm(&gpu, &gg);
     let step = 7;
-    ops::optim::adam_step(&gpu, &cfg, cfg.lr, step, &gp, &gg, &norm, &gm, &gv);
+    let tensors = ops::optim::AdamTensors {
+        param: &gp,
+        grad: &gg,
+        grad_norm: &norm,
+        exp_avg: &gm,
+        exp_avg_sq: &gv,
+    };
+    ops::optim::adam_step(&gpu, &cfg, cfg.lr, step, tensors);
     let (mut p64, mut m64, mut v64) = (to_f64(&param), to_f64(&m0), to_f64(&v0));
     cpu::optim::adam_step(&cfg, step, &mut p64, &to_f64(&grad), &mut m64, &mut v64);
     assert_close("adam exp_avg", &gpu.read(&gm), &m64, 1e-7, 1e-4);
