@@ -78,7 +78,7 @@ if [ "${EMOJI_S:-0}" -gt 0 ]; then
 fi
 
 stage tests
-for t in ops unet_ops unet_model autograd training image_training importance_sampling iddpm ddpm cli; do
+for t in ops unet_model autograd training image_training importance_sampling iddpm ddpm cli; do
     exe=$(ls bin/"$t"-* 2>/dev/null | head -1)
     budget=$(($(left) - 5))
     [ "$budget" -lt 10 ] && { echo "no time left for $t" | tee -a "$OUT/tests.txt"; continue; }

@@ -1,6 +1,8 @@
 // conv.wgsl: the GPU path of 2-D convolution (NCHW, weight [c_out, c_in, k, k], stride, zero
 // padding) as an implicit GEMM: the im2col matrix is never stored; each tile gathers its slice of it.
-//   conv2d_fwd:   Y[co, (n, p)]       = W[co, (ci, ky, kx)] * X_col[(ci, ky, kx), (n, p)] + bias
+//   conv2d_fwd:   Y[co, (n, p)]       = W[co, (ci, ky, kx)] * X_col[(ci, ky, kx), (n, p)]
+//                 (conv2d_fwd_bias: + bias[co]; two entry points, so a bias-less call binds no
+//                 bias)
 //   conv2d_bwd_x: dX[ci, (n, iy, ix)]  = W^T[ci, (co, ky, kx)] * dY_col[(co, ky, kx), (n, iy, ix)]
 //   conv2d_bwd_w: dW_part[z, co, (ci, ky, kx)] = sum over the z-th chunk of (n, p) of
 //                 dY[co, (n, p)] * X_col[(ci, ky, kx), (n, p)]   (split-K; a second pass sums
@@ -176,12 +178,9 @@ fn tile_products(lid: vec3<u32>, acc: ptr<function, array<f32, 16>>) {
     }
 }
 
-@compute @workgroup_size(16, 16, 1)
-fn conv2d_fwd(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+// The forward GEMM of one thread: its 4 x 4 block of split wid.z's partial product (rows
+// row0 + ty + 16 i, columns col0 + tx + 16 j), without the bias.
+fn fwd_block(wid: vec3<u32>, lid: vec3<u32>, li: u32) -> array<f32, 16> {
     let k_total = p.c_in * p.kernel * p.kernel;
     let cols = p.n * p.h_out * p.w_out;
     let row0 = wid.y * TILE;
@@ -237,8 +236,15 @@ fn conv2d_fwd(
         tile_products(lid, &acc);
         workgroupBarrier();
     }
+    return acc;
+}
+
+// Stores a thread's block; split z writes its own copy of y (summed by the host's sum_rows).
+fn fwd_store(wid: vec3<u32>, lid: vec3<u32>, acc: array<f32, 16>) {
+    let cols = p.n * p.h_out * p.w_out;
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * TILE;
     let hw_out = p.h_out * p.w_out;
-    // Split z writes its own copy of y (summed by the host's sum_rows); split 0 adds the bias.
     let split = wid.z * cols * p.c_out;
     for (var j = 0u; j < 4u; j++) {
         let col = col0 + lid.x + 16u * j;
@@ -247,15 +253,43 @@ fn conv2d_fwd(
             for (var i = 0u; i < 4u; i++) {
                 let co = row0 + lid.y + 16u * i;
                 if (co < p.c_out) {
-                    var v = acc[i * 4u + j];
-                    if (p.has_bias == 1u && wid.z == 0u) {
-                        v += bias[co];
-                    }
-                    out[base + co * hw_out] = v;
+                    out[base + co * hw_out] = acc[i * 4u + j];
                 }
             }
         }
     }
+}
+
+// conv2d_fwd: a convolution without bias (the bias binding is not in its layout).
+@compute @workgroup_size(16, 16, 1)
+fn conv2d_fwd(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    fwd_store(wid, lid, fwd_block(wid, lid, li));
+}
+
+// conv2d_fwd_bias: the same plus bias[co], added by split 0 only.
+@compute @workgroup_size(16, 16, 1)
+fn conv2d_fwd_bias(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    var acc = fwd_block(wid, lid, li);
+    if (wid.z == 0u) {
+        for (var i = 0u; i < 4u; i++) {
+            let co = wid.y * TILE + lid.y + 16u * i;
+            if (co < p.c_out) {
+                let b = bias[co];
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] += b;
+                }
+            }
+        }
+    }
+    fwd_store(wid, lid, acc);
 }
 
 @compute @workgroup_size(16, 16, 1)

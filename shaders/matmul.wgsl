@@ -1,7 +1,7 @@
 // matmul.wgsl: batched C[b] = A[b] B[b] (+ bias per column), any transposes through strides.
 // Element (m, k) of A[b] is a[b * a_batch + m * a_row + k * a_col]; likewise B with (k, n).
-// C is contiguous [batch, M, N]. Bias (length N) is added when has_bias is 1; otherwise the bias
-// binding holds any buffer and is not read.
+// C is contiguous [batch, M, N]. matmul_fwd_bias adds a bias (length N) per column; matmul_fwd
+// has no bias binding (a binding is in an entry point's layout only where it is used).
 // Geometry: workgroups (ceil(N / 64), ceil(M / 64), batch) of 16 x 16 threads; each thread owns
 // a 4 x 4 block of C (rows ty + 16 i, cols tx + 16 j), so the 64 x 64 tile is built from
 // 16-deep slices of A and B staged in workgroup memory. Global loads are coalesced along
@@ -11,7 +11,7 @@ struct MatmulParams {
     m: u32,
     n: u32,
     k: u32,
-    has_bias: u32,
+    _pad_k: u32,
     a_batch: u32,
     a_row: u32,
     a_col: u32,
@@ -42,12 +42,8 @@ const THREADS: u32 = 256u;
 var<workgroup> tile_a: array<f32, 1024>; // [TILE_K][TILE_M]
 var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE_N]
 
-@compute @workgroup_size(16, 16, 1)
-fn matmul_fwd(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+// A thread's 4 x 4 block of C[wid.z] (rows row0 + ty + 16 i, cols col0 + tx + 16 j).
+fn fwd_block(wid: vec3<u32>, lid: vec3<u32>, li: u32) -> array<f32, 16> {
     let row0 = wid.y * TILE_M;
     let col0 = wid.x * TILE_N;
     let a_base = wid.z * p.a_batch;
@@ -110,18 +106,47 @@ fn matmul_fwd(
         }
         workgroupBarrier();
     }
+    return acc;
+}
+
+fn fwd_store(wid: vec3<u32>, lid: vec3<u32>, acc: array<f32, 16>) {
     let c_base = wid.z * p.m * p.n;
     for (var i = 0u; i < 4u; i++) {
-        let row = row0 + lid.y + 16u * i;
+        let row = wid.y * TILE_M + lid.y + 16u * i;
         for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x + 16u * j;
+            let col = wid.x * TILE_N + lid.x + 16u * j;
             if (row < p.m && col < p.n) {
-                var v = acc[i * 4u + j];
-                if (p.has_bias == 1u) {
-                    v += bias[col];
-                }
-                c[c_base + row * p.n + col] = v;
+                c[c_base + row * p.n + col] = acc[i * 4u + j];
             }
         }
     }
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn matmul_fwd(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    fwd_store(wid, lid, fwd_block(wid, lid, li));
+}
+
+// matmul_fwd_bias: the same plus bias[col].
+@compute @workgroup_size(16, 16, 1)
+fn matmul_fwd_bias(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    var acc = fwd_block(wid, lid, li);
+    for (var j = 0u; j < 4u; j++) {
+        let col = wid.x * TILE_N + lid.x + 16u * j;
+        if (col < p.n) {
+            let b = bias[col];
+            for (var i = 0u; i < 4u; i++) {
+                acc[i * 4u + j] += b;
+            }
+        }
+    }
+    fwd_store(wid, lid, acc);
 }

@@ -1,6 +1,10 @@
 //! The autograd tape: an append-only list of op nodes, walked in reverse (creation order is
 //! already topological). Gradients of values used twice are accumulated; parameters are leaves
 //! whose gradients land in their slice of one flat gradient buffer.
+//!
+//! This module sits below ops/: it records and walks, and never runs a kernel itself. The two
+//! pieces of arithmetic the walk needs (the loss gradient 1 and the sum of two gradients) come
+//! from the caller; `ops::backward` is the walk with ops::arith's fill and add.
 
 use std::collections::HashMap;
 
@@ -124,15 +128,21 @@ impl<'g> Ctx<'g> {
         self.nodes.len()
     }
 
-    /// Backpropagates from a scalar `loss`, writing each parameter's gradient into its slot.
-    /// The tape is consumed: saved tensors return to the pool.
-    pub fn backward(&mut self, loss: &Var) {
+    /// Backpropagates from a scalar `loss` whose gradient is `dloss`, writing each parameter's
+    /// gradient into its slot; `accumulate` returns the sum of two gradients of one value (out
+    /// of place: an op may hand the same dy to several inputs). The tape is consumed: saved
+    /// tensors return to the pool.
+    pub fn backward(
+        &mut self,
+        loss: &Var,
+        dloss: Tensor,
+        accumulate: impl Fn(&Gpu, &Tensor, &Tensor) -> Tensor,
+    ) {
         assert_eq!(loss.tensor.numel(), 1, "backward starts from a scalar");
+        assert_eq!(dloss.numel(), 1, "the loss gradient is a scalar");
         let gpu = self.gpu;
         let mut grads: HashMap<usize, Tensor> = HashMap::new();
-        let one = gpu.empty(&[1]);
-        crate::ops::arith::fill(gpu, &one, 1.0);
-        grads.insert(loss.id, one);
+        grads.insert(loss.id, dloss);
         for node in std::mem::take(&mut self.nodes).into_iter().rev() {
             let Some(dy) = grads.remove(&node.output) else {
                 continue;
@@ -149,9 +159,8 @@ impl<'g> Ctx<'g> {
                 let (true, Some(grad)) = (*wants, grad) else {
                     continue;
                 };
-                // Out of place: an op may hand the same dy to several inputs.
                 let total = match grads.remove(id) {
-                    Some(existing) => crate::ops::arith::add(gpu, &existing, &grad),
+                    Some(existing) => accumulate(gpu, &existing, &grad),
                     None => grad,
                 };
                 grads.insert(*id, total);

@@ -167,6 +167,10 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
             push(name, ms, flops, "GFLOP/s");
         }
     }
+    let gn = ops::group_norm::GroupNormOptions {
+        groups: 8,
+        fuse_silu: true,
+    };
     for (c, size) in [(32, 28), (64, 14)] {
         let x = rand(gpu, &[n, c, size, size], 24);
         let (g, b) = (rand(gpu, &[c], 25), rand(gpu, &[c], 26));
@@ -174,15 +178,15 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
         let name = format!("group_norm+silu fwd {c}ch @{size}");
         if selected(&filter, &name) {
             let ms = time(gpu, conv_reps, || {
-                ops::group_norm::group_norm(gpu, &x, &g, &b, 8, true).0
+                ops::group_norm::group_norm(gpu, &x, &g, &b, gn).0
             });
             push(name, ms, bytes, "GB/s");
         }
-        let (_, stats) = ops::group_norm::group_norm(gpu, &x, &g, &b, 8, true);
+        let (_, stats) = ops::group_norm::group_norm(gpu, &x, &g, &b, gn);
         let name = format!("group_norm+silu bwd {c}ch @{size}");
         if selected(&filter, &name) {
             let ms = time(gpu, conv_reps, || {
-                ops::group_norm::group_norm_backward(gpu, &x, &g, &b, &stats, &x, 8, true).0
+                ops::group_norm::group_norm_backward(gpu, &x, &g, &b, &stats, &x, gn).0
             });
             push(name, ms, 2.0 * bytes, "GB/s");
         }
@@ -302,7 +306,14 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
     let name = String::from("adam_step 72k");
     if selected(&filter, &name) {
         let ms = time(gpu, reps, || {
-            ops::optim::adam_step(gpu, &adam, 1e-3, 1, &m1, &flat, &norm, &m2, &m3);
+            let tensors = ops::optim::AdamTensors {
+                param: &m1,
+                grad: &flat,
+                grad_norm: &norm,
+                exp_avg: &m2,
+                exp_avg_sq: &m3,
+            };
+            ops::optim::adam_step(gpu, &adam, 1e-3, 1, tensors);
             norm.clone()
         });
         push(name, ms, 28.0 * flat.numel() as f64, "GB/s");
@@ -365,7 +376,7 @@ pub fn run(gpu: &Gpu, quick: bool) -> Vec<BenchResult> {
             let x = cx.constant(batch.clone());
             let out = model.forward(&mut cx, &params, &x, &t);
             let loss = ops::loss::mse_var(&mut cx, &out, &batch);
-            cx.backward(&loss);
+            ops::backward(&mut cx, &loss);
             gpu.submit();
             loss.tensor
         });

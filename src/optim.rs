@@ -181,17 +181,14 @@ impl TrainState {
     pub fn apply_gradients(&mut self, gpu: &Gpu, cfg: &OptimConfig) {
         self.step += 1;
         self.last_grad_norm = kernels::grad_norm(gpu, &self.grads);
-        kernels::adam_step(
-            gpu,
-            &cfg.adam,
-            cfg.lr_at(self.step),
-            self.step,
-            &self.params,
-            &self.grads,
-            &self.last_grad_norm,
-            &self.exp_avg,
-            &self.exp_avg_sq,
-        );
+        let tensors = kernels::AdamTensors {
+            param: &self.params,
+            grad: &self.grads,
+            grad_norm: &self.last_grad_norm,
+            exp_avg: &self.exp_avg,
+            exp_avg_sq: &self.exp_avg_sq,
+        };
+        kernels::adam_step(gpu, &cfg.adam, cfg.lr_at(self.step), self.step, tensors);
         kernels::ema_update(gpu, &self.ema, &self.params, cfg.ema_decay_at(self.step));
     }
 }

@@ -27,3 +27,12 @@ impl ConvShape {
         (self.kernel, self.stride, self.padding)
     }
 }
+
+/// The geometry of a group norm: x [n, c, hw] with its channels in `groups` contiguous groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupNormShape {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+    pub groups: usize,
+}

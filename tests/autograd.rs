@@ -21,7 +21,7 @@ fn a_value_used_twice_gets_the_sum_of_both_gradients() {
     let three_x = ops::arith::scale_var(&mut cx, &xv, 3.0);
     let y = ops::arith::add_var(&mut cx, &sq, &three_x);
     let loss = ops::reduce::sum_var(&mut cx, &y);
-    cx.backward(&loss);
+    ops::backward(&mut cx, &loss);
     let want: Vec<f64> = x.iter().map(|&v| 2.0 * v as f64 + 3.0).collect();
     common::assert_close("d(x*x + 3x)/dx", &gpu.read(&grad), &want, 1e-6, 1e-6);
 }
@@ -46,7 +46,7 @@ fn no_grad_records_nothing_and_detach_cuts_the_graph() {
         !loss.requires_grad,
         "nothing upstream of a detached value wants a gradient"
     );
-    cx.backward(&loss);
+    ops::backward(&mut cx, &loss);
     assert_eq!(gpu.read(&grad), vec![0.0; 8]);
 }
 
@@ -68,12 +68,7 @@ fn cpu_mlp_step(mlp: &Mlp, flat: &[f64], x: &[f64], t: &[u32], target: &[f64]) -
             &hs[layer],
             get(w),
             Some(get(bias)),
-            1,
-            b,
-            d_in,
-            hidden,
-            false,
-            false,
+            cpu::matmul::MatmulShape::new(1, b, d_in, hidden),
         );
         let e = cpu::embedding::embedding(get(emb), t, hidden);
         let a = cpu::arith::add(&z, &e);
@@ -81,7 +76,12 @@ fn cpu_mlp_step(mlp: &Mlp, flat: &[f64], x: &[f64], t: &[u32], target: &[f64]) -
         pre.push(a);
         d_in = hidden;
     }
-    let out = cpu::matmul::matmul(&hs[3], get(9), Some(get(10)), 1, b, d_in, 2, false, false);
+    let out = cpu::matmul::matmul(
+        &hs[3],
+        get(9),
+        Some(get(10)),
+        cpu::matmul::MatmulShape::new(1, b, d_in, 2),
+    );
     let loss = cpu::loss::mse(&out, target);
     let dout = cpu::loss::mse_backward(&out, target, 1.0);
     let (mut dh, dw, db) = cpu::matmul::linear_backward(&hs[3], get(9), &dout, b, d_in, 2);
@@ -123,7 +123,7 @@ fn toy_mlp_training_step_matches_the_cpu_composition() {
     let xv = cx.constant(gpu.upload(&x, &[batch, 2]));
     let out = mlp.forward(&mut cx, &params, &xv, &gpu.upload_u32(&t, &[batch]));
     let loss = ops::loss::mse_var(&mut cx, &out, &gpu.upload(&target, &[batch, 2]));
-    cx.backward(&loss);
+    ops::backward(&mut cx, &loss);
 
     let (want_loss, want_grads) =
         cpu_mlp_step(&mlp, &to_f64(&flat), &to_f64(&x), &t, &to_f64(&target));

@@ -15,7 +15,12 @@ fn linear_backward_matches_finite_differences() {
     let b = rand(d_out, -1.0, 1.0, 3);
     let r = rand(rows * d_out, -1.0, 1.0, 4);
     let fwd = |x: &[f64], w: &[f64], b: &[f64]| {
-        cpu::matmul::matmul(x, w, Some(b), 1, rows, d_in, d_out, false, false)
+        cpu::matmul::matmul(
+            x,
+            w,
+            Some(b),
+            cpu::matmul::MatmulShape::new(1, rows, d_in, d_out),
+        )
     };
     let (dx, dw, db) = cpu::matmul::linear_backward(&x, &w, &r, rows, d_in, d_out);
     assert_grad("linear dx", &dx, &numeric_grad(&x, &r, &|x| fwd(x, &w, &b)));
@@ -30,17 +35,37 @@ fn transposed_matmul_backward_identities_match_finite_differences() {
     let a_t = rand(k * m, -1.0, 1.0, 5); // A stored [k, m]
     let b = rand(k * n, -1.0, 1.0, 6);
     let r = rand(m * n, -1.0, 1.0, 7);
-    let da = cpu::matmul::matmul(&b, &r, None, 1, k, n, m, false, true);
+    let da = cpu::matmul::matmul(
+        &b,
+        &r,
+        None,
+        cpu::matmul::MatmulShape::new(1, k, n, m).transposed(false, true),
+    );
     let numeric = numeric_grad(&a_t, &r, &|a| {
-        cpu::matmul::matmul(a, &b, None, 1, m, k, n, true, false)
+        cpu::matmul::matmul(
+            a,
+            &b,
+            None,
+            cpu::matmul::MatmulShape::new(1, m, k, n).transposed(true, false),
+        )
     });
     assert_grad("A^T B: dA", &da, &numeric);
 
     let a = rand(m * k, -1.0, 1.0, 8);
     let b_t = rand(n * k, -1.0, 1.0, 9); // B stored [n, k]
-    let db = cpu::matmul::matmul(&r, &a, None, 1, n, m, k, true, false);
+    let db = cpu::matmul::matmul(
+        &r,
+        &a,
+        None,
+        cpu::matmul::MatmulShape::new(1, n, m, k).transposed(true, false),
+    );
     let numeric = numeric_grad(&b_t, &r, &|bt| {
-        cpu::matmul::matmul(&a, bt, None, 1, m, k, n, false, true)
+        cpu::matmul::matmul(
+            &a,
+            bt,
+            None,
+            cpu::matmul::MatmulShape::new(1, m, k, n).transposed(false, true),
+        )
     });
     assert_grad("A B^T: dB", &db, &numeric);
 }

@@ -77,23 +77,13 @@ fn conv2d_1x1_is_a_matmul_over_channels() {
         &w,
         &x[..s.c_in * hw],
         None,
-        1,
-        s.c_out,
-        s.c_in,
-        hw,
-        false,
-        false,
+        cpu::matmul::MatmulShape::new(1, s.c_out, s.c_in, hw),
     );
     want.extend(cpu::matmul::matmul(
         &w,
         &x[s.c_in * hw..],
         None,
-        1,
-        s.c_out,
-        s.c_in,
-        hw,
-        false,
-        false,
+        cpu::matmul::MatmulShape::new(1, s.c_out, s.c_in, hw),
     ));
     for (i, v) in want.iter_mut().enumerate() {
         *v += b[(i / hw) % s.c_out];
@@ -134,10 +124,21 @@ fn group_norm_backward_matches_finite_differences() {
     let beta = rand(c, -1.0, 1.0, 72);
     let r = rand(n * c * hw, -1.0, 1.0, 73);
     let fwd = |x: &[f64], g: &[f64], b: &[f64]| {
-        cpu::group_norm::group_norm(x, g, b, n, c, hw, groups, eps)
+        cpu::group_norm::group_norm(
+            x,
+            g,
+            b,
+            cpu::group_norm::GroupNormShape { n, c, hw, groups },
+            eps,
+        )
     };
-    let (dx, dgamma, dbeta) =
-        cpu::group_norm::group_norm_backward(&x, &gamma, &r, n, c, hw, groups, eps);
+    let (dx, dgamma, dbeta) = cpu::group_norm::group_norm_backward(
+        &x,
+        &gamma,
+        &r,
+        cpu::group_norm::GroupNormShape { n, c, hw, groups },
+        eps,
+    );
     assert_grad(
         "gn dx",
         &dx,
@@ -163,10 +164,22 @@ fn group_norm_silu_backward_matches_finite_differences() {
     let beta = rand(c, -1.0, 1.0, 82);
     let r = rand(n * c * hw, -1.0, 1.0, 83);
     let fwd = |x: &[f64], g: &[f64], b: &[f64]| {
-        cpu::group_norm::group_norm_silu(x, g, b, n, c, hw, groups, eps)
+        cpu::group_norm::group_norm_silu(
+            x,
+            g,
+            b,
+            cpu::group_norm::GroupNormShape { n, c, hw, groups },
+            eps,
+        )
     };
-    let (dx, dgamma, dbeta) =
-        cpu::group_norm::group_norm_silu_backward(&x, &gamma, &beta, &r, n, c, hw, groups, eps);
+    let (dx, dgamma, dbeta) = cpu::group_norm::group_norm_silu_backward(
+        &x,
+        &gamma,
+        &beta,
+        &r,
+        cpu::group_norm::GroupNormShape { n, c, hw, groups },
+        eps,
+    );
     assert_grad(
         "gn silu dx",
         &dx,
@@ -197,7 +210,13 @@ fn group_norm_standardizes_each_group() {
             5.0 * g + (1.0 + g) * v
         })
         .collect();
-    let y = cpu::group_norm::group_norm(&x, &[1.0; 6], &[0.0; 6], n, c, hw, groups, eps);
+    let y = cpu::group_norm::group_norm(
+        &x,
+        &[1.0; 6],
+        &[0.0; 6],
+        cpu::group_norm::GroupNormShape { n, c, hw, groups },
+        eps,
+    );
     for (gi, run) in y.chunks(c / groups * hw).enumerate() {
         let mean = run.iter().sum::<f64>() / run.len() as f64;
         let var = run.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / run.len() as f64;
@@ -207,7 +226,13 @@ fn group_norm_standardizes_each_group() {
     // gamma and beta act per channel after the standardization.
     let gamma = rand(c, 0.5, 1.5, 91);
     let beta = rand(c, -1.0, 1.0, 92);
-    let z = cpu::group_norm::group_norm(&x, &gamma, &beta, n, c, hw, groups, eps);
+    let z = cpu::group_norm::group_norm(
+        &x,
+        &gamma,
+        &beta,
+        cpu::group_norm::GroupNormShape { n, c, hw, groups },
+        eps,
+    );
     let want: Vec<f64> = y
         .iter()
         .enumerate()

@@ -7,13 +7,6 @@ use std::path::{Path, PathBuf};
 /// host Philox in src/rng.rs, the settings types with the modules they configure).
 const CPU_IMPORT_ALLOWED: &[&str] = &[];
 
-/// Edges of the module graph left out of the cycle check, each closing a known circle:
-/// - autograd -> ops: the tape seeds and accumulates gradients with ops::arith, whose ops record
-///   tape nodes.
-///
-/// Any other circle fails the test.
-const CYCLE_EDGES_ALLOWED: &[(&str, &str)] = &[("autograd", "ops")];
-
 /// Names lib.rs re-exports at the top level for modules that live elsewhere.
 const REEXPORTS: &[(&str, &str)] = &[("toy", "presets"), ("images", "presets"), ("tensor", "gpu")];
 
@@ -228,22 +221,15 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
         .find_map(|node| visit(node, graph, &mut done, &mut Vec::new()))
 }
 
-/// The top-level modules of src/ depend on each other without circles (besides the edges of
-/// CYCLE_EDGES_ALLOWED), so each can be read, and tested, on top of the ones below it.
+/// The top-level modules of src/ depend on each other without circles, so each can be read, and
+/// tested, on top of the ones below it.
 #[test]
 fn top_level_modules_import_each_other_without_circles() {
-    let mut graph = module_graph();
+    let graph = module_graph();
     assert!(
         graph["presets"].contains("train") && graph["train"].contains("checkpoint"),
         "the graph misses edges it must have: {graph:?}"
     );
-    for (from, to) in CYCLE_EDGES_ALLOWED {
-        assert!(
-            graph.get(*from).is_some_and(|t| t.contains(*to)),
-            "{from} -> {to} is allowed but no longer exists: drop it from CYCLE_EDGES_ALLOWED"
-        );
-        graph.get_mut(*from).unwrap().remove(*to);
-    }
     if let Some(cycle) = find_cycle(&graph) {
         panic!(
             "the top-level modules import each other in a circle: {}",

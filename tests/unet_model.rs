@@ -178,15 +178,40 @@ impl<'a> CpuUNet<'a> {
             self.tape.val(b_id),
         );
         let y = if silu {
-            cpu::group_norm::group_norm_silu(&xv, &gv, &bv, n, c, hw, groups, eps)
+            cpu::group_norm::group_norm_silu(
+                &xv,
+                &gv,
+                &bv,
+                cpu::group_norm::GroupNormShape { n, c, hw, groups },
+                eps,
+            )
         } else {
-            cpu::group_norm::group_norm(&xv, &gv, &bv, n, c, hw, groups, eps)
+            cpu::group_norm::group_norm(
+                &xv,
+                &gv,
+                &bv,
+                cpu::group_norm::GroupNormShape { n, c, hw, groups },
+                eps,
+            )
         };
         let id = self.tape.op(&[x.id, g_id, b_id], y, move |dy| {
             let (dx, dg, db) = if silu {
-                cpu::group_norm::group_norm_silu_backward(&xv, &gv, &bv, dy, n, c, hw, groups, eps)
+                cpu::group_norm::group_norm_silu_backward(
+                    &xv,
+                    &gv,
+                    &bv,
+                    dy,
+                    cpu::group_norm::GroupNormShape { n, c, hw, groups },
+                    eps,
+                )
             } else {
-                cpu::group_norm::group_norm_backward(&xv, &gv, dy, n, c, hw, groups, eps)
+                cpu::group_norm::group_norm_backward(
+                    &xv,
+                    &gv,
+                    dy,
+                    cpu::group_norm::GroupNormShape { n, c, hw, groups },
+                    eps,
+                )
             };
             vec![dx, dg, db]
         });
@@ -200,7 +225,12 @@ impl<'a> CpuUNet<'a> {
         let (rows, d_in, d_out) = (self.n, shape[0], shape[1]);
         let (xv, wv, bv) = (self.tape.val(x), self.tape.val(w_id), self.tape.val(b_id));
         assert_eq!(xv.len(), rows * d_in, "{name}: input width");
-        let y = cpu::matmul::matmul(&xv, &wv, Some(&bv), 1, rows, d_in, d_out, false, false);
+        let y = cpu::matmul::matmul(
+            &xv,
+            &wv,
+            Some(&bv),
+            cpu::matmul::MatmulShape::new(1, rows, d_in, d_out),
+        );
         let id = self.tape.op(&[x, w_id, b_id], y, move |dy| {
             let (dx, dw, db) = cpu::matmul::linear_backward(&xv, &wv, dy, rows, d_in, d_out);
             vec![dx, dw, db]
@@ -512,7 +542,7 @@ fn check_training_step(config: UNetConfig, dropout: Option<DropoutKey>, gpu_kern
     let out = unet.forward(&mut cx, &params, &xv, &gpu.upload_u32(&t, &[n]), dropout);
     assert_eq!(out.shape(), out_shape.as_slice());
     let loss = ops::loss::mse_var(&mut cx, &out, &gpu.upload(&target, &out_shape));
-    cx.backward(&loss);
+    ops::backward(&mut cx, &loss);
 
     let (want_loss, want_out, want_grads) = cpu_step(
         &unet,
@@ -636,7 +666,7 @@ fn mnist_unet_step_has_the_right_shape_and_finite_values() {
     assert_eq!(out.shape(), shape.as_slice());
     assert!(gpu.read(&out.tensor).iter().all(|v| v.is_finite()));
     let loss = ops::loss::mse_var(&mut cx, &out, &gpu.upload(&target, &shape));
-    cx.backward(&loss);
+    ops::backward(&mut cx, &loss);
     let loss = gpu.read(&loss.tensor)[0];
     assert!(loss.is_finite() && loss > 0.0, "loss {loss}");
     let got = gpu.read(&grads);

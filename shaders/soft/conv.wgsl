@@ -146,8 +146,8 @@ fn acc_zero() -> Acc {
     return Acc(z, z, z, z, z, z, z, z);
 }
 
-@compute @workgroup_size(16, 4, 1)
-fn conv2d_fwd_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+// The accumulators of a conv2d_fwd_direct thread: rows (output channels) row0 + 4 i.
+fn fwd_direct_acc(wid: vec3<u32>, lid: vec3<u32>) -> Acc {
     let kk2 = p.kernel * p.kernel;
     let k_total = p.c_in * kk2;
     let cols = p.n * p.h_out * p.w_out;
@@ -168,20 +168,49 @@ fn conv2d_fwd_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
         let a = vec4<f32>(weight[w_rows.x + kk], weight[w_rows.y + kk], weight[w_rows.z + kk], weight[w_rows.w + kk]);
         acc_add(&acc, a, gather_x4(c, 0u, ci, ky, kx), gather_x4(c, 1u, ci, ky, kx));
     }
+    return acc;
+}
+
+fn fwd_direct_store(wid: vec3<u32>, lid: vec3<u32>, acc: Acc) {
+    let cols = p.n * p.h_out * p.w_out;
+    let row0 = wid.y * 16u + lid.y;
+    let col0 = wid.x * 128u + lid.x;
     let hw_out = p.h_out * p.w_out;
     for (var i = 0u; i < 4u; i++) {
         let co = row0 + 4u * i;
         for (var j = 0u; j < 8u; j++) {
             let col = col0 + 16u * j;
             if (co < p.c_out && col < cols) {
-                var v = acc_get(acc, i, j);
-                if (p.has_bias == 1u) {
-                    v += bias[co];
-                }
-                out[((col / hw_out) * p.c_out + co) * hw_out + col % hw_out] = v;
+                out[((col / hw_out) * p.c_out + co) * hw_out + col % hw_out] = acc_get(acc, i, j);
             }
         }
     }
+}
+
+@compute @workgroup_size(16, 4, 1)
+fn conv2d_fwd_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    fwd_direct_store(wid, lid, fwd_direct_acc(wid, lid));
+}
+
+// conv2d_fwd_direct_bias: the same plus bias[co] (rows past c_out read channel 0, not stored).
+@compute @workgroup_size(16, 4, 1)
+fn conv2d_fwd_direct_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    var acc = fwd_direct_acc(wid, lid);
+    let row0 = wid.y * 16u + lid.y;
+    var b: vec4<f32>;
+    for (var i = 0u; i < 4u; i++) {
+        let co = row0 + 4u * i;
+        b[i] = bias[select(0u, co, co < p.c_out)];
+    }
+    acc.r0a += vec4<f32>(b.x);
+    acc.r0b += vec4<f32>(b.x);
+    acc.r1a += vec4<f32>(b.y);
+    acc.r1b += vec4<f32>(b.y);
+    acc.r2a += vec4<f32>(b.z);
+    acc.r2b += vec4<f32>(b.z);
+    acc.r3a += vec4<f32>(b.w);
+    acc.r3b += vec4<f32>(b.w);
+    fwd_direct_store(wid, lid, acc);
 }
 
 @compute @workgroup_size(16, 4, 1)
@@ -390,22 +419,60 @@ fn acc8_get(acc: Acc8, j: u32) -> vec4<f32> {
 }
 
 // Stores channels cb * 8 + j (j < 8, below c_total) of the n_valid (at most 4) pixels from flat
-// pixel pix0 of sample n, in an [n, c_total, hw_total] tensor; adds the bias when asked.
-fn store8(acc: Acc8, n: u32, cb: u32, pix0: u32, n_valid: u32, valid: bool, c_total: u32, hw_total: u32,
-          add_bias: bool) {
+// pixel pix0 of sample n, in an [n, c_total, hw_total] tensor.
+fn store8(acc: Acc8, n: u32, cb: u32, pix0: u32, n_valid: u32, valid: bool, c_total: u32, hw_total: u32) {
     for (var j = 0u; j < CB; j++) {
         let co = cb * CB + j;
         let v = acc8_get(acc, j);
-        var b = 0.0;
-        if (add_bias && co < c_total) {
-            b = bias[co];
-        }
         for (var q = 0u; q < PX; q++) {
             if (valid && co < c_total && q < n_valid) {
-                out[(n * c_total + co) * hw_total + pix0 + q] = v[q] + b;
+                out[(n * c_total + co) * hw_total + pix0 + q] = v[q];
             }
         }
     }
+}
+
+// What a thread of the register-blocked and window forward kernels ends with: four 8-channel
+// accumulators and where they go. The kernel bodies return it and the entry points store it,
+// the `_bias` ones after adding the bias, so only their layouts hold the bias binding. Blocked
+// kernels: a_i is sample n + i of block cb. Rows2 kernels: a0, a1 are blocks cb, cb + 1 at
+// pixel pix0 (row oy), a2, a3 the same one row down. 1x1 window kernels: a_i is block cb + i.
+struct Fwd4 {
+    a0: Acc8, a1: Acc8, a2: Acc8, a3: Acc8,
+    n: u32,
+    cb: u32,
+    pix0: u32,
+    n_valid: u32,
+    oy: u32,
+    valid: bool,
+}
+
+// acc + bias[cb * 8 + j] on channel j (channels past c_out read channel 0 and are never stored).
+fn acc8_bias(a: Acc8, cb: u32) -> Acc8 {
+    var b: array<f32, 8>;
+    for (var j = 0u; j < CB; j++) {
+        let co = cb * CB + j;
+        b[j] = bias[select(0u, co, co < p.c_out)];
+    }
+    return Acc8(a.c0 + vec4<f32>(b[0]), a.c1 + vec4<f32>(b[1]), a.c2 + vec4<f32>(b[2]), a.c3 + vec4<f32>(b[3]),
+                a.c4 + vec4<f32>(b[4]), a.c5 + vec4<f32>(b[5]), a.c6 + vec4<f32>(b[6]), a.c7 + vec4<f32>(b[7]));
+}
+
+fn store_blocked(r: Fwd4) {
+    let hw_out = p.h_out * p.w_out;
+    store8(r.a0, r.n, r.cb, r.pix0, r.n_valid, r.valid && r.n < p.n, p.c_out, hw_out);
+    store8(r.a1, r.n + 1u, r.cb, r.pix0, r.n_valid, r.valid && r.n + 1u < p.n, p.c_out, hw_out);
+    store8(r.a2, r.n + 2u, r.cb, r.pix0, r.n_valid, r.valid && r.n + 2u < p.n, p.c_out, hw_out);
+    store8(r.a3, r.n + 3u, r.cb, r.pix0, r.n_valid, r.valid && r.n + 3u < p.n, p.c_out, hw_out);
+}
+
+fn blocked_bias(r: Fwd4) -> Fwd4 {
+    var o = r;
+    o.a0 = acc8_bias(r.a0, r.cb);
+    o.a1 = acc8_bias(r.a1, r.cb);
+    o.a2 = acc8_bias(r.a2, r.cb);
+    o.a3 = acc8_bias(r.a3, r.cb);
+    return o;
 }
 
 // Copies wpack[begin, begin + len) to wsh; len <= WSH. The first barrier keeps the previous
@@ -459,8 +526,7 @@ fn taps3(acc: ptr<function, Acc8>, w: Taps3, r: Row3) {
     acc8_fma(acc, w.a2, w.b2, r.k2);
 }
 
-@compute @workgroup_size(64)
-fn conv2d_fwd_k3s1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+fn fwd_k3s1_cpu(wid: vec3<u32>, li: u32) -> Fwd4 {
     let gw = (p.w_out + PX - 1u) / PX;
     let items = ((p.n + NB - 1u) / NB) * p.h_out * gw;
     let item = wid.x * 64u + li;
@@ -503,14 +569,20 @@ fn conv2d_fwd_k3s1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
         }
     }
     let pix0 = oy * p.w_out + ox0;
-    store8(a0, n0, cb, pix0, p.w_out - ox0, valid && n0 < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
-    store8(a1, n0 + 1u, cb, pix0, p.w_out - ox0, valid && n0 + 1u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
-    store8(a2, n0 + 2u, cb, pix0, p.w_out - ox0, valid && n0 + 2u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
-    store8(a3, n0 + 3u, cb, pix0, p.w_out - ox0, valid && n0 + 3u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    return Fwd4(a0, a1, a2, a3, n0, cb, pix0, p.w_out - ox0, oy, valid);
 }
 
 @compute @workgroup_size(64)
-fn conv2d_fwd_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+fn conv2d_fwd_k3s1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_blocked(fwd_k3s1_cpu(wid, li));
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s1_cpu_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_blocked(blocked_bias(fwd_k3s1_cpu(wid, li)));
+}
+
+fn fwd_k3s2_cpu(wid: vec3<u32>, li: u32) -> Fwd4 {
     let gw = (p.w_out + PX - 1u) / PX;
     let items = ((p.n + NB - 1u) / NB) * p.h_out * gw;
     let item = wid.x * 64u + li;
@@ -553,15 +625,21 @@ fn conv2d_fwd_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
         }
     }
     let pix0 = oy * p.w_out + ox0;
-    store8(a0, n0, cb, pix0, p.w_out - ox0, valid && n0 < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
-    store8(a1, n0 + 1u, cb, pix0, p.w_out - ox0, valid && n0 + 1u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
-    store8(a2, n0 + 2u, cb, pix0, p.w_out - ox0, valid && n0 + 2u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
-    store8(a3, n0 + 3u, cb, pix0, p.w_out - ox0, valid && n0 + 3u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    return Fwd4(a0, a1, a2, a3, n0, cb, pix0, p.w_out - ox0, oy, valid);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_blocked(fwd_k3s2_cpu(wid, li));
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s2_cpu_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_blocked(blocked_bias(fwd_k3s2_cpu(wid, li)));
 }
 
 // 1x1, stride 1, no padding: a GEMM over flat pixels; a thread owns 4 consecutive pixels.
-@compute @workgroup_size(64)
-fn conv2d_fwd_k1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+fn fwd_k1_cpu(wid: vec3<u32>, li: u32) -> Fwd4 {
     let hw = p.h * p.w;
     let gw = (hw + PX - 1u) / PX;
     let items = ((p.n + NB - 1u) / NB) * gw;
@@ -607,10 +685,17 @@ fn conv2d_fwd_k1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
             acc8_fma(&a3, wa, wb, vec4<f32>(x[b3 + i0], x[b3 + i1], x[b3 + i2], x[b3 + i3]));
         }
     }
-    store8(a0, n0, cb, pix0, hw - pix0, valid && n0 < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
-    store8(a1, n0 + 1u, cb, pix0, hw - pix0, valid && n0 + 1u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
-    store8(a2, n0 + 2u, cb, pix0, hw - pix0, valid && n0 + 2u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
-    store8(a3, n0 + 3u, cb, pix0, hw - pix0, valid && n0 + 3u < p.n, p.c_out, p.h_out * p.w_out, p.has_bias == 1u);
+    return Fwd4(a0, a1, a2, a3, n0, cb, pix0, hw - pix0, 0u, valid);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k1_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_blocked(fwd_k1_cpu(wid, li));
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k1_cpu_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_blocked(blocked_bias(fwd_k1_cpu(wid, li)));
 }
 
 // conv2d_bwd_x_k3s2_cpu: the input gradient of a 3x3, stride-2, padding-1 convolution on CPU
@@ -692,10 +777,10 @@ fn conv2d_bwd_x_k3s2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     let hw = p.h * p.w;
     let ix0 = 4u * gx;
     let pix0 = iy * p.w + ix0;
-    store8(a0, n0, cb, pix0, p.w - ix0, valid && n0 < p.n, p.c_in, hw, false);
-    store8(a1, n0 + 1u, cb, pix0, p.w - ix0, valid && n0 + 1u < p.n, p.c_in, hw, false);
-    store8(a2, n0 + 2u, cb, pix0, p.w - ix0, valid && n0 + 2u < p.n, p.c_in, hw, false);
-    store8(a3, n0 + 3u, cb, pix0, p.w - ix0, valid && n0 + 3u < p.n, p.c_in, hw, false);
+    store8(a0, n0, cb, pix0, p.w - ix0, valid && n0 < p.n, p.c_in, hw);
+    store8(a1, n0 + 1u, cb, pix0, p.w - ix0, valid && n0 + 1u < p.n, p.c_in, hw);
+    store8(a2, n0 + 2u, cb, pix0, p.w - ix0, valid && n0 + 2u < p.n, p.c_in, hw);
+    store8(a3, n0 + 3u, cb, pix0, p.w - ix0, valid && n0 + 3u < p.n, p.c_in, hw);
 }
 
 // conv2d_bwd_w_k3s{1,2}_cpu: the weight gradient of 3x3 convolutions on CPU adapters. A thread
@@ -1047,18 +1132,14 @@ const UB: u32 = 32u;
 // The window: at most 4096 vec4s of packed weights (or dy planes) per dispatch.
 @group(0) @binding(7) var<uniform> wuni: array<vec4<f32>, 4096>;
 
-// Writes channels cb8 * 8 + j of 4 pixels from flat pixel pix0 of sample n, plus the bias (first
-// chunk) or plus what the previous chunks wrote.
+// Writes channels cb8 * 8 + j of 4 pixels from flat pixel pix0 of sample n (first chunk), or adds
+// them to what the previous chunks wrote.
 fn store8_chunk(acc: Acc8, n: u32, cb8: u32, pix0: u32, n_valid: u32, valid: bool) {
     let hw = p.h_out * p.w_out;
     for (var j = 0u; j < CB; j++) {
         let co = cb8 * CB + j;
         if (valid && co < p.c_out) {
             let v = acc8_get(acc, j);
-            var b = 0.0;
-            if (p.accumulate == 0u && p.has_bias == 1u) {
-                b = bias[co];
-            }
             for (var q = 0u; q < PX; q++) {
                 if (q < n_valid) {
                     let o = (n * p.c_out + co) * hw + pix0 + q;
@@ -1066,7 +1147,7 @@ fn store8_chunk(acc: Acc8, n: u32, cb8: u32, pix0: u32, n_valid: u32, valid: boo
                     if (p.accumulate == 1u) {
                         prev = out[o];
                     }
-                    out[o] = prev + v[q] + b;
+                    out[o] = prev + v[q];
                 }
             }
         }
@@ -1075,13 +1156,48 @@ fn store8_chunk(acc: Acc8, n: u32, cb8: u32, pix0: u32, n_valid: u32, valid: boo
 
 // Stores a rows2 thread's 16 output channels (two 8-channel halves, blocks cb8 and cb8 + 1) x 4
 // pixels from (oy, ox0) and the row below: a0/a1 row oy, a2/a3 row oy + 1 (when inside).
-fn store_rows2(a0: Acc8, a1: Acc8, a2: Acc8, a3: Acc8, n: u32, cb8: u32, oy: u32, ox0: u32, valid: bool) {
-    let pix0 = oy * p.w_out + ox0;
-    let second = valid && oy + 1u < p.h_out;
-    store8_chunk(a0, n, cb8, pix0, p.w_out - ox0, valid);
-    store8_chunk(a1, n, cb8 + 1u, pix0, p.w_out - ox0, valid);
-    store8_chunk(a2, n, cb8, pix0 + p.w_out, p.w_out - ox0, second);
-    store8_chunk(a3, n, cb8 + 1u, pix0 + p.w_out, p.w_out - ox0, second);
+fn store_rows2(r: Fwd4) {
+    let second = r.valid && r.oy + 1u < p.h_out;
+    store8_chunk(r.a0, r.n, r.cb, r.pix0, r.n_valid, r.valid);
+    store8_chunk(r.a1, r.n, r.cb + 1u, r.pix0, r.n_valid, r.valid);
+    store8_chunk(r.a2, r.n, r.cb, r.pix0 + p.w_out, r.n_valid, second);
+    store8_chunk(r.a3, r.n, r.cb + 1u, r.pix0 + p.w_out, r.n_valid, second);
+}
+
+// A rows2 thread's Fwd4 for its (n, block cb8, rows oy and oy + 1, pixels ox0 ..).
+fn rows2(a0: Acc8, a1: Acc8, a2: Acc8, a3: Acc8, n: u32, cb8: u32, oy: u32, ox0: u32, valid: bool) -> Fwd4 {
+    return Fwd4(a0, a1, a2, a3, n, cb8, oy * p.w_out + ox0, p.w_out - ox0, oy, valid);
+}
+
+// The bias, added by the first chunk only.
+fn rows2_bias(r: Fwd4) -> Fwd4 {
+    var o = r;
+    if (p.accumulate == 0u) {
+        o.a0 = acc8_bias(r.a0, r.cb);
+        o.a1 = acc8_bias(r.a1, r.cb + 1u);
+        o.a2 = acc8_bias(r.a2, r.cb);
+        o.a3 = acc8_bias(r.a3, r.cb + 1u);
+    }
+    return o;
+}
+
+fn store_k1_chunk(r: Fwd4) {
+    store8_chunk(r.a0, r.n, r.cb, r.pix0, r.n_valid, r.valid);
+    store8_chunk(r.a1, r.n, r.cb + 1u, r.pix0, r.n_valid, r.valid);
+    store8_chunk(r.a2, r.n, r.cb + 2u, r.pix0, r.n_valid, r.valid);
+    store8_chunk(r.a3, r.n, r.cb + 3u, r.pix0, r.n_valid, r.valid);
+}
+
+// The bias, added by the first chunk only.
+fn k1_chunk_bias(r: Fwd4) -> Fwd4 {
+    var o = r;
+    if (p.accumulate == 0u) {
+        o.a0 = acc8_bias(r.a0, r.cb);
+        o.a1 = acc8_bias(r.a1, r.cb + 1u);
+        o.a2 = acc8_bias(r.a2, r.cb + 2u);
+        o.a3 = acc8_bias(r.a3, r.cb + 3u);
+    }
+    return o;
 }
 
 // The stride-1 3x3 convolution (forward, and the stride-1 input gradient with flipped weights):
@@ -1100,8 +1216,7 @@ fn ubo_taps3_16(base: u32, k: u32) -> Taps3 {
     return Taps3(wuni[o], wuni[o + 1u], wuni[o + 4u], wuni[o + 5u], wuni[o + 8u], wuni[o + 9u]);
 }
 
-@compute @workgroup_size(64)
-fn conv2d_fwd_k3s1_ubo_rows2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+fn fwd_k3s1_ubo_rows2(wid: vec3<u32>, li: u32) -> Fwd4 {
     let gw = (p.w_out + PX - 1u) / PX;
     let gh = (p.h_out + 1u) / 2u;
     let items = p.n * gh * gw;
@@ -1154,14 +1269,23 @@ fn conv2d_fwd_k3s1_ubo_rows2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loc
         taps3(&a3, t21, r3);
     }
     let cb8 = p.block * 2u;
-    store_rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
+    return rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s1_ubo_rows2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_rows2(fwd_k3s1_ubo_rows2(wid, li));
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s1_ubo_rows2_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_rows2(rows2_bias(fwd_k3s1_ubo_rows2(wid, li)));
 }
 
 // The 1x1 convolution (a matmul per sample): UB = 32 output channels x 4 pixels of one sample
 // per thread, each gathered input pixel feeding 32 FMAs. The window packs
 // [ci][32] (8 vec4s per input channel). Geometry: (ceil(n * ceil(h w / 4) / 64), 1, 1).
-@compute @workgroup_size(64)
-fn conv2d_fwd_k1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+fn fwd_k1_ubo(wid: vec3<u32>, li: u32) -> Fwd4 {
     let hw = p.h * p.w;
     let gw = (hw + PX - 1u) / PX;
     let item = wid.x * 64u + li;
@@ -1189,10 +1313,17 @@ fn conv2d_fwd_k1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
         acc8_fma(&a3, wuni[o + 6u], wuni[o + 7u], xv);
     }
     let cb8 = p.block * (UB / CB);
-    store8_chunk(a0, n, cb8, pix0, hw - pix0, valid);
-    store8_chunk(a1, n, cb8 + 1u, pix0, hw - pix0, valid);
-    store8_chunk(a2, n, cb8 + 2u, pix0, hw - pix0, valid);
-    store8_chunk(a3, n, cb8 + 3u, pix0, hw - pix0, valid);
+    return Fwd4(a0, a1, a2, a3, n, cb8, pix0, hw - pix0, 0u, valid);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k1_ubo(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_k1_chunk(fwd_k1_ubo(wid, li));
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k1_ubo_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    store_k1_chunk(k1_chunk_bias(fwd_k1_ubo(wid, li)));
 }
 
 // ---- Weight gradients for CPU adapters with dy in uniform windows (the *_ubo kernels above

@@ -148,9 +148,7 @@ fn x_window_range(j: u32, z: u32) -> vec2<u32> {
     return select(vec2<u32>(first), vec2<u32>(first, last), j / wps == z);
 }
 
-@compute @workgroup_size(8)
-fn conv2d_fwd_k3s1_sg_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
-                        @builtin(subgroup_invocation_id) sg_lane: u32) {
+fn fwd_k3s1_sg_x(wid: vec3<u32>, li: u32, sg_lane: u32) -> Fwd4 {
     let lane = sg_lane % 8u;
     let gw = (p.w_out + PX - 1u) / PX;
     let gh = (p.h_out + 1u) / 2u;
@@ -186,14 +184,24 @@ fn conv2d_fwd_k3s1_sg_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     fwd_rows2_window(3u, p.x_shift3, r[3].x, r[3].y, wblock + (r[3].x - p.ci_begin) * 36u, s, lane, &a0, &a1, &a2, &a3);
     let n = p.sample + wid.z;
     let cb8 = (p.block + wid.y) * 2u;
-    store_rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
+    return rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_fwd_k3s1_sg_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) sg_lane: u32) {
+    store_rows2(fwd_k3s1_sg_x(wid, li, sg_lane));
+}
+
+@compute @workgroup_size(8)
+fn conv2d_fwd_k3s1_sg_x_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) sg_lane: u32) {
+    store_rows2(rows2_bias(fwd_k3s1_sg_x(wid, li, sg_lane)));
 }
 
 // conv2d_fwd_k3s1_sg_rows2: conv2d_fwd_k3s1_ubo_rows2 with the weights shared by subgroup
 // broadcasts, for the shapes conv2d_fwd_k3s1_sg_x does not take (x from the storage buffer).
-@compute @workgroup_size(64)
-fn conv2d_fwd_k3s1_sg_rows2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
-                            @builtin(subgroup_invocation_id) sg_lane: u32) {
+fn fwd_k3s1_sg_rows2(wid: vec3<u32>, li: u32, sg_lane: u32) -> Fwd4 {
     let lane = sg_lane % 8u;
     let gw = (p.w_out + PX - 1u) / PX;
     let gh = (p.h_out + 1u) / 2u;
@@ -229,7 +237,19 @@ fn conv2d_fwd_k3s1_sg_rows2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
         fwd_rows2_channel_sg(&a0, &a1, &a2, &a3, r0, r1, r2, r3, (ci - p.ci_begin) * 36u, lane);
     }
     let cb8 = p.block * 2u;
-    store_rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
+    return rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s1_sg_rows2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) sg_lane: u32) {
+    store_rows2(fwd_k3s1_sg_rows2(wid, li, sg_lane));
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k3s1_sg_rows2_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) sg_lane: u32) {
+    store_rows2(rows2_bias(fwd_k3s1_sg_rows2(wid, li, sg_lane)));
 }
 
 // The 16 output channels x 9 taps a lane of conv2d_bwd_w_k3s1_sg sums.
@@ -533,9 +553,7 @@ fn conv2d_bwd_w_k1_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
 
 // conv2d_fwd_k1_sg: conv2d_fwd_k1_ubo with the weights shared by subgroup broadcasts (lane l
 // reads vec4 l of the input channel's 8).
-@compute @workgroup_size(64)
-fn conv2d_fwd_k1_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
-                    @builtin(subgroup_invocation_id) sg_lane: u32) {
+fn fwd_k1_sg(wid: vec3<u32>, li: u32, sg_lane: u32) -> Fwd4 {
     let lane = sg_lane % 8u;
     let hw = p.h * p.w;
     let gw = (hw + PX - 1u) / PX;
@@ -565,10 +583,19 @@ fn conv2d_fwd_k1_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         acc8_fma(&a3, subgroupBroadcast(g, 6u), subgroupBroadcast(g, 7u), xv);
     }
     let cb8 = p.block * (UB / CB);
-    store8_chunk(a0, n, cb8, pix0, hw - pix0, valid);
-    store8_chunk(a1, n, cb8 + 1u, pix0, hw - pix0, valid);
-    store8_chunk(a2, n, cb8 + 2u, pix0, hw - pix0, valid);
-    store8_chunk(a3, n, cb8 + 3u, pix0, hw - pix0, valid);
+    return Fwd4(a0, a1, a2, a3, n, cb8, pix0, hw - pix0, 0u, valid);
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k1_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) sg_lane: u32) {
+    store_k1_chunk(fwd_k1_sg(wid, li, sg_lane));
+}
+
+@compute @workgroup_size(64)
+fn conv2d_fwd_k1_sg_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) sg_lane: u32) {
+    store_k1_chunk(k1_chunk_bias(fwd_k1_sg(wid, li, sg_lane)));
 }
 
 // conv2d_fwd_k3s2_sg_x: the stride-2 3x3 convolution with padding 1 (the UNet's downsampling),
@@ -626,9 +653,7 @@ fn fwd_s2_window(j: u32, shift: u32, begin: u32, end: u32, wbase: u32, s: S2Span
     }
 }
 
-@compute @workgroup_size(8)
-fn conv2d_fwd_k3s2_sg_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
-                        @builtin(subgroup_invocation_id) sg_lane: u32) {
+fn fwd_k3s2_sg_x(wid: vec3<u32>, li: u32, sg_lane: u32) -> Fwd4 {
     let lane = sg_lane % 8u;
     let gw = (p.w_out + PX - 1u) / PX;
     let gh = (p.h_out + 1u) / 2u;
@@ -669,5 +694,17 @@ fn conv2d_fwd_k3s2_sg_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     fwd_s2_window(3u, p.x_shift3, r[3].x, r[3].y, wblock + (r[3].x - p.ci_begin) * 36u, s, lane, &a0, &a1, &a2, &a3);
     let n = p.sample + wid.z;
     let cb8 = (p.block + wid.y) * 2u;
-    store_rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
+    return rows2(a0, a1, a2, a3, n, cb8, oy, ox0, valid);
+}
+
+@compute @workgroup_size(8)
+fn conv2d_fwd_k3s2_sg_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) sg_lane: u32) {
+    store_rows2(fwd_k3s2_sg_x(wid, li, sg_lane));
+}
+
+@compute @workgroup_size(8)
+fn conv2d_fwd_k3s2_sg_x_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) sg_lane: u32) {
+    store_rows2(rows2_bias(fwd_k3s2_sg_x(wid, li, sg_lane)));
 }

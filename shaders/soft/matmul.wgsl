@@ -14,15 +14,22 @@ fn direct_b_row(base: u32, k: u32, cols: array<u32, 8>, half: u32) -> vec4<f32> 
     return vec4<f32>(b[o + cols[j]], b[o + cols[j + 1u]], b[o + cols[j + 2u]], b[o + cols[j + 3u]]);
 }
 
-// c[row, col] = v (+ bias[col]) where the element exists.
+// c[row, col] = v where the element exists.
 fn store_c(row: u32, col: u32, c_base: u32, v: f32) {
     if (row < p.m && col < p.n) {
-        var o = v;
-        if (p.has_bias == 1u) {
-            o += bias[col];
-        }
-        c[c_base + row * p.n + col] = o;
+        c[c_base + row * p.n + col] = v;
     }
+}
+
+// bias[col] for the columns col0 + stride j (j < 4); columns past n (never stored) read column 0.
+// Only the _bias entry points call it, so only their layouts hold the bias binding.
+fn bias4(col0: u32, stride: u32) -> vec4<f32> {
+    var v: vec4<f32>;
+    for (var j = 0u; j < 4u; j++) {
+        let col = col0 + stride * j;
+        v[j] = bias[select(0u, col, col < p.n)];
+    }
+    return v;
 }
 
 fn direct_store(row: u32, col0: u32, c_base: u32, lo: vec4<f32>, hi: vec4<f32>) {
@@ -32,11 +39,20 @@ fn direct_store(row: u32, col0: u32, c_base: u32, lo: vec4<f32>, hi: vec4<f32>) 
     }
 }
 
-@compute @workgroup_size(16, 4, 1)
-fn matmul_fwd_direct(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
+// A matmul_fwd_direct thread's accumulators: rows ty + 4 i in ci, columns tx + 16 j in ci.a
+// (j < 4) and ci.b (j >= 4).
+struct DirectBlock {
+    c0a: vec4<f32>,
+    c0b: vec4<f32>,
+    c1a: vec4<f32>,
+    c1b: vec4<f32>,
+    c2a: vec4<f32>,
+    c2b: vec4<f32>,
+    c3a: vec4<f32>,
+    c3b: vec4<f32>,
+}
+
+fn direct_block(wid: vec3<u32>, lid: vec3<u32>) -> DirectBlock {
     let row0 = wid.y * 16u + lid.y;
     let col0 = wid.x * 128u + lid.x;
     let a_base = wid.z * p.a_batch;
@@ -76,11 +92,46 @@ fn matmul_fwd_direct(
         c3a = fma(vec4<f32>(v3), blo, c3a);
         c3b = fma(vec4<f32>(v3), bhi, c3b);
     }
+    return DirectBlock(c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b);
+}
+
+fn direct_store_block(wid: vec3<u32>, lid: vec3<u32>, r: DirectBlock) {
+    let row0 = wid.y * 16u + lid.y;
+    let col0 = wid.x * 128u + lid.x;
     let c_base = wid.z * p.m * p.n;
-    direct_store(row0, col0, c_base, c0a, c0b);
-    direct_store(row0 + 4u, col0, c_base, c1a, c1b);
-    direct_store(row0 + 8u, col0, c_base, c2a, c2b);
-    direct_store(row0 + 12u, col0, c_base, c3a, c3b);
+    direct_store(row0, col0, c_base, r.c0a, r.c0b);
+    direct_store(row0 + 4u, col0, c_base, r.c1a, r.c1b);
+    direct_store(row0 + 8u, col0, c_base, r.c2a, r.c2b);
+    direct_store(row0 + 12u, col0, c_base, r.c3a, r.c3b);
+}
+
+@compute @workgroup_size(16, 4, 1)
+fn matmul_fwd_direct(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    direct_store_block(wid, lid, direct_block(wid, lid));
+}
+
+// matmul_fwd_direct_bias: the same plus bias[col].
+@compute @workgroup_size(16, 4, 1)
+fn matmul_fwd_direct_bias(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    var r = direct_block(wid, lid);
+    let col0 = wid.x * 128u + lid.x;
+    let lo = bias4(col0, 16u);
+    let hi = bias4(col0 + 64u, 16u);
+    r.c0a += lo;
+    r.c0b += hi;
+    r.c1a += lo;
+    r.c1b += hi;
+    r.c2a += lo;
+    r.c2b += hi;
+    r.c3a += lo;
+    r.c3b += hi;
+    direct_store_block(wid, lid, r);
 }
 
 // matmul_fwd_ubo: the product for CPU adapters with A and B in 64 KiB uniform windows `aw` and
@@ -107,11 +158,15 @@ fn ubo_store(row: u32, col0: u32, c_base: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(8, 8, 1)
-fn matmul_fwd_ubo(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
+// A matmul_fwd_ubo thread's accumulators: row ty + 8 i in ci, columns tx + 8 j.
+struct UboBlock {
+    c0: vec4<f32>,
+    c1: vec4<f32>,
+    c2: vec4<f32>,
+    c3: vec4<f32>,
+}
+
+fn ubo_block(wid: vec3<u32>, lid: vec3<u32>) -> UboBlock {
     let row0 = wid.y * 32u + lid.y;
     let col0 = wid.x * 32u + lid.x;
     let a_base = p.a_off + wid.z * p.a_batch;
@@ -138,9 +193,38 @@ fn matmul_fwd_ubo(
         c2 = fma(vec4<f32>(a_at(a2 + ak)), bv, c2);
         c3 = fma(vec4<f32>(a_at(a3 + ak)), bv, c3);
     }
+    return UboBlock(c0, c1, c2, c3);
+}
+
+fn ubo_store_block(wid: vec3<u32>, lid: vec3<u32>, r: UboBlock) {
+    let row0 = wid.y * 32u + lid.y;
+    let col0 = wid.x * 32u + lid.x;
     let c_base = p.c_off + wid.z * p.m * p.n;
-    ubo_store(row0, col0, c_base, c0);
-    ubo_store(row0 + 8u, col0, c_base, c1);
-    ubo_store(row0 + 16u, col0, c_base, c2);
-    ubo_store(row0 + 24u, col0, c_base, c3);
+    ubo_store(row0, col0, c_base, r.c0);
+    ubo_store(row0 + 8u, col0, c_base, r.c1);
+    ubo_store(row0 + 16u, col0, c_base, r.c2);
+    ubo_store(row0 + 24u, col0, c_base, r.c3);
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul_fwd_ubo(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    ubo_store_block(wid, lid, ubo_block(wid, lid));
+}
+
+// matmul_fwd_ubo_bias: the same plus bias[col].
+@compute @workgroup_size(8, 8, 1)
+fn matmul_fwd_ubo_bias(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    var r = ubo_block(wid, lid);
+    let b = bias4(wid.x * 32u + lid.x, 8u);
+    r.c0 += b;
+    r.c1 += b;
+    r.c2 += b;
+    r.c3 += b;
+    ubo_store_block(wid, lid, r);
 }

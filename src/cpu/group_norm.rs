@@ -2,16 +2,11 @@
 //! fused silu(group_norm(x)) that opens every ResBlock branch.
 
 use crate::cpu::activation::{silu, silu_backward};
+pub use crate::shape::GroupNormShape;
 
 /// Mean and 1 / sqrt(var + eps) (biased variance) of each (sample, group), in that order.
-fn group_stats(
-    x: &[f64],
-    n: usize,
-    c: usize,
-    hw: usize,
-    groups: usize,
-    eps: f64,
-) -> Vec<(f64, f64)> {
+fn group_stats(x: &[f64], s: GroupNormShape, eps: f64) -> Vec<(f64, f64)> {
+    let GroupNormShape { n, c, hw, groups } = s;
     assert_eq!(
         c % groups,
         0,
@@ -32,18 +27,9 @@ fn group_stats(
 /// x is [n, c, hw]; channels split into `groups` contiguous groups; mean and biased variance
 /// per (sample, group) over (c/groups) * hw values;
 /// y = (x - mean) / sqrt(var + eps) * gamma[c] + beta[c].
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm(
-    x: &[f64],
-    gamma: &[f64],
-    beta: &[f64],
-    n: usize,
-    c: usize,
-    hw: usize,
-    groups: usize,
-    eps: f64,
-) -> Vec<f64> {
-    let stats = group_stats(x, n, c, hw, groups, eps);
+pub fn group_norm(x: &[f64], gamma: &[f64], beta: &[f64], s: GroupNormShape, eps: f64) -> Vec<f64> {
+    let GroupNormShape { n, c, hw, groups } = s;
+    let stats = group_stats(x, s, eps);
     let cg = c / groups;
     let mut y = vec![0.0; n * c * hw];
     for ni in 0..n {
@@ -61,18 +47,15 @@ pub fn group_norm(
 /// Gradients of `group_norm`: (dx, dgamma, dbeta). With xhat = (x - mean) * rstd and
 /// g = dy * gamma, dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) per group, because mean
 /// and variance depend on every x of the group.
-#[allow(clippy::too_many_arguments)]
 pub fn group_norm_backward(
     x: &[f64],
     gamma: &[f64],
     dy: &[f64],
-    n: usize,
-    c: usize,
-    hw: usize,
-    groups: usize,
+    s: GroupNormShape,
     eps: f64,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let stats = group_stats(x, n, c, hw, groups, eps);
+    let GroupNormShape { n, c, hw, groups } = s;
+    let stats = group_stats(x, s, eps);
     let cg = c / groups;
     let len = (cg * hw) as f64;
     let mut dx = vec![0.0; n * c * hw];
@@ -109,35 +92,27 @@ pub fn group_norm_backward(
 }
 
 /// The fused op the ResBlocks use: silu(group_norm(x)).
-#[allow(clippy::too_many_arguments)]
 pub fn group_norm_silu(
     x: &[f64],
     gamma: &[f64],
     beta: &[f64],
-    n: usize,
-    c: usize,
-    hw: usize,
-    groups: usize,
+    s: GroupNormShape,
     eps: f64,
 ) -> Vec<f64> {
-    silu(&group_norm(x, gamma, beta, n, c, hw, groups, eps))
+    silu(&group_norm(x, gamma, beta, s, eps))
 }
 
 /// Gradients of `group_norm_silu`: (dx, dgamma, dbeta). Takes beta because the SiLU
 /// derivative needs the pre-activation, which is recomputed rather than stored.
-#[allow(clippy::too_many_arguments)]
 pub fn group_norm_silu_backward(
     x: &[f64],
     gamma: &[f64],
     beta: &[f64],
     dy: &[f64],
-    n: usize,
-    c: usize,
-    hw: usize,
-    groups: usize,
+    s: GroupNormShape,
     eps: f64,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let pre = group_norm(x, gamma, beta, n, c, hw, groups, eps);
+    let pre = group_norm(x, gamma, beta, s, eps);
     let dpre = silu_backward(&pre, dy);
-    group_norm_backward(x, gamma, &dpre, n, c, hw, groups, eps)
+    group_norm_backward(x, gamma, &dpre, s, eps)
 }

@@ -321,32 +321,16 @@ impl GaussianDiffusion {
             } else {
                 (out, None)
             };
+            let step = kernels::ReverseStep { t, seed, stream };
+            let (table, eps) = (&self.table, &eps.tensor);
             x = match (opts.ddim_eta, v) {
-                (None, Some(v)) => kernels::p_sample_learned(
-                    gpu,
-                    &self.table,
-                    &x,
-                    &eps.tensor,
-                    &v,
-                    t,
-                    opts.clip_denoised,
-                    seed,
-                    stream,
-                ),
-                (None, None) => {
-                    kernels::p_sample(gpu, &self.table, &x, &eps.tensor, t, opts, seed, stream)
+                (None, Some(v)) => {
+                    kernels::p_sample_learned(gpu, table, &x, eps, &v, step, opts.clip_denoised)
                 }
-                (Some(eta), _) => kernels::ddim_step(
-                    gpu,
-                    &self.table,
-                    &x,
-                    &eps.tensor,
-                    t,
-                    eta,
-                    opts.clip_denoised,
-                    seed,
-                    stream,
-                ),
+                (None, None) => kernels::p_sample(gpu, table, &x, eps, step, opts),
+                (Some(eta), _) => {
+                    kernels::ddim_step(gpu, table, &x, eps, step, eta, opts.clip_denoised)
+                }
             };
             if let Some(every) = keep_every {
                 if t % every == 0 {

@@ -31,8 +31,9 @@ pub struct Pipeline {
     /// Bytes of the WGSL parameter struct `p` as naga lays it out: the Rust struct a dispatch
     /// passes must have exactly this size (checked at every dispatch).
     pub params_size: Option<u32>,
-    /// Bindings fed from tensors (storage, or uniform other than `p`), in binding order.
-    pub storage_bindings: Vec<u32>,
+    /// Bindings fed from tensors (storage, or uniform other than `p`), in binding order, with
+    /// their WGSL names: a dispatch names each tensor it binds.
+    pub storage_bindings: Vec<(u32, String)>,
 }
 
 /// Parses and validates a shader with naga; the error names the shader.
@@ -52,6 +53,15 @@ pub fn parse(shader: &Shader) -> Result<(naga::Module, naga::valid::ModuleInfo),
     .validate(&module)
     .map_err(|e| format!("{}.wgsl: {}", shader.name, e.emit_to_string(shader.source)))?;
     Ok((module, info))
+}
+
+fn binding_name(kernel: &Kernel, var: &naga::GlobalVariable) -> String {
+    var.name.clone().unwrap_or_else(|| {
+        panic!(
+            "{}.wgsl {}: a tensor binding without a name",
+            kernel.shader.name, kernel.entry
+        )
+    })
 }
 
 pub fn create_pipeline(device: &wgpu::Device, kernel: &Kernel, workgroup_1d: u32) -> Pipeline {
@@ -88,11 +98,11 @@ pub fn create_pipeline(device: &wgpu::Device, kernel: &Kernel, workgroup_1d: u32
                 wgpu::BufferBindingType::Uniform
             }
             naga::AddressSpace::Uniform => {
-                storage_bindings.push(binding.binding);
+                storage_bindings.push((binding.binding, binding_name(kernel, var)));
                 wgpu::BufferBindingType::Uniform
             }
             naga::AddressSpace::Storage { access } => {
-                storage_bindings.push(binding.binding);
+                storage_bindings.push((binding.binding, binding_name(kernel, var)));
                 wgpu::BufferBindingType::Storage {
                     read_only: !access.contains(naga::StorageAccess::STORE),
                 }

@@ -283,13 +283,15 @@ impl Gpu {
         enc.copy_buffer_to_buffer(src, src_off, dst, dst_off, n);
     }
 
-    /// Records one dispatch. `tensors` bind to the entry point's storage bindings in increasing
-    /// binding order; `params` goes to its uniform binding through the arena.
+    /// Records one dispatch. Each of `tensors` names the WGSL binding it goes to; they must be
+    /// exactly the tensor bindings the entry point uses (read off the shader by naga when its
+    /// pipeline is created), in any order. `params` goes to its uniform binding through the
+    /// arena.
     pub fn dispatch<P: Pod>(
         &self,
         kernel: &Kernel,
         params: &P,
-        tensors: &[&Tensor],
+        tensors: &[(&str, &Tensor)],
         groups: [u32; 3],
     ) {
         if groups.contains(&0) {
@@ -308,12 +310,7 @@ impl Gpu {
         }
         let started = std::time::Instant::now();
         let pipeline = self.pipeline(kernel);
-        assert_eq!(
-            tensors.len(),
-            pipeline.storage_bindings.len(),
-            "{}: wrong number of tensors",
-            kernel.entry
-        );
+        let bound: Vec<&Tensor> = match_bindings(kernel, &pipeline.storage_bindings, tensors);
         let param_bytes = bytemuck::bytes_of(params);
         if let Some(size) = pipeline.params_size {
             assert_eq!(
@@ -351,7 +348,7 @@ impl Gpu {
                 }),
             });
         }
-        for (binding, t) in pipeline.storage_bindings.iter().zip(tensors) {
+        for ((binding, _), t) in pipeline.storage_bindings.iter().zip(bound) {
             entries.push(wgpu::BindGroupEntry {
                 binding: *binding,
                 resource: t.binding(),
@@ -507,5 +504,95 @@ impl DispatchLog {
                 self.path.display()
             );
         }
+    }
+}
+
+/// The tensors of a dispatch in the order of `bindings` (the entry point's tensor bindings), by
+/// their names; a name missing, unknown or given twice is a programming error, reported with
+/// the kernel, the entry point and the names it expects.
+fn match_bindings<'t, T>(
+    kernel: &Kernel,
+    bindings: &[(u32, String)],
+    tensors: &[(&str, &'t T)],
+) -> Vec<&'t T> {
+    let matched: Vec<Option<&T>> = bindings
+        .iter()
+        .map(|(_, name)| {
+            let mut found = tensors.iter().filter(|(n, _)| n == name);
+            let first = found.next().map(|&(_, t)| t);
+            first.filter(|_| found.next().is_none())
+        })
+        .collect();
+    if tensors.len() != bindings.len() || matched.iter().any(Option::is_none) {
+        let expected: Vec<&str> = bindings.iter().map(|(_, n)| n.as_str()).collect();
+        let given: Vec<&str> = tensors.iter().map(|&(n, _)| n).collect();
+        panic!(
+            "{}.wgsl {}: the dispatch binds {given:?}, but the entry point's tensor bindings \
+             are {expected:?} (each exactly once)",
+            kernel.shader.name, kernel.entry
+        );
+    }
+    matched.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{match_bindings, Kernel, Shader};
+
+    static SHADER: Shader = Shader {
+        name: "conv",
+        source: "",
+    };
+    static KERNEL: Kernel = Kernel {
+        shader: &SHADER,
+        entry: "conv2d_fwd_bias",
+    };
+
+    fn bindings() -> Vec<(u32, String)> {
+        ["x", "weight", "bias", "out"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i as u32 + 1, n.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn tensors_bind_by_name_in_binding_order() {
+        let (x, w, b, y) = (1, 2, 3, 4);
+        let given = [("out", &y), ("x", &x), ("bias", &b), ("weight", &w)];
+        assert_eq!(
+            match_bindings(&KERNEL, &bindings(), &given),
+            [&1, &2, &3, &4]
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "conv.wgsl conv2d_fwd_bias: the dispatch binds [\"x\", \"weight\", \"out\"], \
+                               but the entry point's tensor bindings are [\"x\", \"weight\", \"bias\", \"out\"]"
+    )]
+    fn a_missing_binding_names_the_kernel_and_the_expected_bindings() {
+        let t = 0;
+        match_bindings(
+            &KERNEL,
+            &bindings(),
+            &[("x", &t), ("weight", &t), ("out", &t)],
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "tensor bindings are")]
+    fn an_unknown_name_is_refused() {
+        let t = 0;
+        let given = [("x", &t), ("w", &t), ("bias", &t), ("out", &t)];
+        match_bindings(&KERNEL, &bindings(), &given);
+    }
+
+    #[test]
+    #[should_panic(expected = "tensor bindings are")]
+    fn a_name_given_twice_is_refused() {
+        let t = 0;
+        let given = [("x", &t), ("x", &t), ("bias", &t), ("out", &t)];
+        match_bindings(&KERNEL, &bindings(), &given);
     }
 }

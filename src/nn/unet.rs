@@ -347,7 +347,16 @@ impl UNet {
             };
         }
         let (g, b) = p(self.out_norm);
-        let h = group_norm::group_norm_var(cx, &h, g, b, cfg.groups, true);
+        let h = group_norm::group_norm_var(
+            cx,
+            &h,
+            g,
+            b,
+            group_norm::GroupNormOptions {
+                groups: cfg.groups,
+                fuse_silu: true,
+            },
+        );
         let (w, b) = p(self.conv_out);
         conv::conv2d_var(cx, &h, w, Some(b), 1, 1)
     }
@@ -364,14 +373,32 @@ impl UNet {
         let p = |ids: (usize, usize)| (&params[ids.0], &params[ids.1]);
         let groups = self.config.groups;
         let (g, b) = p(ids.in_norm);
-        let h = group_norm::group_norm_var(cx, x, g, b, groups, true);
+        let h = group_norm::group_norm_var(
+            cx,
+            x,
+            g,
+            b,
+            group_norm::GroupNormOptions {
+                groups,
+                fuse_silu: true,
+            },
+        );
         let (w, b) = p(ids.in_conv);
         let h = conv::conv2d_var(cx, &h, w, Some(b), 1, 1);
         let (w, b) = p(ids.emb);
         let shift = matmul::linear(cx, emb, w, b);
         let h = unet_misc::add_channel_bias_var(cx, &h, &shift);
         let (g, b) = p(ids.out_norm);
-        let mut h = group_norm::group_norm_var(cx, &h, g, b, groups, true);
+        let mut h = group_norm::group_norm_var(
+            cx,
+            &h,
+            g,
+            b,
+            group_norm::GroupNormOptions {
+                groups,
+                fuse_silu: true,
+            },
+        );
         if let (Some(key), true) = (dropout, self.config.dropout > 0.0) {
             h = unet_misc::dropout_var(cx, &h, self.config.dropout, key.seed, key.stream);
         }
@@ -392,7 +419,16 @@ impl UNet {
         let shape = x.shape().to_vec();
         let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3]);
         let (g, b) = p(ids.norm);
-        let h = group_norm::group_norm_var(cx, x, g, b, self.config.groups, false);
+        let h = group_norm::group_norm_var(
+            cx,
+            x,
+            g,
+            b,
+            group_norm::GroupNormOptions {
+                groups: self.config.groups,
+                fuse_silu: false,
+            },
+        );
         let project = |cx: &mut Ctx, ids: (usize, usize)| {
             let (w, b) = p(ids);
             let y = conv::conv2d_var(cx, &h, w, Some(b), 1, 0);

@@ -37,7 +37,12 @@ fn unary(gpu: &Gpu, kernel: &Kernel, x: &Tensor) -> Tensor {
         n: super::count_u32(x.numel(), kernel.entry),
         _pad: [0; 3],
     };
-    gpu.dispatch(kernel, &p, &[x, &out], gpu.groups_1d(x.numel()));
+    gpu.dispatch(
+        kernel,
+        &p,
+        &[("x", x), ("out", &out)],
+        gpu.groups_1d(x.numel()),
+    );
     out
 }
 
@@ -48,7 +53,12 @@ fn unary_backward(gpu: &Gpu, kernel: &Kernel, x: &Tensor, dy: &Tensor) -> Tensor
         n: super::count_u32(x.numel(), kernel.entry),
         _pad: [0; 3],
     };
-    gpu.dispatch(kernel, &p, &[x, dy, &dx], gpu.groups_1d(x.numel()));
+    gpu.dispatch(
+        kernel,
+        &p,
+        &[("x", x), ("dy", dy), ("out", &dx)],
+        gpu.groups_1d(x.numel()),
+    );
     dx
 }
 

@@ -54,7 +54,7 @@ fn binary(gpu: &Gpu, kernel: &Kernel, a: &Tensor, b: &Tensor) -> Tensor {
     gpu.dispatch(
         kernel,
         &params(a.numel(), 0.0),
-        &[a, b, &out],
+        &[("a", a), ("b", b), ("out", &out)],
         gpu.groups_1d(a.numel()),
     );
     out
@@ -77,7 +77,7 @@ pub fn scale(gpu: &Gpu, a: &Tensor, alpha: f32) -> Tensor {
     gpu.dispatch(
         &SCALE,
         &params(a.numel(), alpha),
-        &[a, &out],
+        &[("a", a), ("out", &out)],
         gpu.groups_1d(a.numel()),
     );
     out
@@ -88,7 +88,7 @@ pub fn fill(gpu: &Gpu, out: &Tensor, value: f32) {
     gpu.dispatch(
         &FILL,
         &params(out.numel(), value),
-        &[out],
+        &[("out", out)],
         gpu.groups_1d(out.numel()),
     );
 }
@@ -99,7 +99,7 @@ pub fn broadcast(gpu: &Gpu, scalar: &Tensor, alpha: f32, shape: &[usize]) -> Ten
     gpu.dispatch(
         &BROADCAST,
         &params(out.numel(), alpha),
-        &[scalar, &out],
+        &[("a", scalar), ("out", &out)],
         gpu.groups_1d(out.numel()),
     );
     out

@@ -81,11 +81,11 @@ pub fn softmax(gpu: &Gpu, x: &Tensor, scale: f32) -> Tensor {
     let (p, grid) = setup(x, scale);
     let y = gpu.empty(&x.shape);
     match grid {
-        Some(grid) => gpu.dispatch(&SOFTMAX_FWD, &p, &[x, &y], grid),
+        Some(grid) => gpu.dispatch(&SOFTMAX_FWD, &p, &[("x", x), ("out", &y)], grid),
         None => gpu.dispatch(
             &SOFTMAX_FWD_ROWS,
             &p,
-            &[x, &y],
+            &[("x", x), ("out", &y)],
             gpu.groups_1d(p.rows as usize),
         ),
     }
@@ -97,11 +97,16 @@ pub fn softmax_backward(gpu: &Gpu, y: &Tensor, dy: &Tensor, scale: f32) -> Tenso
     let (p, grid) = setup(y, scale);
     let dx = gpu.empty(&y.shape);
     match grid {
-        Some(grid) => gpu.dispatch(&SOFTMAX_BWD, &p, &[y, dy, &dx], grid),
+        Some(grid) => gpu.dispatch(
+            &SOFTMAX_BWD,
+            &p,
+            &[("x", y), ("dy", dy), ("out", &dx)],
+            grid,
+        ),
         None => gpu.dispatch(
             &SOFTMAX_BWD_ROWS,
             &p,
-            &[y, dy, &dx],
+            &[("x", y), ("dy", dy), ("out", &dx)],
             gpu.groups_1d(p.rows as usize),
         ),
     }

@@ -39,6 +39,10 @@ static CONV_FWD: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_fwd",
 };
+static CONV_FWD_BIAS: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_fwd_bias",
+};
 static CONV_BWD_X: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_x",
@@ -69,7 +73,8 @@ const TILED_BWD_W_MIN_CHUNK: usize = 128;
 /// software-adapter wing's (ops::soft::conv), from the most to the least specialised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ForwardPlan {
-    /// conv2d_fwd: 64 x 64 output tiles, K split `splits` ways (summed by sum_rows_fwd).
+    /// conv2d_fwd (conv2d_fwd_bias with a bias): 64 x 64 output tiles, K split `splits` ways
+    /// (summed by sum_rows_fwd).
     Tiled { splits: usize },
     /// conv2d_fwd_k3s1_sg_x / conv2d_fwd_k3s2_sg_x: x and the packed weights in uniform
     /// windows, the weights shared by subgroup broadcasts (3x3, padding 1).
@@ -162,11 +167,14 @@ pub fn plan_weight_grad(caps: &Capabilities, s: &ConvShape) -> WeightGradPlan {
 }
 
 impl ConvPlan {
-    /// The entry points the three passes dispatch for shape `s`, forward first.
+    /// The entry points the three passes dispatch for shape `s`, forward first (with a bias, as
+    /// every convolution of the models has one).
     pub fn entries(&self, caps: &Capabilities, s: &ConvShape) -> [&'static str; 3] {
         let input_grad = match self.input_grad {
             InputGradPlan::Tiled { .. } => "conv2d_bwd_x",
-            InputGradPlan::Transposed(f) => soft::conv::forward_entry(f, caps, &transposed(s)),
+            InputGradPlan::Transposed(f) => {
+                soft::conv::forward_entry(f, caps, &transposed(s), false)
+            }
             InputGradPlan::BlockedStride2 => "conv2d_bwd_x_k3s2_cpu",
             InputGradPlan::Direct => "conv2d_bwd_x_direct",
         };
@@ -175,7 +183,7 @@ impl ConvPlan {
             WeightGradPlan::Soft(k) => soft::conv::weight_grad_entry(k, caps, s),
         };
         [
-            soft::conv::forward_entry(self.forward, caps, s),
+            soft::conv::forward_entry(self.forward, caps, s, true),
             input_grad,
             weight_grad,
         ]
@@ -266,9 +274,17 @@ pub fn conv2d(
                 s.n * s.h_out() * s.w_out(),
                 s.c_in * s.kernel * s.kernel,
             );
-            let inputs = [x, weight, bias.unwrap_or(weight)];
             let shape = [s.n, s.c_out, s.h_out(), s.w_out()];
-            tiled_split_k(gpu, &CONV_FWD, &s, bias.is_some(), gemm, &inputs, &shape)
+            match bias {
+                Some(bias) => {
+                    let inputs = [("x", x), ("weight", weight), ("bias", bias)];
+                    tiled_split_k(gpu, &CONV_FWD_BIAS, &s, gemm, &inputs, &shape)
+                }
+                None => {
+                    let inputs = [("x", x), ("weight", weight)];
+                    tiled_split_k(gpu, &CONV_FWD, &s, gemm, &inputs, &shape)
+                }
+            }
         }
         plan => {
             let weights = Weights {
@@ -302,24 +318,23 @@ fn k_splits(caps: &Capabilities, rows: usize, cols: usize, k_total: usize) -> (u
 }
 
 /// A tiled forward or input-gradient kernel over its (rows, cols, K) GEMM, split along K where
-/// the grid is small: each split writes its own copy of the output (bound after `inputs`) and
+/// the grid is small: each split writes its own copy of the output (bound as `out`) and
 /// sum_rows adds them. Returns the output in `shape`.
 fn tiled_split_k(
     gpu: &Gpu,
     kernel: &'static Kernel,
     s: &ConvShape,
-    has_bias: bool,
     (rows, cols, k_total): (usize, usize, usize),
-    inputs: &[&Tensor],
+    inputs: &[(&str, &Tensor)],
     shape: &[usize],
 ) -> Tensor {
     let (splits, chunk) = k_splits(&gpu.caps(), rows, cols, k_total);
     let out = gpu.empty(&[splits, shape.iter().product()]);
     let mut bindings = inputs.to_vec();
-    bindings.push(&out);
+    bindings.push(("out", &out));
     let p = ConvParams {
         chunk: chunk as u32,
-        ..params(s, has_bias)
+        ..params(s, false)
     };
     gpu.dispatch(kernel, &p, &bindings, grid(rows, cols, splits));
     if splits == 1 {
@@ -334,7 +349,8 @@ pub fn conv2d_backward_x(gpu: &Gpu, weight: &Tensor, dy: &Tensor, s: &ConvShape)
         InputGradPlan::Tiled { .. } => {
             let gemm = (s.c_in, s.n * s.h * s.w, s.c_out * s.kernel * s.kernel);
             let shape = [s.n, s.c_in, s.h, s.w];
-            tiled_split_k(gpu, &CONV_BWD_X, s, false, gemm, &[weight, dy], &shape)
+            let inputs = [("weight", weight), ("dy", dy)];
+            tiled_split_k(gpu, &CONV_BWD_X, s, gemm, &inputs, &shape)
         }
         InputGradPlan::Transposed(forward) => {
             let weights = Weights {
@@ -412,7 +428,7 @@ fn weight_grad(
     gpu.dispatch(
         &CONV_BWD_W,
         &p,
-        &[x, dy, &partial],
+        &[("x", x), ("dy", dy), ("out", &partial)],
         grid(s.c_out, k_cols, chunks),
     );
     let sums = super::reduce::sum_rows(gpu, &partial);
@@ -434,7 +450,7 @@ pub fn conv2d_backward_bias(gpu: &Gpu, dy: &Tensor, s: &ConvShape) -> Tensor {
     gpu.dispatch(
         &CONV_BWD_BIAS,
         &p,
-        &[dy, &partial],
+        &[("dy", dy), ("out", &partial)],
         gpu.groups_1d(chunks * s.c_out),
     );
     super::reduce::sum_rows(gpu, &partial)

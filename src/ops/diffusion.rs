@@ -71,7 +71,13 @@ pub fn q_sample(
     gpu.dispatch(
         &Q_SAMPLE,
         &p,
-        &[table, x_start, noise, timesteps, &out],
+        &[
+            ("table", table),
+            ("x_in", x_start),
+            ("noise_in", noise),
+            ("timesteps_in", timesteps),
+            ("x_out", &out),
+        ],
         gpu.groups_1d(n),
     );
     out
@@ -88,19 +94,25 @@ pub struct PSampleOptions {
     pub steps: Option<usize>,
 }
 
-#[allow(clippy::too_many_arguments)]
-/// One reverse step x_t -> x_{t-1} from the predicted noise `eps`, at timestep `t` for the whole
-/// batch; the fresh noise is draw (seed, stream).
+/// Which reverse step a kernel takes: table index `t` for the whole batch, and the draw (seed,
+/// stream) its fresh noise comes from.
+#[derive(Clone, Copy, Debug)]
+pub struct ReverseStep {
+    pub t: usize,
+    pub seed: u32,
+    pub stream: u32,
+}
+
+/// One reverse step x_t -> x_{t-1} from the predicted noise `eps`.
 pub fn p_sample(
     gpu: &Gpu,
     table: &Tensor,
     x_t: &Tensor,
     eps: &Tensor,
-    t: usize,
+    step: ReverseStep,
     opts: PSampleOptions,
-    seed: u32,
-    stream: u32,
 ) -> Tensor {
+    let ReverseStep { t, seed, stream } = step;
     assert_eq!(x_t.shape, eps.shape, "p_sample: eps shape");
     let n = x_t.numel();
     let p = DiffusionParams {
@@ -114,23 +126,31 @@ pub fn p_sample(
         eta: 0.0,
     };
     let out = gpu.empty(&x_t.shape);
-    gpu.dispatch(&P_SAMPLE, &p, &[table, x_t, eps, &out], gpu.groups_1d(n));
+    gpu.dispatch(
+        &P_SAMPLE,
+        &p,
+        &[
+            ("table", table),
+            ("x_in", x_t),
+            ("noise_in", eps),
+            ("x_out", &out),
+        ],
+        gpu.groups_1d(n),
+    );
     out
 }
 
 /// One reverse step with IDDPM's learned-range variance from the model's channels `v`.
-#[allow(clippy::too_many_arguments)]
 pub fn p_sample_learned(
     gpu: &Gpu,
     table: &Tensor,
     x_t: &Tensor,
     eps: &Tensor,
     v: &Tensor,
-    t: usize,
+    step: ReverseStep,
     clip_denoised: bool,
-    seed: u32,
-    stream: u32,
 ) -> Tensor {
+    let ReverseStep { t, seed, stream } = step;
     assert!(
         x_t.shape == eps.shape && x_t.shape == v.shape,
         "p_sample_learned: shapes"
@@ -148,25 +168,29 @@ pub fn p_sample_learned(
     gpu.dispatch(
         &P_SAMPLE_LEARNED,
         &p,
-        &[table, x_t, eps, &out, v],
+        &[
+            ("table", table),
+            ("x_in", x_t),
+            ("noise_in", eps),
+            ("x_out", &out),
+            ("v_in", v),
+        ],
         gpu.groups_1d(n),
     );
     out
 }
 
-/// One DDIM step at table index `t` (noise from draw (seed, stream) when eta > 0).
-#[allow(clippy::too_many_arguments)]
+/// One DDIM step (fresh noise only when eta > 0).
 pub fn ddim_step(
     gpu: &Gpu,
     table: &Tensor,
     x_t: &Tensor,
     eps: &Tensor,
-    t: usize,
+    step: ReverseStep,
     eta: f32,
     clip_denoised: bool,
-    seed: u32,
-    stream: u32,
 ) -> Tensor {
+    let ReverseStep { t, seed, stream } = step;
     assert_eq!(x_t.shape, eps.shape, "ddim_step: eps shape");
     let n = x_t.numel();
     let p = DiffusionParams {
@@ -179,7 +203,17 @@ pub fn ddim_step(
         ..Default::default()
     };
     let out = gpu.empty(&x_t.shape);
-    gpu.dispatch(&DDIM_STEP, &p, &[table, x_t, eps, &out], gpu.groups_1d(n));
+    gpu.dispatch(
+        &DDIM_STEP,
+        &p,
+        &[
+            ("table", table),
+            ("x_in", x_t),
+            ("noise_in", eps),
+            ("x_out", &out),
+        ],
+        gpu.groups_1d(n),
+    );
     out
 }
 
@@ -191,6 +225,11 @@ pub fn fill_timesteps(gpu: &Gpu, n: usize, t: usize) -> Tensor {
         t: t as u32,
         ..Default::default()
     };
-    gpu.dispatch(&FILL_TIMESTEPS, &p, &[&out], gpu.groups_1d(n));
+    gpu.dispatch(
+        &FILL_TIMESTEPS,
+        &p,
+        &[("timesteps_out", &out)],
+        gpu.groups_1d(n),
+    );
     out
 }

@@ -50,7 +50,7 @@ pub fn embedding(gpu: &Gpu, table: &Tensor, index: &Tensor) -> Tensor {
     gpu.dispatch(
         &EMBEDDING_FWD,
         &p,
-        &[index, table, &out],
+        &[("index", index), ("table", table), ("out", &out)],
         gpu.groups_1d(out.numel()),
     );
     out
@@ -68,7 +68,7 @@ pub fn embedding_backward_loop(
     gpu.dispatch(
         &EMBEDDING_BWD,
         &p,
-        &[index, dy, &dtable],
+        &[("index", index), ("dy", dy), ("out", &dtable)],
         gpu.groups_1d(dtable.numel()),
     );
     dtable
@@ -111,7 +111,7 @@ pub fn embedding_backward_one_hot(
     gpu.dispatch(
         &ONE_HOT,
         &p,
-        &[index, &one_hot],
+        &[("index", index), ("out", &one_hot)],
         gpu.groups_1d(one_hot.numel()),
     );
     super::matmul::matmul(

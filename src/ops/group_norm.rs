@@ -107,15 +107,22 @@ impl GroupNormPlan {
     }
 }
 
+/// What a group norm computes: x's channels in `groups` groups, then SiLU when `fuse_silu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupNormOptions {
+    pub groups: usize,
+    pub fuse_silu: bool,
+}
+
 /// (y, stats): y = GN(x) (then SiLU when `fuse_silu`); stats holds (mean, rstd) per group.
 pub fn group_norm(
     gpu: &Gpu,
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
-    groups: usize,
-    fuse_silu: bool,
+    opts: GroupNormOptions,
 ) -> (Tensor, Tensor) {
+    let GroupNormOptions { groups, fuse_silu } = opts;
     let p = params(x, groups, fuse_silu);
     assert!(
         gamma.numel() == p.c as usize && beta.numel() == p.c as usize,
@@ -123,7 +130,13 @@ pub fn group_norm(
     );
     let y = gpu.empty(&x.shape);
     let stats = gpu.empty(&[x.shape[0] * groups, 2]);
-    let tensors = [x, gamma, beta, &y, &stats];
+    let tensors = [
+        ("x", x),
+        ("gamma", gamma),
+        ("beta", beta),
+        ("out", &y),
+        ("stats", &stats),
+    ];
     match plan(&gpu.caps(), dims3(x), groups) {
         GroupNormPlan::WorkgroupPerGroup => {
             gpu.dispatch(&GN_FWD, &p, &tensors, grid(x.shape[0] * groups))
@@ -139,8 +152,7 @@ fn dims3(x: &Tensor) -> [usize; 3] {
     [n, c, hw]
 }
 
-/// (dx, dgamma, dbeta).
-#[allow(clippy::too_many_arguments)]
+/// (dx, dgamma, dbeta) from the forward pass's x, gamma, beta and stats.
 pub fn group_norm_backward(
     gpu: &Gpu,
     x: &Tensor,
@@ -148,9 +160,9 @@ pub fn group_norm_backward(
     beta: &Tensor,
     stats: &Tensor,
     dy: &Tensor,
-    groups: usize,
-    fuse_silu: bool,
+    opts: GroupNormOptions,
 ) -> (Tensor, Tensor, Tensor) {
+    let GroupNormOptions { groups, fuse_silu } = opts;
     let (n, c, _) = dims(x);
     // dgamma and dbeta share the partial sums and their reduction (one dispatch fewer, which
     // is what a GPU pays for); dbeta becomes a view at a storage-aligned offset.
@@ -164,7 +176,15 @@ pub fn group_norm_backward(
     };
     let dx = gpu.empty(&x.shape);
     let param_part = gpu.empty(&[n, part_row]);
-    let tensors = [x, gamma, beta, dy, &dx, stats, &param_part];
+    let tensors = [
+        ("x", x),
+        ("gamma", gamma),
+        ("beta", beta),
+        ("dy", dy),
+        ("out", &dx),
+        ("stats", stats),
+        ("param_part", &param_part),
+    ];
     match plan(&gpu.caps(), dims3(x), groups) {
         GroupNormPlan::WorkgroupPerGroup => gpu.dispatch(&GN_BWD, &p, &tensors, grid(n * groups)),
         GroupNormPlan::ThreadPerGroup => soft::group_norm::backward_threads(gpu, &p, &tensors),
@@ -181,13 +201,12 @@ struct GroupNormBackward {
     gamma: Tensor,
     beta: Tensor,
     stats: Tensor,
-    groups: usize,
-    fuse_silu: bool,
+    opts: GroupNormOptions,
 }
 
 impl Backward for GroupNormBackward {
     fn name(&self) -> &'static str {
-        if self.fuse_silu {
+        if self.opts.fuse_silu {
             "group_norm_silu"
         } else {
             "group_norm"
@@ -201,8 +220,7 @@ impl Backward for GroupNormBackward {
             &self.beta,
             &self.stats,
             dy,
-            self.groups,
-            self.fuse_silu,
+            self.opts,
         );
         vec![Some(dx), Some(dgamma), Some(dbeta)]
     }
@@ -214,24 +232,15 @@ pub fn group_norm_var(
     x: &Var,
     gamma: &Var,
     beta: &Var,
-    groups: usize,
-    fuse_silu: bool,
+    opts: GroupNormOptions,
 ) -> Var {
-    let (y, stats) = group_norm(
-        cx.gpu,
-        &x.tensor,
-        &gamma.tensor,
-        &beta.tensor,
-        groups,
-        fuse_silu,
-    );
+    let (y, stats) = group_norm(cx.gpu, &x.tensor, &gamma.tensor, &beta.tensor, opts);
     let node = GroupNormBackward {
         x: x.tensor.clone(),
         gamma: gamma.tensor.clone(),
         beta: beta.tensor.clone(),
         stats,
-        groups,
-        fuse_silu,
+        opts,
     };
     cx.record(node, &[x, gamma, beta], y)
 }

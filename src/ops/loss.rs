@@ -57,7 +57,13 @@ pub fn mse_backward_weighted(
     gpu.dispatch(
         &MSE_BWD,
         &p,
-        &[pred, target, dloss, weights.unwrap_or(dloss), &dpred],
+        &[
+            ("pred", pred),
+            ("target_values", target),
+            ("dloss", dloss),
+            ("weights", weights.unwrap_or(dloss)),
+            ("dpred", &dpred),
+        ],
         gpu.groups_1d(n),
     );
     dpred

@@ -18,7 +18,7 @@ pub(crate) struct MatmulParams {
     pub m: u32,
     pub n: u32,
     pub k: u32,
-    pub has_bias: u32,
+    pub _pad_k: u32,
     pub a_batch: u32,
     pub a_row: u32,
     pub a_col: u32,
@@ -36,6 +36,10 @@ pub(crate) struct MatmulParams {
 static MATMUL_FWD: Kernel = Kernel {
     shader: &MATMUL,
     entry: "matmul_fwd",
+};
+static MATMUL_FWD_BIAS: Kernel = Kernel {
+    shader: &MATMUL,
+    entry: "matmul_fwd_bias",
 };
 const TILE: usize = 64;
 
@@ -73,6 +77,7 @@ pub fn plan(caps: &Capabilities, entries: [usize; 2]) -> MatmulPlan {
 }
 
 impl MatmulPlan {
+    /// The plan's entry point without a bias (with one: the `_bias` twin).
     pub fn entry(self) -> &'static str {
         match self {
             MatmulPlan::Tiled => "matmul_fwd",
@@ -116,7 +121,7 @@ pub fn matmul(
         m: u(m),
         n: u(n),
         k: u(k),
-        has_bias: bias.is_some() as u32,
+        _pad_k: 0,
         a_batch: if batch_a == 1 { 0 } else { u(ra * ca) },
         a_row: u(a_row),
         a_col: u(a_col),
@@ -143,7 +148,20 @@ pub fn matmul(
                 m.div_ceil(TILE) as u32,
                 batch as u32,
             ];
-            gpu.dispatch(&MATMUL_FWD, &params, &[a, b, bias.unwrap_or(a), &c], groups);
+            match bias {
+                Some(bias) => gpu.dispatch(
+                    &MATMUL_FWD_BIAS,
+                    &params,
+                    &[("a", a), ("b", b), ("bias", bias), ("c", &c)],
+                    groups,
+                ),
+                None => gpu.dispatch(
+                    &MATMUL_FWD,
+                    &params,
+                    &[("a", a), ("b", b), ("c", &c)],
+                    groups,
+                ),
+            }
         }
         MatmulPlan::Windows => {
             soft::matmul::windows(gpu, &params, [a, b], [batch_a, batch_b], bias, &c)

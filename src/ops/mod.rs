@@ -19,6 +19,17 @@ pub mod soft;
 pub mod unet_misc;
 pub mod vlb;
 
+use crate::autograd::{Ctx, Var};
+
+/// Backpropagates from a scalar `loss` through the tape of `cx`: the loss gradient is 1 (filled
+/// on the GPU, in stream order, so the step stays one submit) and gradients of values used twice
+/// are summed with `arith::add`. See `Ctx::backward`.
+pub fn backward(cx: &mut Ctx, loss: &Var) {
+    let dloss = cx.gpu.empty(&[1]);
+    arith::fill(cx.gpu, &dloss, 1.0);
+    cx.backward(loss, dloss, arith::add);
+}
+
 /// Element count as the u32 the kernels index with.
 pub(crate) fn count_u32(n: usize, what: &str) -> u32 {
     u32::try_from(n).unwrap_or_else(|_| panic!("{what}: {n} elements exceed the u32 index range"))

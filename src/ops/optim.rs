@@ -49,20 +49,26 @@ pub fn grad_norm(gpu: &Gpu, grad: &Tensor) -> Tensor {
     super::reduce::norm(gpu, grad)
 }
 
+/// The flat buffers one Adam step reads and updates: the parameters and the moments in place.
+pub struct AdamTensors<'a> {
+    pub param: &'a Tensor,
+    pub grad: &'a Tensor,
+    /// The global gradient norm (one element), for the clipping.
+    pub grad_norm: &'a Tensor,
+    pub exp_avg: &'a Tensor,
+    pub exp_avg_sq: &'a Tensor,
+}
+
 /// One Adam step at `step` (1-based) with learning rate `lr` (the schedule's value for this
 /// step); gradients are scaled by min(1, max_norm / norm) first.
-#[allow(clippy::too_many_arguments)]
-pub fn adam_step(
-    gpu: &Gpu,
-    cfg: &AdamConfig,
-    lr: f64,
-    step: u64,
-    param: &Tensor,
-    grad: &Tensor,
-    grad_norm: &Tensor,
-    exp_avg: &Tensor,
-    exp_avg_sq: &Tensor,
-) {
+pub fn adam_step(gpu: &Gpu, cfg: &AdamConfig, lr: f64, step: u64, t: AdamTensors) {
+    let AdamTensors {
+        param,
+        grad,
+        grad_norm,
+        exp_avg,
+        exp_avg_sq,
+    } = t;
     let n = param.numel();
     assert!(
         grad.numel() == n && exp_avg.numel() == n && exp_avg_sq.numel() == n,
@@ -83,7 +89,13 @@ pub fn adam_step(
     gpu.dispatch(
         &ADAM_STEP,
         &p,
-        &[grad, grad_norm, param, exp_avg, exp_avg_sq],
+        &[
+            ("grad", grad),
+            ("grad_norm", grad_norm),
+            ("param", param),
+            ("exp_avg", exp_avg),
+            ("exp_avg_sq", exp_avg_sq),
+        ],
         gpu.groups_1d(n),
     );
 }
@@ -96,5 +108,10 @@ pub fn ema_update(gpu: &Gpu, ema: &Tensor, param: &Tensor, decay: f64) {
         decay: decay as f32,
         ..Default::default()
     };
-    gpu.dispatch(&EMA_UPDATE, &p, &[param, ema], gpu.groups_1d(param.numel()));
+    gpu.dispatch(
+        &EMA_UPDATE,
+        &p,
+        &[("source_param", param), ("ema", ema)],
+        gpu.groups_1d(param.numel()),
+    );
 }

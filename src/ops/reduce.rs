@@ -71,13 +71,18 @@ fn reduce_into(
         cols: 0,
         _pad: [0; 2],
     };
-    gpu.dispatch(&SUM_PARTIAL, &p, &[x, &partials], [n_partials as u32, 1, 1]);
+    gpu.dispatch(
+        &SUM_PARTIAL,
+        &p,
+        &[("x", x), ("out", &partials)],
+        [n_partials as u32, 1, 1],
+    );
     p.n = n_partials as u32;
     match finish {
         Finish::Scale(s) => p.scale = s,
         Finish::Sqrt => p.finish_sqrt = 1,
     }
-    gpu.dispatch(&SUM_FINAL, &p, &[&partials, out], [1, 1, 1]);
+    gpu.dispatch(&SUM_FINAL, &p, &[("x", &partials), ("out", out)], [1, 1, 1]);
 }
 
 pub fn sum(gpu: &Gpu, x: &Tensor) -> Tensor {
@@ -124,7 +129,12 @@ pub fn sum_rows(gpu: &Gpu, x: &Tensor) -> Tensor {
         cols: cols as u32,
         _pad: [0; 2],
     };
-    gpu.dispatch(&SUM_ROWS, &p, &[x, &out], gpu.groups_1d(cols));
+    gpu.dispatch(
+        &SUM_ROWS,
+        &p,
+        &[("x", x), ("out", &out)],
+        gpu.groups_1d(cols),
+    );
     out
 }
 
@@ -142,7 +152,12 @@ pub fn row_sums(gpu: &Gpu, x: &Tensor, squares: bool, scale: f32) -> Tensor {
         cols: (x.numel() / rows) as u32,
         _pad: [0; 2],
     };
-    gpu.dispatch(&ROW_SUMS, &p, &[x, &out], gpu.groups_1d(rows));
+    gpu.dispatch(
+        &ROW_SUMS,
+        &p,
+        &[("x", x), ("out", &out)],
+        gpu.groups_1d(rows),
+    );
     out
 }
 

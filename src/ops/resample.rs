@@ -53,7 +53,12 @@ pub fn upsample_nearest2x(gpu: &Gpu, x: &Tensor) -> Tensor {
         w: w as u32,
         ..Default::default()
     };
-    gpu.dispatch(&UP_FWD, &p, &[x, &y], gpu.groups_1d(y.numel()));
+    gpu.dispatch(
+        &UP_FWD,
+        &p,
+        &[("a", x), ("out", &y)],
+        gpu.groups_1d(y.numel()),
+    );
     y
 }
 
@@ -68,7 +73,12 @@ pub fn upsample_nearest2x_backward(gpu: &Gpu, dy: &Tensor) -> Tensor {
         w: w as u32,
         ..Default::default()
     };
-    gpu.dispatch(&UP_BWD, &p, &[dy, &dx], gpu.groups_1d(dx.numel()));
+    gpu.dispatch(
+        &UP_BWD,
+        &p,
+        &[("a", dy), ("out", &dx)],
+        gpu.groups_1d(dx.numel()),
+    );
     dx
 }
 
@@ -138,7 +148,7 @@ pub fn concat(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Tensor {
     gpu.dispatch(
         &CAT_FWD,
         &concat_params(n, ca, cb, h * w),
-        &[a, b, &y],
+        &[("a", a), ("b", b), ("out", &y)],
         gpu.groups_1d(y.numel()),
     );
     y
@@ -159,7 +169,7 @@ pub fn concat_backward(gpu: &Gpu, dy: &Tensor, ca: usize) -> (Tensor, Tensor) {
     gpu.dispatch(
         &CAT_BWD,
         &concat_params(n, ca, c - ca, h * w),
-        &[dy, &da, &db],
+        &[("a", dy), ("out", &da), ("out_b", &db)],
         gpu.groups_1d(dy.numel()),
     );
     (da, db)

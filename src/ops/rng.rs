@@ -47,7 +47,7 @@ pub fn normal(gpu: &Gpu, shape: &[usize], seed: u32, stream: u32) -> Tensor {
     gpu.dispatch(
         &RANDOM_NORMAL,
         &params(out.numel(), seed, stream),
-        &[&out],
+        &[("out", &out)],
         gpu.groups_1d(out.numel()),
     );
     out
@@ -58,7 +58,7 @@ pub fn uniform(gpu: &Gpu, shape: &[usize], seed: u32, stream: u32) -> Tensor {
     gpu.dispatch(
         &RANDOM_UNIFORM,
         &params(out.numel(), seed, stream),
-        &[&out],
+        &[("out", &out)],
         gpu.groups_1d(out.numel()),
     );
     out
@@ -79,6 +79,11 @@ pub fn timesteps(
         antithetic: antithetic as u32,
         ..params(n, seed, stream)
     };
-    gpu.dispatch(&SAMPLE_TIMESTEPS, &p, &[&out], gpu.groups_1d(n));
+    gpu.dispatch(
+        &SAMPLE_TIMESTEPS,
+        &p,
+        &[("timesteps", &out)],
+        gpu.groups_1d(n),
+    );
     out
 }

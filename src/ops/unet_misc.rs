@@ -50,7 +50,7 @@ pub fn timestep_embedding(gpu: &Gpu, timesteps: &Tensor, dim: usize) -> Tensor {
     gpu.dispatch(
         &TIME_EMBEDDING,
         &p,
-        &[timesteps, &out],
+        &[("timesteps", timesteps), ("out", &out)],
         gpu.groups_1d(out.numel()),
     );
     out
@@ -77,7 +77,7 @@ pub fn add_channel_bias(gpu: &Gpu, x: &Tensor, bias: &Tensor) -> Tensor {
     gpu.dispatch(
         &CHANNEL_BIAS_FWD,
         &bias_params(x),
-        &[x, bias, &y],
+        &[("x", x), ("bias", bias), ("out", &y)],
         gpu.groups_1d(y.numel()),
     );
     y
@@ -90,7 +90,7 @@ pub fn add_channel_bias_backward(gpu: &Gpu, dy: &Tensor) -> Tensor {
     gpu.dispatch(
         &CHANNEL_BIAS_BWD,
         &bias_params(dy),
-        &[dy, &db],
+        &[("x", dy), ("out", &db)],
         gpu.groups_1d(n * c),
     );
     db
@@ -109,7 +109,12 @@ pub fn dropout(gpu: &Gpu, x: &Tensor, p_drop: f32, seed: u32, stream: u32) -> Te
         stream,
         ..Default::default()
     };
-    gpu.dispatch(&DROPOUT, &p, &[x, &y], gpu.groups_1d(x.numel().div_ceil(4)));
+    gpu.dispatch(
+        &DROPOUT,
+        &p,
+        &[("x", x), ("out", &y)],
+        gpu.groups_1d(x.numel().div_ceil(4)),
+    );
     y
 }
 

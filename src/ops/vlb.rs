@@ -58,7 +58,15 @@ fn params(inputs: &VlbInputs, scale: f32) -> VlbParams {
 pub fn vb_terms(gpu: &Gpu, inputs: &VlbInputs, v: &Tensor) -> Tensor {
     let out = gpu.empty(&inputs.x_start.shape);
     let i = inputs;
-    let t = [&i.table, &i.x_start, &i.x_t, &i.eps, v, &i.timesteps, &out];
+    let t = [
+        ("table", &i.table),
+        ("x_start", &i.x_start),
+        ("x_t", &i.x_t),
+        ("eps", &i.eps),
+        ("v", v),
+        ("timesteps", &i.timesteps),
+        ("out", &out),
+    ];
     gpu.dispatch(
         &VB_FWD,
         &params(inputs, 0.0),
@@ -93,15 +101,15 @@ pub fn vb_terms_backward_weighted(
     p.has_weights = weights.is_some() as u32;
     let i = inputs;
     let t = [
-        &i.table,
-        &i.x_start,
-        &i.x_t,
-        &i.eps,
-        v,
-        &i.timesteps,
-        dloss,
-        weights.unwrap_or(dloss),
-        &dv,
+        ("table", &i.table),
+        ("x_start", &i.x_start),
+        ("x_t", &i.x_t),
+        ("eps", &i.eps),
+        ("v", v),
+        ("timesteps", &i.timesteps),
+        ("dloss", dloss),
+        ("weights", weights.unwrap_or(dloss)),
+        ("out", &dv),
     ];
     gpu.dispatch(&VB_BWD, &p, &t, gpu.groups_1d(dv.numel()));
     dv

@@ -88,7 +88,7 @@ impl Trainer<'_> {
                 draw,
             },
         );
-        cx.backward(&tl.loss);
+        crate::ops::backward(&mut cx, &tl.loss);
         state.apply_gradients(gpu, &self.optim);
         tl
     }

@@ -22,27 +22,62 @@ macro_rules! kernels {
 
 kernels! {
     FWD_DIRECT: SOFT_CONV."conv2d_fwd_direct",
+    FWD_DIRECT_BIAS: SOFT_CONV."conv2d_fwd_direct_bias",
     BWD_X_DIRECT: SOFT_CONV."conv2d_bwd_x_direct",
     BWD_W_DIRECT: SOFT_CONV."conv2d_bwd_w_direct",
     FLIP_WEIGHT: SOFT_CONV."conv2d_flip_weight",
     FWD_K3S1_CPU: SOFT_CONV."conv2d_fwd_k3s1_cpu",
+    FWD_K3S1_CPU_BIAS: SOFT_CONV."conv2d_fwd_k3s1_cpu_bias",
     FWD_K3S2_CPU: SOFT_CONV."conv2d_fwd_k3s2_cpu",
+    FWD_K3S2_CPU_BIAS: SOFT_CONV."conv2d_fwd_k3s2_cpu_bias",
     FWD_K1_CPU: SOFT_CONV."conv2d_fwd_k1_cpu",
+    FWD_K1_CPU_BIAS: SOFT_CONV."conv2d_fwd_k1_cpu_bias",
     BWD_X_K3S2_CPU: SOFT_CONV."conv2d_bwd_x_k3s2_cpu",
     BWD_W_K3S1_CPU: SOFT_CONV."conv2d_bwd_w_k3s1_cpu",
     BWD_W_K3S2_CPU: SOFT_CONV."conv2d_bwd_w_k3s2_cpu",
     FWD_K3S1_UBO_ROWS2: SOFT_CONV."conv2d_fwd_k3s1_ubo_rows2",
+    FWD_K3S1_UBO_ROWS2_BIAS: SOFT_CONV."conv2d_fwd_k3s1_ubo_rows2_bias",
     FWD_K1_UBO: SOFT_CONV."conv2d_fwd_k1_ubo",
+    FWD_K1_UBO_BIAS: SOFT_CONV."conv2d_fwd_k1_ubo_bias",
     BWD_W_K3S1_UBO: SOFT_CONV."conv2d_bwd_w_k3s1_ubo",
     BWD_W_K1_UBO: SOFT_CONV."conv2d_bwd_w_k1_ubo",
     PAD_PLANES: SOFT_CONV."conv2d_pad_planes",
     PACK_WEIGHT: SOFT_CONV."conv2d_pack_weight",
     FWD_K3S1_SG_X: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s1_sg_x",
+    FWD_K3S1_SG_X_BIAS: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s1_sg_x_bias",
     FWD_K3S2_SG_X: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s2_sg_x",
+    FWD_K3S2_SG_X_BIAS: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s2_sg_x_bias",
     FWD_K3S1_SG_ROWS2: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s1_sg_rows2",
+    FWD_K3S1_SG_ROWS2_BIAS: SOFT_CONV_SUBGROUP."conv2d_fwd_k3s1_sg_rows2_bias",
     FWD_K1_SG: SOFT_CONV_SUBGROUP."conv2d_fwd_k1_sg",
+    FWD_K1_SG_BIAS: SOFT_CONV_SUBGROUP."conv2d_fwd_k1_sg_bias",
     BWD_W_K3S1_SG: SOFT_CONV_SUBGROUP."conv2d_bwd_w_k3s1_sg",
     BWD_W_K1_SG: SOFT_CONV_SUBGROUP."conv2d_bwd_w_k1_sg",
+}
+
+/// The twin of a forward kernel that adds a bias: each forward kernel of the wing comes as a pair
+/// of entry points sharing one body, and only the `_bias` one has the bias binding in its layout.
+fn biased(kernel: &'static Kernel, bias: bool) -> &'static Kernel {
+    if !bias {
+        return kernel;
+    }
+    let twins: [(&Kernel, &'static Kernel); 10] = [
+        (&FWD_DIRECT, &FWD_DIRECT_BIAS),
+        (&FWD_K3S1_CPU, &FWD_K3S1_CPU_BIAS),
+        (&FWD_K3S2_CPU, &FWD_K3S2_CPU_BIAS),
+        (&FWD_K1_CPU, &FWD_K1_CPU_BIAS),
+        (&FWD_K3S1_UBO_ROWS2, &FWD_K3S1_UBO_ROWS2_BIAS),
+        (&FWD_K1_UBO, &FWD_K1_UBO_BIAS),
+        (&FWD_K3S1_SG_X, &FWD_K3S1_SG_X_BIAS),
+        (&FWD_K3S2_SG_X, &FWD_K3S2_SG_X_BIAS),
+        (&FWD_K3S1_SG_ROWS2, &FWD_K3S1_SG_ROWS2_BIAS),
+        (&FWD_K1_SG, &FWD_K1_SG_BIAS),
+    ];
+    twins
+        .iter()
+        .find(|(plain, _)| std::ptr::eq(*plain, kernel))
+        .map(|&(_, with_bias)| with_bias)
+        .unwrap_or_else(|| panic!("{} has no bias twin", kernel.entry))
 }
 
 /// Mirrors `SoftConvParams` in shaders/soft/conv.wgsl: the shape, then what each family of the
@@ -88,7 +123,9 @@ struct ConvParams {
     _pad: [u32; 3],
 }
 
-fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
+/// The shape fields; each kernel family sets the fields it reads on top (has_bias: only the
+/// weight gradients that sum the bias gradient read it).
+fn params(s: &ConvShape) -> ConvParams {
     ConvParams {
         n: s.n as u32,
         c_in: s.c_in as u32,
@@ -100,7 +137,6 @@ fn params(s: &ConvShape, has_bias: bool) -> ConvParams {
         padding: s.padding as u32,
         h_out: s.h_out() as u32,
         w_out: s.w_out() as u32,
-        has_bias: has_bias as u32,
         chunk: CHUNK as u32,
         pack_width: CPU_BLOCK as u32,
         partial_row: (s.c_out * s.c_in * s.kernel * s.kernel) as u32,
@@ -151,9 +187,16 @@ pub(crate) fn plan_forward(caps: &Capabilities, s: &ConvShape) -> ForwardPlan {
     }
 }
 
-/// The entry point a forward plan runs for shape `s` (for `ddpm info` and the plan table).
-pub(crate) fn forward_entry(plan: ForwardPlan, caps: &Capabilities, s: &ConvShape) -> &'static str {
+/// The entry point a forward plan runs for shape `s`, with or without a bias (for `ddpm info`
+/// and the plan table).
+pub(crate) fn forward_entry(
+    plan: ForwardPlan,
+    caps: &Capabilities,
+    s: &ConvShape,
+    bias: bool,
+) -> &'static str {
     let kernel = match plan {
+        ForwardPlan::Tiled { .. } if bias => return "conv2d_fwd_bias",
         ForwardPlan::Tiled { .. } => return "conv2d_fwd",
         ForwardPlan::Direct => &FWD_DIRECT,
         ForwardPlan::Blocked => blocked_forward_kernel(s).expect("planned"),
@@ -164,7 +207,7 @@ pub(crate) fn forward_entry(plan: ForwardPlan, caps: &Capabilities, s: &ConvShap
         }
         ForwardPlan::SubgroupWindows => x_windows_geometry(caps, s).expect("planned").kernel,
     };
-    kernel.entry
+    biased(kernel, bias).entry
 }
 
 /// Output channels per packed block of a forward plan's weights.
@@ -236,13 +279,22 @@ fn forward_direct(
 ) -> Tensor {
     let y = gpu.empty(&[s.n, s.c_out, s.h_out(), s.w_out()]);
     let cols = s.n * s.h_out() * s.w_out();
-    // Without a bias the bias binding holds the weights and is not read.
-    gpu.dispatch(
-        &FWD_DIRECT,
-        &params(s, bias.is_some()),
-        &[x, weight, bias.unwrap_or(weight), &y],
-        direct_grid(s.c_out, cols, 1),
-    );
+    let p = params(s);
+    let grid = direct_grid(s.c_out, cols, 1);
+    match bias {
+        Some(bias) => gpu.dispatch(
+            biased(&FWD_DIRECT, true),
+            &p,
+            &[("x", x), ("weight", weight), ("bias", bias), ("out", &y)],
+            grid,
+        ),
+        None => gpu.dispatch(
+            &FWD_DIRECT,
+            &p,
+            &[("x", x), ("weight", weight), ("out", &y)],
+            grid,
+        ),
+    }
     y
 }
 
@@ -295,9 +347,14 @@ fn pack_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape, pack: Pack, width: usi
     let p = ConvParams {
         flip: pack as u32,
         pack_width: width as u32,
-        ..params(s, false)
+        ..params(s)
     };
-    gpu.dispatch(&PACK_WEIGHT, &p, &[weight, &packed], gpu.groups_1d(len));
+    gpu.dispatch(
+        &PACK_WEIGHT,
+        &p,
+        &[("weight", weight), ("out", &packed)],
+        gpu.groups_1d(len),
+    );
     packed
 }
 
@@ -306,8 +363,8 @@ fn flip_weight(gpu: &Gpu, weight: &Tensor, s: &ConvShape) -> Tensor {
     let flipped = gpu.empty(&[s.c_in, s.c_out, s.kernel, s.kernel]);
     gpu.dispatch(
         &FLIP_WEIGHT,
-        &params(s, false),
-        &[weight, &flipped],
+        &params(s),
+        &[("weight", weight), ("out", &flipped)],
         gpu.groups_1d(weight.numel()),
     );
     flipped
@@ -379,15 +436,19 @@ fn forward_weight_windows(
                 ci_begin: ci_begin as u32,
                 ci_end: (ci_begin + chunk).min(s.c_in) as u32,
                 accumulate: (i > 0) as u32,
-                ..params(s, bias.is_some())
+                ..params(s)
             };
-            // Without a bias the bias binding holds x and is not read.
-            gpu.dispatch(
-                kernel,
-                &p,
-                &[x, bias.unwrap_or(x), &y, &window],
-                [items.div_ceil(CPU_WG) as u32, 1, 1],
-            );
+            let groups = [items.div_ceil(CPU_WG) as u32, 1, 1];
+            match bias {
+                Some(bias) => {
+                    let tensors = [("x", x), ("bias", bias), ("out", &y), ("wuni", &window)];
+                    gpu.dispatch(biased(kernel, true), &p, &tensors, groups)
+                }
+                None => {
+                    let tensors = [("x", x), ("out", &y), ("wuni", &window)];
+                    gpu.dispatch(kernel, &p, &tensors, groups)
+                }
+            }
         }
     }
     y
@@ -406,6 +467,11 @@ pub(crate) struct XWindows {
     /// Threads per sample.
     items: usize,
 }
+
+/// The bindings of the x windows (shaders/soft/conv_subgroup.wgsl) and of the dy windows of
+/// the weight gradients (the first is `wuni`, the window the forward kernels read weights from).
+const X_WINDOW_NAMES: [&str; X_WINDOWS] = ["xuni", "xuni1", "xuni2", "xuni3"];
+const DY_WINDOW_NAMES: [&str; X_WINDOWS] = ["wuni", "dyuni1", "dyuni2", "dyuni3"];
 
 /// x windows at most per dispatch, and the lanes of a subgroup.
 const X_WINDOWS: usize = 4;
@@ -511,13 +577,14 @@ fn forward_x_windows(
                     x_shift1: shifts[1] as u32,
                     x_shift2: shifts[2] as u32,
                     x_shift3: shifts[3] as u32,
-                    ..params(s, bias.is_some())
+                    ..params(s)
                 };
-                // Without a bias the bias binding holds the weights and is not read.
-                let mut bindings = vec![bias.unwrap_or(packed), &y, &weights];
-                bindings.extend(x_windows.iter());
+                let mut bindings: Vec<(&str, &Tensor)> =
+                    bias.map(|bias| ("bias", bias)).into_iter().collect();
+                bindings.extend([("out", &y), ("wuni", &weights)]);
+                bindings.extend(X_WINDOW_NAMES.into_iter().zip(x_windows.iter()));
                 gpu.dispatch(
-                    g.kernel,
+                    biased(g.kernel, bias.is_some()),
                     &p,
                     &bindings,
                     [
@@ -548,13 +615,17 @@ fn forward_blocked(
         s.c_out.div_ceil(CPU_BLOCK) as u32,
         1,
     ];
-    // Without a bias the bias binding holds x and is not read.
-    gpu.dispatch(
-        kernel,
-        &params(s, bias.is_some()),
-        &[x, bias.unwrap_or(x), &y, packed],
-        groups,
-    );
+    let p = params(s);
+    match bias {
+        Some(bias) => {
+            let tensors = [("x", x), ("bias", bias), ("out", &y), ("wpack", packed)];
+            gpu.dispatch(biased(kernel, true), &p, &tensors, groups)
+        }
+        None => {
+            let tensors = [("x", x), ("out", &y), ("wpack", packed)];
+            gpu.dispatch(kernel, &p, &tensors, groups)
+        }
+    }
     y
 }
 
@@ -573,11 +644,10 @@ pub(crate) fn input_grad_blocked_stride2(
         s.c_in.div_ceil(CPU_BLOCK) as u32,
         2,
     ];
-    // The bias binding (unread here) holds dy.
     gpu.dispatch(
         &BWD_X_K3S2_CPU,
-        &params(s, false),
-        &[dy, dy, &dx, &packed],
+        &params(s),
+        &[("dy", dy), ("out", &dx), ("wpack", &packed)],
         groups,
     );
     dx
@@ -587,7 +657,12 @@ pub(crate) fn input_grad_blocked_stride2(
 pub(crate) fn input_grad_direct(gpu: &Gpu, weight: &Tensor, dy: &Tensor, s: &ConvShape) -> Tensor {
     let dx = gpu.empty(&[s.n, s.c_in, s.h, s.w]);
     let groups = direct_grid(s.c_in, s.n * s.h * s.w, 1);
-    gpu.dispatch(&BWD_X_DIRECT, &params(s, false), &[weight, dy, &dx], groups);
+    gpu.dispatch(
+        &BWD_X_DIRECT,
+        &params(s),
+        &[("weight", weight), ("dy", dy), ("out", &dx)],
+        groups,
+    );
     dx
 }
 
@@ -678,12 +753,12 @@ fn weight_grad_direct(gpu: &Gpu, x: &Tensor, dy: &Tensor, s: &ConvShape) -> Tens
     let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
     let p = ConvParams {
         chunk: CHUNK as u32,
-        ..params(s, false)
+        ..params(s)
     };
     gpu.dispatch(
         &BWD_W_DIRECT,
         &p,
-        &[x, dy, &partial],
+        &[("x", x), ("dy", dy), ("out", &partial)],
         direct_grid(s.c_out, k_cols, chunks),
     );
     crate::ops::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, s.kernel, s.kernel])
@@ -704,14 +779,15 @@ fn weight_grad_blocked(
     let partial = gpu.empty(&[chunks, s.c_out * k_cols]);
     let p = ConvParams {
         chunk: chunk as u32,
-        ..params(s, false)
+        ..params(s)
     };
     let groups = [
         s.c_in.div_ceil(CPU_BWD_W_CHANNELS) as u32,
         s.c_out.div_ceil(CPU_BLOCK) as u32,
         chunks as u32,
     ];
-    gpu.dispatch(kernel, &p, &[x, dy, &partial], groups);
+    let tensors = [("x", x), ("dy", dy), ("out", &partial)];
+    gpu.dispatch(kernel, &p, &tensors, groups);
     crate::ops::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, s.kernel, s.kernel])
 }
 
@@ -785,14 +861,15 @@ fn weight_grad_k1_windows(
                 accumulate: (n > 0) as u32,
                 chunk: (per_part * CPU_PX) as u32,
                 plane_stride: g.plane as u32,
-                ..params(s, false)
+                ..params(s)
             };
             let groups = [
                 parts as u32,
                 g.ci_groups as u32,
                 (co_end - co_begin).div_ceil(THREAD_CHANNELS) as u32,
             ];
-            gpu.dispatch(g.kernel, &p, &[x, &partial, &window], groups);
+            let tensors = [("x", x), ("out", &partial), ("wuni", &window)];
+            gpu.dispatch(g.kernel, &p, &tensors, groups);
         }
     }
     crate::ops::reduce::sum_rows(gpu, &partial).reshape(&[s.c_out, s.c_in, 1, 1])
@@ -831,7 +908,12 @@ fn padded_planes(
         border: border as u32,
         ..ConvParams::zeroed()
     };
-    gpu.dispatch(&PAD_PLANES, &p, &[t, &padded], gpu.groups_1d(total / 8));
+    gpu.dispatch(
+        &PAD_PLANES,
+        &p,
+        &[("x", t), ("out", &padded)],
+        gpu.groups_1d(total / 8),
+    );
     padded
 }
 
@@ -976,18 +1058,16 @@ fn weight_grad_k3_windows(
                     x_end: ci_end as u32,
                     x_plane_stride: g.x_plane as u32,
                     x_row: g.x_row as u32,
-                    ..params(s, false)
+                    ..params(s)
                 };
                 let groups = [
                     parts as u32,
                     (ci_end - ci_begin).div_ceil(LANES) as u32,
                     (co_end - co_begin).div_ceil(THREAD_CHANNELS) as u32,
                 ];
-                // Bindings in order: the partial sums, dy window 0 (7), x window 0 (8), x
-                // windows 1-3 (9-11), dy windows 1-3 (12-14).
-                let mut bindings = vec![&partial, &dy_windows[0]];
-                bindings.extend(x_windows.iter());
-                bindings.extend(dy_windows[1..].iter());
+                let mut bindings = vec![("out", &partial)];
+                bindings.extend(X_WINDOW_NAMES.into_iter().zip(x_windows.iter()));
+                bindings.extend(DY_WINDOW_NAMES.into_iter().zip(dy_windows.iter()));
                 gpu.dispatch(g.kernel, &p, &bindings, groups);
             }
         }

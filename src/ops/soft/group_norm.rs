@@ -77,8 +77,8 @@ fn n_groups(p: &GroupNormParams) -> usize {
     (p.n * p.groups) as usize
 }
 
-/// The forward pass, a thread per group; `tensors` are x, gamma, beta, y, stats.
-pub(crate) fn forward_threads(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tensor]) {
+/// The forward pass, a thread per group; `tensors` are x, gamma, beta, out (y), stats.
+pub(crate) fn forward_threads(gpu: &Gpu, p: &GroupNormParams, tensors: &[(&str, &Tensor)]) {
     let soft = SoftGroupNormParams::new(p);
     gpu.dispatch(
         &FWD_THREADS,
@@ -88,9 +88,9 @@ pub(crate) fn forward_threads(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tensor
     );
 }
 
-/// The backward pass, a thread per group; `tensors` are x, gamma, beta, dy, dx, stats and the
-/// parameter gradients' partial sums.
-pub(crate) fn backward_threads(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tensor]) {
+/// The backward pass, a thread per group; `tensors` are x, gamma, beta, dy, out (dx), stats and
+/// param_part (the parameter gradients' partial sums).
+pub(crate) fn backward_threads(gpu: &Gpu, p: &GroupNormParams, tensors: &[(&str, &Tensor)]) {
     let soft = SoftGroupNormParams::new(p);
     gpu.dispatch(
         &BWD_THREADS,
@@ -101,54 +101,48 @@ pub(crate) fn backward_threads(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tenso
 }
 
 /// The forward pass through windows of x; `tensors` as `forward_threads`.
-pub(crate) fn forward_windows(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tensor]) {
-    let [x, gamma, beta, y, stats] = tensors[..] else {
-        panic!("group_norm forward takes 5 tensors")
-    };
-    dispatch_windows(gpu, &FWD_WINDOWS, p, &[x], &[gamma, beta, y, stats]);
+pub(crate) fn forward_windows(gpu: &Gpu, p: &GroupNormParams, tensors: &[(&str, &Tensor)]) {
+    dispatch_windows(gpu, &FWD_WINDOWS, p, tensors);
 }
 
 /// The backward pass through windows of x and dy; `tensors` as `backward_threads`.
-pub(crate) fn backward_windows(gpu: &Gpu, p: &GroupNormParams, tensors: &[&Tensor]) {
-    let [x, gamma, beta, dy, dx, stats, param_part] = tensors[..] else {
-        panic!("group_norm backward takes 7 tensors")
-    };
-    dispatch_windows(
-        gpu,
-        &BWD_WINDOWS,
-        p,
-        &[x, dy],
-        &[gamma, beta, dx, stats, param_part],
-    );
+pub(crate) fn backward_windows(gpu: &Gpu, p: &GroupNormParams, tensors: &[(&str, &Tensor)]) {
+    dispatch_windows(gpu, &BWD_WINDOWS, p, tensors);
 }
 
-/// Runs a window kernel over all n * groups groups: `storage` binds first, then SG_WINDOWS
-/// windows of each tensor of `windowed` (x, then dy). Each dispatch covers SG_WINDOWS windows
-/// of whole groups.
+/// Runs a window kernel over all n * groups groups: x and dy go through SG_WINDOWS windows each
+/// (bindings xw0.. and dyw0..), the other tensors bind as they are. Each dispatch covers
+/// SG_WINDOWS windows of whole groups.
 fn dispatch_windows(
     gpu: &Gpu,
     kernel: &'static Kernel,
     p: &GroupNormParams,
-    windowed: &[&Tensor],
-    storage: &[&Tensor],
+    tensors: &[(&str, &Tensor)],
 ) {
+    let (windowed, storage): (Vec<_>, Vec<_>) = tensors
+        .iter()
+        .copied()
+        .partition(|(name, _)| matches!(*name, "x" | "dy"));
     let group_floats = (p.c / p.groups * p.hw) as usize;
     let per_window = groups_per_window(&gpu.caps(), group_floats);
     assert!(per_window > 0, "planned: a group fits a window");
-    let sources: Vec<Windows> = windowed.iter().map(|t| Windows::new(gpu, t)).collect();
+    let sources: Vec<(&str, Windows)> = windowed
+        .iter()
+        .map(|&(name, t)| (name, Windows::new(gpu, t)))
+        .collect();
     let total = n_groups(p);
     let per_dispatch = SG_WINDOWS * per_window;
     for first in (0..total).step_by(per_dispatch) {
         let in_dispatch = per_dispatch.min(total - first);
         let mut shifts = [0u32; SG_WINDOWS];
-        let mut bindings: Vec<Tensor> = Vec::with_capacity(SG_WINDOWS * sources.len());
-        for source in &sources {
+        let mut bindings: Vec<(String, Tensor)> = Vec::with_capacity(SG_WINDOWS * sources.len());
+        for (name, source) in &sources {
             for (j, shift) in shifts.iter_mut().enumerate() {
                 // Windows past the dispatch's groups are bound, not read.
                 let group = first + (j * per_window).min(in_dispatch - 1);
                 let (view, offset) = source.at(group * group_floats);
                 *shift = offset as u32;
-                bindings.push(view);
+                bindings.push((format!("{name}w{j}"), view));
             }
         }
         let params = SoftGroupNormParams {
@@ -157,8 +151,8 @@ fn dispatch_windows(
             shifts,
             ..SoftGroupNormParams::new(p)
         };
-        let mut tensors: Vec<&Tensor> = storage.to_vec();
-        tensors.extend(bindings.iter());
+        let mut tensors = storage.clone();
+        tensors.extend(bindings.iter().map(|(name, t)| (name.as_str(), t)));
         gpu.dispatch(kernel, &params, &tensors, [in_dispatch as u32, 1, 1]);
     }
 }

@@ -1,6 +1,6 @@
 //! The matmul kernels of the software-adapter wing (shaders/soft/matmul.wgsl): barrier-free
 //! register blocks (matmul_fwd_direct), and the same reading both operands through 64 KiB
-//! uniform windows (matmul_fwd_ubo), which CPU drivers gather in straight-line code instead of a
+//! uniform windows (matmul_fwd_ubo), each with a twin that adds a bias (`_bias`), which CPU drivers gather in straight-line code instead of a
 //! loop over the lanes. ops::matmul's plan picks them on CPU adapters.
 
 use super::window::{self, Windows};
@@ -17,6 +17,14 @@ static DIRECT: Kernel = Kernel {
 static WINDOWS: Kernel = Kernel {
     shader: &SOFT_MATMUL,
     entry: "matmul_fwd_ubo",
+};
+static DIRECT_BIAS: Kernel = Kernel {
+    shader: &SOFT_MATMUL,
+    entry: "matmul_fwd_direct_bias",
+};
+static WINDOWS_BIAS: Kernel = Kernel {
+    shader: &SOFT_MATMUL,
+    entry: "matmul_fwd_ubo_bias",
 };
 /// Output tile of matmul_fwd_direct: 16 rows x 128 columns.
 const DIRECT_TILE: (usize, usize) = (16, 128);
@@ -46,8 +54,15 @@ pub(crate) fn direct(
         (params.m as usize).div_ceil(DIRECT_TILE.0) as u32,
         batch as u32,
     ];
-    // Without a bias the bias binding holds A and is not read.
-    gpu.dispatch(&DIRECT, params, &[a, b, bias.unwrap_or(a), c], groups);
+    match bias {
+        Some(bias) => gpu.dispatch(
+            &DIRECT_BIAS,
+            params,
+            &[("a", a), ("b", b), ("bias", bias), ("c", c)],
+            groups,
+        ),
+        None => gpu.dispatch(&DIRECT, params, &[("a", a), ("b", b), ("c", c)], groups),
+    }
 }
 
 /// The product by matmul_fwd_ubo into `c`, where a batch entry of each operand fits a window
@@ -87,17 +102,24 @@ pub(crate) fn windows(
             c_off: count_u32(z0 * m * n, "matmul"),
             ..*params
         };
-        // Without a bias the bias binding holds A and is not read.
         let groups = [
             n.div_ceil(UBO_TILE) as u32,
             m.div_ceil(UBO_TILE) as u32,
             per_dispatch.min(batch - z0) as u32,
         ];
-        gpu.dispatch(
-            &WINDOWS,
-            &p,
-            &[bias.unwrap_or(operands[0]), c, &a_win, &b_win],
-            groups,
-        );
+        match bias {
+            Some(bias) => gpu.dispatch(
+                &WINDOWS_BIAS,
+                &p,
+                &[("bias", bias), ("c", c), ("aw", &a_win), ("bw", &b_win)],
+                groups,
+            ),
+            None => gpu.dispatch(
+                &WINDOWS,
+                &p,
+                &[("c", c), ("aw", &a_win), ("bw", &b_win)],
+                groups,
+            ),
+        }
     }
 }

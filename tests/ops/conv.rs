@@ -1,9 +1,7 @@
-//! The UNet kernels against the CPU reference: odd shapes (N=2, C=6, H=7, W=9, 3 groups) and
-//! one real shape of the mnist UNet at a small batch.
+//! GPU against the CPU reference: conv2d (shaders/conv.wgsl, the wing's shaders/soft/conv.wgsl and
+//! conv_subgroup.wgsl).
 
-mod common;
-
-use common::{assert_close, gpu, poison_next, to_f64, uniform};
+use crate::common::{assert_close, gpu, poison_next, to_f64, uniform};
 use ddpm::cpu;
 use ddpm::gpu::caps::profiles;
 use ddpm::ops;
@@ -22,6 +20,7 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
     let b64 = to_f64(&b);
     let (dx, dw, db) = cpu::conv::conv2d_backward(&to_f64(&x), &to_f64(&w), &to_f64(&dy), &s);
     let want = cpu::conv::conv2d(&to_f64(&x), &to_f64(&w), Some(&b64), &s);
+    let want_no_bias = cpu::conv::conv2d(&to_f64(&x), &to_f64(&w), None, &s);
     // Every set of kernels the device can run (the subgroup kernels need the device feature:
     // lavapipe has it, and CI runs lavapipe), each under the plan it gives this shape.
     let own = gpu.caps();
@@ -35,6 +34,16 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
             &format!("conv2d_fwd {what}"),
             &gpu.read(&y),
             &want,
+            1e-4,
+            1e-4,
+        );
+        // Without a bias: each forward kernel's bias-less twin, which binds no bias.
+        poison_next(gpu, want.len());
+        let y = ops::conv::conv2d(gpu, &gx, &gw, None, s.stride, s.padding);
+        assert_close(
+            &format!("conv2d_fwd without bias {what}"),
+            &gpu.read(&y),
+            &want_no_bias,
             1e-4,
             1e-4,
         );
@@ -415,272 +424,5 @@ fn conv2d_uniform_window_kernels_match_reference() {
             ..level0
         },
         90,
-    );
-}
-
-fn group_norm_case(
-    gpu: &ddpm::gpu::Gpu,
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    groups: usize,
-    seed: u32,
-) {
-    let hw = h * w;
-    let x = uniform(n * c * hw, -2.0, 3.0, seed);
-    let gamma = uniform(c, 0.5, 1.5, seed + 1);
-    let beta = uniform(c, -0.5, 0.5, seed + 2);
-    let dy = uniform(n * c * hw, -1.0, 1.0, seed + 3);
-    let (gx, gg, gb, gdy) = (
-        gpu.upload(&x, &[n, c, h, w]),
-        gpu.upload(&gamma, &[c]),
-        gpu.upload(&beta, &[c]),
-        gpu.upload(&dy, &[n, c, h, w]),
-    );
-    let (x64, g64, b64, dy64) = (to_f64(&x), to_f64(&gamma), to_f64(&beta), to_f64(&dy));
-    let eps = ops::group_norm::EPS as f64;
-    let own = gpu.caps();
-    for (fuse, (profile, caps)) in [false, true]
-        .into_iter()
-        .flat_map(|f| profiles(&own).into_iter().map(move |p| (f, p)))
-    {
-        gpu.set_caps(caps);
-        let plan = ops::group_norm::plan(&caps, [n, c, hw], groups);
-        let what = format!(
-            "group_norm {profile} {plan:?} fuse_silu={fuse} n={n} c={c} hw={hw} groups={groups}"
-        );
-        let (y, stats) = ops::group_norm::group_norm(gpu, &gx, &gg, &gb, groups, fuse);
-        let want = if fuse {
-            cpu::group_norm::group_norm_silu(&x64, &g64, &b64, n, c, hw, groups, eps)
-        } else {
-            cpu::group_norm::group_norm(&x64, &g64, &b64, n, c, hw, groups, eps)
-        };
-        assert_close(&format!("{what} fwd"), &gpu.read(&y), &want, 1e-4, 1e-4);
-        let (dx, dgamma, dbeta) =
-            ops::group_norm::group_norm_backward(gpu, &gx, &gg, &gb, &stats, &gdy, groups, fuse);
-        let (wdx, wdg, wdb) = if fuse {
-            cpu::group_norm::group_norm_silu_backward(
-                &x64, &g64, &b64, &dy64, n, c, hw, groups, eps,
-            )
-        } else {
-            cpu::group_norm::group_norm_backward(&x64, &g64, &dy64, n, c, hw, groups, eps)
-        };
-        assert_close(&format!("{what} dx"), &gpu.read(&dx), &wdx, 1e-4, 1e-3);
-        assert_close(
-            &format!("{what} dgamma"),
-            &gpu.read(&dgamma),
-            &wdg,
-            1e-3,
-            1e-4,
-        );
-        assert_close(
-            &format!("{what} dbeta"),
-            &gpu.read(&dbeta),
-            &wdb,
-            1e-3,
-            1e-4,
-        );
-    }
-    gpu.set_caps(own);
-}
-
-#[test]
-fn group_norm_matches_reference() {
-    let gpu = gpu();
-    group_norm_case(&gpu, 2, 6, 7, 9, 3, 50);
-    // Level 1 of the mnist UNet: 64 channels at 14x14, 8 groups.
-    group_norm_case(&gpu, 2, 64, 14, 14, 8, 60);
-    // Level 0 at 28x28 for three samples: five 3,136-float groups per window, so the subgroup
-    // kernels take two dispatches, the second ragged.
-    group_norm_case(&gpu, 3, 32, 28, 28, 8, 70);
-    // 150 groups of 126 floats, 129 per window: the second window's first group starts off
-    // the window alignment.
-    group_norm_case(&gpu, 50, 6, 7, 9, 3, 90);
-    // A group larger than a window (25,088 floats): the subgroup variant falls back.
-    group_norm_case(&gpu, 1, 32, 28, 28, 1, 80);
-}
-
-#[test]
-fn upsample_and_concat_match_reference() {
-    let gpu = gpu();
-    let (n, c, h, w) = (2, 6, 7, 9);
-    let x = uniform(n * c * h * w, -1.0, 1.0, 70);
-    let y = ops::resample::upsample_nearest2x(&gpu, &gpu.upload(&x, &[n, c, h, w]));
-    assert_close(
-        "upsample fwd",
-        &gpu.read(&y),
-        &cpu::resample::upsample_nearest2x(&to_f64(&x), n, c, h, w),
-        0.0,
-        0.0,
-    );
-    let dy = uniform(n * c * 4 * h * w, -1.0, 1.0, 71);
-    let dx =
-        ops::resample::upsample_nearest2x_backward(&gpu, &gpu.upload(&dy, &[n, c, 2 * h, 2 * w]));
-    let want = cpu::resample::upsample_nearest2x_backward(&to_f64(&dy), n, c, h, w);
-    assert_close("upsample bwd", &gpu.read(&dx), &want, 1e-6, 1e-6);
-
-    // Buffer copies on software adapters, and the GPUs' kernels.
-    let own = gpu.caps();
-    for (_, caps) in profiles(&own).into_iter().take(2) {
-        gpu.set_caps(caps);
-        concat_case(&gpu, n, h, w);
-    }
-    gpu.set_caps(own);
-}
-
-fn concat_case(gpu: &ddpm::gpu::Gpu, n: usize, h: usize, w: usize) {
-    let (ca, cb) = (4, 3);
-    let a = uniform(n * ca * h * w, -1.0, 1.0, 72);
-    let b = uniform(n * cb * h * w, -1.0, 1.0, 73);
-    let y = ops::resample::concat(
-        gpu,
-        &gpu.upload(&a, &[n, ca, h, w]),
-        &gpu.upload(&b, &[n, cb, h, w]),
-    );
-    let want = cpu::resample::concat_channels(&to_f64(&a), &to_f64(&b), n, ca, cb, h * w);
-    assert_close("concat fwd", &gpu.read(&y), &want, 0.0, 0.0);
-    let dy = uniform(n * (ca + cb) * h * w, -1.0, 1.0, 74);
-    let (da, db) = ops::resample::concat_backward(gpu, &gpu.upload(&dy, &[n, ca + cb, h, w]), ca);
-    let (wa, wb) = cpu::resample::concat_channels_backward(&to_f64(&dy), n, ca, cb, h * w);
-    assert_close("concat bwd a", &gpu.read(&da), &wa, 0.0, 0.0);
-    assert_close("concat bwd b", &gpu.read(&db), &wb, 0.0, 0.0);
-}
-
-#[test]
-fn softmax_and_attention_match_reference() {
-    let gpu = gpu();
-    // Long rows get a workgroup each, short rows (attention's 49 or 64) a thread each.
-    for (rows, cols) in [(7, 300), (37, 49)] {
-        // Large inputs: the max subtraction keeps exp finite.
-        let x = uniform(rows * cols, 90.0, 100.0, 80);
-        let y = ops::attention::softmax(&gpu, &gpu.upload(&x, &[rows, cols]), 0.5);
-        let scaled: Vec<f64> = x.iter().map(|&v| 0.5 * v as f64).collect();
-        let want = cpu::attention::softmax(&scaled, rows, cols);
-        assert_close(
-            &format!("softmax fwd {rows}x{cols}"),
-            &gpu.read(&y),
-            &want,
-            1e-6,
-            1e-4,
-        );
-        let dy = uniform(rows * cols, -1.0, 1.0, 81);
-        let dx = ops::attention::softmax_backward(&gpu, &y, &gpu.upload(&dy, &[rows, cols]), 0.5);
-        let want: Vec<f64> = cpu::attention::softmax_backward(&want, &to_f64(&dy), rows, cols)
-            .iter()
-            .map(|v| 0.5 * v)
-            .collect();
-        assert_close(
-            &format!("softmax bwd {rows}x{cols}"),
-            &gpu.read(&dx),
-            &want,
-            1e-6,
-            1e-4,
-        );
-    }
-
-    let (n, c, hw) = (2, 6, 63);
-    let q = uniform(n * c * hw, -1.0, 1.0, 82);
-    let k = uniform(n * c * hw, -1.0, 1.0, 83);
-    let v = uniform(n * c * hw, -1.0, 1.0, 84);
-    let dout = uniform(n * c * hw, -1.0, 1.0, 85);
-    let grads: Vec<_> = (0..3).map(|_| gpu.zeros(&[n, c, hw])).collect();
-    let mut cx = ddpm::autograd::Ctx::new(&gpu);
-    let qv = cx.param(gpu.upload(&q, &[n, c, hw]), grads[0].clone());
-    let kv = cx.param(gpu.upload(&k, &[n, c, hw]), grads[1].clone());
-    let vv = cx.param(gpu.upload(&v, &[n, c, hw]), grads[2].clone());
-    let out = ops::attention::attention_var(&mut cx, &qv, &kv, &vv);
-    let (want_out, _) = cpu::attention::attention(&to_f64(&q), &to_f64(&k), &to_f64(&v), n, c, hw);
-    assert_close(
-        "attention fwd",
-        &gpu.read(&out.tensor),
-        &want_out,
-        1e-5,
-        1e-4,
-    );
-    // A scalar whose gradient with respect to out is dout.
-    let dout_var = cx.constant(gpu.upload(&dout, &[n, c, hw]));
-    let weighted = ops::arith::mul_var(&mut cx, &out, &dout_var);
-    let loss = ops::reduce::sum_var(&mut cx, &weighted);
-    cx.backward(&loss);
-    let (dq, dk, dv) = cpu::attention::attention_backward(
-        &to_f64(&q),
-        &to_f64(&k),
-        &to_f64(&v),
-        &to_f64(&dout),
-        n,
-        c,
-        hw,
-    );
-    assert_close("attention dq", &gpu.read(&grads[0]), &dq, 1e-5, 1e-3);
-    assert_close("attention dk", &gpu.read(&grads[1]), &dk, 1e-5, 1e-3);
-    assert_close("attention dv", &gpu.read(&grads[2]), &dv, 1e-5, 1e-3);
-}
-
-#[test]
-fn time_embedding_channel_bias_and_dropout_match_reference() {
-    let gpu = gpu();
-    let t: Vec<u32> = vec![0, 1, 17, 999, 500];
-    for dim in [32, 7] {
-        let got = ops::unet_misc::timestep_embedding(&gpu, &gpu.upload_u32(&t, &[5]), dim);
-        // |args| reaches ~1000: f32 sin/cos of such arguments carry ~1e-4 absolute error.
-        assert_close(
-            &format!("timestep_embedding dim={dim}"),
-            &gpu.read(&got),
-            &cpu::time_embedding::timestep_embedding(&t, dim),
-            2e-4,
-            0.0,
-        );
-    }
-
-    let (n, c, hw) = (2, 6, 63);
-    let x = uniform(n * c * hw, -1.0, 1.0, 90);
-    let bias = uniform(n * c, -1.0, 1.0, 91);
-    let y = ops::unet_misc::add_channel_bias(
-        &gpu,
-        &gpu.upload(&x, &[n, c, 7, 9]),
-        &gpu.upload(&bias, &[n, c]),
-    );
-    let want = cpu::channel_bias::add_channel_bias(&to_f64(&x), &to_f64(&bias), n, c, hw);
-    assert_close("channel_bias fwd", &gpu.read(&y), &want, 1e-6, 1e-6);
-    let dy = uniform(n * c * hw, -1.0, 1.0, 92);
-    let db = ops::unet_misc::add_channel_bias_backward(&gpu, &gpu.upload(&dy, &[n, c, 7, 9]));
-    let (_, want_db) = cpu::channel_bias::add_channel_bias_backward(&to_f64(&dy), n, c, hw);
-    assert_close("channel_bias bwd", &gpu.read(&db), &want_db, 1e-5, 1e-5);
-
-    let gx = gpu.upload(&x, &[n, c, hw]);
-    let y = ops::unet_misc::dropout(&gpu, &gx, 0.1, 7, 3);
-    assert_close(
-        "dropout fwd",
-        &gpu.read(&y),
-        &cpu::dropout::dropout(&to_f64(&x), 0.1, 7, 3),
-        1e-6,
-        1e-6,
-    );
-    // A length that is not a multiple of 4: the last thread owns a partial draw.
-    let ragged = uniform(105, -1.0, 1.0, 93);
-    let y = ops::unet_misc::dropout(&gpu, &gpu.upload(&ragged, &[3, 5, 7]), 0.5, 9, 2);
-    assert_close(
-        "dropout fwd, 105 elements",
-        &gpu.read(&y),
-        &cpu::dropout::dropout(&to_f64(&ragged), 0.5, 9, 2),
-        1e-6,
-        1e-6,
-    );
-    let gdy = gpu.upload(&dy, &[n, c, hw]);
-    let mut cx = ddpm::autograd::Ctx::new(&gpu);
-    let grad = gpu.zeros(&[n, c, hw]);
-    let xv = cx.param(gx, grad.clone());
-    let dropped = ops::unet_misc::dropout_var(&mut cx, &xv, 0.1, 7, 3);
-    let dyv = cx.constant(gdy);
-    let weighted = ops::arith::mul_var(&mut cx, &dropped, &dyv);
-    let loss = ops::reduce::sum_var(&mut cx, &weighted);
-    cx.backward(&loss);
-    assert_close(
-        "dropout bwd",
-        &gpu.read(&grad),
-        &cpu::dropout::dropout_backward(&to_f64(&dy), 0.1, 7, 3),
-        1e-6,
-        1e-6,
     );
 }

@@ -1,0 +1,22 @@
+//! Every op's GPU kernels against the CPU reference (src/cpu/), one module per op with the op's
+//! file stem (shaders/<op>.wgsl, src/ops/<op>.rs, src/cpu/<op>.rs), all in one test binary so CI
+//! links it once.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod activation;
+mod arith;
+mod attention;
+mod conv;
+mod diffusion;
+mod embedding;
+mod group_norm;
+mod loss;
+mod matmul;
+mod optim;
+mod reduce;
+mod resample;
+mod rng;
+mod unet_misc;
+mod vlb;
