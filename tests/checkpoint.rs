@@ -119,9 +119,7 @@ fn a_failed_rename_removes_the_temporary_file() {
     std::fs::create_dir_all(target.join("inside")).unwrap();
     let err = format!(
         "{:#}",
-        ddpm::checkpoint::write_atomic(&target, b"{}")
-            .err()
-            .expect("rename onto a folder fails")
+        ddpm::checkpoint::write_atomic(&target, b"{}").expect_err("rename onto a folder fails")
     );
     assert!(
         err.contains("cannot rename") && err.contains("unchanged"),
@@ -146,9 +144,7 @@ fn a_full_disk_keeps_the_old_checkpoint_and_leaves_no_tmp() {
     let (_, _, new) = small_run(2);
     let err = format!(
         "{:#}",
-        ddpm::checkpoint::save(&path, &cfg, &layout, &new)
-            .err()
-            .expect("a write to /dev/full fails")
+        ddpm::checkpoint::save(&path, &cfg, &layout, &new).expect_err("a write to /dev/full fails")
     );
     assert!(
         err.contains("cannot write")

@@ -146,12 +146,23 @@ pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet>
     })
 }
 
-/// The most decoded bytes one byte of an image file can yield. DEFLATE (PNG) expands at most
-/// 1032:1; GIF's LZW, with its 4096-entry dictionary, about 1365 pixels per byte at 4 bytes
-/// each; a flat JPEG needs at least a bit per 8x8 block of each component (about 1400:1 with
-/// 4x4 luma subsampling). A header that declares more than this many bytes per file byte is
-/// corrupt, and is refused before the decoder allocates for it.
-const MAX_DECODED_PER_FILE_BYTE: u64 = 8192;
+/// The most decoded bytes one byte of a valid `format` file can yield; a header that declares
+/// more is corrupt, and is refused before the decoder allocates for it.
+/// - PNG: DEFLATE expands at most 1032:1, and a 1-bit palette image turns each inflated bit
+///   into an RGBA pixel (4 bytes): 1032 * 32.
+/// - GIF: a 12-bit LZW code stands for at most 4096 pixels, decoded as RGBA: 4096 * 4 * 8 / 12
+///   is about 10,923; 16,384 leaves room.
+/// - JPEG: every 8x8 block of every component costs at least one bit (its DC code), so a
+///   flat image with 4x4-subsampled chroma (18 blocks per 32x32 RGB pixels) decodes to about
+///   1365 bytes per byte; 2048 leaves room.
+fn max_decoded_per_file_byte(format: image::ImageFormat) -> Option<u64> {
+    match format {
+        image::ImageFormat::Png => Some(1032 * 32),
+        image::ImageFormat::Gif => Some(16_384),
+        image::ImageFormat::Jpeg => Some(2_048),
+        _ => None,
+    }
+}
 
 /// One image file's bytes (PNG, JPEG or GIF, told by its content; a GIF gives its first frame)
 /// as `size` x `size` u8 pixels with `channels` (1 or 3) channels, channels last: transparent
@@ -163,10 +174,10 @@ pub fn decode_image(bytes: &[u8], name: &str, size: usize, channels: usize) -> R
     let mut reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .with_context(cannot)?;
-    if reader.format().is_none() {
+    let Some(per_byte) = reader.format().and_then(max_decoded_per_file_byte) else {
         bail!("{name} is not a PNG, JPEG or GIF image; convert it or remove it from the folder");
-    }
-    let budget = (bytes.len() as u64).saturating_mul(MAX_DECODED_PER_FILE_BYTE);
+    };
+    let budget = (bytes.len() as u64).saturating_mul(per_byte);
     // The header check below covers the image's declared size; the limit also covers buffers
     // sized by fields further in, such as a GIF frame larger than its logical screen.
     let mut limits = image::Limits::default();
