@@ -143,7 +143,7 @@ impl TrainConfig {
                 if self.data.trim().is_empty() {
                     return Err(format!(
                         "--data: the {} preset trains on your images: pass --data FOLDER, a \
-                         folder of PNG/JPEG images (resized and centre-cropped to {}x{})",
+                         folder of PNG/JPEG/GIF images (resized and centre-cropped to {}x{})",
                         self.preset, unet.image_size, unet.image_size
                     ));
                 }
@@ -284,7 +284,7 @@ fn at_most(name: &str, v: f64, max: f64) -> Result<(), String> {
 #[derive(Clone, Debug, Default, PartialEq, clap::Args)]
 pub struct ConfigOverrides {
     /// Data: for the toy preset s-curve, swiss-roll or moons; for the image presets an IDX
-    /// file, a folder of MNIST-style IDX files, or a folder of PNG/JPEG images.
+    /// file, a folder of MNIST-style IDX files, or a folder of PNG/JPEG/GIF images.
     #[arg(long)]
     pub data: Option<String>,
     /// IDDPM: cosine schedule, learned-range variance and the hybrid loss, on any preset.
