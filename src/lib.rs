@@ -9,6 +9,7 @@
 //! - `nn`: flat parameter buffers and models; `optim`: Adam, clipping, EMA.
 //! - `presets`: each recipe's configuration, batches and run; `train`: the step loop they share.
 //! - `data`, `sample`, `eval`, `checkpoint`, `viz`, `metrics`: the jobs around them.
+//! - `interrupt`: the Ctrl-C flag that training, sampling and evaluation stop at.
 
 pub mod autograd;
 pub mod bench;
@@ -19,6 +20,7 @@ pub mod data;
 pub mod diffusion;
 pub mod eval;
 pub mod gpu;
+pub mod interrupt;
 pub mod metrics;
 pub mod nn;
 pub mod ops;
