@@ -89,7 +89,8 @@ fn the_learned_variance_step_matches_reference() {
         gpu.upload(&v, &[n]),
     );
     for (t, clip) in [(0, false), (1, true), (50, false), (99, true)] {
-        let got = ops::diffusion::p_sample_learned(&gpu, &table, &gx, &ge, &gv, t, clip, 9, 10);
+        let noise = ops::diffusion::NoiseKey::new(9, 10);
+        let got = ops::diffusion::p_sample_learned(&gpu, &table, &gx, &ge, &gv, t, clip, noise);
         let z = cpu::rng::normals(9, 10, n);
         let want: Vec<f64> = (0..n)
             .map(|i| {

@@ -465,8 +465,7 @@ fn q_sample_and_p_sample_match_reference() {
                     &gpu.upload(&eps, &[batch, per_sample]),
                     t,
                     opts,
-                    seed,
-                    stream,
+                    ops::diffusion::NoiseKey::new(seed, stream),
                 );
                 let z = cpu::rng::normals(seed, stream, n);
                 let want = cpu::diffusion::p_sample(
@@ -505,7 +504,8 @@ fn ddim_step_matches_reference_on_a_respaced_schedule() {
     let (gx, geps) = (gpu.upload(&x_t, &[n]), gpu.upload(&eps, &[n]));
     for t in [0, 1, 25, 49] {
         for (eta, clip) in [(0.0f32, false), (1.0, true), (0.5, false)] {
-            let got = ops::diffusion::ddim_step(&gpu, &table, &gx, &geps, t, eta, clip, 3, 7);
+            let noise = ops::diffusion::NoiseKey::new(3, 7);
+            let got = ops::diffusion::ddim_step(&gpu, &table, &gx, &geps, t, eta, clip, noise);
             let z = cpu::rng::normals(3, 7, n);
             let (abar, abar_prev) = (respaced.alphas_cumprod[t], respaced.alphas_cumprod_prev[t]);
             let want: Vec<f64> = (0..n)

@@ -29,6 +29,41 @@ struct DiffusionParams {
     seed: u32,
     stream: u32,
     eta: f32,
+    offset_lo: u32,
+    offset_hi: u32,
+    _pad: [u32; 2],
+}
+
+/// Where a step's fresh noise comes from: draws `first`, `first + 1`, ... of (seed, stream).
+/// `first` is 0 for a whole chain and a chunk's first element for a chunk of one, so the chunks
+/// of a chain draw exactly the noise the whole chain would.
+#[derive(Clone, Copy, Debug)]
+pub struct NoiseKey {
+    pub seed: u32,
+    pub stream: u32,
+    pub first: u64,
+}
+
+impl NoiseKey {
+    pub fn new(seed: u32, stream: u32) -> NoiseKey {
+        NoiseKey {
+            seed,
+            stream,
+            first: 0,
+        }
+    }
+}
+
+impl DiffusionParams {
+    fn with_noise(self, key: NoiseKey) -> DiffusionParams {
+        DiffusionParams {
+            seed: key.seed,
+            stream: key.stream,
+            offset_lo: key.first as u32,
+            offset_hi: (key.first >> 32) as u32,
+            ..self
+        }
+    }
 }
 
 static Q_SAMPLE: Kernel = Kernel {
@@ -90,7 +125,7 @@ pub struct PSampleOptions {
 
 #[allow(clippy::too_many_arguments)]
 /// One reverse step x_t -> x_{t-1} from the predicted noise `eps`, at timestep `t` for the whole
-/// batch; the fresh noise is draw (seed, stream).
+/// batch; the fresh noise is drawn under `noise`.
 pub fn p_sample(
     gpu: &Gpu,
     table: &Tensor,
@@ -98,8 +133,7 @@ pub fn p_sample(
     eps: &Tensor,
     t: usize,
     opts: PSampleOptions,
-    seed: u32,
-    stream: u32,
+    noise: NoiseKey,
 ) -> Tensor {
     assert_eq!(x_t.shape, eps.shape, "p_sample: eps shape");
     let n = x_t.numel();
@@ -109,10 +143,9 @@ pub fn p_sample(
         t: t as u32,
         clip_denoised: opts.clip_denoised as u32,
         variance_kind: (opts.variance == VarianceKind::Posterior) as u32,
-        seed,
-        stream,
-        eta: 0.0,
-    };
+        ..Default::default()
+    }
+    .with_noise(noise);
     let out = gpu.empty(&x_t.shape);
     gpu.dispatch(&P_SAMPLE, &p, &[table, x_t, eps, &out], gpu.groups_1d(n));
     out
@@ -128,8 +161,7 @@ pub fn p_sample_learned(
     v: &Tensor,
     t: usize,
     clip_denoised: bool,
-    seed: u32,
-    stream: u32,
+    noise: NoiseKey,
 ) -> Tensor {
     assert!(
         x_t.shape == eps.shape && x_t.shape == v.shape,
@@ -140,10 +172,9 @@ pub fn p_sample_learned(
         n: super::count_u32(n, "p_sample_learned"),
         t: t as u32,
         clip_denoised: clip_denoised as u32,
-        seed,
-        stream,
         ..Default::default()
-    };
+    }
+    .with_noise(noise);
     let out = gpu.empty(&x_t.shape);
     gpu.dispatch(
         &P_SAMPLE_LEARNED,
@@ -154,7 +185,7 @@ pub fn p_sample_learned(
     out
 }
 
-/// One DDIM step at table index `t` (noise from draw (seed, stream) when eta > 0).
+/// One DDIM step at table index `t` (noise drawn under `noise` when eta > 0).
 #[allow(clippy::too_many_arguments)]
 pub fn ddim_step(
     gpu: &Gpu,
@@ -164,8 +195,7 @@ pub fn ddim_step(
     t: usize,
     eta: f32,
     clip_denoised: bool,
-    seed: u32,
-    stream: u32,
+    noise: NoiseKey,
 ) -> Tensor {
     assert_eq!(x_t.shape, eps.shape, "ddim_step: eps shape");
     let n = x_t.numel();
@@ -173,11 +203,10 @@ pub fn ddim_step(
         n: super::count_u32(n, "ddim_step"),
         t: t as u32,
         clip_denoised: clip_denoised as u32,
-        seed,
-        stream,
         eta,
         ..Default::default()
-    };
+    }
+    .with_noise(noise);
     let out = gpu.empty(&x_t.shape);
     gpu.dispatch(&DDIM_STEP, &p, &[table, x_t, eps, &out], gpu.groups_1d(n));
     out

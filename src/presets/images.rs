@@ -349,8 +349,10 @@ pub fn write_samples(
             seed,
             keep_every: Some(every),
             progress: Some(&bar),
+            first_sample: 0,
         },
     );
+    bar.finish();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let c = &model.config;
     let pixels = to_u8_nhwc(&gpu.read(&x0), n, c.in_channels, c.image_size, c.image_size);
