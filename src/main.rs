@@ -130,12 +130,16 @@ enum Command {
         /// DDIM steps instead of ancestral ones (see --eta).
         #[arg(long)]
         ddim: bool,
-        /// DDIM's eta: 0 is deterministic, 1 matches ancestral sampling's noise.
+        /// DDIM's eta, in [0, 1]: 0 is deterministic, 1 matches ancestral sampling's noise.
         #[arg(long, default_value_t = 0.0, requires = "ddim")]
         eta: f32,
         /// Sample with the EMA weights or the raw trained weights.
         #[arg(long, value_enum, default_value_t = Weights::Ema)]
         weights: Weights,
+        /// At most this many samples per chain (the device's limit applies anyway). Hidden: the
+        /// samples do not depend on it; tests use it to sample in chunks at small sizes.
+        #[arg(long, hide = true)]
+        max_chunk: Option<usize>,
         #[command(flatten)]
         adapter: AdapterArg,
     },
@@ -359,8 +363,13 @@ fn run(cli: Cli) -> Result<()> {
             ddim,
             eta,
             weights,
+            max_chunk,
             adapter,
         } => {
+            // Refused before the device opens: the flag is wrong whatever the checkpoint.
+            if ddim {
+                ddpm::sample::check_eta(eta)?;
+            }
             let gpu = open_gpu(&adapter)?;
             let args = ddpm::sample::SampleArgs {
                 checkpoint: &checkpoint,
@@ -372,8 +381,11 @@ fn run(cli: Cli) -> Result<()> {
                 use_ema: weights == Weights::Ema,
                 steps,
                 ddim_eta: ddim.then_some(eta),
+                max_chunk,
             };
-            if let Some(mmd2) = ddpm::sample::run(&gpu, &args)? {
+            let mmd2 = ddpm::sample::run(&gpu, &args)
+                .map_err(|e| ddpm::interrupt::exit_if_interrupted(e, ""))?;
+            if let Some(mmd2) = mmd2 {
                 println!(
                     "MMD^2 (samples vs fresh data, mean of {} draws): {mmd2:.5}",
                     ddpm::presets::toy::MMD_DRAWS
