@@ -86,7 +86,8 @@ enum Command {
     Eval {
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Held-out data (default: MNIST's test set, or fresh points for the toy).
+        /// Held-out data of an image checkpoint (default: MNIST's test set); a toy checkpoint
+        /// is scored on fresh points of its own distribution and refuses --data.
         #[arg(long)]
         data: Option<String>,
         /// Examples to score.
@@ -337,7 +338,8 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
                 use_ema: true,
             };
-            let report = ddpm::eval::run(&gpu, &args)?;
+            let report = ddpm::eval::run(&gpu, &args)
+                .map_err(|e| ddpm::interrupt::exit_if_interrupted(e, ""))?;
             println!("NLL on {}:", report.data);
             if let Some(f) = report.full {
                 println!(
@@ -350,6 +352,14 @@ fn run(cli: Cli) -> Result<()> {
                 "  estimate from {t_samples} sampled t: {:.4} +- {:.4} bits/dim",
                 s.mean, s.stderr
             );
+            if report.interrupted {
+                eprintln!(
+                    "interrupted: the estimates above are over the first {} of {n} examples (the \
+                     batches of {} finished before Ctrl-C)",
+                    report.n, report.batch_size
+                );
+                std::process::exit(ddpm::interrupt::EXIT_CODE);
+            }
             Ok(())
         }
         Command::Sample {

@@ -508,6 +508,68 @@ mod sampling {
     }
 
     #[test]
+    fn eval_scores_a_batch_past_the_device_in_pieces_and_stops_on_ctrl_c() {
+        let ckpt = toy_checkpoint().to_str().unwrap();
+        let dir = scratch("eval-interrupt");
+        let child = spawn(
+            &[
+                "eval",
+                "--checkpoint",
+                ckpt,
+                "--n",
+                "3000000",
+                "--batch-size",
+                "100000000",
+            ],
+            &dir,
+        );
+        let (code, took) = interrupt_when(child, &dir, || {
+            stderr_of(&dir).contains("examples at a time")
+        });
+        let stderr = stderr_of(&dir);
+        assert_eq!(code, 130, "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(took < Duration::from_secs(60), "took {took:?} to stop");
+        assert!(
+            stderr.contains("--batch-size 100000000 does not fit")
+                && stderr.contains("interrupted: "),
+            "{stderr}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn eval_batches_do_not_change_the_estimate() {
+        let ckpt = toy_checkpoint().to_str().unwrap();
+        let score = |batch: &str| {
+            let out = ddpm(
+                &[
+                    "eval",
+                    "--checkpoint",
+                    ckpt,
+                    "--n",
+                    "40",
+                    "--batch-size",
+                    batch,
+                    "--t-samples",
+                    "3",
+                    "--full",
+                ],
+                &[],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let whole = score("40");
+        assert!(whole.contains("full bound"), "{whole}");
+        assert_eq!(score("7"), whole);
+    }
+
+    #[test]
     fn flags_that_do_not_apply_are_refused_by_name() {
         let ckpt = toy_checkpoint().to_str().unwrap();
         let dir = scratch("flags");
@@ -531,6 +593,19 @@ mod sampling {
             assert_clean_failure(&sample(eta), &["--eta must be between 0", "got"]);
         }
         assert!(!dir.join("samples.npy").exists());
+        let out = ddpm(
+            &[
+                "eval",
+                "--checkpoint",
+                ckpt,
+                "--data",
+                "assets/mnist",
+                "--n",
+                "4",
+            ],
+            &[],
+        );
+        assert_clean_failure(&out, &["--data assets/mnist", "toy checkpoint", "drop it"]);
         std::fs::remove_dir_all(&dir).ok();
     }
 }
