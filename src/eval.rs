@@ -220,15 +220,18 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
             u32::MAX
         );
     }
-    let bytes_per_example = match &cfg.unet {
-        None => crate::presets::toy::bytes_per_point(&cfg),
-        Some(unet) => crate::presets::images::bytes_per_image(unet),
+    let batch_size = match &cfg.unet {
+        None => crate::presets::toy::chain_points(gpu, &cfg, Some(args.batch_size))?,
+        Some(unet) => crate::chunked::max_chunk(
+            gpu,
+            crate::presets::images::bytes_per_image(unet),
+            Some(args.batch_size),
+        )?,
     };
-    let batch_size = crate::chunked::max_chunk(gpu, bytes_per_example, Some(args.batch_size))?;
     if batch_size < args.batch_size {
         eprintln!(
-            "--batch-size {} does not fit {}'s storage bindings: scoring {batch_size} examples \
-             at a time (the estimates do not depend on the batch)",
+            "--batch-size {}: scoring {batch_size} examples at a time, what one batch may hold \
+             on {} (the estimates do not depend on the batch)",
             args.batch_size, gpu.info.name
         );
     }

@@ -531,7 +531,7 @@ mod sampling {
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(took < Duration::from_secs(60), "took {took:?} to stop");
         assert!(
-            stderr.contains("--batch-size 100000000 does not fit")
+            stderr.contains("--batch-size 100000000: scoring 65536 examples at a time")
                 && stderr.contains("interrupted: "),
             "{stderr}"
         );

@@ -219,6 +219,18 @@ pub fn bytes_per_point(cfg: &TrainConfig) -> u64 {
     (cfg.hidden.max(4) * 4) as u64
 }
 
+/// Points per chain at most, below what the device holds (262,144 of the preset's MLP in 128
+/// MiB): a step of this many points takes seconds on lavapipe, so Ctrl-C is answered within
+/// seconds, while a GPU is busy long before (a hidden layer is 2 GFLOP per step).
+pub const MAX_CHAIN: usize = 65_536;
+
+/// The points per chain for sampling or scoring under a requested `max` (the device's and
+/// MAX_CHAIN's limits apply anyway).
+pub fn chain_points(gpu: &Gpu, cfg: &TrainConfig, max: Option<usize>) -> Result<usize> {
+    let max = max.map_or(MAX_CHAIN, |m| m.min(MAX_CHAIN));
+    crate::chunked::max_chunk(gpu, bytes_per_point(cfg), Some(max))
+}
+
 /// `write_samples` in chains of at most `max_chunk` points (and at most what fits the device;
 /// crate::chunked explains why the points do not depend on it), with a progress bar over every
 /// step. samples.npy holds all n points; the plot and the MMD^2 use the first MMD_MAX_POINTS,
@@ -248,7 +260,7 @@ pub fn write_samples_chunked(
         sample_shape: &[2],
         opts,
         seed,
-        chunk: crate::chunked::max_chunk(gpu, bytes_per_point(cfg), max_chunk)?,
+        chunk: chain_points(gpu, cfg, max_chunk)?,
     };
     let t_max = cfg.n_timesteps;
     let every = t_max.div_ceil(GIF_FRAMES_PER_HALF).max(1);
