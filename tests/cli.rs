@@ -608,4 +608,38 @@ mod sampling {
         assert_clean_failure(&out, &["--data assets/mnist", "toy checkpoint", "drop it"]);
         std::fs::remove_dir_all(&dir).ok();
     }
+
+    /// The toy's end-of-run sampling draws a progress bar on a terminal, as `ddpm sample` does.
+    /// indicatif draws only on a terminal, so the run gets one from `script` (util-linux).
+    #[test]
+    fn the_toy_end_of_run_sampling_shows_a_progress_bar_on_a_terminal() {
+        let dir = scratch("toy-bar");
+        let run = format!(
+            "{} train --preset toy --steps 1 --n-samples 64 --out {}",
+            env!("CARGO_BIN_EXE_ddpm"),
+            dir.join("run").display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &run, "/dev/null"])
+            .output()
+            .expect("script (util-linux) runs");
+        let terminal = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{terminal}");
+        assert!(
+            terminal.contains("MMD^2"),
+            "the run ended unseen:\n{terminal}"
+        );
+        // The bar's "pos/len" after the "sample" prefix, advanced past 0 at least once (a bar
+        // that is drawn but never counts shows "0/len" only).
+        let advanced = terminal.split("sample [").skip(1).any(|bar| {
+            bar.split_whitespace()
+                .take_while(|word| *word != "ETA")
+                .filter_map(|word| word.split_once('/'))
+                .any(|(pos, len)| {
+                    pos.parse::<u64>().is_ok_and(|p| p > 0) && len.parse::<u64>().is_ok()
+                })
+        });
+        assert!(advanced, "no sampling bar that counts:\n{terminal}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
