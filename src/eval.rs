@@ -336,7 +336,11 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         n: sampled.len(),
         full: args.full.then(|| Estimate::of(&full)),
         sampled: Estimate::of(&sampled),
-        data: description,
+        data: if interrupted {
+            format!("the first {} of {description}", sampled.len())
+        } else {
+            description
+        },
         interrupted,
         batch_size,
     })
