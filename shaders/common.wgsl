@@ -42,6 +42,15 @@ fn random_bits(seed: u32, stream: u32, index: u32) -> vec4<u32> {
     return philox4x32(vec4<u32>(index, 0u, 0u, 0u), vec2<u32>(seed, stream));
 }
 
+// The element `offset + i` of a draw, `offset` a 64-bit index as (lo, hi): the counter's second
+// word carries the high bits, so an index below 2^32 gives random_bits' words. A draw split into
+// chunks (offset = the chunk's first element) then equals the whole draw.
+fn random_bits_from(seed: u32, stream: u32, offset: vec2<u32>, i: u32) -> vec4<u32> {
+    let lo = offset.x + i;
+    let hi = offset.y + select(0u, 1u, lo < i);
+    return philox4x32(vec4<u32>(lo, hi, 0u, 0u), vec2<u32>(seed, stream));
+}
+
 // Uniform in [0, 1) from the top 24 bits: exact in f32, identical to the CPU twin.
 fn bits_to_unit(bits: u32) -> f32 {
     return f32(bits >> 8u) * (1.0 / 16777216.0);
@@ -49,7 +58,15 @@ fn bits_to_unit(bits: u32) -> f32 {
 
 // Standard normal by Box-Muller (cosine branch); the first uniform is moved to (0, 1].
 fn random_normal_at(seed: u32, stream: u32, index: u32) -> f32 {
-    let bits = random_bits(seed, stream, index);
+    return normal_from_bits(random_bits(seed, stream, index));
+}
+
+// random_normal_at of element offset + i (see random_bits_from).
+fn random_normal_from(seed: u32, stream: u32, offset: vec2<u32>, i: u32) -> f32 {
+    return normal_from_bits(random_bits_from(seed, stream, offset, i));
+}
+
+fn normal_from_bits(bits: vec4<u32>) -> f32 {
     let u1 = (f32(bits.x >> 8u) + 1.0) * (1.0 / 16777216.0);
     let u2 = bits_to_unit(bits.y);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);

@@ -15,6 +15,8 @@
 // p_sample_learned: p_sample with the learned-range variance of IDDPM: the model's extra
 //   channels v in [-1, 1] give log sigma^2 = frac log(beta_t) + (1 - frac)
 //   posterior_log_variance_clipped[t], frac = (v + 1) / 2.
+// The steps' fresh noise for element i is draw offset + i of (seed, stream), offset 0 for a whole
+//   chain and the chunk's first element for a chunk of one (random_normal_from in common.wgsl).
 // fill_timesteps: timesteps[i] = t, so the model sees the sampling step without an upload.
 // Geometry: Gpu::groups_1d(n). CPU twin: src/cpu/diffusion.rs.
 
@@ -41,6 +43,12 @@ struct DiffusionParams {
     seed: u32,
     stream: u32,
     eta: f32,
+    // The noise index of element 0 (64-bit, lo then hi): a chunk of a chain draws the noise the
+    // whole chain would give its elements.
+    offset_lo: u32,
+    offset_hi: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: DiffusionParams;
@@ -87,7 +95,7 @@ fn p_sample(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         if (p.t > 0u) {
             let variance = select(coef(p.t, COL_BETAS), coef(p.t, COL_POSTERIOR_VARIANCE),
                                   p.variance_kind == 1u);
-            out += sqrt(variance) * random_normal_at(p.seed, p.stream, i);
+            out += sqrt(variance) * random_normal_from(p.seed, p.stream, vec2<u32>(p.offset_lo, p.offset_hi), i);
         }
         x_out[i] = out;
     }
@@ -103,7 +111,7 @@ fn p_sample_learned(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             let frac = (v_in[i] + 1.0) * 0.5;
             let log_variance = frac * coef(p.t, COL_LOG_BETAS)
                 + (1.0 - frac) * coef(p.t, COL_POSTERIOR_LOG_VARIANCE_CLIPPED);
-            out += exp(0.5 * log_variance) * random_normal_at(p.seed, p.stream, i);
+            out += exp(0.5 * log_variance) * random_normal_from(p.seed, p.stream, vec2<u32>(p.offset_lo, p.offset_hi), i);
         }
         x_out[i] = out;
     }
@@ -124,7 +132,7 @@ fn ddim_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         let sigma = p.eta * sqrt((1.0 - abar_prev) / (1.0 - abar)) * sqrt(1.0 - abar / abar_prev);
         var out = pred_xstart * sqrt(abar_prev) + sqrt(max(1.0 - abar_prev - sigma * sigma, 0.0)) * eps;
         if (sigma > 0.0) {
-            out += sigma * random_normal_at(p.seed, p.stream, i);
+            out += sigma * random_normal_from(p.seed, p.stream, vec2<u32>(p.offset_lo, p.offset_hi), i);
         }
         x_out[i] = out;
     }

@@ -1,5 +1,6 @@
 // rng.wgsl: random tensors from the counter-based Philox generator of common.wgsl.
-// random_normal: out[i] = N(0, 1) draw number i of (seed, stream).
+// random_normal: out[i] = N(0, 1) draw number offset + i of (seed, stream), offset a 64-bit
+//   index as (offset_lo, offset_hi) (0 for a whole draw; a chunk's first element otherwise).
 // random_uniform: out[i] = U[0, 1) draw number i of (seed, stream).
 // sample_timesteps: t[i] in [0, T) as u32; with antithetic = 1 the first ceil(n/2) are uniform
 //   draws and the rest mirror them (t -> T - 1 - t), the seed's variance-reduction trick.
@@ -11,9 +12,9 @@ struct RngParams {
     stream: u32,
     n_timesteps: u32,
     antithetic: u32,
+    offset_lo: u32,
+    offset_hi: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RngParams;
@@ -25,7 +26,7 @@ fn random_normal(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                  @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
-        out[i] = random_normal_at(p.seed, p.stream, i);
+        out[i] = random_normal_from(p.seed, p.stream, vec2<u32>(p.offset_lo, p.offset_hi), i);
     }
 }
 

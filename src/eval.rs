@@ -6,6 +6,11 @@
 //! the posterior's, or beta_t, which at t = 0 is replaced by the posterior variance of t = 1 as
 //! in improved-diffusion's FIXED_LARGE (beta_0 is tiny and would make the decoder term
 //! meaningless; sampling is unaffected, since the last step adds no noise).
+//!
+//! Every draw is keyed by the example's index in the whole set (its noise by element index, its
+//! sampled timesteps by example index), so the estimates do not depend on how the examples are
+//! batched; a --batch-size larger than the device's storage bindings allow is lowered to what
+//! fits. Ctrl-C stops at the next model evaluation and reports the batches finished before.
 
 use std::path::Path;
 
@@ -60,6 +65,11 @@ pub struct EvalReport {
     pub full: Option<Estimate>,
     pub sampled: Estimate,
     pub data: String,
+    /// Ctrl-C stopped the evaluation: the estimates are over the `n` examples of the batches
+    /// finished before it.
+    pub interrupted: bool,
+    /// The batch the examples were scored in (--batch-size, or less where the device needs).
+    pub batch_size: usize,
 }
 
 /// The examples to score, flattened in the model's layout, and the shape of one.
@@ -70,6 +80,13 @@ fn held_out(
 ) -> Result<(Vec<f32>, Vec<usize>, String)> {
     match &cfg.unet {
         None => {
+            if let Some(data) = data {
+                bail!(
+                    "--data {data}: a toy checkpoint is evaluated on fresh points of its own \
+                     distribution ({}); --data applies to image checkpoints: drop it",
+                    cfg.data
+                );
+            }
             let points = crate::presets::toy::fresh_data(cfg, n)?;
             Ok((
                 points.iter().flatten().copied().collect(),
@@ -124,11 +141,13 @@ struct Scorer<'a> {
 }
 
 impl Scorer<'_> {
-    /// Per-element VLB terms (bits) of the batch x_0 at per-example timesteps `t_host`.
-    fn terms(&self, x_start: &Tensor, t_host: &[u32], stream: u32) -> Tensor {
+    /// Per-element VLB terms (bits) of the batch x_0 at per-example timesteps `t_host`; its
+    /// noise is draws `first`, `first + 1`, ... of `stream` (first: the batch's first element
+    /// in the whole set).
+    fn terms(&self, x_start: &Tensor, t_host: &[u32], stream: u32, first: u64) -> Tensor {
         let gpu = self.gpu;
         let t = &gpu.upload_u32(t_host, &[t_host.len()]);
-        let noise = ops::rng::normal(gpu, &x_start.shape, self.seed, stream);
+        let noise = ops::rng::normal_from(gpu, &x_start.shape, self.seed, stream, first);
         let x_t = ops::diffusion::q_sample(gpu, &self.diffusion.table, x_start, &noise, t);
         let mut cx = Ctx::no_grad(gpu);
         let params = self.model.layout().vars(&mut cx, self.weights, None);
@@ -194,6 +213,28 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     if args.n == 0 || args.batch_size == 0 || args.t_samples == 0 {
         bail!("--n, --batch-size and --t-samples must be positive");
     }
+    if u32::try_from(args.n).is_err() {
+        bail!(
+            "--n {} is more than the {} examples eval can key its draws by: lower --n",
+            args.n,
+            u32::MAX
+        );
+    }
+    let batch_size = match &cfg.unet {
+        None => crate::presets::toy::chain_points(gpu, &cfg, Some(args.batch_size))?,
+        Some(unet) => crate::chunked::max_chunk(
+            gpu,
+            crate::presets::images::bytes_per_image(unet),
+            Some(args.batch_size),
+        )?,
+    };
+    if batch_size < args.batch_size {
+        eprintln!(
+            "--batch-size {}: scoring {batch_size} examples at a time, what one batch may hold \
+             on {} (the estimates do not depend on the batch)",
+            args.batch_size, gpu.info.name
+        );
+    }
     let host = if args.use_ema {
         &ckpt.state.ema
     } else {
@@ -217,11 +258,14 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         seed: args.seed,
     };
     let t_max = diffusion.n_timesteps();
-    let work = n.div_ceil(args.batch_size) * (args.t_samples + if args.full { t_max } else { 0 });
+    let work = n.div_ceil(batch_size) * (args.t_samples + if args.full { t_max } else { 0 });
     let bar = crate::progress::bar("eval", work as u64);
     let (mut full, mut sampled) = (Vec::new(), Vec::new());
-    for (batch_index, chunk) in data.chunks(args.batch_size * per_example).enumerate() {
+    let mut interrupted = false;
+    'batches: for (batch_index, chunk) in data.chunks(batch_size * per_example).enumerate() {
         let b = chunk.len() / per_example;
+        let first_example = batch_index * batch_size;
+        let first = (first_example * per_example) as u64;
         let mut shape = vec![b];
         shape.extend(&example_shape);
         let x_start = gpu.upload(chunk, &shape);
@@ -230,34 +274,58 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
             .chunks(per_example)
             .map(|x| prior_bpd(&diffusion.schedule, x))
             .collect();
-        let stream_base = (batch_index as u32).wrapping_mul(1 << 16);
+        let mut batch_full = Vec::new();
         if args.full {
             let mut acc = gpu.zeros(&shape);
             for t in 0..t_max {
+                if crate::interrupt::requested() {
+                    interrupted = true;
+                    break 'batches;
+                }
                 let tt = vec![t as u32; b];
-                let terms = scorer.terms(&x_start, &tt, stream_base.wrapping_add(t as u32));
+                let terms = scorer.terms(&x_start, &tt, t as u32, first);
                 acc = ops::arith::add(gpu, &acc, &terms);
                 gpu.submit();
                 bar.inc(1);
             }
             let sums = per_example_means(&gpu.read(&acc), b);
-            full.extend(sums.iter().zip(&prior).map(|(s, p)| s + p));
+            batch_full.extend(sums.iter().zip(&prior).map(|(s, p)| s + p));
         }
         let mut acc = gpu.zeros(&shape);
         for k in 0..args.t_samples {
-            let stream = stream_base.wrapping_add(0x8000 + k as u32);
-            let t: Vec<u32> = (0..b as u32)
-                .map(|i| crate::rng::random_bits(args.seed, stream, i)[0] % t_max as u32)
+            if crate::interrupt::requested() {
+                interrupted = true;
+                break 'batches;
+            }
+            let stream = 0x8000 + k as u32;
+            let t: Vec<u32> = (0..b)
+                .map(|i| {
+                    let example = (first_example + i) as u32;
+                    crate::rng::random_bits(args.seed, stream, example)[0] % t_max as u32
+                })
                 .collect();
-            let terms = scorer.terms(&x_start, &t, stream.wrapping_add(0x4000));
+            let terms = scorer.terms(&x_start, &t, stream.wrapping_add(0x4000), first);
             acc = ops::arith::add(gpu, &acc, &terms);
+            // One submit per evaluation, so Ctrl-C is seen within one.
+            gpu.submit();
             bar.inc(1);
         }
         let means = per_example_means(&gpu.read(&acc), b);
         let scale = t_max as f64 / args.t_samples as f64;
         sampled.extend(means.iter().zip(&prior).map(|(m, p)| scale * m + p));
+        full.extend(batch_full);
     }
     bar.finish_and_clear();
+    gpu.wait();
+    if sampled.is_empty() {
+        return Err(crate::interrupt::Interrupted {
+            kept: format!(
+                "no batch of {batch_size} examples was finished, so there is no estimate (eval \
+                 writes no files)"
+            ),
+        }
+        .into());
+    }
     if sampled.iter().any(|v| !v.is_finite()) {
         bail!(
             "the bound is not finite for {}: the checkpoint's weights are broken",
@@ -265,9 +333,15 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         );
     }
     Ok(EvalReport {
-        n,
+        n: sampled.len(),
         full: args.full.then(|| Estimate::of(&full)),
         sampled: Estimate::of(&sampled),
-        data: description,
+        data: if interrupted {
+            format!("the first {} of {description}", sampled.len())
+        } else {
+            description
+        },
+        interrupted,
+        batch_size,
     })
 }

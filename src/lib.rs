@@ -8,17 +8,21 @@
 //! - `shaders`: the WGSL sources; `diffusion`: schedules, q_sample / p_sample, losses.
 //! - `nn`: flat parameter buffers and models; `optim`: Adam, clipping, EMA.
 //! - `presets`: each recipe's configuration, batches and run; `train`: the step loop they share.
-//! - `data`, `sample`, `eval`, `checkpoint`, `viz`, `metrics`: the jobs around them.
+//! - `data`, `sample`, `eval`, `checkpoint`, `viz`, `metrics`: the jobs around them;
+//!   `chunked`: sample draws in chunks that fit the device, streamed to samples.npy.
+//! - `interrupt`: the Ctrl-C flag that training, sampling and evaluation stop at.
 
 pub mod autograd;
 pub mod bench;
 pub mod checkpoint;
+pub mod chunked;
 pub mod config;
 pub mod cpu;
 pub mod data;
 pub mod diffusion;
 pub mod eval;
 pub mod gpu;
+pub mod interrupt;
 pub mod metrics;
 pub mod nn;
 pub mod ops;

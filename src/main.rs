@@ -98,7 +98,8 @@ enum Command {
     Eval {
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Held-out data (default: MNIST's test set, or fresh points for the toy).
+        /// Held-out data of an image checkpoint (default: MNIST's test set); a toy checkpoint
+        /// is scored on fresh points of its own distribution and refuses --data.
         #[arg(long)]
         data: Option<String>,
         /// Examples to score.
@@ -142,12 +143,16 @@ enum Command {
         /// DDIM steps instead of ancestral ones (see --eta).
         #[arg(long)]
         ddim: bool,
-        /// DDIM's eta: 0 is deterministic, 1 matches ancestral sampling's noise.
+        /// DDIM's eta, in [0, 1]: 0 is deterministic, 1 matches ancestral sampling's noise.
         #[arg(long, default_value_t = 0.0, requires = "ddim")]
         eta: f32,
         /// Sample with the EMA weights or the raw trained weights.
         #[arg(long, value_enum, default_value_t = Weights::Ema)]
         weights: Weights,
+        /// At most this many samples per chain (the device's limit applies anyway). Hidden: the
+        /// samples do not depend on it; tests use it to sample in chunks at small sizes.
+        #[arg(long, hide = true)]
+        max_chunk: Option<usize>,
         #[command(flatten)]
         adapter: AdapterArg,
     },
@@ -386,7 +391,8 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
                 use_ema: true,
             };
-            let report = ddpm::eval::run(&gpu, &args)?;
+            let report = ddpm::eval::run(&gpu, &args)
+                .map_err(|e| ddpm::interrupt::exit_if_interrupted(e, ""))?;
             println!("NLL on {}:", report.data);
             if let Some(f) = report.full {
                 println!(
@@ -399,6 +405,14 @@ fn run(cli: Cli) -> Result<()> {
                 "  estimate from {t_samples} sampled t: {:.4} +- {:.4} bits/dim",
                 s.mean, s.stderr
             );
+            if report.interrupted {
+                eprintln!(
+                    "interrupted: the estimates above are over the first {} of {n} examples (the \
+                     batches of {} finished before Ctrl-C)",
+                    report.n, report.batch_size
+                );
+                std::process::exit(ddpm::interrupt::EXIT_CODE);
+            }
             Ok(())
         }
         Command::Sample {
@@ -412,8 +426,13 @@ fn run(cli: Cli) -> Result<()> {
             ddim,
             eta,
             weights,
+            max_chunk,
             adapter,
         } => {
+            // Refused before the device opens: the flag is wrong whatever the checkpoint.
+            if ddim {
+                ddpm::sample::check_eta(eta)?;
+            }
             let gpu = open_gpu(&adapter)?;
             let args = ddpm::sample::SampleArgs {
                 checkpoint: &checkpoint,
@@ -425,8 +444,11 @@ fn run(cli: Cli) -> Result<()> {
                 use_ema: weights == Weights::Ema,
                 steps,
                 ddim_eta: ddim.then_some(eta),
+                max_chunk,
             };
-            if let Some(mmd2) = ddpm::sample::run(&gpu, &args)? {
+            let mmd2 = ddpm::sample::run(&gpu, &args)
+                .map_err(|e| ddpm::interrupt::exit_if_interrupted(e, ""))?;
+            if let Some(mmd2) = mmd2 {
                 println!(
                     "MMD^2 (samples vs fresh data, mean of {} draws): {mmd2:.5}",
                     ddpm::presets::toy::MMD_DRAWS

@@ -38,7 +38,19 @@ pub fn uniform(seed: u32, stream: u32, index: u32) -> f64 {
 }
 
 pub fn normal(seed: u32, stream: u32, index: u32) -> f64 {
-    let bits = random_bits(seed, stream, index);
+    normal_from_bits(random_bits(seed, stream, index))
+}
+
+/// The normal draw of a 64-bit element index (shaders/common.wgsl's random_normal_from): the
+/// counter's second word holds the high bits, so indices below 2^32 give `normal`'s draws.
+pub fn normal_wide(seed: u32, stream: u32, index: u64) -> f64 {
+    normal_from_bits(philox4x32(
+        [index as u32, (index >> 32) as u32, 0, 0],
+        [seed, stream],
+    ))
+}
+
+fn normal_from_bits(bits: [u32; 4]) -> f64 {
     let u1 = ((bits[0] >> 8) as f64 + 1.0) / 16_777_216.0;
     let u2 = bits_to_unit(bits[1]);
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()

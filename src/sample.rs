@@ -1,4 +1,5 @@
-//! `ddpm sample`: regenerate a run's outputs from a checkpoint.
+//! `ddpm sample`: regenerate a run's outputs from a checkpoint, drawn in chunks that fit the
+//! device (crate::chunked), stopped by Ctrl-C at a step boundary with what was finished kept.
 
 use std::path::Path;
 
@@ -23,10 +24,31 @@ pub struct SampleArgs<'a> {
     pub steps: Option<usize>,
     /// Some(eta): DDIM steps (eta = 0 is deterministic).
     pub ddim_eta: Option<f32>,
+    /// Draw at most this many samples per chain (the device's limit applies anyway); tests use
+    /// it to sample in chunks at small sizes.
+    pub max_chunk: Option<usize>,
+}
+
+/// Refuses a DDIM eta outside [0, 1]. eta scales the noise of each step between none (0,
+/// deterministic DDIM) and the ancestral sampler's (1, DDPM): improved-diffusion documents that
+/// range, and above 1 the variance 1 - abar_prev - sigma^2 of the kept direction goes negative
+/// (the kernel clamps it, so the samples are neither DDIM nor DDPM). NaN would make every sample
+/// NaN.
+pub fn check_eta(eta: f32) -> Result<()> {
+    if !(0.0..=1.0).contains(&eta) {
+        bail!(
+            "--eta must be between 0 (deterministic DDIM) and 1 (the ancestral sampler's noise), \
+             got {eta}"
+        );
+    }
+    Ok(())
 }
 
 /// Writes the samples; returns the MMD^2 for the toy preset (None for images).
 pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
+    if let Some(eta) = args.ddim_eta {
+        check_eta(eta)?;
+    }
     let ckpt = checkpoint::load(args.checkpoint)?;
     let mut cfg = ckpt.config.clone();
     if let Some(v) = args.variance {
@@ -38,16 +60,16 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
     } else {
         &ckpt.state.params
     };
-    if let (Some(_), None, Some(software)) = (
+    if let (Some(_), Some(software)) = (
         &cfg.unet,
-        args.steps,
         crate::presets::images::software_sampling(gpu, &cfg),
     ) {
+        // --steps given here wins over the cut's 50, as --n over its 16 images.
+        let steps = args.steps.or(software.sample_steps).unwrap_or(0);
         cfg = software;
         eprintln!(
-            "software adapter: {} images with {} respaced steps (--n and --steps to change)",
+            "software adapter: {} images with {steps} respaced steps (--n and --steps to change)",
             args.n.unwrap_or(cfg.n_grid),
-            cfg.sample_steps.unwrap_or(0)
         );
     }
     let n = args.n.unwrap_or(if cfg.unet.is_some() {
@@ -67,7 +89,16 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
                 ddim_eta: args.ddim_eta,
                 ..toy::default_options(&cfg)?
             };
-            let report = toy::write_samples(gpu, &cfg, &weights, n, args.seed, args.out, opts)?;
+            let report = toy::write_samples_chunked(
+                gpu,
+                &cfg,
+                &weights,
+                n,
+                args.seed,
+                args.out,
+                opts,
+                args.max_chunk,
+            )?;
             Ok(Some(report.mmd2))
         }
         Some(unet) => {
@@ -82,8 +113,15 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
                 ddim_eta: args.ddim_eta,
                 ..crate::presets::images::default_options(&cfg)?
             };
-            crate::presets::images::write_samples(
-                gpu, &cfg, &weights, n, args.seed, args.out, opts,
+            crate::presets::images::write_samples_chunked(
+                gpu,
+                &cfg,
+                &weights,
+                n,
+                args.seed,
+                args.out,
+                opts,
+                args.max_chunk,
             )?;
             Ok(None)
         }

@@ -389,3 +389,347 @@ fn bench_profile(mode: &str, clock: &str) {
         .unwrap_or_else(|| panic!("no relu_fwd row:\n{stdout}"));
     assert!(relu_ms > 0.0, "relu_fwd took no time:\n{stdout}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sampling and evaluation: sizes past the device's bindings, Ctrl-C, and flags that do not
+// apply. The toy checkpoint is trained once for all of them.
+
+mod sampling {
+    use super::{assert_clean_failure, ddpm};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    /// A toy checkpoint of one training step (the weights do not matter here).
+    fn toy_checkpoint() -> &'static Path {
+        static CKPT: OnceLock<PathBuf> = OnceLock::new();
+        CKPT.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("ddpm-cli-toy-{}", std::process::id()));
+            std::fs::remove_dir_all(&dir).ok();
+            let out = ddpm(
+                &[
+                    "train",
+                    "--preset",
+                    "toy",
+                    "--steps",
+                    "1",
+                    "--n-samples",
+                    "8",
+                    "--out",
+                    dir.to_str().unwrap(),
+                ],
+                &[],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            dir.join("checkpoint.safetensors")
+        })
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ddpm-cli-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Starts ddpm with stderr going to `dir`/stderr.txt (a file: a pipe nobody reads could fill).
+    fn spawn(args: &[&str], dir: &Path) -> Child {
+        let log = std::fs::File::create(dir.join("stderr.txt")).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_ddpm"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the binary runs")
+    }
+
+    fn stderr_of(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default()
+    }
+
+    /// Waits until `ready` holds (the command has begun its work), sends SIGINT, and returns
+    /// the exit code and how long the command took to stop after it.
+    fn interrupt_when(mut child: Child, dir: &Path, ready: impl Fn() -> bool) -> (i32, Duration) {
+        let start = Instant::now();
+        while !ready() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("ended before it began ({status}):\n{}", stderr_of(dir));
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(600),
+                "never began:\n{}",
+                stderr_of(dir)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let sent = Instant::now();
+        let kill = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let code = status
+                    .code()
+                    .expect("an exit code, not death by the signal");
+                return (code, sent.elapsed());
+            }
+            if sent.elapsed() > Duration::from_secs(120) {
+                child.kill().ok();
+                panic!("still running 120 s after SIGINT:\n{}", stderr_of(dir));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Rows of the .npy file being written (0 until its first chunk is on disk).
+    fn rows_written(path: &Path) -> u64 {
+        // Every header this crate writes is 128 bytes for these shapes; a row is 2 f32.
+        std::fs::metadata(path).map_or(0, |m| m.len().saturating_sub(128) / 8)
+    }
+
+    #[test]
+    fn ctrl_c_stops_sampling_keeps_the_finished_chunks_and_exits_130() {
+        let ckpt = toy_checkpoint().to_str().unwrap();
+        let dir = scratch("sample-interrupt");
+        let out = dir.join("out");
+        // A hundred million points: accepted and begun (no binding holds them), drawn 64 at a
+        // time (the hidden --max-chunk), interrupted once three chunks are on disk.
+        let child = spawn(
+            &[
+                "sample",
+                "--checkpoint",
+                ckpt,
+                "--out",
+                out.to_str().unwrap(),
+                "--n",
+                "100000000",
+                "--max-chunk",
+                "64",
+            ],
+            &dir,
+        );
+        let tmp = out.join("samples.npy.tmp");
+        let (code, took) = interrupt_when(child, &dir, || rows_written(&tmp) >= 3 * 64);
+        let stderr = stderr_of(&dir);
+        assert_eq!(code, 130, "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(took < Duration::from_secs(60), "took {took:?} to stop");
+        assert!(
+            stderr.contains("interrupted: ")
+                && stderr.contains("samples-partial.npy holds the first"),
+            "{stderr}"
+        );
+        assert!(!out.join("samples.npy").exists() && !tmp.exists());
+        let (partial, shape) = ddpm::viz::load_npy_f32(&out.join("samples-partial.npy")).unwrap();
+        let rows = shape[0];
+        assert!(rows >= 3 * 64 && rows % 64 == 0, "{shape:?}");
+        assert!(
+            stderr.contains(&format!("first {rows} of 100000000")),
+            "{stderr}"
+        );
+
+        // The chunks kept are the first rows of one unchunked chain of the same seed.
+        let whole = dir.join("whole");
+        let n = rows.to_string();
+        let run = ddpm(
+            &[
+                "sample",
+                "--checkpoint",
+                ckpt,
+                "--out",
+                whole.to_str().unwrap(),
+                "--n",
+                &n,
+            ],
+            &[],
+        );
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let (want, _) = ddpm::viz::load_npy_f32(&whole.join("samples.npy")).unwrap();
+        assert!(
+            partial == want,
+            "chunks of 64 differ from one chain of {rows}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn ctrl_c_in_the_end_of_run_sampling_keeps_the_checkpoint_and_exits_130() {
+        let dir = scratch("train-interrupt");
+        let out = dir.join("run");
+        let child = spawn(
+            &[
+                "train",
+                "--preset",
+                "toy",
+                "--steps",
+                "1",
+                "--n-samples",
+                "100000000",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &dir,
+        );
+        let tmp = out.join("samples.npy.tmp");
+        let (code, took) = interrupt_when(child, &dir, || tmp.exists());
+        let stderr = stderr_of(&dir);
+        assert_eq!(code, 130, "{stderr}");
+        assert!(took < Duration::from_secs(60), "took {took:?} to stop");
+        assert!(
+            stderr.contains("interrupted: no sample of the 100000000 was finished")
+                && stderr.contains("training finished")
+                && stderr.contains("ddpm sample --checkpoint"),
+            "{stderr}"
+        );
+        assert!(out.join("checkpoint.safetensors").is_file());
+        assert!(!tmp.exists() && !out.join("samples.npy").exists());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn eval_scores_a_batch_past_the_device_in_pieces_and_stops_on_ctrl_c() {
+        let ckpt = toy_checkpoint().to_str().unwrap();
+        let dir = scratch("eval-interrupt");
+        let child = spawn(
+            &[
+                "eval",
+                "--checkpoint",
+                ckpt,
+                "--n",
+                "3000000",
+                "--batch-size",
+                "100000000",
+            ],
+            &dir,
+        );
+        let (code, took) = interrupt_when(child, &dir, || {
+            stderr_of(&dir).contains("examples at a time")
+        });
+        let stderr = stderr_of(&dir);
+        assert_eq!(code, 130, "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(took < Duration::from_secs(60), "took {took:?} to stop");
+        assert!(
+            stderr.contains("--batch-size 100000000: scoring 65536 examples at a time")
+                && stderr.contains("interrupted: "),
+            "{stderr}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn eval_batches_do_not_change_the_estimate() {
+        let ckpt = toy_checkpoint().to_str().unwrap();
+        let score = |batch: &str| {
+            let out = ddpm(
+                &[
+                    "eval",
+                    "--checkpoint",
+                    ckpt,
+                    "--n",
+                    "40",
+                    "--batch-size",
+                    batch,
+                    "--t-samples",
+                    "3",
+                    "--full",
+                ],
+                &[],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let whole = score("40");
+        assert!(whole.contains("full bound"), "{whole}");
+        assert_eq!(score("7"), whole);
+    }
+
+    #[test]
+    fn flags_that_do_not_apply_are_refused_by_name() {
+        let ckpt = toy_checkpoint().to_str().unwrap();
+        let dir = scratch("flags");
+        let sample = |eta: &str| {
+            ddpm(
+                &[
+                    "sample",
+                    "--checkpoint",
+                    ckpt,
+                    "--out",
+                    dir.to_str().unwrap(),
+                    "--n",
+                    "4",
+                    "--ddim",
+                    &format!("--eta={eta}"),
+                ],
+                &[],
+            )
+        };
+        for eta in ["nan", "-1", "1.5", "inf"] {
+            assert_clean_failure(&sample(eta), &["--eta must be between 0", "got"]);
+        }
+        assert!(!dir.join("samples.npy").exists());
+        let out = ddpm(
+            &[
+                "eval",
+                "--checkpoint",
+                ckpt,
+                "--data",
+                "assets/mnist",
+                "--n",
+                "4",
+            ],
+            &[],
+        );
+        assert_clean_failure(&out, &["--data assets/mnist", "toy checkpoint", "drop it"]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The toy's end-of-run sampling draws a progress bar on a terminal, as `ddpm sample` does.
+    /// indicatif draws only on a terminal, so the run gets one from `script` (util-linux).
+    #[test]
+    fn the_toy_end_of_run_sampling_shows_a_progress_bar_on_a_terminal() {
+        let dir = scratch("toy-bar");
+        let run = format!(
+            "{} train --preset toy --steps 1 --n-samples 64 --out {}",
+            env!("CARGO_BIN_EXE_ddpm"),
+            dir.join("run").display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &run, "/dev/null"])
+            .output()
+            .expect("script (util-linux) runs");
+        let terminal = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{terminal}");
+        assert!(
+            terminal.contains("MMD^2"),
+            "the run ended unseen:\n{terminal}"
+        );
+        // The bar's "pos/len" after the "sample" prefix, advanced past 0 at least once (a bar
+        // that is drawn but never counts shows "0/len" only).
+        let advanced = terminal.split("sample [").skip(1).any(|bar| {
+            bar.split_whitespace()
+                .take_while(|word| *word != "ETA")
+                .filter_map(|word| word.split_once('/'))
+                .any(|(pos, len)| {
+                    pos.parse::<u64>().is_ok_and(|p| p > 0) && len.parse::<u64>().is_ok()
+                })
+        });
+        assert!(advanced, "no sampling bar that counts:\n{terminal}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -125,7 +125,10 @@ fn bits_per_dim_on_the_gpu_equal_the_cpu_composition() {
         let b = x0.len() / 2;
         let mut sums = vec![0.0; b];
         for t in 0..100usize {
-            let noise = cpu::rng::normals(seed, (bi as u32) * (1 << 16) + t as u32, x0.len());
+            // Noise is keyed by the element's index in the whole set, whatever the batch.
+            let noise: Vec<f64> = (0..x0.len())
+                .map(|i| cpu::rng::normal(seed, t as u32, (bi * batch * 2 + i) as u32))
+                .collect();
             let tt = vec![t as u32; b];
             let x_t = cpu::diffusion::q_sample(&s, x0, &noise, &tt);
             // The x_t the GPU saw is f32.

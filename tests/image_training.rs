@@ -113,6 +113,7 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
         use_ema: false,
         steps: Some(10),
         ddim_eta: Some(0.0),
+        max_chunk: None,
     };
     assert_eq!(ddpm::sample::run(&gpu, &args).unwrap(), None);
     assert_eq!(
@@ -140,6 +141,7 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
             use_ema: true,
             steps,
             ddim_eta: None,
+            max_chunk: None,
         };
         assert_eq!(ddpm::sample::run(&gpu, &args).unwrap(), None);
         read_npy_u8(&out.join(dir).join("samples.npy"))
@@ -150,6 +152,13 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
     assert!(
         defaults == sample("explicit", Some(n), Some(steps)),
         "the defaults sample {n} images with {steps} steps"
+    );
+    // Choosing the steps keeps the software adapter's cut of the grid (it once lifted it to the
+    // run's 20).
+    assert_eq!(
+        sample("steps-only", None, Some(10)).1,
+        vec![n, 28, 28, 1],
+        "--steps alone samples the default grid"
     );
     std::fs::remove_dir_all(&out).ok();
     std::fs::remove_dir_all(&split).ok();
@@ -247,6 +256,7 @@ fn bad_image_inputs_are_refused_with_the_fix() {
         use_ema: true,
         steps: None,
         ddim_eta: None,
+        max_chunk: None,
     };
     let err = ddpm::sample::run(&gpu, &args).unwrap_err();
     assert!(

@@ -149,6 +149,7 @@ fn a_short_toy_run_learns_the_s_curve() {
         use_ema: true,
         steps: None,
         ddim_eta: None,
+        max_chunk: None,
     };
     let mmd2 = ddpm::sample::run(&gpu, &args)
         .unwrap()

@@ -60,8 +60,13 @@ pub struct ChainOptions<'a> {
     pub seed: u32,
     /// Keep x_t every this many steps (for the GIFs).
     pub keep_every: Option<usize>,
-    /// Counts the steps as the GPU finishes them.
+    /// Counts the steps as the GPU finishes them (the caller finishes the bar, which may span
+    /// several chains).
     pub progress: Option<&'a indicatif::ProgressBar>,
+    /// The index of this chain's first sample in the whole draw: a chain over samples
+    /// [first_sample, first_sample + n) of a larger one draws the same x_T and noise for them,
+    /// so sampling in chunks gives the numbers of one chain.
+    pub first_sample: u64,
 }
 
 impl<'a> ChainOptions<'a> {
@@ -72,6 +77,7 @@ impl<'a> ChainOptions<'a> {
             seed,
             keep_every: None,
             progress: None,
+            first_sample: 0,
         }
     }
 }
@@ -286,7 +292,8 @@ impl GaussianDiffusion {
 
     /// The reverse chain from x_T ~ N(0, I) to x_0 with the weights in `weights`; returns x_0
     /// and, when `chain.keep_every` is set, x_t for t = T, then every keep_every-th step, then
-    /// x_0.
+    /// x_0. Runs to the end whatever Ctrl-C says (the training loop's sample grids: the loop
+    /// stops after them).
     pub fn p_sample_loop(
         &self,
         gpu: &Gpu,
@@ -295,13 +302,43 @@ impl GaussianDiffusion {
         shape: &[usize],
         chain: ChainOptions,
     ) -> (Tensor, Vec<Tensor>) {
+        self.chain(gpu, model, weights, shape, chain, false)
+            .expect("a chain that ignores Ctrl-C finishes")
+    }
+
+    /// `p_sample_loop`, stopped at the first step boundary after Ctrl-C (crate::interrupt):
+    /// None then, once the steps already submitted have finished.
+    pub fn p_sample_loop_interruptible(
+        &self,
+        gpu: &Gpu,
+        model: &dyn Denoiser,
+        weights: &Tensor,
+        shape: &[usize],
+        chain: ChainOptions,
+    ) -> Option<(Tensor, Vec<Tensor>)> {
+        self.chain(gpu, model, weights, shape, chain, true)
+    }
+
+    fn chain(
+        &self,
+        gpu: &Gpu,
+        model: &dyn Denoiser,
+        weights: &Tensor,
+        shape: &[usize],
+        chain: ChainOptions,
+        interruptible: bool,
+    ) -> Option<(Tensor, Vec<Tensor>)> {
         let ChainOptions {
             opts,
             seed,
             keep_every,
             progress,
+            first_sample,
         } = chain;
-        let mut x = rng::normal(gpu, shape, seed, 0);
+        let per_sample: usize = shape[1..].iter().product();
+        // The noise index of this chain's first element within the whole draw.
+        let first = first_sample * per_sample as u64;
+        let mut x = rng::normal_from(gpu, shape, seed, 0, first);
         let mut frames = Vec::new();
         let n_timesteps = self.n_timesteps();
         if keep_every.is_some() {
@@ -309,19 +346,27 @@ impl GaussianDiffusion {
         }
         let mut in_flight = None;
         for t in (0..n_timesteps).rev() {
+            if interruptible && crate::interrupt::requested() {
+                gpu.wait();
+                return None;
+            }
             let mut cx = Ctx::no_grad(gpu);
             let params = model.layout().vars(&mut cx, weights, None);
             let timesteps = kernels::fill_timesteps(gpu, shape[0], self.timestep_map[t]);
             let x_var = cx.constant(x.clone());
             let out = model.forward(&mut cx, &params, &x_var, &timesteps, None);
-            let stream = streams::sampling_step(t);
+            let noise = kernels::NoiseKey {
+                seed,
+                stream: streams::sampling_step(t),
+                first,
+            };
             let (eps, v) = if self.learn_sigma {
                 let (eps, v) = Self::split_output(&mut cx, &out, shape);
                 (eps, Some(v.tensor))
             } else {
                 (out, None)
             };
-            let step = kernels::ReverseStep { t, seed, stream };
+            let step = kernels::ReverseStep { t, noise };
             let (table, eps) = (&self.table, &eps.tensor);
             x = match (opts.ddim_eta, v) {
                 (None, Some(v)) => {
@@ -337,21 +382,23 @@ impl GaussianDiffusion {
                     frames.push(x.clone());
                 }
             }
-            if let Some(bar) = progress {
-                // Waiting for the step before this one keeps one step queued, so the GPU does
-                // not idle while the host records the next.
+            // A chain with a bar, or one Ctrl-C may stop, submits every step and waits for the
+            // step before this one: one step stays queued, so the GPU does not idle while the
+            // host records the next, and the host sees Ctrl-C within a step of the GPU.
+            if progress.is_some() || interruptible {
                 gpu.submit();
                 if let Some(previous) = std::mem::replace(&mut in_flight, gpu.last_submission()) {
                     gpu.wait_for(previous);
-                    bar.inc(1);
+                    if let Some(bar) = progress {
+                        bar.inc(1);
+                    }
                 }
             }
         }
         if let Some(bar) = progress {
             gpu.wait();
-            bar.set_position(n_timesteps as u64);
-            bar.finish();
+            bar.inc(1);
         }
-        (x, frames)
+        Some((x, frames))
     }
 }

@@ -29,6 +29,41 @@ struct DiffusionParams {
     seed: u32,
     stream: u32,
     eta: f32,
+    offset_lo: u32,
+    offset_hi: u32,
+    _pad: [u32; 2],
+}
+
+/// Where a step's fresh noise comes from: draws `first`, `first + 1`, ... of (seed, stream).
+/// `first` is 0 for a whole chain and a chunk's first element for a chunk of one, so the chunks
+/// of a chain draw exactly the noise the whole chain would.
+#[derive(Clone, Copy, Debug)]
+pub struct NoiseKey {
+    pub seed: u32,
+    pub stream: u32,
+    pub first: u64,
+}
+
+impl NoiseKey {
+    pub fn new(seed: u32, stream: u32) -> NoiseKey {
+        NoiseKey {
+            seed,
+            stream,
+            first: 0,
+        }
+    }
+}
+
+impl DiffusionParams {
+    fn with_noise(self, key: NoiseKey) -> DiffusionParams {
+        DiffusionParams {
+            seed: key.seed,
+            stream: key.stream,
+            offset_lo: key.first as u32,
+            offset_hi: (key.first >> 32) as u32,
+            ..self
+        }
+    }
 }
 
 static Q_SAMPLE: Kernel = Kernel {
@@ -94,13 +129,12 @@ pub struct PSampleOptions {
     pub steps: Option<usize>,
 }
 
-/// Which reverse step a kernel takes: table index `t` for the whole batch, and the draw (seed,
-/// stream) its fresh noise comes from.
+/// Which reverse step a kernel takes: table index `t` for the whole batch, and the draws its
+/// fresh noise comes from.
 #[derive(Clone, Copy, Debug)]
 pub struct ReverseStep {
     pub t: usize,
-    pub seed: u32,
-    pub stream: u32,
+    pub noise: NoiseKey,
 }
 
 /// One reverse step x_t -> x_{t-1} from the predicted noise `eps`.
@@ -112,7 +146,7 @@ pub fn p_sample(
     step: ReverseStep,
     opts: PSampleOptions,
 ) -> Tensor {
-    let ReverseStep { t, seed, stream } = step;
+    let ReverseStep { t, noise } = step;
     assert_eq!(x_t.shape, eps.shape, "p_sample: eps shape");
     let n = x_t.numel();
     let p = DiffusionParams {
@@ -121,10 +155,9 @@ pub fn p_sample(
         t: t as u32,
         clip_denoised: opts.clip_denoised as u32,
         variance_kind: (opts.variance == VarianceKind::Posterior) as u32,
-        seed,
-        stream,
-        eta: 0.0,
-    };
+        ..Default::default()
+    }
+    .with_noise(noise);
     let out = gpu.empty(&x_t.shape);
     gpu.dispatch(
         &P_SAMPLE,
@@ -150,7 +183,7 @@ pub fn p_sample_learned(
     step: ReverseStep,
     clip_denoised: bool,
 ) -> Tensor {
-    let ReverseStep { t, seed, stream } = step;
+    let ReverseStep { t, noise } = step;
     assert!(
         x_t.shape == eps.shape && x_t.shape == v.shape,
         "p_sample_learned: shapes"
@@ -160,10 +193,9 @@ pub fn p_sample_learned(
         n: super::count_u32(n, "p_sample_learned"),
         t: t as u32,
         clip_denoised: clip_denoised as u32,
-        seed,
-        stream,
         ..Default::default()
-    };
+    }
+    .with_noise(noise);
     let out = gpu.empty(&x_t.shape);
     gpu.dispatch(
         &P_SAMPLE_LEARNED,
@@ -190,18 +222,17 @@ pub fn ddim_step(
     eta: f32,
     clip_denoised: bool,
 ) -> Tensor {
-    let ReverseStep { t, seed, stream } = step;
+    let ReverseStep { t, noise } = step;
     assert_eq!(x_t.shape, eps.shape, "ddim_step: eps shape");
     let n = x_t.numel();
     let p = DiffusionParams {
         n: super::count_u32(n, "ddim_step"),
         t: t as u32,
         clip_denoised: clip_denoised as u32,
-        seed,
-        stream,
         eta,
         ..Default::default()
-    };
+    }
+    .with_noise(noise);
     let out = gpu.empty(&x_t.shape);
     gpu.dispatch(
         &DDIM_STEP,

@@ -15,7 +15,10 @@ struct RngParams {
     stream: u32,
     n_timesteps: u32,
     antithetic: u32,
-    _pad: [u32; 3],
+    /// The index of element 0 within the whole draw (random_normal only), lo then hi.
+    offset_lo: u32,
+    offset_hi: u32,
+    _pad: u32,
 }
 
 static RANDOM_NORMAL: Kernel = Kernel {
@@ -38,15 +41,28 @@ fn params(n: usize, seed: u32, stream: u32) -> RngParams {
         stream,
         n_timesteps: 0,
         antithetic: 0,
-        _pad: [0; 3],
+        offset_lo: 0,
+        offset_hi: 0,
+        _pad: 0,
     }
 }
 
 pub fn normal(gpu: &Gpu, shape: &[usize], seed: u32, stream: u32) -> Tensor {
+    normal_from(gpu, shape, seed, stream, 0)
+}
+
+/// Draws `offset`, `offset + 1`, ... of (seed, stream): a chunk of a larger draw, equal to the
+/// same elements of `normal` over the whole shape.
+pub fn normal_from(gpu: &Gpu, shape: &[usize], seed: u32, stream: u32, offset: u64) -> Tensor {
     let out = gpu.empty(shape);
+    let p = RngParams {
+        offset_lo: offset as u32,
+        offset_hi: (offset >> 32) as u32,
+        ..params(out.numel(), seed, stream)
+    };
     gpu.dispatch(
         &RANDOM_NORMAL,
-        &params(out.numel(), seed, stream),
+        &p,
         &[("out", &out)],
         gpu.groups_1d(out.numel()),
     );

@@ -127,21 +127,26 @@ pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
     Ok(diffusion.with_learned_variance(cfg.learn_sigma))
 }
 
-/// Refuses batches whose largest activation would not fit one storage binding of the device.
-pub fn check_batch_fits(gpu: &Gpu, unet: &UNetConfig, batch: usize, what: &str) -> Result<()> {
+/// Bytes per image of the UNet's widest tensor: a concatenation at level 0 (2x the level's
+/// channels, at most the widest level plus a skip) at full resolution, or attention weights
+/// [hw, hw].
+pub fn bytes_per_image(unet: &UNetConfig) -> u64 {
     let max_mult = unet.channel_mult.iter().max().copied().unwrap_or(1);
-    // The widest tensor: a concatenation at level 0 (2x the level's channels, at most the
-    // widest level plus a skip) at full resolution, or attention weights [batch, hw, hw].
     let channels = 2 * unet.base_channels * max_mult;
     let pixels = unet.image_size * unet.image_size;
-    let widest = (batch * channels * pixels * 4) as u64;
+    let widest = (channels * pixels * 4) as u64;
     let attn = unet
         .attention_resolutions
         .iter()
-        .map(|r| (batch * r * r * r * r * 4) as u64)
+        .map(|r| (r * r * r * r * 4) as u64)
         .max()
         .unwrap_or(0);
-    let need = widest.max(attn);
+    widest.max(attn)
+}
+
+/// Refuses batches whose largest activation would not fit one storage binding of the device.
+pub fn check_batch_fits(gpu: &Gpu, unet: &UNetConfig, batch: usize, what: &str) -> Result<()> {
+    let need = (batch as u64).saturating_mul(bytes_per_image(unet));
     if need > gpu.max_binding_bytes() {
         bail!(
             "{what} {batch} needs {} MiB in one buffer, more than this device allows ({} MiB per \
@@ -154,16 +159,20 @@ pub fn check_batch_fits(gpu: &Gpu, unet: &UNetConfig, batch: usize, what: &str) 
     Ok(())
 }
 
-/// On a software adapter, `cfg` with its sample grids cut to 16 images of 50 respaced steps: a
-/// full 1000-step chain for a 64-image grid takes hours on a CPU. None on GPUs, and where the
-/// run chose its sampling steps.
+/// On a software adapter, `cfg` with its sample grids cut to 16 images, of 50 respaced steps
+/// unless the run chose its sampling steps: a full 1000-step chain for a 64-image grid takes
+/// hours on a CPU. Choosing the steps does not lift the grid's cut (each image costs the same
+/// whatever the steps). None on GPUs.
 pub fn software_sampling(gpu: &Gpu, cfg: &TrainConfig) -> Option<TrainConfig> {
-    (gpu.is_cpu() && cfg.sample_steps.is_none()).then(|| TrainConfig {
-        sample_steps: Some(50.min(cfg.n_timesteps)),
-        n_grid: cfg.n_grid.min(16),
+    gpu.is_cpu().then(|| TrainConfig {
+        sample_steps: cfg.sample_steps.or(Some(50.min(cfg.n_timesteps))),
+        n_grid: cfg.n_grid.min(SOFTWARE_GRID),
         ..cfg.clone()
     })
 }
+
+/// Images in a sample grid on a software adapter.
+pub const SOFTWARE_GRID: usize = 16;
 
 /// Batches of images drawn by the step number, each flipped with probability 1/2 when `flip`.
 pub struct ImageBatches {
@@ -200,7 +209,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
     let grids = match &software {
         Some(software) => {
             eprintln!(
-                "software adapter: sample grids of {} images with {} respaced steps (--sample-steps N to change)",
+                "software adapter: sample grids of {} images with {} respaced steps (--sample-steps N changes the steps)",
                 software.n_grid,
                 software.sample_steps.unwrap_or(0)
             );
@@ -271,7 +280,10 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
             cfg.seed as u32,
             out,
             default_options(grids)?,
-        )?;
+        )
+        .map_err(|e| {
+            crate::interrupt::exit_if_interrupted(e, &crate::chunked::after_training(out))
+        })?;
     }
     Ok(RunReport {
         out_dir: out.to_path_buf(),
@@ -376,39 +388,78 @@ pub fn write_samples(
     out: &Path,
     opts: PSampleOptions,
 ) -> Result<()> {
+    write_samples_chunked(gpu, cfg, weights, n, seed, out, opts, None)
+}
+
+/// `write_samples` in chains of at most `max_chunk` images (and at most what fits the device;
+/// crate::chunked explains why the images do not depend on it). samples.npy holds all n; the
+/// grid and denoise.gif show the first chain's. Ctrl-C stops at a step boundary with an
+/// Interrupted error that says what was kept.
+#[allow(clippy::too_many_arguments)]
+pub fn write_samples_chunked(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    weights: &Tensor,
+    n: usize,
+    seed: u32,
+    out: &Path,
+    opts: PSampleOptions,
+    max_chunk: Option<usize>,
+) -> Result<()> {
     let unet_cfg = unet_config(cfg)?;
-    check_batch_fits(gpu, unet_cfg, n, "--n")?;
+    let chunk = crate::chunked::max_chunk(gpu, bytes_per_image(unet_cfg), max_chunk)?;
     let model = UNet::new(unet_cfg.clone());
     let diffusion = diffusion(gpu, cfg)?
         .for_sampling(gpu, &opts)
         .map_err(anyhow::Error::msg)?;
-    let every = diffusion.n_timesteps().div_ceil(GIF_FRAMES).max(1);
-    let bar = crate::progress::bar("sample", diffusion.n_timesteps() as u64);
-    let (x0, frames) = diffusion.p_sample_loop(
-        gpu,
-        &model,
-        weights,
-        &image_shape(&model, n),
-        ChainOptions {
-            opts,
-            seed,
-            keep_every: Some(every),
-            progress: Some(&bar),
-        },
-    );
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let c = &model.config;
-    let pixels = to_u8_nhwc(&gpu.read(&x0), n, c.in_channels, c.image_size, c.image_size);
-    viz::save_npy_u8(
-        &out.join("samples.npy"),
-        &pixels,
-        &[n, c.image_size, c.image_size, c.in_channels],
-    )?;
+    let (channels, size) = (c.in_channels, c.image_size);
+    let sampler = crate::chunked::ChunkedSampler {
+        gpu,
+        diffusion: &diffusion,
+        model: &model,
+        weights,
+        sample_shape: &[channels, size, size],
+        opts,
+        seed,
+        chunk,
+    };
+    let every = diffusion.n_timesteps().div_ceil(GIF_FRAMES).max(1);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let npy = out.join("samples.npy");
+    let mut stream = crate::chunked::NpyStream::create(&npy, "|u1", &[size, size, channels], n)?;
+    let mut shown = Vec::new();
+    let bar = crate::progress::bar("sample", sampler.steps(n));
+    let drawn = sampler.draw(n, Some(every), Some(&bar), &mut |first, x| {
+        let b = x.len() / (channels * size * size);
+        let pixels = to_u8_nhwc(&x, b, channels, size, size);
+        if first == 0 {
+            shown = pixels.clone();
+        }
+        stream.append(&pixels)
+    });
+    bar.finish_and_clear();
+    let drawn = match drawn {
+        Ok(drawn) => drawn,
+        Err(e) => {
+            stream.discard();
+            return Err(e);
+        }
+    };
+    if drawn.interrupted {
+        return Err(crate::chunked::keep_partial(stream, out, drawn.completed, n).into());
+    }
+    stream.finish(&npy)?;
+    let n_shown = n.min(chunk);
     viz::save_png(
-        &viz::image_grid(&pixels, n, c.image_size, c.image_size, c.in_channels, 2),
+        &viz::image_grid(&shown, n_shown, size, size, channels, 2),
         &out.join("samples.png"),
     )?;
-    let mut gif: Vec<_> = frames.iter().map(|f| to_grid(gpu, &model, f, n)).collect();
+    let mut gif: Vec<_> = drawn
+        .frames
+        .iter()
+        .map(|f| to_grid(gpu, &model, f, n_shown))
+        .collect();
     let last = gif.last().cloned();
     gif.extend(std::iter::repeat_n(last, 15).flatten());
     viz::save_gif(&gif, 80, &out.join("denoise.gif"))?;

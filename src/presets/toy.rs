@@ -9,7 +9,7 @@ use rand::SeedableRng;
 
 use crate::config::{Preset, TrainConfig};
 use crate::data::toy::ToyData;
-use crate::diffusion::gaussian::{ChainOptions, GaussianDiffusion};
+use crate::diffusion::gaussian::GaussianDiffusion;
 use crate::diffusion::host::q_sample;
 use crate::diffusion::{BetaSchedule, Schedule, VarianceKind};
 use crate::gpu::Gpu;
@@ -194,7 +194,10 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
                 cfg.seed as u32,
                 out,
                 opts,
-            )?
+            )
+            .map_err(|e| {
+                crate::interrupt::exit_if_interrupted(e, &crate::chunked::after_training(out))
+            })?
             .mmd2,
         )
     };
@@ -227,55 +230,137 @@ pub fn write_samples(
     out: &Path,
     opts: PSampleOptions,
 ) -> Result<SampleReport> {
+    write_samples_chunked(gpu, cfg, weights, n, seed, out, opts, None)
+}
+
+/// Points the plot and each MMD^2 estimate use at most: the estimate is O(n^2) (10,000 points:
+/// about a second per draw), and a plot of more points shows no more.
+pub const MMD_MAX_POINTS: usize = 10_000;
+
+/// Bytes per point of the MLP's widest tensor (a hidden layer, or the output).
+pub fn bytes_per_point(cfg: &TrainConfig) -> u64 {
+    (cfg.hidden.max(4) * 4) as u64
+}
+
+/// Points per chain at most, below what the device holds (262,144 of the preset's MLP in 128
+/// MiB): a step of this many points takes seconds on lavapipe, so Ctrl-C is answered within
+/// seconds, while a GPU is busy long before (a hidden layer is 2 GFLOP per step).
+pub const MAX_CHAIN: usize = 65_536;
+
+/// The points per chain for sampling or scoring under a requested `max` (the device's and
+/// MAX_CHAIN's limits apply anyway).
+pub fn chain_points(gpu: &Gpu, cfg: &TrainConfig, max: Option<usize>) -> Result<usize> {
+    let max = max.map_or(MAX_CHAIN, |m| m.min(MAX_CHAIN));
+    crate::chunked::max_chunk(gpu, bytes_per_point(cfg), Some(max))
+}
+
+/// `write_samples` in chains of at most `max_chunk` points (and at most what fits the device;
+/// crate::chunked explains why the points do not depend on it), with a progress bar over every
+/// step. samples.npy holds all n points; the plot and the MMD^2 use the first MMD_MAX_POINTS,
+/// diffusion.gif the first chain's. Ctrl-C stops at a step boundary with an Interrupted error
+/// that says what was kept.
+#[allow(clippy::too_many_arguments)]
+pub fn write_samples_chunked(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    weights: &Tensor,
+    n: usize,
+    seed: u32,
+    out: &Path,
+    opts: PSampleOptions,
+    max_chunk: Option<usize>,
+) -> Result<SampleReport> {
     let model = model(cfg);
     let diffusion = diffusion(gpu, cfg)?;
-    let sampler = diffusion
+    let for_sampling = diffusion
         .for_sampling(gpu, &opts)
         .map_err(anyhow::Error::msg)?;
+    let sampler = crate::chunked::ChunkedSampler {
+        gpu,
+        diffusion: &for_sampling,
+        model: &model,
+        weights,
+        sample_shape: &[2],
+        opts,
+        seed,
+        chunk: chain_points(gpu, cfg, max_chunk)?,
+    };
     let t_max = cfg.n_timesteps;
     let every = t_max.div_ceil(GIF_FRAMES_PER_HALF).max(1);
-    let sample_steps = sampler.n_timesteps();
+    let sample_steps = for_sampling.n_timesteps();
     let sample_every = sample_steps.div_ceil(GIF_FRAMES_PER_HALF).max(1);
-    let (x0, frames) = sampler.p_sample_loop(
-        gpu,
-        &model,
-        weights,
-        &[n, 2],
-        ChainOptions {
-            keep_every: Some(sample_every),
-            ..ChainOptions::new(opts, seed)
-        },
+    let scored = n.min(MMD_MAX_POINTS);
+    let bar = crate::progress::bar(
+        "sample",
+        sampler.steps(n) + (MMD_DRAWS as u64 - 1) * sampler.steps(scored),
     );
-    let samples = to_points(&gpu.read(&x0));
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let npy = out.join("samples.npy");
+    let mut stream = crate::chunked::NpyStream::create(&npy, "<f4", &[2], n)?;
+    let mut samples = Vec::new();
+    let drawn = sampler.draw(n, Some(sample_every), Some(&bar), &mut |first, x| {
+        if first < scored {
+            samples.extend(to_points(&x).into_iter().take(scored - first));
+        }
+        stream.append(bytemuck::cast_slice(&x))
+    });
+    let drawn = match drawn {
+        Ok(drawn) => drawn,
+        Err(e) => {
+            stream.discard();
+            return Err(e);
+        }
+    };
+    if drawn.interrupted {
+        bar.finish_and_clear();
+        return Err(crate::chunked::keep_partial(stream, out, drawn.completed, n).into());
+    }
+    stream.finish(&npy)?;
     let data = training_data(cfg)?;
-    let fresh = fresh_data(cfg, n)?;
+    let fresh = fresh_data(cfg, scored)?;
     // One estimate from 2,000 samples scatters by about +-0.0007, as much as the quality
     // differences that matter near 0.003; so the report is the mean over MMD_DRAWS independent
     // sample sets (seeds seed, seed + 1, ...), each against the same fresh data.
     let mut estimates = vec![mmd2_unbiased(&samples, &fresh, &data)];
     for k in 1..MMD_DRAWS {
-        let (x, _) = sampler.p_sample_loop(
-            gpu,
-            &model,
-            weights,
-            &[n, 2],
-            ChainOptions::new(opts, seed.wrapping_add(k)),
-        );
-        estimates.push(mmd2_unbiased(&to_points(&gpu.read(&x)), &fresh, &data));
+        let other = crate::chunked::ChunkedSampler {
+            seed: seed.wrapping_add(k),
+            ..sampler
+        };
+        let mut points = Vec::new();
+        let drawn = other.draw(scored, None, Some(&bar), &mut |_, x| {
+            points.extend(to_points(&x));
+            Ok(())
+        })?;
+        if drawn.interrupted {
+            bar.finish_and_clear();
+            return Err(crate::interrupt::Interrupted {
+                kept: format!(
+                    "{} holds all {n} samples; samples.png, diffusion.gif and the MMD^2 (draw {} \
+                     of {MMD_DRAWS} was running) were not written",
+                    npy.display(),
+                    k + 1
+                ),
+            }
+            .into());
+        }
+        estimates.push(mmd2_unbiased(&points, &fresh, &data));
     }
+    bar.finish_and_clear();
     let mmd2 = estimates.iter().sum::<f64>() / estimates.len() as f64;
     let spread =
         estimates.iter().map(|e| (e - mmd2).powi(2)).sum::<f64>() / (estimates.len() as f64 - 1.0);
     let mmd2_stderr = (spread / estimates.len() as f64).sqrt();
 
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let flat: Vec<f32> = samples.iter().flatten().copied().collect();
-    viz::save_npy_f32(&out.join("samples.npy"), &flat, &[n, 2])?;
     let bounds = viz::Bounds::around(&data, 0.15);
     let mut plot = viz::scatter_png(&samples, Some(&data), bounds, PLOT_SIZE);
-    let label = format!("{n} samples  MMD2 {mmd2:.4}");
+    let label = if scored < n {
+        format!("{n} samples ({scored} shown)  MMD2 {mmd2:.4}")
+    } else {
+        format!("{n} samples  MMD2 {mmd2:.4}")
+    };
     eprintln!(
-        "MMD^2 {mmd2:.5} +- {mmd2_stderr:.5}: mean of {MMD_DRAWS} draws of {n} samples against {n} fresh data points"
+        "MMD^2 {mmd2:.5} +- {mmd2_stderr:.5}: mean of {MMD_DRAWS} draws of {scored} samples against {scored} fresh data points"
     );
     viz::draw_text(&mut plot, 6, 6, &label, image::Rgb([0, 0, 0]), 2);
     viz::save_png(&plot, &out.join("samples.png"))?;
@@ -299,7 +384,7 @@ pub fn write_samples(
         let pts: Vec<f32> = x_t.iter().map(|&v| v as f32).collect();
         images.push(frame(&to_points(&pts), &format!("q(x_{t})")));
     }
-    for (i, f) in frames.iter().enumerate() {
+    for (i, f) in drawn.frames.iter().enumerate() {
         // Frame i follows min(i * sample_every, steps) reverse steps.
         let done = (i * sample_every).min(sample_steps);
         let pts = to_points(&gpu.read(f));

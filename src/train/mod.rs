@@ -252,16 +252,9 @@ pub struct RunReport {
     pub interrupted: bool,
 }
 
-/// Set by Ctrl-C; the loop writes a checkpoint and stops at the next step boundary.
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Installs the Ctrl-C handler once (a second installation attempt is ignored).
-pub fn install_interrupt_handler() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst));
-    });
-}
+/// Installs the Ctrl-C handler; the loop writes a checkpoint and stops at the next step
+/// boundary. The flag lives in crate::interrupt, which sampling and evaluation read too.
+pub use crate::interrupt::install as install_interrupt_handler;
 
 /// Supplies the host batch of a step (f32, the model's input layout) from the step number, so
 /// a resumed run sees the same batches.
@@ -380,7 +373,7 @@ pub fn train_loop(
     let first_step = state.step;
     let mut interrupted = false;
     while state.step < cfg.steps {
-        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if crate::interrupt::requested() {
             interrupted = true;
             break;
         }

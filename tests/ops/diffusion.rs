@@ -48,7 +48,10 @@ fn q_sample_and_p_sample_match_reference() {
                     &table,
                     &gpu.upload(&x_t, &[batch, per_sample]),
                     &gpu.upload(&eps, &[batch, per_sample]),
-                    ops::diffusion::ReverseStep { t, seed, stream },
+                    ops::diffusion::ReverseStep {
+                        t,
+                        noise: ops::diffusion::NoiseKey::new(seed, stream),
+                    },
                     opts,
                 );
                 let z = cpu::rng::normals(seed, stream, n);
@@ -89,8 +92,7 @@ fn ddim_step_matches_reference_on_a_respaced_schedule() {
         for (eta, clip) in [(0.0f32, false), (1.0, true), (0.5, false)] {
             let step = ops::diffusion::ReverseStep {
                 t,
-                seed: 3,
-                stream: 7,
+                noise: ops::diffusion::NoiseKey::new(3, 7),
             };
             let got = ops::diffusion::ddim_step(&gpu, &table, &gx, &geps, step, eta, clip);
             let z = cpu::rng::normals(3, 7, n);
@@ -138,8 +140,7 @@ fn the_learned_variance_step_matches_reference() {
     for (t, clip) in [(0, false), (1, true), (50, false), (99, true)] {
         let step = ops::diffusion::ReverseStep {
             t,
-            seed: 9,
-            stream: 10,
+            noise: ops::diffusion::NoiseKey::new(9, 10),
         };
         let got = ops::diffusion::p_sample_learned(&gpu, &table, &gx, &ge, &gv, step, clip);
         let z = cpu::rng::normals(9, 10, n);
