@@ -297,7 +297,14 @@ fn rgb64_trains_on_a_folder_of_photos_and_writes_64x64_colour_samples() {
             "--res-blocks",
             "1",
         ])
-        .args(["--attention-res", "none", "--groups", "4"])
+        .args([
+            "--attention-res",
+            "none",
+            "--groups",
+            "4",
+            "--sample-steps",
+            "5",
+        ])
         .args(["--out", run.to_str().unwrap()])
         .output()
         .unwrap();
