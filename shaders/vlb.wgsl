@@ -7,9 +7,9 @@
 //   t = 0: -log of the discretised Gaussian decoder likelihood of x_0 (256 bins, edges at
 //          +-1/255, outer bins open, logs clamped at 1e-12) / ln 2; or, with continuous = 1
 //          (2-D toy data), the Gaussian negative log density of x_0 / ln 2.
-// vb_terms_fwd: term[i]; vb_terms_bwd: dv[i] = scale * dloss[0] * w * dterm/dv, with w the weight
-// of i's sample (weights[i / per_sample], importance-sampled timesteps) when has_weights is 1, else
-// 1 (the weights binding then holds any buffer).
+// vb_terms_fwd: term[i]; vb_terms_bwd: dv[i] = scale * dloss[0] * w * dterm/dv with w = 1;
+// vb_terms_bwd_weighted: the same with w the weight of i's sample (weights[i / per_sample],
+// importance-sampled timesteps; only it binds weights).
 // Table columns as diffusion.wgsl. Geometry: Gpu::groups_1d(n). CPU twin: src/cpu/vlb.rs.
 
 const VLB_TABLE_COLS: u32 = 12u;
@@ -28,10 +28,10 @@ struct VlbParams {
     per_sample: u32,
     scale: f32,
     continuous: u32,
-    has_weights: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: VlbParams;
@@ -137,15 +137,24 @@ fn vb_terms_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
+fn dv_at(i: u32, w: f32) -> f32 {
+    return p.scale * dloss[0] * w * terms(i).dv;
+}
+
 @compute @workgroup_size(WG)
 fn vb_terms_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
-        var w = 1.0;
-        if (p.has_weights == 1u) {
-            w = weights[i / p.per_sample];
-        }
-        out[i] = p.scale * dloss[0] * w * terms(i).dv;
+        out[i] = dv_at(i, 1.0);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn vb_terms_bwd_weighted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < p.n) {
+        out[i] = dv_at(i, weights[i / p.per_sample]);
     }
 }

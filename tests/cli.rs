@@ -76,7 +76,7 @@ fn info_prints_the_kernel_plan_of_a_preset_on_the_adapter() {
             .unwrap_or_else(|| panic!("no row for the 28x28 group norms:\n{stdout}"));
         if gpu_path {
             assert!(
-                conv.contains("fwd Tiled { splits: 1 } (conv2d_fwd)"),
+                conv.contains("fwd Tiled { splits: 1 } (conv2d_fwd_bias)"),
                 "{conv}"
             );
             assert!(conv.contains("bwd_w Tiled"), "{conv}");

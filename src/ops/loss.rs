@@ -13,13 +13,16 @@ use crate::tensor::Tensor;
 struct LossParams {
     n: u32,
     per_sample: u32,
-    has_weights: u32,
-    _pad: u32,
+    _pad: [u32; 2],
 }
 
 static MSE_BWD: Kernel = Kernel {
     shader: &LOSS,
     entry: "mse_bwd",
+};
+static MSE_BWD_WEIGHTED: Kernel = Kernel {
+    shader: &LOSS,
+    entry: "mse_bwd_weighted",
 };
 
 /// mean((pred - target)^2) as a one-element tensor.
@@ -51,21 +54,22 @@ pub fn mse_backward_weighted(
     let p = LossParams {
         n: super::count_u32(n, "mse"),
         per_sample: (n / pred.shape[0].max(1)) as u32,
-        has_weights: weights.is_some() as u32,
-        _pad: 0,
+        _pad: [0; 2],
     };
-    gpu.dispatch(
-        &MSE_BWD,
-        &p,
-        &[
-            ("pred", pred),
-            ("target_values", target),
-            ("dloss", dloss),
-            ("weights", weights.unwrap_or(dloss)),
-            ("dpred", &dpred),
-        ],
-        gpu.groups_1d(n),
-    );
+    let mut tensors = vec![
+        ("pred", pred),
+        ("target_values", target),
+        ("dloss", dloss),
+        ("dpred", &dpred),
+    ];
+    let kernel = match weights {
+        Some(weights) => {
+            tensors.push(("weights", weights));
+            &MSE_BWD_WEIGHTED
+        }
+        None => &MSE_BWD,
+    };
+    gpu.dispatch(kernel, &p, &tensors, gpu.groups_1d(n));
     dpred
 }
 

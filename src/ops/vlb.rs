@@ -16,8 +16,7 @@ struct VlbParams {
     per_sample: u32,
     scale: f32,
     continuous: u32,
-    has_weights: u32,
-    _pad: [u32; 3],
+    _pad: [u32; 4],
 }
 
 static VB_FWD: Kernel = Kernel {
@@ -27,6 +26,10 @@ static VB_FWD: Kernel = Kernel {
 static VB_BWD: Kernel = Kernel {
     shader: &VLB,
     entry: "vb_terms_bwd",
+};
+static VB_BWD_WEIGHTED: Kernel = Kernel {
+    shader: &VLB,
+    entry: "vb_terms_bwd_weighted",
 };
 
 /// The inputs of one VLB evaluation: x_0, x_t, the predicted noise (a constant), timesteps.
@@ -49,8 +52,7 @@ fn params(inputs: &VlbInputs, scale: f32) -> VlbParams {
         per_sample: (n / inputs.timesteps.numel()) as u32,
         scale,
         continuous: inputs.continuous as u32,
-        has_weights: 0,
-        _pad: [0; 3],
+        _pad: [0; 4],
     }
 }
 
@@ -97,10 +99,9 @@ pub fn vb_terms_backward_weighted(
     weights: Option<&Tensor>,
 ) -> Tensor {
     let dv = gpu.empty(&v.shape);
-    let mut p = params(inputs, scale);
-    p.has_weights = weights.is_some() as u32;
+    let p = params(inputs, scale);
     let i = inputs;
-    let t = [
+    let mut t = vec![
         ("table", &i.table),
         ("x_start", &i.x_start),
         ("x_t", &i.x_t),
@@ -108,10 +109,16 @@ pub fn vb_terms_backward_weighted(
         ("v", v),
         ("timesteps", &i.timesteps),
         ("dloss", dloss),
-        ("weights", weights.unwrap_or(dloss)),
         ("out", &dv),
     ];
-    gpu.dispatch(&VB_BWD, &p, &t, gpu.groups_1d(dv.numel()));
+    let kernel = match weights {
+        Some(weights) => {
+            t.push(("weights", weights));
+            &VB_BWD_WEIGHTED
+        }
+        None => &VB_BWD,
+    };
+    gpu.dispatch(kernel, &p, &t, gpu.groups_1d(dv.numel()));
     dv
 }
 
