@@ -143,6 +143,20 @@ fn a_run_refused_for_its_settings_or_data_writes_nothing() {
             o,
         ];
         assert_refused(&ddpm(&steps), &["--sample-steps must be between 1 and"]);
+        // Past the device's buffers: refused by name, where wgpu used to panic.
+        let batch = [
+            "train",
+            "--preset",
+            "toy",
+            "--batch-size",
+            "20000000",
+            "--out",
+            o,
+        ];
+        assert_refused(
+            &ddpm(&batch),
+            &["--batch-size 20000000 needs", "lower --batch-size"],
+        );
     }
     assert_eq!(
         snapshot(&existing),
