@@ -170,15 +170,17 @@ fn a_run_refused_for_its_settings_or_data_writes_nothing() {
 #[test]
 fn a_second_process_is_refused_while_the_first_trains_and_a_killed_holder_frees_the_run() {
     let dir = scratch("lock");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_ddpm"))
-        .args(["train", "--preset", "toy", "--steps", "100000000"])
-        .args(["--out", dir.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_ddpm"))
+            .args(["train", "--preset", "toy", "--steps", "100000000"])
+            .args(["--out", dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // The holder writes its pid into the lock file once it holds the lock.
-    let pid = format!("pid {}", first.id());
+    let pid = format!("pid {}", first.0.id());
     let started = Instant::now();
     while !std::fs::read_to_string(dir.join("ddpm.lock")).is_ok_and(|s| s.contains(&pid)) {
         assert!(
@@ -190,11 +192,22 @@ fn a_second_process_is_refused_while_the_first_trains_and_a_killed_holder_frees_
     let second = train_toy(&dir, "2", &["--overwrite"]);
     assert_refused(&second, &["is in use by another ddpm process", &pid]);
     // kill -9: no chance to clean up; the kernel drops the lock with the process.
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
     let third = train_toy(&dir, "2", &["--overwrite"]);
     assert!(third.status.success(), "{}", stderr(&third));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A child process killed when the test ends, a failed assertion included, so a failing test
+/// leaves no 10^8-step run behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
