@@ -25,6 +25,7 @@ const RUN_FILES: &[&str] = &[
     "metrics.jsonl",
     "loss.png",
     "samples.npy",
+    "samples-partial.npy",
     "samples.png",
     "diffusion.gif",
     "denoise.gif",
