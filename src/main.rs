@@ -282,14 +282,7 @@ fn run(cli: Cli) -> Result<()> {
             adapter,
         } => {
             if let Some(dir) = resume {
-                let path = dir.join("checkpoint.safetensors");
-                if !path.is_file() {
-                    anyhow::bail!(
-                        "{} holds no checkpoint.safetensors to resume from; --resume takes the \
-                         directory of a run that `ddpm train` wrote",
-                        dir.display()
-                    );
-                }
+                let path = ddpm::run_dir::resume_checkpoint(&dir)?;
                 let ckpt = ddpm::checkpoint::load(&path)?;
                 let mut cfg = ckpt.config;
                 overrides.apply(&mut cfg).map_err(anyhow::Error::msg)?;

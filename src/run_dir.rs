@@ -102,13 +102,7 @@ impl RunDir {
 
     /// Claims `path`, which must hold a run, to train on from its checkpoint.
     pub fn claim_existing(path: &Path) -> Result<RunDir> {
-        if !path.join("checkpoint.safetensors").is_file() {
-            bail!(
-                "{} holds no checkpoint.safetensors to resume from; --resume takes the directory \
-                 of a run that `ddpm train` wrote",
-                path.display()
-            );
-        }
+        resume_checkpoint(path)?;
         RunDir::lock(path)
     }
 
@@ -164,6 +158,19 @@ impl RunDir {
         names.sort();
         Ok(names)
     }
+}
+
+/// The checkpoint a run in `dir` resumes from, or why there is none to resume.
+pub fn resume_checkpoint(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("checkpoint.safetensors");
+    if !path.is_file() {
+        bail!(
+            "{} holds no checkpoint.safetensors to resume from; --resume takes the directory of \
+             a run that `ddpm train` wrote",
+            dir.display()
+        );
+    }
+    Ok(path)
 }
 
 /// "step 200 of 200" from the run's checkpoint, or the files that mark it as a run.
