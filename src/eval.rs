@@ -152,7 +152,9 @@ impl Scorer<'_> {
         let mut cx = Ctx::no_grad(gpu);
         let params = self.model.layout().vars(&mut cx, self.weights, None);
         let x_var = cx.constant(x_t.clone());
-        let out = self.model.forward(&mut cx, &params, &x_var, t, None);
+        let out = self
+            .model
+            .forward(&mut cx, &params, &x_var, crate::nn::Conditioning::at(t));
         let (eps, v) = if self.diffusion.learn_sigma {
             let (a, b) = split(gpu, &out.tensor, &x_start.shape);
             (a, b)

@@ -4,7 +4,7 @@
 use crate::autograd::{Ctx, Var};
 use crate::diffusion::Schedule;
 use crate::gpu::Gpu;
-use crate::nn::Denoiser;
+use crate::nn::{Conditioning, Denoiser};
 use crate::ops::diffusion::{self as kernels, PSampleOptions};
 use crate::ops::{loss, rng};
 use crate::tensor::Tensor;
@@ -50,6 +50,9 @@ pub struct StepDraws<'a> {
     pub step: u64,
     pub antithetic: bool,
     pub draw: Option<&'a TimestepDraw>,
+    /// u32 [batch]: the classes a class-conditional model trains on this step (after label
+    /// dropout); None for an unconditional model.
+    pub classes: Option<&'a Tensor>,
 }
 
 /// How `p_sample_loop` runs the reverse chain.
@@ -210,6 +213,7 @@ impl GaussianDiffusion {
             step,
             antithetic,
             draw,
+            classes,
         } = draws;
         let gpu = cx.gpu;
         let batch = x_start.shape[0];
@@ -236,7 +240,12 @@ impl GaussianDiffusion {
             seed,
             stream: streams::for_step(step, streams::DROPOUT),
         };
-        let out = model.forward(cx, params, &x_var, &timesteps, Some(dropout));
+        let cond = Conditioning {
+            timesteps: &timesteps,
+            classes,
+            dropout: Some(dropout),
+        };
+        let out = model.forward(cx, params, &x_var, cond);
         let (eps, v) = if self.learn_sigma {
             let (eps, v) = Self::split_output(cx, &out, &x_start.shape);
             (eps, Some(v))
@@ -354,7 +363,7 @@ impl GaussianDiffusion {
             let params = model.layout().vars(&mut cx, weights, None);
             let timesteps = kernels::fill_timesteps(gpu, shape[0], self.timestep_map[t]);
             let x_var = cx.constant(x.clone());
-            let out = model.forward(&mut cx, &params, &x_var, &timesteps, None);
+            let out = model.forward(&mut cx, &params, &x_var, Conditioning::at(&timesteps));
             let noise = kernels::NoiseKey {
                 seed,
                 stream: streams::sampling_step(t),

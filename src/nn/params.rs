@@ -15,6 +15,9 @@ pub enum Init {
     /// U(-bound, bound), PyTorch's default for Linear with bound = 1 / sqrt(fan_in).
     Uniform(f64),
     Normal(f64),
+    /// N(0, std^2) except the last row (of the first dimension), which starts at zero: a class
+    /// embedding whose "no class" row adds nothing until training moves it.
+    NormalZeroLastRow(f64),
     Zeros,
     Ones,
 }
@@ -66,10 +69,13 @@ impl ParamLayout {
         let mut flat = vec![0.0f32; self.n_total];
         for spec in &self.specs {
             let dst = &mut flat[spec.offset..spec.offset + spec.numel()];
-            for v in dst.iter_mut() {
+            let last_row = spec.numel() - spec.numel() / spec.shape[0].max(1);
+            for (i, v) in dst.iter_mut().enumerate() {
                 *v = match spec.init {
                     Init::Uniform(bound) => rng.random_range(-bound..bound) as f32,
                     Init::Normal(std) => (std * standard_normal(&mut rng)) as f32,
+                    Init::NormalZeroLastRow(_) if i >= last_row => 0.0,
+                    Init::NormalZeroLastRow(std) => (std * standard_normal(&mut rng)) as f32,
                     Init::Zeros => 0.0,
                     Init::Ones => 1.0,
                 };

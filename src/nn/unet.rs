@@ -5,12 +5,16 @@
 //! features and one skip, with nearest-x2-then-conv upsampling; then GN -> SiLU -> conv_out.
 //! The last conv of each ResBlock, the attention output projection and conv_out start at zero
 //! (improved-diffusion's zero_module), so every block starts as the identity.
+//! A class-conditional UNet adds a class embedding to the time embedding (improved-diffusion's
+//! label_emb), with one more row for "no class" (classifier-free guidance), which starts at zero.
 
 use serde::{Deserialize, Serialize};
 
 use crate::autograd::{Ctx, Var};
 use crate::nn::params::{Init, ParamLayout};
-use crate::ops::{activation, arith, attention, conv, group_norm, matmul, resample, unet_misc};
+use crate::ops::{
+    activation, arith, attention, conv, embedding, group_norm, matmul, resample, unet_misc,
+};
 use crate::shape::ConvShape;
 use crate::tensor::Tensor;
 
@@ -134,6 +138,8 @@ pub struct UNet {
     blocks: Vec<Block>,
     out_norm: (usize, usize),
     conv_out: (usize, usize),
+    /// The class embedding [classes + 1, time_embed_dim] of a class-conditional UNet.
+    label_emb: Option<usize>,
 }
 
 struct Builder {
@@ -288,10 +294,30 @@ impl UNet {
             blocks,
             out_norm,
             conv_out,
+            label_emb: None,
         }
     }
 
-    /// eps_theta(x_t, t) for x [n, in_channels, size, size]; `dropout` None disables dropout.
+    /// The UNet conditioned on `n_classes` classes: the class embedding comes after every other
+    /// parameter, so an unconditional model's parameters keep their offsets.
+    pub fn with_classes(mut self, n_classes: Option<usize>) -> UNet {
+        if let Some(n_classes) = n_classes {
+            self.label_emb = Some(self.layout.add(
+                "label_emb.weight",
+                &[n_classes + 1, self.config.time_embed_dim()],
+                Init::NormalZeroLastRow(1.0),
+            ));
+        }
+        self
+    }
+
+    /// Rows of the class embedding (classes + "no class"); None when unconditional.
+    pub fn class_rows(&self) -> Option<usize> {
+        self.label_emb.map(|id| self.layout.specs[id].shape[0])
+    }
+
+    /// eps_theta(x_t, t) for x [n, in_channels, size, size] of an unconditional UNet; `dropout`
+    /// None disables dropout.
     pub fn forward(
         &self,
         cx: &mut Ctx,
@@ -300,6 +326,21 @@ impl UNet {
         t: &Tensor,
         dropout: Option<DropoutKey>,
     ) -> Var {
+        self.forward_classes(cx, params, x, t, None, dropout)
+    }
+
+    /// `forward` with the class embedding of `classes` (u32 [n]) added to the time embedding;
+    /// `classes` must be given exactly when the model is class-conditional.
+    pub fn forward_classes(
+        &self,
+        cx: &mut Ctx,
+        params: &[Var],
+        x: &Var,
+        t: &Tensor,
+        classes: Option<&Tensor>,
+        dropout: Option<DropoutKey>,
+    ) -> Var {
+        assert_eq!(classes.is_some(), self.label_emb.is_some(), "classes");
         let p = |ids: (usize, usize)| (&params[ids.0], &params[ids.1]);
         let cfg = &self.config;
         let temb = unet_misc::timestep_embedding(cx.gpu, t, cfg.base_channels);
@@ -309,6 +350,13 @@ impl UNet {
         let h = activation::silu_var(cx, &h);
         let (w, b) = p(self.time_out);
         let emb = matmul::linear(cx, &h, w, b);
+        let emb = match (self.label_emb, classes) {
+            (Some(id), Some(classes)) => {
+                let y = embedding::embedding_var(cx, &params[id], classes);
+                arith::add_var(cx, &emb, &y)
+            }
+            _ => emb,
+        };
         // Every ResBlock's projection starts from SiLU(emb): computed once, used many times.
         let emb = activation::silu_var(cx, &emb);
 

@@ -86,6 +86,7 @@ impl Trainer<'_> {
                 step: state.step,
                 antithetic: self.antithetic,
                 draw,
+                classes: None,
             },
         );
         crate::ops::backward(&mut cx, &tl.loss);
