@@ -22,6 +22,7 @@ pub static CONV: Shader = shader!("conv");
 pub static DIFFUSION: Shader = shader!("diffusion");
 pub static EMBEDDING: Shader = shader!("embedding");
 pub static GROUP_NORM: Shader = shader!("group_norm");
+pub static GUIDANCE: Shader = shader!("guidance");
 pub static LOSS: Shader = shader!("loss");
 pub static MATMUL: Shader = shader!("matmul");
 pub static OPTIM: Shader = shader!("optim");
@@ -70,6 +71,7 @@ pub static ALL: &[&Shader] = &[
     &DIFFUSION,
     &EMBEDDING,
     &GROUP_NORM,
+    &GUIDANCE,
     &LOSS,
     &MATMUL,
     &OPTIM,

@@ -12,6 +12,7 @@ pub mod diffusion;
 pub mod dropout;
 pub mod embedding;
 pub mod group_norm;
+pub mod guidance;
 pub mod loss;
 pub mod matmul;
 pub mod optim;

@@ -9,6 +9,7 @@ pub mod conv;
 pub mod diffusion;
 pub mod embedding;
 pub mod group_norm;
+pub mod guidance;
 pub mod loss;
 pub mod matmul;
 pub mod optim;

@@ -12,6 +12,7 @@ mod conv;
 mod diffusion;
 mod embedding;
 mod group_norm;
+mod guidance;
 mod loss;
 mod matmul;
 mod optim;
