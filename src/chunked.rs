@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::diffusion::gaussian::{ChainOptions, GaussianDiffusion};
+use crate::diffusion::gaussian::{ChainOptions, ClassGuidance, GaussianDiffusion};
 use crate::gpu::Gpu;
 use crate::nn::Denoiser;
 use crate::ops::diffusion::PSampleOptions;
@@ -60,6 +60,8 @@ pub struct ChunkedSampler<'a> {
     pub seed: u32,
     /// At most this many samples per chain.
     pub chunk: usize,
+    /// The classes and guidance scale of class-conditional sampling (classes for all `n`).
+    pub guidance: Option<ClassGuidance<'a>>,
 }
 
 /// How a chunked draw ended.
@@ -95,6 +97,7 @@ impl ChunkedSampler<'_> {
                 keep_every: keep_every.filter(|_| range.start == 0),
                 progress,
                 first_sample: range.start as u64,
+                guidance: self.guidance,
                 ..ChainOptions::new(self.opts, self.seed)
             };
             let Some((x0, kept)) = self.diffusion.p_sample_loop_interruptible(

@@ -97,10 +97,25 @@ pub struct TrainConfig {
     /// diffusers' EMA warm-up (None: the EMA decays at ema_decay from the first step).
     #[serde(default)]
     pub ema_warmup: Option<EmaWarmup>,
+    /// Class-conditional training for classifier-free guidance: the model adds a class
+    /// embedding, and each label is trained as "no class" with probability p_uncond.
+    #[serde(default)]
+    pub class_cond: bool,
+    /// The class names of a class-conditional run, label i = classes[i]; taken from the data
+    /// when the run starts (kept here so sampling can name classes).
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Probability that a training label is replaced by "no class" (class-conditional runs).
+    #[serde(default = "default_p_uncond")]
+    pub p_uncond: f64,
 }
 
 fn default_grid() -> usize {
     64
+}
+
+fn default_p_uncond() -> f64 {
+    0.1
 }
 
 impl TrainConfig {
@@ -254,9 +269,73 @@ impl TrainConfig {
         if self.batch_size < 2 && self.antithetic {
             return Err("antithetic timesteps need --batch-size of at least 2".into());
         }
+        if !(0.0..=1.0).contains(&self.p_uncond) {
+            return Err(format!(
+                "--p-uncond must be a probability in [0, 1], got {}",
+                self.p_uncond
+            ));
+        }
+        if !self.class_cond && !self.classes.is_empty() {
+            return Err(
+                "classes are listed but class_cond is false: set class_cond to true (or pass \
+                 --class-cond), or remove classes"
+                    .into(),
+            );
+        }
+        if self.class_cond && self.classes.len() > MAX_CLASSES {
+            return Err(format!(
+                "{} classes; a class-conditional model takes at most {MAX_CLASSES}",
+                self.classes.len()
+            ));
+        }
         Ok(())
     }
+
+    /// The number of classes of a class-conditional run (None when unconditional). Known once
+    /// the data set's classes are (TrainConfig::classes).
+    pub fn n_classes(&self) -> Option<usize> {
+        self.class_cond.then_some(self.classes.len())
+    }
+
+    /// A class-conditional run's configuration with the data's `classes`, or an error naming
+    /// the fix when the data has none or a resumed run's classes differ.
+    pub fn with_classes(&self, classes: Option<Vec<String>>) -> Result<TrainConfig, String> {
+        if !self.class_cond {
+            return Ok(self.clone());
+        }
+        let Some(classes) = classes else {
+            return Err(format!(
+                "--class-cond: {} has no labels. Class-conditional training needs labelled data: \
+                 mnist (its labels files), an IDX images file with its labels file beside it, a \
+                 folder with one subfolder of images per class, or the toy sets moons and \
+                 gaussians; or train without --class-cond",
+                self.data
+            ));
+        };
+        if classes.len() < 2 {
+            return Err(format!(
+                "--class-cond: {} has {} class; guidance needs at least 2",
+                self.data,
+                classes.len()
+            ));
+        }
+        if !self.classes.is_empty() && self.classes != classes {
+            return Err(format!(
+                "the run was trained on the classes {:?}, but {} has {:?}: train on the same \
+                 data, or start a new run",
+                self.classes, self.data, classes
+            ));
+        }
+        Ok(TrainConfig {
+            classes,
+            ..self.clone()
+        })
+    }
 }
+
+/// The most classes a class-conditional model takes (ImageNet has 1,000; a table of this many
+/// rows stays small next to any UNet).
+pub const MAX_CLASSES: usize = 100_000;
 
 /// The most timesteps a run may have: DDPM trains with 1,000 and IDDPM with 4,000; far more
 /// only makes every table and sampling chain longer (10^8 would take minutes before step 1).
@@ -355,6 +434,15 @@ pub struct ConfigOverrides {
     /// Image presets: group-norm groups.
     #[arg(long)]
     pub groups: Option<usize>,
+    /// Class-conditional training (classifier-free guidance) on labelled data: mnist, IDX
+    /// images with their labels file, a folder of class subfolders, or the toy sets moons and
+    /// gaussians. Sample with `ddpm sample --class K --guidance W`.
+    #[arg(long)]
+    pub class_cond: bool,
+    /// With --class-cond: the probability that a training label is replaced by "no class",
+    /// so the same network also learns the unconditional model guidance needs (default 0.1).
+    #[arg(long, requires = "class_cond")]
+    pub p_uncond: Option<f64>,
 }
 
 impl ConfigOverrides {
@@ -384,7 +472,11 @@ impl ConfigOverrides {
             attention_res,
             dropout,
             groups,
+            class_cond,
+            p_uncond,
         } = self.clone();
+        cfg.class_cond |= class_cond;
+        set(&mut cfg.p_uncond, p_uncond);
         if ema_warmup {
             cfg.ema_warmup = Some(EmaWarmup::default());
         }

@@ -205,7 +205,7 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
     cfg.validate().map_err(anyhow::Error::msg)?;
     let model: Box<dyn Denoiser> = match &cfg.unet {
         None => Box::new(crate::presets::toy::model(&cfg)),
-        Some(unet) => Box::new(crate::nn::unet::UNet::new(unet.clone())),
+        Some(_) => Box::new(crate::presets::images::model(&cfg)?),
     };
     ckpt.check_layout(args.checkpoint, model.layout())?;
     let diffusion = match &cfg.unet {

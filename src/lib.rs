@@ -10,12 +10,14 @@
 //! - `presets`: each recipe's configuration, batches and run; `train`: the step loop they share.
 //! - `data`, `sample`, `eval`, `checkpoint`, `viz`, `metrics`: the jobs around them;
 //!   `chunked`: sample draws in chunks that fit the device, streamed to samples.npy.
-//! - `interrupt`: the Ctrl-C flag that training, sampling and evaluation stop at.
+//! - `interrupt`: the Ctrl-C flag that training, sampling and evaluation stop at;
+//!   `class_choice`: the classes a class-conditional model is sampled with.
 
 pub mod autograd;
 pub mod bench;
 pub mod checkpoint;
 pub mod chunked;
+pub mod class_choice;
 pub mod config;
 pub mod cpu;
 pub mod data;

@@ -67,7 +67,7 @@ enum Command {
         /// Continue the run in DIR from its checkpoint (exactly where it stopped); --steps may
         /// raise its step count, and --sample-every, --sample-steps and --n-samples change its
         /// pictures.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "overwrite", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling", "lr_schedule", "lr_min", "ema_warmup", "timesteps", "channels", "image_size", "channel_mult", "res_blocks", "attention_res", "dropout", "groups"])]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "overwrite", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling", "lr_schedule", "lr_min", "ema_warmup", "timesteps", "channels", "image_size", "channel_mult", "res_blocks", "attention_res", "dropout", "groups", "class_cond", "p_uncond"])]
         resume: Option<PathBuf>,
         /// Run directory (default runs/<preset>-<timestamp>). It must be new or empty: a run
         /// there is continued with --resume, or replaced with --overwrite.
@@ -149,6 +149,20 @@ enum Command {
         /// Sample with the EMA weights or the raw trained weights.
         #[arg(long, value_enum, default_value_t = Weights::Ema)]
         weights: Weights,
+        /// Class-conditional checkpoints: the class to draw, by index or name, or `all` for the
+        /// same number of each class, one grid row per class (default: unconditional).
+        #[arg(long, value_name = "K|NAME|all")]
+        class: Option<String>,
+        /// Classifier-free guidance scale with --class: eps_uncond + W (eps_cond - eps_uncond);
+        /// 1 is plain conditional sampling, 0 the unconditional model, larger values follow
+        /// the class more closely (typically 1 to 5).
+        #[arg(
+            long,
+            value_name = "W",
+            default_value_t = 1.0,
+            allow_negative_numbers = true
+        )]
+        guidance: f32,
         /// At most this many samples per chain (the device's limit applies anyway). Hidden: the
         /// samples do not depend on it; tests use it to sample in chunks at small sizes.
         #[arg(long, hide = true)]
@@ -420,12 +434,15 @@ fn run(cli: Cli) -> Result<()> {
             eta,
             weights,
             max_chunk,
+            class,
+            guidance,
             adapter,
         } => {
             // Refused before the device opens: the flag is wrong whatever the checkpoint.
             if ddim {
                 ddpm::sample::check_eta(eta)?;
             }
+            ddpm::class_choice::check_guidance(guidance)?;
             let gpu = open_gpu(&adapter)?;
             let args = ddpm::sample::SampleArgs {
                 checkpoint: &checkpoint,
@@ -438,6 +455,8 @@ fn run(cli: Cli) -> Result<()> {
                 steps,
                 ddim_eta: ddim.then_some(eta),
                 max_chunk,
+                class: class.as_deref(),
+                guidance,
             };
             let mmd2 = ddpm::sample::run(&gpu, &args)
                 .map_err(|e| ddpm::interrupt::exit_if_interrupted(e, ""))?;

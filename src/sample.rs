@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::checkpoint;
+use crate::diffusion::gaussian::ClassGuidance;
 use crate::diffusion::VarianceKind;
 use crate::gpu::Gpu;
 use crate::ops::diffusion::PSampleOptions;
@@ -27,6 +28,11 @@ pub struct SampleArgs<'a> {
     /// Draw at most this many samples per chain (the device's limit applies anyway); tests use
     /// it to sample in chunks at small sizes.
     pub max_chunk: Option<usize>,
+    /// `--class`: a class index or name, or "all"; None samples a class-conditional model
+    /// unconditionally.
+    pub class: Option<&'a str>,
+    /// `--guidance`: the classifier-free guidance scale with --class (1: plain conditional).
+    pub guidance: f32,
 }
 
 /// Refuses a DDIM eta outside [0, 1]. eta scales the noise of each step between none (0,
@@ -80,6 +86,24 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
     if n == 0 {
         bail!("--n must be at least 1");
     }
+    crate::class_choice::check_guidance(args.guidance)?;
+    let classes = match args.class {
+        None => None,
+        Some(arg) => {
+            let names = cfg.class_cond.then_some(&cfg.classes[..]);
+            let choice = crate::class_choice::parse(arg, names)?;
+            Some(crate::class_choice::per_sample(&choice, n, cfg.classes.len()).0)
+        }
+    };
+    if classes.is_none() && args.guidance != 1.0 {
+        bail!("--guidance applies to class-conditional sampling: add --class K (or --class all)");
+    }
+    let guidance = classes.as_ref().map(|classes| ClassGuidance {
+        classes,
+        scale: args.guidance,
+    });
+    // `--class all` draws the same number of each class.
+    let n = classes.as_ref().map_or(n, Vec::len);
     match &cfg.unet {
         None => {
             ckpt.check_layout(args.checkpoint, &toy::model(&cfg).layout)?;
@@ -98,6 +122,7 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
                 args.out,
                 opts,
                 args.max_chunk,
+                guidance,
             )?;
             Ok(Some(report.mmd2))
         }
@@ -105,7 +130,7 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
             unet.validate().map_err(anyhow::Error::msg)?;
             ckpt.check_layout(
                 args.checkpoint,
-                &crate::nn::unet::UNet::new(unet.clone()).layout,
+                &crate::presets::images::model(&cfg)?.layout,
             )?;
             let weights = gpu.upload(host, &[host.len()]);
             let opts = PSampleOptions {
@@ -122,6 +147,7 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
                 args.out,
                 opts,
                 args.max_chunk,
+                guidance,
             )?;
             Ok(None)
         }

@@ -503,6 +503,18 @@ fn range_of(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 /// Images (u8, NHWC, 1 or 3 channels) tiled into a grid, each scaled up by `zoom`.
 pub fn image_grid(pixels: &[u8], n: usize, h: usize, w: usize, c: usize, zoom: usize) -> RgbImage {
     let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
+    image_grid_cols(pixels, n, [h, w, c], zoom, cols)
+}
+
+/// `image_grid` with `cols` images per row (one row per class of a class-conditional draw).
+pub fn image_grid_cols(
+    pixels: &[u8],
+    n: usize,
+    [h, w, c]: [usize; 3],
+    zoom: usize,
+    cols: usize,
+) -> RgbImage {
+    let cols = cols.max(1);
     let rows = n.div_ceil(cols).max(1);
     let pad = 2;
     let cell = (h * zoom + pad, w * zoom + pad);

@@ -114,6 +114,8 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
         steps: Some(10),
         ddim_eta: Some(0.0),
         max_chunk: None,
+        class: None,
+        guidance: 1.0,
     };
     assert_eq!(ddpm::sample::run(&gpu, &args).unwrap(), None);
     assert_eq!(
@@ -142,6 +144,8 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
             steps,
             ddim_eta: None,
             max_chunk: None,
+            class: None,
+            guidance: 1.0,
         };
         assert_eq!(ddpm::sample::run(&gpu, &args).unwrap(), None);
         read_npy_u8(&out.join(dir).join("samples.npy"))
@@ -257,6 +261,8 @@ fn bad_image_inputs_are_refused_with_the_fix() {
         steps: None,
         ddim_eta: None,
         max_chunk: None,
+        class: None,
+        guidance: 1.0,
     };
     let err = ddpm::sample::run(&gpu, &args).unwrap_err();
     assert!(

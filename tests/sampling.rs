@@ -55,6 +55,7 @@ fn draw(gpu: &Gpu, cfg: &TrainConfig, opts: PSampleOptions, n: usize, chunk: usi
         opts,
         seed: 11,
         chunk,
+        guidance: None,
     };
     let mut out = Vec::new();
     let drawn = sampler

@@ -150,6 +150,8 @@ fn a_short_toy_run_learns_the_s_curve() {
         steps: None,
         ddim_eta: None,
         max_chunk: None,
+        class: None,
+        guidance: 1.0,
     };
     let mmd2 = ddpm::sample::run(&gpu, &args)
         .unwrap()

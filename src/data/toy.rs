@@ -1,7 +1,9 @@
 //! Two-dimensional toy data sets modelled on scikit-learn's `make_s_curve`,
-//! `make_swiss_roll` and `make_moons`, projected to the plane and shrunk to a
-//! common magnitude of about ±0.15 so one set of diffusion hyper-parameters
-//! fits all of them.
+//! `make_swiss_roll` and `make_moons`, plus eight Gaussians on a circle, projected
+//! to the plane and shrunk to a common magnitude of about ±0.15 so one set of
+//! diffusion hyper-parameters fits all of them. The moons (one class per moon) and
+//! the Gaussians (one class per Gaussian) come with labels for class-conditional
+//! training, and name the class a point is nearest to, for scoring guided samples.
 
 use std::f64::consts::PI;
 use std::fmt;
@@ -68,19 +70,70 @@ pub fn swiss_roll(n: usize, noise: f64, rng: &mut impl Rng) -> Vec<[f32; 2]> {
 /// centre of mass, (0.5, 0.25), sits at the origin, and then divided by 10
 /// like the other sets, which leaves them within about ±0.15.
 pub fn moons(n: usize, noise: f64, rng: &mut impl Rng) -> Vec<[f32; 2]> {
+    moons_labelled(n, noise, rng).0
+}
+
+/// `moons` with each point's moon: 0 the outer (upper) one, 1 the inner (lower) one, as
+/// sklearn labels them; the points are those `moons` draws from the same generator.
+pub fn moons_labelled(n: usize, noise: f64, rng: &mut impl Rng) -> (Vec<[f32; 2]>, Vec<u32>) {
     let outer_count = n / 2;
     let inner_count = n - outer_count;
-    let mut raw: Vec<(f64, f64)> = Vec::with_capacity(n);
-    raw.extend(linspace_0_pi(outer_count).map(|a| (a.cos(), a.sin())));
-    raw.extend(linspace_0_pi(inner_count).map(|a| (1.0 - a.cos(), 1.0 - a.sin() - 0.5)));
+    let mut raw: Vec<((f64, f64), u32)> = Vec::with_capacity(n);
+    raw.extend(linspace_0_pi(outer_count).map(|a| ((a.cos(), a.sin()), 0)));
+    raw.extend(linspace_0_pi(inner_count).map(|a| ((1.0 - a.cos(), 1.0 - a.sin() - 0.5), 1)));
     raw.shuffle(rng);
     raw.into_iter()
-        .map(|(x, y)| {
+        .map(|((x, y), label)| {
             let x = x + noise * standard_normal(rng) - 0.5;
             let y = y + noise * standard_normal(rng) - 0.25;
-            shrink_to_f32(x, y)
+            (shrink_to_f32(x, y), label)
         })
-        .collect()
+        .unzip()
+}
+
+/// The Gaussians' number and, in raw units (before the shrink), their circle's radius and
+/// their standard deviation (a tenth of the radius).
+pub const N_GAUSSIANS: usize = 8;
+const GAUSSIANS_RADIUS: f64 = 1.0;
+const GAUSSIANS_STD: f64 = 0.1;
+
+/// The mean of Gaussian k, at angle 2 pi k / 8 on the circle, shrunk like the points.
+pub fn gaussian_mean(k: usize) -> [f64; 2] {
+    let angle = 2.0 * PI * k as f64 / N_GAUSSIANS as f64;
+    [
+        GAUSSIANS_RADIUS * angle.cos() / SHRINK,
+        GAUSSIANS_RADIUS * angle.sin() / SHRINK,
+    ]
+}
+
+/// `n` points of eight Gaussians centred on a circle around the origin, each point's label
+/// its Gaussian k (drawn uniformly), at angle 2 pi k / 8, with a standard deviation of a tenth
+/// of the radius.
+pub fn gaussians(n: usize, rng: &mut impl Rng) -> (Vec<[f32; 2]>, Vec<u32>) {
+    (0..n)
+        .map(|_| {
+            let k = rng.random_range(0..N_GAUSSIANS);
+            let angle = 2.0 * PI * k as f64 / N_GAUSSIANS as f64;
+            let x = GAUSSIANS_RADIUS * angle.cos() + GAUSSIANS_STD * standard_normal(rng);
+            let y = GAUSSIANS_RADIUS * angle.sin() + GAUSSIANS_STD * standard_normal(rng);
+            (shrink_to_f32(x, y), k as u32)
+        })
+        .unzip()
+}
+
+/// Distance from `p` to the arc of the circle (centre, radius 1) between angles `from` and
+/// `from + pi`: to the circle where p's angle lies on the arc, else to the nearer end.
+fn distance_to_half_circle(p: (f64, f64), centre: (f64, f64), from: f64) -> f64 {
+    let (dx, dy) = (p.0 - centre.0, p.1 - centre.1);
+    let within = (dy.atan2(dx) - from).rem_euclid(2.0 * PI) <= PI;
+    if within {
+        (dx.hypot(dy) - 1.0).abs()
+    } else {
+        [from, from + PI]
+            .iter()
+            .map(|a| (dx - a.cos()).hypot(dy - a.sin()))
+            .fold(f64::INFINITY, f64::min)
+    }
 }
 
 /// numpy's `linspace(0, pi, count)`, including its single-point case `[0]`.
@@ -93,24 +146,76 @@ fn linspace_0_pi(count: usize) -> impl Iterator<Item = f64> {
     (0..count).map(move |i| i as f64 * step)
 }
 
+/// Points with each point's class (None for the unlabelled sets).
+pub type Labelled = (Vec<[f32; 2]>, Option<Vec<u32>>);
+
 /// The toy data sets selectable by name, each with a fixed noise level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ToyData {
     SCurve,
     SwissRoll,
     Moons,
+    Gaussians,
 }
 
 impl ToyData {
-    pub const ALL: [ToyData; 3] = [ToyData::SCurve, ToyData::SwissRoll, ToyData::Moons];
+    pub const ALL: [ToyData; 4] = [
+        ToyData::SCurve,
+        ToyData::SwissRoll,
+        ToyData::Moons,
+        ToyData::Gaussians,
+    ];
 
     /// `n` fresh points; the noise levels are sklearn-style values in the
     /// sets' raw units (before the division by 10).
     pub fn sample(&self, n: usize, rng: &mut impl Rng) -> Vec<[f32; 2]> {
+        self.sample_labelled(n, rng).0
+    }
+
+    /// `sample`, with each point's class for the labelled sets (moons, gaussians).
+    pub fn sample_labelled(&self, n: usize, rng: &mut impl Rng) -> Labelled {
         match self {
-            ToyData::SCurve => s_curve(n, 0.1, rng),
-            ToyData::SwissRoll => swiss_roll(n, 0.5, rng),
-            ToyData::Moons => moons(n, 0.05, rng),
+            ToyData::SCurve => (s_curve(n, 0.1, rng), None),
+            ToyData::SwissRoll => (swiss_roll(n, 0.5, rng), None),
+            ToyData::Moons => {
+                let (points, labels) = moons_labelled(n, 0.05, rng);
+                (points, Some(labels))
+            }
+            ToyData::Gaussians => {
+                let (points, labels) = gaussians(n, rng);
+                (points, Some(labels))
+            }
+        }
+    }
+
+    /// The class names of a labelled set, label i = names[i]; None for the unlabelled ones.
+    pub fn classes(&self) -> Option<Vec<String>> {
+        match self {
+            ToyData::SCurve | ToyData::SwissRoll => None,
+            ToyData::Moons => Some(vec!["upper".into(), "lower".into()]),
+            ToyData::Gaussians => Some((0..N_GAUSSIANS).map(|k| k.to_string()).collect()),
+        }
+    }
+
+    /// The class whose mode `point` is nearest to: the nearest Gaussian mean, or the moon whose
+    /// (noise-free) arc is nearer. None for the unlabelled sets.
+    pub fn nearest_class(&self, point: [f32; 2]) -> Option<u32> {
+        let (x, y) = (point[0] as f64, point[1] as f64);
+        match self {
+            ToyData::SCurve | ToyData::SwissRoll => None,
+            ToyData::Gaussians => (0..N_GAUSSIANS)
+                .map(|k| {
+                    let [mx, my] = gaussian_mean(k);
+                    (k as u32, (x - mx).hypot(y - my))
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(k, _)| k),
+            ToyData::Moons => {
+                let raw = (x * SHRINK + 0.5, y * SHRINK + 0.25);
+                let upper = distance_to_half_circle(raw, (0.0, 0.0), 0.0);
+                let lower = distance_to_half_circle(raw, (1.0, 0.5), PI);
+                Some(if upper <= lower { 0 } else { 1 })
+            }
         }
     }
 
@@ -120,6 +225,7 @@ impl ToyData {
             ToyData::SCurve => "s-curve",
             ToyData::SwissRoll => "swiss-roll",
             ToyData::Moons => "moons",
+            ToyData::Gaussians => "gaussians",
         }
     }
 }
@@ -239,6 +345,39 @@ mod tests {
     }
 
     #[test]
+    fn labelled_sets_name_the_class_each_point_came_from() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let (points, labels) = moons_labelled(400, 0.05, &mut rng);
+        let again = moons(400, 0.05, &mut StdRng::seed_from_u64(9));
+        assert_eq!(points, again, "moons_labelled draws moons' points");
+        assert_eq!(labels.iter().filter(|&&y| y == 0).count(), 200);
+        for (p, y) in points.iter().zip(&labels) {
+            assert_eq!(ToyData::Moons.nearest_class(*p), Some(*y), "moon of {p:?}");
+        }
+        let (points, labels) = gaussians(4000, &mut rng);
+        let mut counts = [0usize; N_GAUSSIANS];
+        let mut right = 0;
+        for (p, &y) in points.iter().zip(&labels) {
+            counts[y as usize] += 1;
+            right += (ToyData::Gaussians.nearest_class(*p) == Some(y)) as usize;
+            let [mx, my] = gaussian_mean(y as usize);
+            // Six standard deviations (0.01 after the shrink) in each coordinate.
+            assert!((p[0] as f64 - mx).abs() < 0.06 && (p[1] as f64 - my).abs() < 0.06);
+        }
+        // Neighbouring means are 0.077 apart, 3.8 standard deviations each side of the middle.
+        assert!(right >= 3990, "{right} of 4000 nearest their own mode");
+        assert!(
+            counts.iter().all(|&c| (400..600).contains(&c)),
+            "{counts:?}"
+        );
+        let [mx, my] = gaussian_mean(2);
+        assert!(
+            mx.abs() < 1e-12 && (my - 0.1).abs() < 1e-12,
+            "mode 2 at 90 degrees"
+        );
+    }
+
+    #[test]
     fn moons_are_shuffled() {
         let mut rng = StdRng::seed_from_u64(5);
         let points = moons(200, 0.0, &mut rng);
@@ -269,7 +408,10 @@ mod tests {
         let error = "spiral".parse::<ToyData>().unwrap_err();
         assert!(error.contains("spiral"));
         assert!(
-            error.contains("s-curve") && error.contains("swiss-roll") && error.contains("moons")
+            error.contains("s-curve")
+                && error.contains("swiss-roll")
+                && error.contains("moons")
+                && error.contains("gaussians")
         );
     }
 

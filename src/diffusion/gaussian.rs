@@ -17,6 +17,8 @@ pub mod streams {
     pub const BATCH: u32 = 2;
     pub const DROPOUT: u32 = 3;
     pub const FLIP: u32 = 4;
+    /// Label dropout of class-conditional training.
+    pub const LABELS: u32 = 5;
     const PER_STEP: u32 = 8;
 
     pub fn for_step(step: u64, purpose: u32) -> u32 {
@@ -70,6 +72,23 @@ pub struct ChainOptions<'a> {
     /// [first_sample, first_sample + n) of a larger one draws the same x_T and noise for them,
     /// so sampling in chunks gives the numbers of one chain.
     pub first_sample: u64,
+    /// Class-conditional sampling of a class-conditional model; None samples it unconditionally
+    /// (every sample "no class").
+    pub guidance: Option<ClassGuidance<'a>>,
+}
+
+/// Classifier-free guidance: eps = w eps(x, y) + (1 - w) eps(x, no class), i.e.
+/// eps_uncond + w (eps_cond - eps_uncond), from one forward of the doubled batch [x; x] with
+/// classes [y; no class]. w = 1 is plain conditional sampling (one forward of x); w = 0 the
+/// unconditional model. Only the noise is guided: a learned variance is the conditional one.
+/// x0 and v outputs combine the same way (each is affine in eps at fixed x_t).
+#[derive(Clone, Copy)]
+pub struct ClassGuidance<'a> {
+    /// The class of every sample of the whole draw (sample i of a chain is
+    /// classes[first_sample + i]).
+    pub classes: &'a [u32],
+    /// The guidance scale w.
+    pub scale: f32,
 }
 
 impl<'a> ChainOptions<'a> {
@@ -81,6 +100,7 @@ impl<'a> ChainOptions<'a> {
             keep_every: None,
             progress: None,
             first_sample: 0,
+            guidance: None,
         }
     }
 }
@@ -103,6 +123,68 @@ pub struct TimestepDraw {
     pub timesteps: Tensor,
     /// [batch] f32.
     pub weights: Tensor,
+}
+
+/// The classes of one chain, uploaded once: [y] for w = 1, [y; no class] for a guided
+/// doubled batch.
+struct GuidedClasses {
+    classes: Tensor,
+    scale: f32,
+}
+
+impl GuidedClasses {
+    fn new(
+        gpu: &Gpu,
+        model: &dyn Denoiser,
+        g: ClassGuidance,
+        n: usize,
+        first_sample: u64,
+    ) -> GuidedClasses {
+        let null = model
+            .class_rows()
+            .expect("guidance needs a class-conditional model") as u32
+            - 1;
+        let first = first_sample as usize;
+        let mut classes = g.classes[first..first + n].to_vec();
+        if g.scale != 1.0 {
+            classes.extend(std::iter::repeat_n(null, n));
+        }
+        GuidedClasses {
+            classes: gpu.upload_u32(&classes, &[classes.len()]),
+            scale: g.scale,
+        }
+    }
+
+    /// The model's output at x and model timestep `t`, conditional (w = 1) or guided.
+    fn forward(
+        &self,
+        cx: &mut Ctx,
+        model: &dyn Denoiser,
+        params: &[Var],
+        x: &Tensor,
+        t: usize,
+    ) -> Var {
+        let gpu = cx.gpu;
+        let rows = self.classes.numel();
+        let timesteps = kernels::fill_timesteps(gpu, rows, t);
+        let x_in = if rows == x.shape[0] {
+            x.clone()
+        } else {
+            crate::ops::guidance::doubled(gpu, x)
+        };
+        let x_var = cx.constant(x_in);
+        let cond = Conditioning {
+            timesteps: &timesteps,
+            classes: Some(&self.classes),
+            dropout: None,
+        };
+        let out = model.forward(cx, params, &x_var, cond);
+        if rows == x.shape[0] {
+            return out;
+        }
+        let guided = crate::ops::guidance::guide(gpu, &out.tensor, x.shape[1], self.scale);
+        cx.constant(guided)
+    }
 }
 
 impl GaussianDiffusion {
@@ -343,7 +425,9 @@ impl GaussianDiffusion {
             keep_every,
             progress,
             first_sample,
+            guidance,
         } = chain;
+        let guided = guidance.map(|g| GuidedClasses::new(gpu, model, g, shape[0], first_sample));
         let per_sample: usize = shape[1..].iter().product();
         // The noise index of this chain's first element within the whole draw.
         let first = first_sample * per_sample as u64;
@@ -361,9 +445,14 @@ impl GaussianDiffusion {
             }
             let mut cx = Ctx::no_grad(gpu);
             let params = model.layout().vars(&mut cx, weights, None);
-            let timesteps = kernels::fill_timesteps(gpu, shape[0], self.timestep_map[t]);
-            let x_var = cx.constant(x.clone());
-            let out = model.forward(&mut cx, &params, &x_var, Conditioning::at(&timesteps));
+            let out = match &guided {
+                None => {
+                    let timesteps = kernels::fill_timesteps(gpu, shape[0], self.timestep_map[t]);
+                    let x_var = cx.constant(x.clone());
+                    model.forward(&mut cx, &params, &x_var, Conditioning::at(&timesteps))
+                }
+                Some(g) => g.forward(&mut cx, model, &params, &x, self.timestep_map[t]),
+            };
             let noise = kernels::NoiseKey {
                 seed,
                 stream: streams::sampling_step(t),

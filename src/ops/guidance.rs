@@ -72,7 +72,7 @@ pub fn drop_labels(
 pub fn guide(gpu: &Gpu, out2: &Tensor, c_guided: usize, w: f32) -> Tensor {
     let shape = &out2.shape;
     assert!(
-        shape.len() >= 2 && shape[0] % 2 == 0 && c_guided <= shape[1],
+        shape.len() >= 2 && shape[0].is_multiple_of(2) && c_guided <= shape[1],
         "guide: out2 must be [2n, c_out, ...] with c_guided <= c_out, got {shape:?}"
     );
     let n = shape[0] / 2;

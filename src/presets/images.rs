@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::{Preset, TrainConfig};
 use crate::data::images::{self, to_u8_nhwc};
 use crate::diffusion::gaussian::streams;
-use crate::diffusion::gaussian::{ChainOptions, GaussianDiffusion};
+use crate::diffusion::gaussian::{ChainOptions, ClassGuidance, GaussianDiffusion};
 use crate::diffusion::{BetaSchedule, Schedule, VarianceKind};
 use crate::gpu::Gpu;
 use crate::nn::unet::{UNet, UNetConfig};
@@ -64,6 +64,9 @@ impl TrainConfig {
             lr_schedule: LrSchedule::Constant,
             lr_min: 0.0,
             ema_warmup: None,
+            class_cond: false,
+            classes: Vec::new(),
+            p_uncond: 0.1,
         }
     }
 
@@ -190,7 +193,7 @@ impl BatchSource for ImageBatches {
             self.set.width,
         ]
     }
-    fn batch(&self, seed: u32, step: u64, out: &mut [f32]) {
+    fn batch(&self, seed: u32, step: u64, out: &mut [f32], _labels: Option<&mut [u32]>) {
         let indices = train::batch_indices(seed, step, self.batch_size, self.set.n);
         let stream = streams::for_step(step, streams::FLIP);
         let flips: Vec<bool> = (0..self.batch_size as u32)
@@ -221,7 +224,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
     check_batch_fits(gpu, unet_cfg, cfg.batch_size, "--batch-size")?;
     check_batch_fits(gpu, unet_cfg, grids.n_grid, "the sample grid of")?;
     let set = images::load(&cfg.data, unet_cfg.image_size, unet_cfg.in_channels)?;
-    let model = UNet::new(unet_cfg.clone());
+    let model = model(cfg)?;
     let _claimed = train::prepare_out_dir(cfg, out, start)?;
     let diffusion = diffusion(gpu, cfg)?;
     let mut state = train::start_state(gpu, cfg, &model, out, start.is_resume())?;
@@ -272,14 +275,21 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
     train::print_speed(gpu, cfg, state.step - first, done.seconds);
     write_loss_plot(out)?;
     if !done.interrupted {
-        write_samples(
+        let classes = grid_classes(grids, grids.n_grid);
+        let guidance = classes.as_ref().map(|classes| ClassGuidance {
+            classes,
+            scale: 1.0,
+        });
+        write_samples_chunked(
             gpu,
             grids,
             &state.ema,
-            grids.n_grid,
+            classes.as_ref().map_or(grids.n_grid, Vec::len),
             cfg.seed as u32,
             out,
             default_options(grids)?,
+            None,
+            guidance,
         )
         .map_err(|e| {
             crate::interrupt::exit_if_interrupted(e, &crate::chunked::after_training(out))
@@ -349,10 +359,24 @@ fn image_shape(model: &UNet, n: usize) -> [usize; 4] {
     [n, c.in_channels, c.image_size, c.image_size]
 }
 
-fn to_grid(gpu: &Gpu, model: &UNet, x: &Tensor, n: usize) -> image::RgbImage {
+fn to_grid(gpu: &Gpu, model: &UNet, x: &Tensor, n: usize, cols: usize) -> image::RgbImage {
     let c = &model.config;
     let pixels = to_u8_nhwc(&gpu.read(x), n, c.in_channels, c.image_size, c.image_size);
-    viz::image_grid(&pixels, n, c.image_size, c.image_size, c.in_channels, 2)
+    let shape = [c.image_size, c.image_size, c.in_channels];
+    viz::image_grid_cols(&pixels, n, shape, 2, cols)
+}
+
+/// The UNet of a configuration, with its class embedding when class-conditional.
+pub fn model(cfg: &TrainConfig) -> Result<UNet> {
+    Ok(UNet::new(unet_config(cfg)?.clone()).with_classes(cfg.n_classes()))
+}
+
+/// The classes of a class-conditional run's sample grids and final samples: n / classes of
+/// each, one grid row per class (None for an unconditional run).
+pub fn grid_classes(cfg: &TrainConfig, n: usize) -> Option<Vec<u32>> {
+    let n_classes = cfg.n_classes()?;
+    let all = crate::class_choice::ClassChoice::All;
+    Some(crate::class_choice::per_sample(&all, n, n_classes).0)
 }
 
 fn sample_grid(
@@ -368,14 +392,23 @@ fn sample_grid(
     let sampler = diffusion
         .for_sampling(gpu, &opts)
         .map_err(anyhow::Error::msg)?;
+    let classes = grid_classes(cfg, n);
+    let guidance = classes.as_ref().map(|classes| ClassGuidance {
+        classes,
+        scale: 1.0,
+    });
+    let n = classes.as_ref().map_or(n, Vec::len);
     let (x0, _) = sampler.p_sample_loop(
         gpu,
         model,
         weights,
         &image_shape(model, n),
-        ChainOptions::new(opts, seed),
+        ChainOptions {
+            guidance,
+            ..ChainOptions::new(opts, seed)
+        },
     );
-    Ok(to_grid(gpu, model, &x0, n))
+    Ok(to_grid(gpu, model, &x0, n, grid_cols(n, guidance.as_ref())))
 }
 
 /// Samples n images with `weights` and writes samples.png, samples.npy and denoise.gif.
@@ -388,7 +421,20 @@ pub fn write_samples(
     out: &Path,
     opts: PSampleOptions,
 ) -> Result<()> {
-    write_samples_chunked(gpu, cfg, weights, n, seed, out, opts, None)
+    write_samples_chunked(gpu, cfg, weights, n, seed, out, opts, None, None)
+}
+
+/// Images per grid row: one row per class when a draw spans several classes (they come in
+/// runs, class_choice::per_sample), else a square grid.
+fn grid_cols(n: usize, guidance: Option<&ClassGuidance>) -> usize {
+    let square = (n as f64).sqrt().ceil().max(1.0) as usize;
+    let Some(classes) = guidance.map(|g| &g.classes[..n.min(g.classes.len())]) else {
+        return square;
+    };
+    match classes.iter().position(|&y| y != classes[0]) {
+        Some(run) => run,
+        None => square,
+    }
 }
 
 /// `write_samples` in chains of at most `max_chunk` images (and at most what fits the device;
@@ -405,10 +451,11 @@ pub fn write_samples_chunked(
     out: &Path,
     opts: PSampleOptions,
     max_chunk: Option<usize>,
+    guidance: Option<ClassGuidance>,
 ) -> Result<()> {
     let unet_cfg = unet_config(cfg)?;
     let chunk = crate::chunked::max_chunk(gpu, bytes_per_image(unet_cfg), max_chunk)?;
-    let model = UNet::new(unet_cfg.clone());
+    let model = model(cfg)?;
     let diffusion = diffusion(gpu, cfg)?
         .for_sampling(gpu, &opts)
         .map_err(anyhow::Error::msg)?;
@@ -423,6 +470,7 @@ pub fn write_samples_chunked(
         opts,
         seed,
         chunk,
+        guidance,
     };
     let every = diffusion.n_timesteps().div_ceil(GIF_FRAMES).max(1);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -451,14 +499,15 @@ pub fn write_samples_chunked(
     }
     stream.finish(&npy)?;
     let n_shown = n.min(chunk);
+    let cols = grid_cols(n_shown, guidance.as_ref());
     viz::save_png(
-        &viz::image_grid(&shown, n_shown, size, size, channels, 2),
+        &viz::image_grid_cols(&shown, n_shown, [size, size, channels], 2, cols),
         &out.join("samples.png"),
     )?;
     let mut gif: Vec<_> = drawn
         .frames
         .iter()
-        .map(|f| to_grid(gpu, &model, f, n_shown))
+        .map(|f| to_grid(gpu, &model, f, n_shown, cols))
         .collect();
     let last = gif.last().cloned();
     gif.extend(std::iter::repeat_n(last, 15).flatten());

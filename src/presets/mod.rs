@@ -42,7 +42,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
 fn check_params_fit(gpu: &Gpu, cfg: &TrainConfig) -> Result<()> {
     let layout = match &cfg.unet {
         None => toy::model(cfg).layout,
-        Some(unet) => crate::nn::unet::UNet::new(unet.clone()).layout,
+        Some(_) => images::model(cfg)?.layout,
     };
     let bytes = layout.n_total as u64 * 4;
     if bytes > gpu.max_binding_bytes() {

@@ -69,6 +69,18 @@ impl Trainer<'_> {
         x_start: &Tensor,
         draw: Option<&TimestepDraw>,
     ) -> TrainingLoss {
+        self.record_step_classes(state, x_start, draw, None)
+    }
+
+    /// `record_step_drawn` for a class-conditional model, trained on `classes` (u32 [batch],
+    /// label dropout already applied).
+    pub fn record_step_classes(
+        &self,
+        state: &mut TrainState,
+        x_start: &Tensor,
+        draw: Option<&TimestepDraw>,
+        classes: Option<&Tensor>,
+    ) -> TrainingLoss {
         let gpu = self.gpu;
         let mut cx = Ctx::new(gpu);
         let params = self
@@ -86,7 +98,7 @@ impl Trainer<'_> {
                 step: state.step,
                 antithetic: self.antithetic,
                 draw,
-                classes: None,
+                classes,
             },
         );
         crate::ops::backward(&mut cx, &tl.loss);
@@ -261,7 +273,9 @@ pub use crate::interrupt::install as install_interrupt_handler;
 /// a resumed run sees the same batches.
 pub trait BatchSource {
     fn shape(&self) -> Vec<usize>;
-    fn batch(&self, seed: u32, step: u64, out: &mut [f32]);
+    /// Fills `out` with the batch of `step` and, for a class-conditional run, `labels` with
+    /// its classes.
+    fn batch(&self, seed: u32, step: u64, out: &mut [f32], labels: Option<&mut [u32]>);
 }
 
 /// Called after `sample_every` steps and at the end, with the EMA weights.
@@ -316,6 +330,11 @@ pub fn train_loop(
     let shape = batches.shape();
     let batch = gpu.empty(&shape);
     let mut host_batch = vec![0f32; batch.numel()];
+    // A class-conditional model trains on the batch's labels, each dropped to "no class" with
+    // probability p_uncond by a draw keyed by the step (so a resumed run drops the same ones).
+    let null_class = model.class_rows().map(|rows| rows as u32 - 1);
+    let mut host_labels = vec![0u32; shape[0]];
+    let labels = gpu.upload_u32(&host_labels, &[shape[0]]);
     let mut loss_log = LossLog::new(gpu, cfg.log_every as usize, state.step);
     let append = |name: &str| {
         std::fs::OpenOptions::new()
@@ -378,11 +397,17 @@ pub fn train_loop(
             interrupted = true;
             break;
         }
-        batches.batch(seed, state.step, &mut host_batch);
-        gpu.write(&batch, bytemuck::cast_slice(&host_batch));
         let step = state.step;
+        let want_labels = null_class.is_some().then_some(&mut host_labels[..]);
+        batches.batch(seed, step, &mut host_batch, want_labels);
+        gpu.write(&batch, bytemuck::cast_slice(&host_batch));
+        let classes = null_class.map(|null| {
+            gpu.write(&labels, bytemuck::cast_slice(&host_labels));
+            let stream = streams::for_step(step, streams::LABELS);
+            crate::ops::guidance::drop_labels(gpu, &labels, cfg.p_uncond, null, seed, stream)
+        });
         let draw = importance.as_mut().map(|i| i.draw(gpu, seed, step));
-        let tl = trainer.record_step_drawn(state, &batch, draw.as_ref());
+        let tl = trainer.record_step_classes(state, &batch, draw.as_ref(), classes.as_ref());
         if let (Some(i), Some(losses)) = (importance.as_mut(), &tl.per_sample_losses) {
             i.record(gpu, step, losses);
         }
