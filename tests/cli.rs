@@ -207,6 +207,95 @@ fn bad_settings_are_refused_before_any_work() {
     assert_usage_error(&out, &["--config", "cannot be used with"]);
 }
 
+/// Class-conditional flags on data or checkpoints they do not fit: a message naming the fix,
+/// exit code 1, and no run directory left behind.
+#[test]
+fn class_flags_that_do_not_fit_the_data_or_checkpoint_are_refused() {
+    let base = std::env::temp_dir().join(format!("ddpm-cli-class-{}", std::process::id()));
+    std::fs::remove_dir_all(&base).ok();
+    let refused = base.join("refused");
+    // The emoji preset's IDX file has no labels file beside it.
+    for preset in ["toy", "emoji"] {
+        let out = ddpm(
+            &[
+                "train",
+                "--preset",
+                preset,
+                "--class-cond",
+                "--out",
+                refused.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_clean_failure(
+            &out,
+            &["--class-cond", "has no labels", "moons and gaussians"],
+        );
+        assert!(!refused.exists(), "a refused run writes nothing");
+    }
+    let out = ddpm(&["train", "--p-uncond", "0.2"], &[]);
+    assert_usage_error(&out, &["--class-cond"]);
+    let out = ddpm(&["train", "--class-cond", "--p-uncond", "1.5"], &[]);
+    assert_clean_failure(&out, &["--p-uncond must be a probability"]);
+
+    let run = |args: &[&str], dir: &std::path::Path| {
+        let mut all = vec![
+            "train",
+            "--preset",
+            "toy",
+            "--steps",
+            "1",
+            "--n-samples",
+            "8",
+        ];
+        all.extend(args);
+        all.extend(["--out", dir.to_str().unwrap()]);
+        let out = ddpm(&all, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir.join("checkpoint.safetensors")
+    };
+    let conditional = run(&["--data", "gaussians", "--class-cond"], &base.join("cond"));
+    let plain = run(&["--data", "gaussians"], &base.join("plain"));
+    let samples = base.join("samples");
+    let sample = |ckpt: &std::path::Path, args: &[&str]| {
+        let mut all = vec!["sample", "--checkpoint", ckpt.to_str().unwrap(), "--n", "4"];
+        all.extend(args);
+        all.extend(["--out", samples.to_str().unwrap()]);
+        ddpm(&all, &[])
+    };
+    let out = sample(&conditional, &["--class", "8"]);
+    assert_clean_failure(
+        &out,
+        &["--class 8 is out of range", "0 to 7", "--class all"],
+    );
+    let out = sample(&conditional, &["--class", "cat"]);
+    assert_clean_failure(&out, &["--class cat", "no class has that name", "3=3"]);
+    for w in ["-1", "nan", "inf"] {
+        let out = sample(&conditional, &["--class", "1", "--guidance", w]);
+        assert_clean_failure(&out, &["--guidance must be a finite number >= 0"]);
+    }
+    let out = sample(&conditional, &["--guidance", "3"]);
+    assert_clean_failure(&out, &["--guidance applies to class-conditional sampling"]);
+    let out = sample(&plain, &["--class", "1"]);
+    assert_clean_failure(&out, &["trained without classes", "--class-cond"]);
+    let out = sample(&conditional, &["--class", "all", "--guidance", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("class 7 (7):"),
+        "a score per class:\n{stderr}"
+    );
+    std::fs::remove_dir_all(&base).ok();
+}
+
 /// A release binary copied elsewhere finds data beside it (or says where it looked), not only
 /// under the source tree it was built from.
 #[test]

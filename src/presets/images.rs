@@ -180,6 +180,8 @@ pub const SOFTWARE_GRID: usize = 16;
 /// Batches of images drawn by the step number, each flipped with probability 1/2 when `flip`.
 pub struct ImageBatches {
     pub set: crate::data::idx::ImageSet,
+    /// Each image's class (a class-conditional run).
+    pub labels: Option<Vec<u32>>,
     pub batch_size: usize,
     pub flip: bool,
 }
@@ -193,8 +195,13 @@ impl BatchSource for ImageBatches {
             self.set.width,
         ]
     }
-    fn batch(&self, seed: u32, step: u64, out: &mut [f32], _labels: Option<&mut [u32]>) {
+    fn batch(&self, seed: u32, step: u64, out: &mut [f32], labels: Option<&mut [u32]>) {
         let indices = train::batch_indices(seed, step, self.batch_size, self.set.n);
+        if let (Some(out), Some(all)) = (labels, &self.labels) {
+            for (dst, &i) in out.iter_mut().zip(&indices) {
+                *dst = all[i];
+            }
+        }
         let stream = streams::for_step(step, streams::FLIP);
         let flips: Vec<bool> = (0..self.batch_size as u32)
             .map(|i| self.flip && crate::rng::uniform(seed, stream, i) < 0.5)
@@ -223,7 +230,21 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
     let unet_cfg = unet_config(cfg)?;
     check_batch_fits(gpu, unet_cfg, cfg.batch_size, "--batch-size")?;
     check_batch_fits(gpu, unet_cfg, grids.n_grid, "the sample grid of")?;
-    let set = images::load(&cfg.data, unet_cfg.image_size, unet_cfg.in_channels)?;
+    let (set, labels) = if cfg.class_cond {
+        crate::data::labels::load_labelled(&cfg.data, unet_cfg.image_size, unet_cfg.in_channels)?
+    } else {
+        let set = images::load(&cfg.data, unet_cfg.image_size, unet_cfg.in_channels)?;
+        (set, None)
+    };
+    let cfg = &cfg
+        .with_classes(labels.as_ref().map(|l| l.class_names.clone()))
+        .map_err(anyhow::Error::msg)?;
+    // The grids' settings follow the run's, classes included.
+    let software = software.map(|s| TrainConfig {
+        classes: cfg.classes.clone(),
+        ..s
+    });
+    let grids = software.as_ref().unwrap_or(cfg);
     let model = model(cfg)?;
     let _claimed = train::prepare_out_dir(cfg, out, start)?;
     let diffusion = diffusion(gpu, cfg)?;
@@ -243,6 +264,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
     );
     let batches = ImageBatches {
         set,
+        labels: labels.map(|l| l.of_image),
         batch_size: cfg.batch_size,
         flip: cfg.flip,
     };
