@@ -115,6 +115,15 @@ enum Command {
         full: bool,
         #[arg(long, default_value_t = 0)]
         seed: u32,
+        /// Class-conditional toy checkpoints: the guidance scale of the per-class samples
+        /// (--n in all, the same number of each class) that are scored by nearest mode.
+        #[arg(
+            long,
+            value_name = "W",
+            default_value_t = 1.0,
+            allow_negative_numbers = true
+        )]
+        guidance: f32,
         #[command(flatten)]
         adapter: AdapterArg,
     },
@@ -385,8 +394,10 @@ fn run(cli: Cli) -> Result<()> {
             t_samples,
             full,
             seed,
+            guidance,
             adapter,
         } => {
+            ddpm::class_choice::check_guidance(guidance)?;
             let gpu = open_gpu(&adapter)?;
             let args = ddpm::eval::EvalArgs {
                 checkpoint: &checkpoint,
@@ -419,6 +430,14 @@ fn run(cli: Cli) -> Result<()> {
                     report.n, report.batch_size
                 );
                 std::process::exit(ddpm::interrupt::EXIT_CODE);
+            }
+            let scores = ddpm::presets::toy::eval_classes(&gpu, &checkpoint, n, seed, guidance)
+                .map_err(|e| ddpm::interrupt::exit_if_interrupted(e, ""))?;
+            if let Some(scores) = scores {
+                println!("per class, guidance {guidance}:");
+                for score in scores {
+                    println!("  {score}");
+                }
             }
             Ok(())
         }

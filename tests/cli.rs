@@ -293,6 +293,23 @@ fn class_flags_that_do_not_fit_the_data_or_checkpoint_are_refused() {
         stderr.contains("class 7 (7):"),
         "a score per class:\n{stderr}"
     );
+    let c = conditional.to_str().unwrap();
+    let out = ddpm(
+        &["eval", "--checkpoint", c, "--n", "80", "--guidance", "2"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("per class, guidance 2:"), "{stdout}");
+    let scored = stdout
+        .lines()
+        .filter(|l| l.contains("nearest its mode"))
+        .count();
+    assert_eq!(scored, 8, "eval scores every class:\n{stdout}");
     std::fs::remove_dir_all(&base).ok();
 }
 

@@ -306,6 +306,62 @@ fn fresh_matching(cfg: &TrainConfig, classes: &[u32]) -> Result<Vec<[f32; 2]>> {
     }
 }
 
+/// `ddpm eval` of a class-conditional toy checkpoint: n / classes samples of each class drawn
+/// with guidance `scale` from the EMA weights, each class scored (nearest-mode fraction,
+/// MMD^2). None for an unconditional or an image checkpoint.
+pub fn eval_classes(
+    gpu: &Gpu,
+    checkpoint: &Path,
+    n: usize,
+    seed: u32,
+    scale: f32,
+) -> Result<Option<Vec<ClassScore>>> {
+    let ckpt = crate::checkpoint::load(checkpoint)?;
+    let cfg = &ckpt.config;
+    let Some(n_classes) = cfg.n_classes().filter(|_| cfg.unet.is_none()) else {
+        return Ok(None);
+    };
+    crate::class_choice::check_guidance(scale)?;
+    let model = model(cfg);
+    ckpt.check_layout(checkpoint, &model.layout)?;
+    let weights = gpu.upload(&ckpt.state.ema, &[ckpt.state.ema.len()]);
+    let all = crate::class_choice::ClassChoice::All;
+    let (classes, _) = crate::class_choice::per_sample(&all, n, n_classes);
+    let opts = default_options(cfg)?;
+    let diffusion = diffusion(gpu, cfg)?
+        .for_sampling(gpu, &opts)
+        .map_err(anyhow::Error::msg)?;
+    let sampler = crate::chunked::ChunkedSampler {
+        gpu,
+        diffusion: &diffusion,
+        model: &model,
+        weights: &weights,
+        sample_shape: &[2],
+        opts,
+        seed,
+        chunk: chain_points(gpu, cfg, None)?,
+        guidance: Some(ClassGuidance {
+            classes: &classes,
+            scale,
+        }),
+    };
+    let bar = crate::progress::bar("sample", sampler.steps(classes.len()));
+    let mut samples = Vec::new();
+    let drawn = sampler.draw(classes.len(), None, Some(&bar), &mut |_, x| {
+        samples.extend(to_points(&x));
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    if drawn.interrupted {
+        return Err(crate::interrupt::Interrupted {
+            kept: "the per-class scores were not computed".into(),
+        }
+        .into());
+    }
+    let data = training_data(cfg)?;
+    Ok(Some(class_scores(cfg, &samples, &classes, &data)?))
+}
+
 /// Each requested class's nearest-mode fraction and MMD^2 (samples[i] was drawn for
 /// classes[i]).
 fn class_scores(
