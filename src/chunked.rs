@@ -76,7 +76,16 @@ pub struct Drawn {
 impl ChunkedSampler<'_> {
     /// Steps of a draw of n samples, for progress bars.
     pub fn steps(&self, n: usize) -> u64 {
-        (n.div_ceil(self.chunk) * self.diffusion.n_timesteps()) as u64
+        (n.div_ceil(self.chain_len()) * self.diffusion.n_timesteps()) as u64
+    }
+
+    /// Samples per chain: `chunk`, halved when guidance runs the model on the doubled batch
+    /// (whose activations must fit the same bindings).
+    pub fn chain_len(&self) -> usize {
+        match self.guidance {
+            Some(g) if g.scale != 1.0 => (self.chunk / 2).max(1),
+            _ => self.chunk,
+        }
     }
 
     /// Draws n samples chunk by chunk; hands each chunk's x_0 (read back, flat) to `sink` with
@@ -90,7 +99,7 @@ impl ChunkedSampler<'_> {
         sink: &mut dyn FnMut(usize, Vec<f32>) -> Result<()>,
     ) -> Result<Drawn> {
         let mut frames = Vec::new();
-        for range in chunks(n, self.chunk) {
+        for range in chunks(n, self.chain_len()) {
             let mut shape = vec![range.len()];
             shape.extend(self.sample_shape);
             let chain = ChainOptions {

@@ -271,3 +271,43 @@ fn guided_samples_of_a_short_gaussians_run_land_on_the_requested_mode() {
     assert!(guided >= 0.95, "w = 3: {guided}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn guided_draws_in_chunks_equal_one_chain() {
+    let gpu = gpu();
+    let model = Mlp::with_output(2, 2, 32, 12).with_classes(Some(4));
+    let weights = random_weights(&gpu, &model);
+    let diffusion = GaussianDiffusion::new(&gpu, Schedule::new(BetaSchedule::Cosine, 12));
+    let classes: Vec<u32> = (0..11).map(|i| i % 5).collect();
+    let draw = |chunk: usize| {
+        let sampler = ddpm::chunked::ChunkedSampler {
+            gpu: &gpu,
+            diffusion: &diffusion,
+            model: &model,
+            weights: &weights,
+            sample_shape: &[2],
+            opts: PSampleOptions {
+                variance: VarianceKind::Beta,
+                clip_denoised: false,
+                ddim_eta: None,
+                steps: None,
+            },
+            seed: 5,
+            chunk,
+            guidance: Some(ClassGuidance {
+                classes: &classes,
+                scale: 2.5,
+            }),
+        };
+        let mut out = Vec::new();
+        sampler
+            .draw(classes.len(), None, None, &mut |_, x| {
+                out.extend(x);
+                Ok(())
+            })
+            .unwrap();
+        out
+    };
+    // Chains of 2 (a chunk of 4 halved for the doubled batch) against one chain of 11.
+    assert_eq!(draw(4), draw(22));
+}

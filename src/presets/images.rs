@@ -520,7 +520,7 @@ pub fn write_samples_chunked(
         return Err(crate::chunked::keep_partial(stream, out, drawn.completed, n).into());
     }
     stream.finish(&npy)?;
-    let n_shown = n.min(chunk);
+    let n_shown = n.min(sampler.chain_len());
     let cols = grid_cols(n_shown, guidance.as_ref());
     viz::save_png(
         &viz::image_grid_cols(&shown, n_shown, [size, size, channels], 2, cols),
