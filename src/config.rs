@@ -108,6 +108,14 @@ pub struct TrainConfig {
     /// Probability that a training label is replaced by "no class" (class-conditional runs).
     #[serde(default = "default_p_uncond")]
     pub p_uncond: f64,
+    /// Image presets: score n_eval samples of the EMA weights with the sample-quality evaluator
+    /// (FID, KID, ...) every this many steps and at the end; 0 never. None: at the end of the
+    /// run on a GPU, never on a software adapter (where sampling thousands of images is slow).
+    #[serde(default)]
+    pub eval_every: Option<u64>,
+    /// Samples each evaluation scores.
+    #[serde(default = "default_n_eval")]
+    pub n_eval: usize,
 }
 
 fn default_grid() -> usize {
@@ -116,6 +124,10 @@ fn default_grid() -> usize {
 
 fn default_p_uncond() -> f64 {
     0.1
+}
+
+fn default_n_eval() -> usize {
+    2000
 }
 
 impl TrainConfig {
@@ -273,6 +285,21 @@ impl TrainConfig {
             return Err(format!(
                 "--p-uncond must be a probability in [0, 1], got {}",
                 self.p_uncond
+            ));
+        }
+        if self.unet.is_none() && self.eval_every.is_some_and(|e| e > 0) {
+            return Err(
+                "--eval-every scores image samples with the image evaluator; the toy preset \
+                 prints its samples' MMD^2 at the end of the run (and `ddpm eval` scores a toy \
+                 checkpoint)"
+                    .into(),
+            );
+        }
+        if self.n_eval < 8 {
+            return Err(format!(
+                "--n-eval must be at least 8 (the evaluator's k = 3 neighbourhoods need them; \
+                 2,000 give the figures of README's calibration table), got {}",
+                self.n_eval
             ));
         }
         if !self.class_cond && !self.classes.is_empty() {
@@ -443,6 +470,14 @@ pub struct ConfigOverrides {
     /// so the same network also learns the unconditional model guidance needs (default 0.1).
     #[arg(long, requires = "class_cond")]
     pub p_uncond: Option<f64>,
+    /// Image presets: score --n-eval samples of the EMA weights with the sample-quality
+    /// evaluator (FID, KID, precision, recall) every N steps and at the end, logged next to the
+    /// loss; 0 never (default: at the end on a GPU, never on a software adapter).
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<u64>,
+    /// Samples each --eval-every evaluation scores (default 2000).
+    #[arg(long)]
+    pub n_eval: Option<usize>,
 }
 
 impl ConfigOverrides {
@@ -474,9 +509,13 @@ impl ConfigOverrides {
             groups,
             class_cond,
             p_uncond,
+            eval_every,
+            n_eval,
         } = self.clone();
         cfg.class_cond |= class_cond;
         set(&mut cfg.p_uncond, p_uncond);
+        set(&mut cfg.eval_every, eval_every.map(Some));
+        set(&mut cfg.n_eval, n_eval);
         if ema_warmup {
             cfg.ema_warmup = Some(EmaWarmup::default());
         }

@@ -67,6 +67,8 @@ impl TrainConfig {
             class_cond: false,
             classes: Vec::new(),
             p_uncond: 0.1,
+            eval_every: None,
+            n_eval: 2000,
         }
     }
 
@@ -293,7 +295,11 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
         batches: &batches,
         out,
     };
-    let done = train::train_loop(&options, &mut state, &mut sample_hook)?;
+    let hooks = train::Hooks {
+        on_sample: &mut sample_hook,
+        on_eval: None,
+    };
+    let done = train::train_loop(&options, &mut state, hooks)?;
     train::print_speed(gpu, cfg, state.step - first, done.seconds);
     write_loss_plot(out)?;
     if !done.interrupted {

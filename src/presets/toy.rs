@@ -64,6 +64,8 @@ impl TrainConfig {
             class_cond: false,
             classes: Vec::new(),
             p_uncond: 0.1,
+            eval_every: None,
+            n_eval: 2000,
         }
     }
 }
@@ -209,7 +211,11 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
         batches: &batches,
         out,
     };
-    let done = train::train_loop(&options, &mut state, &mut no_samples)?;
+    let hooks = train::Hooks {
+        on_sample: &mut no_samples,
+        on_eval: None,
+    };
+    let done = train::train_loop(&options, &mut state, hooks)?;
     train::print_speed(gpu, cfg, state.step - first, done.seconds);
     let mmd2 = if done.interrupted {
         None

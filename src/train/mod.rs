@@ -165,6 +165,24 @@ struct Monitor {
 }
 
 impl Monitor {
+    /// Evaluation figures of `step`, a line of log.txt and a record of metrics.jsonl.
+    fn log_figures(&mut self, step: u64, figures: &[(&'static str, f64)]) -> Result<()> {
+        use std::io::Write;
+        if figures.is_empty() {
+            return Ok(());
+        }
+        let mut record = serde_json::Map::new();
+        record.insert("step".into(), step.into());
+        let mut line = format!("step {step}");
+        for (name, value) in figures {
+            record.insert((*name).into(), (*value).into());
+            line.push_str(&format!(" {name} {value:.5}"));
+        }
+        writeln!(self.log, "{line}")?;
+        writeln!(self.metrics, "{}", serde_json::Value::Object(record))?;
+        Ok(())
+    }
+
     fn images_per_second(&self, step: u64) -> Option<f64> {
         let seconds = self.started.0.elapsed().as_secs_f64();
         let steps = step.checked_sub(self.started.1)?;
@@ -281,6 +299,17 @@ pub trait BatchSource {
 /// Called after `sample_every` steps and at the end, with the EMA weights.
 pub type SampleHook<'a> = dyn FnMut(&Gpu, &TrainState) -> Result<()> + 'a;
 
+/// Called every `eval_every` steps with the EMA weights: the figures it measured (name,
+/// value), logged to metrics.jsonl and log.txt next to the loss.
+pub type EvalHook<'a> = dyn FnMut(&Gpu, &TrainState) -> Result<Vec<(&'static str, f64)>> + 'a;
+
+/// What the step loop calls besides training: the sample grids and the evaluations.
+pub struct Hooks<'a, 'b> {
+    pub on_sample: &'a mut SampleHook<'b>,
+    /// With the steps between evaluations (None: no evaluations in the loop).
+    pub on_eval: Option<(u64, &'a mut EvalHook<'b>)>,
+}
+
 /// What the step loop trains, on what, and where its log and checkpoint go.
 pub struct LoopOptions<'a> {
     pub gpu: &'a Gpu,
@@ -305,11 +334,11 @@ pub struct LoopOutcome {
 
 /// The training loop shared by every preset: one encoder and one submit per step, the loss
 /// read back without stalls, NaN detection, periodic checkpoints and samples, Ctrl-C.
-pub fn train_loop(
-    opts: &LoopOptions,
-    state: &mut TrainState,
-    on_sample: &mut SampleHook,
-) -> Result<LoopOutcome> {
+pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> Result<LoopOutcome> {
+    let Hooks {
+        on_sample,
+        mut on_eval,
+    } = hooks;
     let LoopOptions {
         gpu,
         cfg,
@@ -423,7 +452,10 @@ pub fn train_loop(
         let at_checkpoint =
             cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every);
         let at_sample = cfg.sample_every > 0 && state.step.is_multiple_of(cfg.sample_every);
-        if (at_checkpoint || at_sample) && state.step < cfg.steps {
+        let at_eval = on_eval
+            .as_ref()
+            .is_some_and(|(every, _)| *every > 0 && state.step.is_multiple_of(*every));
+        if (at_checkpoint || at_sample || at_eval) && state.step < cfg.steps {
             // Check the losses before saving: a NaN run must not overwrite a good checkpoint.
             monitor.take(loss_log.drain(gpu), &bar)?;
             if at_checkpoint {
@@ -431,6 +463,10 @@ pub fn train_loop(
             }
             if at_sample {
                 bar.suspend(|| on_sample(gpu, state))?;
+            }
+            if let (true, Some((_, eval))) = (at_eval, on_eval.as_mut()) {
+                let figures = bar.suspend(|| eval(gpu, state))?;
+                monitor.log_figures(state.step, &figures)?;
             }
         }
     }
