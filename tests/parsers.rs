@@ -1,6 +1,6 @@
-//! Seeded mutation tests of every parser of outside input: the IDX reader (raw and .gz), the
-//! image-folder decoder (PNG, JPEG, GIF) and the checkpoint loader. Each starts from small valid
-//! files built here and feeds over 10,000 mutations of them (bit flips, overwritten bytes,
+//! Seeded mutation tests of every parser of outside input: the IDX reader (images and labels,
+//! raw and .gz), the image-folder decoder (PNG, JPEG, GIF) and the checkpoint loader, and the
+//! layouts labels are found in. Each starts from small valid files built here and feeds over 10,000 mutations of them (bit flips, overwritten bytes,
 //! truncations, inserted bytes, and length and dimension fields set to extremes such as 0, 1,
 //! u32::MAX), drawn from a seeded RNG so a failure replays. Every input must either parse or
 //! give an error: a panic fails the test, and so does any single allocation larger than the
@@ -271,6 +271,163 @@ fn idx_refuses_declared_sizes_its_bytes_cannot_hold() {
             .to_string();
         assert!(err.contains("and more after them"), "{err}");
     }
+}
+
+#[test]
+fn idx_labels_reader_survives_mutations() {
+    let mut rng = StdRng::seed_from_u64(0x1abe1);
+    let labels = idx(&[7], &[3, 1, 4, 1, 5, 9, 2]);
+    let labels_gz = gzip(&labels);
+    assert_eq!(
+        ddpm::data::idx::parse_labels(&labels, "l").unwrap(),
+        vec![3, 1, 4, 1, 5, 9, 2]
+    );
+    assert_eq!(
+        ddpm::data::idx::parse_labels(&labels_gz, "l.gz").unwrap(),
+        vec![3, 1, 4, 1, 5, 9, 2]
+    );
+    // The images and labels readers refuse each other's files, by their dimensions.
+    let err = ddpm::data::idx::parse(&labels, "l")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 dimensions"), "{err}");
+    let err = ddpm::data::idx::parse_labels(&idx(&[1, 2, 2], &[0; 4]), "i")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("labels need 1"), "{err}");
+    let (mut cases, mut parsed) = (0, 0);
+    for case in 0..6_000 {
+        let (input, budget) = match case % 3 {
+            0 => {
+                let input = mutate(&mut rng, &labels, &idx_fields(1));
+                let budget = input.len() + FIXED;
+                (input, budget)
+            }
+            1 => {
+                let input = mutate(&mut rng, &labels_gz, &[]);
+                let budget = input.len() * 1032 + FIXED;
+                (input, budget)
+            }
+            _ => {
+                let input = gzip(&mutate(&mut rng, &labels, &idx_fields(1)));
+                let budget = input.len() * 1032 + FIXED;
+                (input, budget)
+            }
+        };
+        cases += 1;
+        parsed += check("idx labels", case, &input, budget, |b| {
+            ddpm::data::idx::parse_labels(b, "mutated")
+        }) as usize;
+    }
+    assert!(parsed > 0 && parsed < cases, "{parsed} of {cases} parsed");
+}
+
+/// A fresh empty folder under the system's temp dir, named for the test.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ddpm-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn labels_are_found_beside_idx_images_and_checked_against_them() {
+    use ddpm::data::labels::{labels_file_beside, load_labelled};
+    let dir = scratch("labels-beside");
+    let images = dir.join("t10k-images-idx3-ubyte.gz");
+    std::fs::write(&images, gzip(&idx(&[3, 2, 2], &[0; 12]))).unwrap();
+    // No labels file: unlabelled, not an error.
+    assert_eq!(labels_file_beside(&images), None);
+    let (set, labels) = load_labelled(images.to_str().unwrap(), 2, 1).unwrap();
+    assert_eq!((set.n, labels), (3, None));
+    // A raw labels file beside a .gz images file is found too.
+    let labels_path = dir.join("t10k-labels-idx1-ubyte");
+    std::fs::write(&labels_path, idx(&[3], &[2, 0, 2])).unwrap();
+    assert_eq!(labels_file_beside(&images), Some(labels_path.clone()));
+    let (_, labels) = load_labelled(images.to_str().unwrap(), 2, 1).unwrap();
+    let labels = labels.unwrap();
+    assert_eq!(labels.of_image, vec![2, 0, 2]);
+    assert_eq!(labels.class_names, vec!["0", "1", "2"]);
+    // One label too few: an error naming both files and both counts.
+    std::fs::write(&labels_path, idx(&[2], &[2, 0])).unwrap();
+    let err = load_labelled(images.to_str().unwrap(), 2, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("t10k-labels-idx1-ubyte holds 2 labels")
+            && err.contains("t10k-images-idx3-ubyte.gz holds 3 images"),
+        "{err}"
+    );
+    // The training files of a folder in MNIST's layout, and images::load still drops labels.
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        idx(&[2, 2, 2], &[0; 8]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("train-labels-idx1-ubyte.gz"),
+        gzip(&idx(&[2], &[1, 0])),
+    )
+    .unwrap();
+    let (set, labels) = load_labelled(dir.to_str().unwrap(), 2, 1).unwrap();
+    assert_eq!((set.n, labels.unwrap().of_image), (2, vec![1, 0]));
+    assert_eq!(
+        ddpm::data::images::load(dir.to_str().unwrap(), 2, 1)
+            .unwrap()
+            .n,
+        2
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn shipped_mnist_has_its_labels() {
+    let (set, labels) = ddpm::data::labels::load_labelled("assets/mnist", 28, 1).unwrap();
+    let labels = labels.expect("MNIST's training labels");
+    assert_eq!(
+        (set.n, labels.of_image.len(), labels.n_classes()),
+        (60_000, 60_000, 10)
+    );
+    // MNIST's first training labels, as published.
+    assert_eq!(&labels.of_image[..5], &[5, 0, 4, 1, 9]);
+}
+
+#[test]
+fn class_subfolders_label_an_image_folder() {
+    use ddpm::data::labels::load_labelled;
+    let dir = scratch("labels-folders");
+    let save = |sub: &str, name: &str, v: u8| {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        image::GrayImage::from_pixel(4, 4, image::Luma([v]))
+            .save(dir.join(sub).join(name))
+            .unwrap();
+    };
+    save("dog", "b.png", 200);
+    save("cat", "x.png", 10);
+    save("cat", "a.png", 20);
+    // A subfolder without images is not a class.
+    std::fs::create_dir_all(dir.join(".thumbnails")).unwrap();
+    let (set, labels) = load_labelled(dir.to_str().unwrap(), 4, 1).unwrap();
+    let labels = labels.unwrap();
+    assert_eq!(labels.class_names, vec!["cat", "dog"]);
+    assert_eq!(labels.of_image, vec![0, 0, 1]);
+    // Sorted within a class too: cat/a.png (20) before cat/x.png (10).
+    assert_eq!((set.n, set.image(0)[0], set.image(2)[0]), (3, 20, 200));
+    // Loose images beside class folders: refused, naming the fix.
+    save(".", "loose.png", 0);
+    let err = load_labelled(dir.to_str().unwrap(), 4, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not both"), "{err}");
+    // Only loose images: unlabelled.
+    let flat = scratch("labels-flat");
+    image::GrayImage::from_pixel(4, 4, image::Luma([9]))
+        .save(flat.join("one.png"))
+        .unwrap();
+    let (set, labels) = load_labelled(flat.to_str().unwrap(), 4, 1).unwrap();
+    assert_eq!((set.n, labels), (1, None));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&flat).ok();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! IDX files (MNIST's format, and the Noto Emoji set's): a big-endian header (two zero bytes,
 //! the element type, the number of dimensions, one u32 per dimension) then the data, row-major.
-//! Read from .gz or raw files; u8 images with 3 dimensions (N, H, W) or 4 (N, H, W, C).
+//! Read from .gz or raw files; u8 images with 3 dimensions (N, H, W) or 4 (N, H, W, C), and u8
+//! labels with 1 (N), through the same header checks.
 
 use std::io::Read;
 use std::path::Path;
@@ -44,23 +45,57 @@ const GZIP: [u8; 2] = [0x1f, 0x8b];
 /// of more than `len * 1032` bytes. The bound refuses a corrupt header before its allocation.
 const DEFLATE_MAX_RATIO: usize = 1032;
 
+/// What an IDX file must hold: images (3 or 4 dimensions) or labels (1 dimension).
+#[derive(Clone, Copy)]
+enum Kind {
+    Images,
+    Labels,
+}
+
+impl Kind {
+    fn dims_ok(self, n_dims: usize) -> bool {
+        match self {
+            Kind::Images => (3..=4).contains(&n_dims),
+            Kind::Labels => n_dims == 1,
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Images => "images need 3 (N, H, W) or 4 (N, H, W, C)",
+            Kind::Labels => "labels need 1 (N)",
+        }
+    }
+}
+
 /// Parses an IDX file of u8 images, raw or gzip-compressed (recognised by its magic bytes).
 pub fn parse(bytes: &[u8], what: &str) -> Result<ImageSet> {
+    let (dims, data) = parse_array(bytes, what, Kind::Images)?;
+    images(&dims, data, what)
+}
+
+/// Parses an IDX file of u8 labels (magic 0x00000801), raw or gzip-compressed.
+pub fn parse_labels(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
+    Ok(parse_array(bytes, what, Kind::Labels)?.1)
+}
+
+/// The dimensions and body of an IDX u8 array of `kind`, raw or .gz.
+fn parse_array(bytes: &[u8], what: &str, kind: Kind) -> Result<(Vec<usize>, Vec<u8>)> {
     if bytes.starts_with(&GZIP) {
-        parse_gz(bytes, what)
+        parse_gz(bytes, what, kind)
     } else {
-        parse_images(bytes, what)
+        parse_raw(bytes, what, kind)
     }
 }
 
 /// Un-gzips the header first and checks it, then only as many bytes as it declares: a .gz that
 /// is not an IDX file (or declares more than it can hold) is refused without decompressing it.
-fn parse_gz(compressed: &[u8], what: &str) -> Result<ImageSet> {
+fn parse_gz(compressed: &[u8], what: &str, kind: Kind) -> Result<(Vec<usize>, Vec<u8>)> {
     let broken = || format!("{what} is a corrupt or truncated .gz file; download it again");
     let mut gz = flate2::read::GzDecoder::new(compressed);
     let mut header = [0u8; 4];
     gz.read_exact(&mut header).with_context(broken)?;
-    let n_dims = check_magic(&header, what)?;
+    let n_dims = check_magic(&header, what, kind)?;
     let mut header = header.to_vec();
     header.resize(4 + 4 * n_dims, 0);
     gz.read_exact(&mut header[4..]).with_context(broken)?;
@@ -80,24 +115,24 @@ fn parse_gz(compressed: &[u8], what: &str) -> Result<ImageSet> {
         .read_to_end(&mut data)
         .with_context(broken)?;
     check_body(&dims, expected, data.len(), what)?;
-    images(&dims, data, what)
+    Ok((dims, data))
 }
 
-/// Checks the first 4 bytes (two zeros, the u8 element type, 3 or 4 dimensions) and returns the
-/// number of dimensions.
-fn check_magic(bytes: &[u8], what: &str) -> Result<usize> {
+/// Checks the first 4 bytes (two zeros, the u8 element type, the dimensions `kind` needs) and
+/// returns the number of dimensions.
+fn check_magic(bytes: &[u8], what: &str, kind: Kind) -> Result<usize> {
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         bail!("{what} is not an IDX file (it must start with two zero bytes)");
     }
     if bytes[2] != 0x08 {
         bail!(
-            "{what} holds IDX element type 0x{:02x}; only unsigned bytes (0x08) are images",
+            "{what} holds IDX element type 0x{:02x}; only unsigned bytes (0x08) are read",
             bytes[2]
         );
     }
     let n_dims = bytes[3] as usize;
-    if !(3..=4).contains(&n_dims) {
-        bail!("{what} has {n_dims} dimensions; images need 3 (N, H, W) or 4 (N, H, W, C)");
+    if !kind.dims_ok(n_dims) {
+        bail!("{what} has {n_dims} dimensions; {}", kind.expected());
     }
     Ok(n_dims)
 }
@@ -153,7 +188,12 @@ fn images(dims: &[usize], pixels: Vec<u8>, what: &str) -> Result<ImageSet> {
 
 /// Parses an uncompressed IDX file of u8 images.
 pub fn parse_images(bytes: &[u8], what: &str) -> Result<ImageSet> {
-    let n_dims = check_magic(bytes, what)?;
+    let (dims, data) = parse_raw(bytes, what, Kind::Images)?;
+    images(&dims, data, what)
+}
+
+fn parse_raw(bytes: &[u8], what: &str, kind: Kind) -> Result<(Vec<usize>, Vec<u8>)> {
+    let n_dims = check_magic(bytes, what, kind)?;
     let header = 4 + 4 * n_dims;
     if bytes.len() < header {
         bail!("{what} is truncated inside its header; download it again");
@@ -162,7 +202,7 @@ pub fn parse_images(bytes: &[u8], what: &str) -> Result<ImageSet> {
     let expected = body_len(&dims, what)?;
     let data = &bytes[header..];
     check_body(&dims, expected, data.len(), what)?;
-    images(&dims, data.to_vec(), what)
+    Ok((dims, data.to_vec()))
 }
 
 /// Reads an IDX file of u8 images, raw or .gz.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::idx::{self, ImageSet};
+use super::idx::ImageSet;
 
 /// Resolves a data path: the first of `search_path`'s places that exists, else the path as
 /// given (which then fails to load, naming every place looked in).
@@ -48,65 +48,62 @@ pub fn search_path(path: &str) -> Vec<PathBuf> {
 /// horizontal flips by default, as natural images do.
 pub fn is_image_folder(path: &str) -> bool {
     let p = resolve(path);
-    p.is_dir()
-        && ![
-            "train-images-idx3-ubyte.gz",
-            "train-images-idx3-ubyte",
-            "train-images.idx3-ubyte",
-        ]
-        .iter()
-        .any(|name| p.join(name).is_file())
+    p.is_dir() && !TRAIN_IMAGE_FILES.iter().any(|name| p.join(name).is_file())
 }
 
-/// Loads the training images and checks them against the model's size and channels.
+/// MNIST's names for its training images, in the order they are looked for in a folder.
+pub const TRAIN_IMAGE_FILES: [&str; 3] = [
+    "train-images-idx3-ubyte.gz",
+    "train-images-idx3-ubyte",
+    "train-images.idx3-ubyte",
+];
+
+/// Loads the training images and checks them against the model's size and channels; any
+/// labels are dropped (see [`super::labels::load_labelled`], which this calls).
 pub fn load(path: &str, image_size: usize, channels: usize) -> Result<ImageSet> {
-    let resolved = resolve(path);
-    let set = if resolved.is_dir() {
-        let idx_file = [
-            "train-images-idx3-ubyte.gz",
-            "train-images-idx3-ubyte",
-            "train-images.idx3-ubyte",
-        ]
+    Ok(super::labels::load_labelled(path, image_size, channels)?.0)
+}
+
+/// The "not found" error for a data path, naming every place looked in.
+pub(crate) fn not_found(path: &str) -> anyhow::Error {
+    let looked: Vec<String> = search_path(path)
         .iter()
-        .map(|name| resolved.join(name))
-        .find(|p| p.is_file());
-        match idx_file {
-            Some(file) => idx::read_images(&file)?,
-            None => load_folder(&resolved, image_size, channels)?,
-        }
-    } else if resolved.is_file() {
-        idx::read_images(&resolved)?
-    } else {
-        let looked: Vec<String> = search_path(path)
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        bail!(
-            "data set {path} not found (looked in: {}): pass --data with an IDX file, a folder \
-             of MNIST-style IDX files, or a folder of PNG/JPEG/GIF images, or put the data (e.g. \
-             ddpm's assets/ folder) next to the binary",
-            looked.join(", ")
-        );
-    };
+        .map(|p| p.display().to_string())
+        .collect();
+    anyhow::anyhow!(
+        "data set {path} not found (looked in: {}): pass --data with an IDX file, a folder \
+         of MNIST-style IDX files, or a folder of PNG/JPEG/GIF images, or put the data (e.g. \
+         ddpm's assets/ folder) next to the binary",
+        looked.join(", ")
+    )
+}
+
+/// Refuses an empty set, or one whose images are not `image_size` square with `channels`.
+pub(crate) fn check_shape(
+    set: &ImageSet,
+    source: &Path,
+    image_size: usize,
+    channels: usize,
+) -> Result<()> {
     if set.n == 0 {
-        bail!("data set {} holds no images", resolved.display());
+        bail!("data set {} holds no images", source.display());
     }
     if set.height != image_size || set.width != image_size || set.channels != channels {
         bail!(
             "data set {} holds {}x{} images with {} channel(s), but the model expects {image_size}x{image_size} \
              with {channels}: use a preset that matches the data (mnist: 28x28 grey, emoji: 32x32 colour) \
              or an image folder, which is resized to the model's size",
-            resolved.display(),
+            source.display(),
             set.height,
             set.width,
             set.channels
         );
     }
-    Ok(set)
+    Ok(())
 }
 
-/// Every PNG/JPEG/GIF under `dir`, through [`decode_image`].
-pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet> {
+/// The PNG/JPEG/GIF files directly in `dir`, sorted by name.
+pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -115,10 +112,16 @@ pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet>
                 .extension()
                 .and_then(|e| e.to_str())
                 .map(str::to_lowercase);
-            matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg" | "gif"))
+            p.is_file() && matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg" | "gif"))
         })
         .collect();
     files.sort();
+    Ok(files)
+}
+
+/// Every PNG/JPEG/GIF directly in `dir`, through [`decode_image`].
+pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet> {
+    let files = image_files(dir)?;
     if files.is_empty() {
         bail!(
             "{} holds no PNG, JPEG or GIF images (and no train-images-idx3-ubyte file): point \
@@ -126,8 +129,13 @@ pub fn load_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet>
             dir.display()
         );
     }
+    decode_files(&files, size, channels)
+}
+
+/// `files`, in order, through [`decode_image`].
+pub(crate) fn decode_files(files: &[PathBuf], size: usize, channels: usize) -> Result<ImageSet> {
     let mut pixels = Vec::with_capacity(files.len() * size * size * channels);
-    for file in &files {
+    for file in files {
         let bytes =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         pixels.extend(decode_image(
