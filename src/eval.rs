@@ -11,6 +11,9 @@
 //! sampled timesteps by example index), so the estimates do not depend on how the examples are
 //! batched; a --batch-size larger than the device's storage bindings allow is lowered to what
 //! fits. Ctrl-C stops at the next model evaluation and reports the batches finished before.
+//!
+//! `quality` (`ddpm eval --quality`) draws samples from an image checkpoint with the sampling
+//! code `ddpm sample` uses and scores them with crate::quality against the data set.
 
 use std::path::Path;
 
@@ -344,4 +347,101 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         interrupted,
         batch_size,
     })
+}
+
+pub struct QualityArgs<'a> {
+    pub checkpoint: &'a Path,
+    /// The data set to compare with; default: the checkpoint's training data.
+    pub data: Option<String>,
+    /// Samples to draw.
+    pub n: usize,
+    pub seed: u32,
+    /// Where the evaluator's classifier is cached if the data's folder is not writable;
+    /// default: the checkpoint's folder.
+    pub cache: Option<std::path::PathBuf>,
+}
+
+/// Draws `n` samples from the checkpoint's EMA weights (with its sampling settings, respaced
+/// as `ddpm sample` does on a software adapter) and scores them.
+pub fn quality(gpu: &Gpu, args: &QualityArgs) -> Result<crate::quality::QualityReport> {
+    if args.n == 0 {
+        bail!("--n must be at least 1");
+    }
+    let ckpt = checkpoint::load(args.checkpoint)?;
+    let mut cfg = ckpt.config.clone();
+    let Some(unet) = cfg.unet.clone() else {
+        bail!(
+            "--quality scores image samples; {} is a toy checkpoint, which `ddpm sample` scores \
+             by MMD",
+            args.checkpoint.display()
+        );
+    };
+    unet.validate().map_err(anyhow::Error::msg)?;
+    let model = crate::nn::unet::UNet::new(unet.clone());
+    ckpt.check_layout(args.checkpoint, &model.layout)?;
+    let data = args.data.clone().unwrap_or_else(|| cfg.data.clone());
+    let cache = args
+        .cache
+        .clone()
+        .or_else(|| args.checkpoint.parent().map(Path::to_path_buf));
+    // The classifier first: a data set that cannot be evaluated fails before minutes of sampling.
+    let evaluator = crate::quality::Evaluator::for_data(
+        gpu,
+        &data,
+        Some((unet.image_size, unet.in_channels)),
+        cache.as_deref(),
+    )?;
+    if let Some(software) = crate::presets::images::software_sampling(gpu, &cfg) {
+        eprintln!(
+            "software adapter: sampling with {} respaced steps",
+            software.sample_steps.unwrap_or(0)
+        );
+        cfg = software;
+    }
+    let opts = crate::ops::diffusion::PSampleOptions {
+        steps: cfg.sample_steps,
+        ..crate::presets::images::default_options(&cfg)?
+    };
+    let diffusion = crate::presets::images::diffusion(gpu, &cfg)?
+        .for_sampling(gpu, &opts)
+        .map_err(anyhow::Error::msg)?;
+    let weights = gpu.upload(&ckpt.state.ema, &[ckpt.state.ema.len()]);
+    let (c, size) = (unet.in_channels, unet.image_size);
+    let chunk =
+        crate::chunked::max_chunk(gpu, crate::presets::images::bytes_per_image(&unet), None)?;
+    let sampler = crate::chunked::ChunkedSampler {
+        gpu,
+        diffusion: &diffusion,
+        model: &model,
+        weights: &weights,
+        sample_shape: &[c, size, size],
+        opts,
+        seed: args.seed,
+        chunk,
+    };
+    let bar = crate::progress::bar("sample", sampler.steps(args.n));
+    let mut pixels = Vec::with_capacity(args.n * size * size * c);
+    let drawn = sampler.draw(args.n, None, Some(&bar), &mut |_, x| {
+        let b = x.len() / (c * size * size);
+        pixels.extend(crate::data::images::to_u8_nhwc(&x, b, c, size, size));
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    if drawn.interrupted {
+        return Err(crate::interrupt::Interrupted {
+            kept: format!(
+                "{} of {} samples were drawn and none were scored",
+                drawn.completed, args.n
+            ),
+        }
+        .into());
+    }
+    let samples = crate::data::idx::ImageSet {
+        n: args.n,
+        height: size,
+        width: size,
+        channels: c,
+        pixels,
+    };
+    evaluator.score(gpu, &samples, None)
 }
