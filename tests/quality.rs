@@ -407,7 +407,9 @@ fn eval_samples_refuses_bad_files_with_the_problem_and_the_fix() {
 fn rotations_for_the_proxy_task_are_four_distinct_quarter_turns() {
     use ddpm::quality::classifier::rotate;
     // 3 x 3, two channels: pixel (y, x) holds (10 y + x, 100 + 10 y + x).
-    let img: Vec<u8> = (0..9u8).flat_map(|p| [10 * (p / 3) + p % 3, 100 + 10 * (p / 3) + p % 3]).collect();
+    let img: Vec<u8> = (0..9u8)
+        .flat_map(|p| [10 * (p / 3) + p % 3, 100 + 10 * (p / 3) + p % 3])
+        .collect();
     let turned: Vec<Vec<u8>> = (0..4).map(|k| rotate(&img, 3, 2, k)).collect();
     // One counter-clockwise quarter turn: the top row becomes the old right column, read
     // top to bottom.
@@ -415,7 +417,11 @@ fn rotations_for_the_proxy_task_are_four_distinct_quarter_turns() {
     assert_eq!(top_row, vec![2, 12, 22]);
     assert_eq!(&turned[1][..2], &[2, 102], "channels move together");
     assert_eq!(turned[0], img);
-    assert_eq!(rotate(&turned[1], 3, 2, 3), img, "four quarter turns are the identity");
+    assert_eq!(
+        rotate(&turned[1], 3, 2, 3),
+        img,
+        "four quarter turns are the identity"
+    );
     assert_eq!(rotate(&turned[1], 3, 2, 1), turned[2]);
     for a in 0..4 {
         for b in a + 1..4 {
