@@ -11,6 +11,9 @@
 //! sampled timesteps by example index), so the estimates do not depend on how the examples are
 //! batched; a --batch-size larger than the device's storage bindings allow is lowered to what
 //! fits. Ctrl-C stops at the next model evaluation and reports the batches finished before.
+//!
+//! `quality` (`ddpm eval --quality`) draws samples from an image checkpoint with the sampling
+//! code `ddpm sample` uses and scores them with crate::quality against the data set.
 
 use std::path::Path;
 
@@ -19,7 +22,7 @@ use anyhow::{bail, Result};
 use crate::autograd::Ctx;
 use crate::checkpoint;
 use crate::config::TrainConfig;
-use crate::diffusion::gaussian::GaussianDiffusion;
+use crate::diffusion::gaussian::{ClassGuidance, GaussianDiffusion};
 use crate::diffusion::host::prior_bpd;
 use crate::diffusion::VarianceKind;
 use crate::gpu::Gpu;
@@ -346,4 +349,145 @@ pub fn run(gpu: &Gpu, args: &EvalArgs) -> Result<EvalReport> {
         interrupted,
         batch_size,
     })
+}
+
+/// `ddpm eval --quality`: what to sample from which checkpoint, and against what.
+pub struct QualityArgs<'a> {
+    pub checkpoint: &'a Path,
+    /// The data set to compare with; default: the checkpoint's training data.
+    pub data: Option<String>,
+    /// Samples to draw.
+    pub n: usize,
+    pub seed: u32,
+    /// Where the evaluator's classifier is cached if the data's folder is not writable;
+    /// default: the checkpoint's folder.
+    pub cache: Option<std::path::PathBuf>,
+    /// Class-conditional checkpoints: `--class K|NAME|all` (None: unconditional samples), and
+    /// the guidance scale. With classes, the report adds how often the classifier agrees.
+    pub class: Option<&'a str>,
+    pub guidance: f32,
+}
+
+/// Draws `n` samples from the checkpoint's EMA weights (with its sampling settings, respaced
+/// as `ddpm sample` does on a software adapter) and scores them.
+pub fn quality(gpu: &Gpu, args: &QualityArgs) -> Result<crate::quality::QualityReport> {
+    if args.n == 0 {
+        bail!("--n must be at least 1");
+    }
+    crate::class_choice::check_guidance(args.guidance)?;
+    let ckpt = checkpoint::load(args.checkpoint)?;
+    let mut cfg = ckpt.config.clone();
+    let Some(unet) = cfg.unet.clone() else {
+        bail!(
+            "--quality scores image samples; {} is a toy checkpoint, which `ddpm sample` scores \
+             by MMD (and `ddpm eval` per class when it is class-conditional)",
+            args.checkpoint.display()
+        );
+    };
+    unet.validate().map_err(anyhow::Error::msg)?;
+    let model = crate::presets::images::model(&cfg)?;
+    ckpt.check_layout(args.checkpoint, &model.layout)?;
+    let classes = match args.class {
+        None => {
+            if args.guidance != 1.0 {
+                bail!(
+                    "--guidance applies to class-conditional samples: add --class K or --class all"
+                );
+            }
+            None
+        }
+        Some(arg) => {
+            let names = cfg.class_cond.then_some(&cfg.classes[..]);
+            let choice = crate::class_choice::parse(arg, names)?;
+            Some(crate::class_choice::per_sample(&choice, args.n, cfg.classes.len()).0)
+        }
+    };
+    let data = args.data.clone().unwrap_or_else(|| cfg.data.clone());
+    let cache = args
+        .cache
+        .clone()
+        .or_else(|| args.checkpoint.parent().map(Path::to_path_buf));
+    // The classifier first: a data set that cannot be evaluated fails before minutes of sampling.
+    let evaluator = crate::quality::Evaluator::for_data(
+        gpu,
+        &data,
+        Some((unet.image_size, unet.in_channels)),
+        cache.as_deref(),
+    )?;
+    if let Some(software) = crate::presets::images::software_sampling(gpu, &cfg) {
+        eprintln!(
+            "software adapter: sampling with {} respaced steps",
+            software.sample_steps.unwrap_or(0)
+        );
+        cfg = software;
+    }
+    let weights = gpu.upload(&ckpt.state.ema, &[ckpt.state.ema.len()]);
+    let guidance = classes.as_ref().map(|classes| ClassGuidance {
+        classes,
+        scale: args.guidance,
+    });
+    let n = classes.as_ref().map_or(args.n, Vec::len);
+    sample_and_score(gpu, &cfg, &weights, &evaluator, n, args.seed, guidance)
+}
+
+/// Draws `n` samples with `weights` under the run's sampling settings (classes and guidance
+/// when given) and scores them with `evaluator`; with classes, the report says how often the
+/// classifier agrees with them. Training's --eval-every uses it too.
+pub fn sample_and_score(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    weights: &Tensor,
+    evaluator: &crate::quality::Evaluator,
+    n: usize,
+    seed: u32,
+    guidance: Option<ClassGuidance>,
+) -> Result<crate::quality::QualityReport> {
+    let unet = crate::presets::images::unet_config(cfg)?;
+    let model = crate::presets::images::model(cfg)?;
+    let opts = crate::ops::diffusion::PSampleOptions {
+        steps: cfg.sample_steps,
+        ..crate::presets::images::default_options(cfg)?
+    };
+    let diffusion = crate::presets::images::diffusion(gpu, cfg)?
+        .for_sampling(gpu, &opts)
+        .map_err(anyhow::Error::msg)?;
+    let (c, size) = (unet.in_channels, unet.image_size);
+    let chunk =
+        crate::chunked::max_chunk(gpu, crate::presets::images::bytes_per_image(unet), None)?;
+    let sampler = crate::chunked::ChunkedSampler {
+        gpu,
+        diffusion: &diffusion,
+        model: &model,
+        weights,
+        sample_shape: &[c, size, size],
+        opts,
+        seed,
+        chunk,
+        guidance,
+    };
+    let bar = crate::progress::bar("sample", sampler.steps(n));
+    let mut pixels = Vec::with_capacity(n * size * size * c);
+    let drawn = sampler.draw(n, None, Some(&bar), &mut |_, x| {
+        let b = x.len() / (c * size * size);
+        pixels.extend(crate::data::images::to_u8_nhwc(&x, b, c, size, size));
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    if drawn.interrupted {
+        return Err(crate::interrupt::Interrupted {
+            kept: format!(
+                "{} of {n} samples were drawn and none were scored",
+                drawn.completed
+            ),
+        }
+        .into());
+    }
+    let samples = crate::data::idx::ImageSet {
+        n,
+        height: size,
+        width: size,
+        channels: c,
+        pixels,
+    };
+    evaluator.score(gpu, &samples, guidance.map(|g| g.classes))
 }

@@ -10,6 +10,8 @@
 //! - `presets`: each recipe's configuration, batches and run; `train`: the step loop they share.
 //! - `data`, `sample`, `eval`, `checkpoint`, `viz`, `metrics`: the jobs around them;
 //!   `chunked`: sample draws in chunks that fit the device, streamed to samples.npy.
+//! - `quality`: sample quality (FID, KID, precision/recall, memorisation) on the features of a
+//!   classifier trained with the ops above.
 //! - `interrupt`: the Ctrl-C flag that training, sampling and evaluation stop at;
 //!   `class_choice`: the classes a class-conditional model is sampled with.
 
@@ -31,6 +33,7 @@ pub mod ops;
 pub mod optim;
 pub mod presets;
 pub mod progress;
+pub mod quality;
 pub mod rng;
 pub mod run_dir;
 pub mod sample;

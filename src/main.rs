@@ -94,17 +94,22 @@ enum Command {
         #[command(flatten)]
         adapter: AdapterArg,
     },
-    /// Negative log-likelihood in bits/dim from the variational bound (IDDPM's evaluation).
+    /// Negative log-likelihood in bits/dim from the variational bound (IDDPM's evaluation);
+    /// with --quality, sample quality (FID, KID, precision/recall, memorisation) of a
+    /// checkpoint's samples; with --samples, of any .npy array of samples against --data.
     Eval {
-        #[arg(long)]
-        checkpoint: PathBuf,
+        #[arg(long, required_unless_present = "samples")]
+        checkpoint: Option<PathBuf>,
         /// Held-out data of an image checkpoint (default: MNIST's test set); a toy checkpoint
-        /// is scored on fresh points of its own distribution and refuses --data.
+        /// is scored on fresh points of its own distribution and refuses --data. With
+        /// --quality or --samples: the data set to compare with (default for --quality: the
+        /// checkpoint's training data).
         #[arg(long)]
         data: Option<String>,
-        /// Examples to score.
-        #[arg(long, default_value_t = 1000)]
-        n: usize,
+        /// Examples to score (default 1000); with --quality, samples to draw (default 2000);
+        /// with --samples, the first N of the file (default: all).
+        #[arg(long)]
+        n: Option<usize>,
         #[arg(long, default_value_t = 100)]
         batch_size: usize,
         /// Timesteps per example for the fast estimate.
@@ -113,10 +118,26 @@ enum Command {
         /// Also compute the full bound over every timestep (T model evaluations per batch).
         #[arg(long)]
         full: bool,
+        /// Score the quality of samples drawn from --checkpoint against its data set.
+        #[arg(long, conflicts_with_all = ["full", "samples"])]
+        quality: bool,
+        /// Score the samples in this .npy file (uint8 N x H x W x C, or float32 in [-1, 1])
+        /// against --data; no checkpoint needed.
+        #[arg(long, requires = "data", conflicts_with_all = ["checkpoint", "full"])]
+        samples: Option<PathBuf>,
+        /// Where the evaluator's trained classifier is cached when the data's folder is not
+        /// writable (default: beside the checkpoint for --quality, else none).
+        #[arg(long)]
+        quality_cache: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         seed: u32,
-        /// Class-conditional toy checkpoints: the guidance scale of the per-class samples
-        /// (--n in all, the same number of each class) that are scored by nearest mode.
+        /// Class-conditional checkpoints with --quality: the class to draw, by index or name, or
+        /// `all` (the same number of each); the report adds how often the evaluator's classifier
+        /// agrees with it (default: unconditional samples).
+        #[arg(long, value_name = "K|NAME|all", requires = "quality")]
+        class: Option<String>,
+        /// Classifier-free guidance scale of class-conditional samples: with --class for
+        /// --quality, and for the per-class scores of a class-conditional toy checkpoint.
         #[arg(
             long,
             value_name = "W",
@@ -393,11 +414,52 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             t_samples,
             full,
+            quality,
+            samples,
+            quality_cache,
             seed,
+            class,
             guidance,
             adapter,
         } => {
             ddpm::class_choice::check_guidance(guidance)?;
+            if let Some(samples) = samples {
+                // Read and check the file before the adapter starts: a wrong file fails fast.
+                let set = ddpm::quality::read_samples(&samples, n)?;
+                let data = data.expect("clap requires --data with --samples");
+                let splits = ddpm::quality::load_splits(&data, Some((set.height, set.channels)))?;
+                // Before the classifier trains: a mismatch is known from the files alone.
+                ddpm::quality::check_samples_match(&set, &splits.train, &data)?;
+                let gpu = open_gpu(&adapter)?;
+                let evaluator = ddpm::quality::Evaluator::from_splits(
+                    &gpu,
+                    &data,
+                    splits,
+                    quality_cache.as_deref(),
+                    ddpm::quality::classifier::Recipe::standard(),
+                )?;
+                let report = evaluator.score(&gpu, &set, None)?;
+                println!("{report}");
+                return Ok(());
+            }
+            let checkpoint = checkpoint.expect("clap requires --checkpoint without --samples");
+            if quality {
+                let gpu = open_gpu(&adapter)?;
+                let args = ddpm::eval::QualityArgs {
+                    checkpoint: &checkpoint,
+                    data,
+                    n: n.unwrap_or(2000),
+                    seed,
+                    cache: quality_cache,
+                    class: class.as_deref(),
+                    guidance,
+                };
+                let report = ddpm::eval::quality(&gpu, &args)
+                    .map_err(|e| ddpm::interrupt::exit_if_interrupted(e, ""))?;
+                println!("{report}");
+                return Ok(());
+            }
+            let n = n.unwrap_or(1000);
             let gpu = open_gpu(&adapter)?;
             let args = ddpm::eval::EvalArgs {
                 checkpoint: &checkpoint,

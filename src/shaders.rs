@@ -19,6 +19,7 @@ pub static ACTIVATION: Shader = shader!("activation");
 pub static ARITH: Shader = shader!("arith");
 pub static ATTENTION: Shader = shader!("attention");
 pub static CONV: Shader = shader!("conv");
+pub static CROSS_ENTROPY: Shader = shader!("cross_entropy");
 pub static DIFFUSION: Shader = shader!("diffusion");
 pub static EMBEDDING: Shader = shader!("embedding");
 pub static GROUP_NORM: Shader = shader!("group_norm");
@@ -68,6 +69,7 @@ pub static ALL: &[&Shader] = &[
     &ARITH,
     &ATTENTION,
     &CONV,
+    &CROSS_ENTROPY,
     &DIFFUSION,
     &EMBEDDING,
     &GROUP_NORM,

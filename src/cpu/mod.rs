@@ -7,6 +7,7 @@ pub mod arith;
 pub mod attention;
 pub mod channel_bias;
 pub mod conv;
+pub mod cross_entropy;
 pub mod ddim;
 pub mod diffusion;
 pub mod dropout;

@@ -6,6 +6,7 @@ pub mod activation;
 pub mod arith;
 pub mod attention;
 pub mod conv;
+pub mod cross_entropy;
 pub mod diffusion;
 pub mod embedding;
 pub mod group_norm;

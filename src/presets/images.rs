@@ -295,9 +295,61 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
         batches: &batches,
         out,
     };
+    // The evaluator (its classifier trained once and cached beside the data or in the run
+    // directory) is built at the first evaluation, so training starts at once.
+    let mut evaluator: Option<crate::quality::Evaluator> = None;
+    let mut eval_hook = |gpu: &Gpu, state: &TrainState| -> Result<Vec<(&'static str, f64)>> {
+        if evaluator.is_none() {
+            let shape = Some((unet_cfg.image_size, unet_cfg.in_channels));
+            evaluator = Some(crate::quality::Evaluator::for_data(
+                gpu,
+                &cfg.data,
+                shape,
+                Some(out),
+            )?);
+        }
+        let evaluator = evaluator.as_ref().expect("built above");
+        let classes = cfg.n_classes().map(|k| {
+            crate::class_choice::per_sample(&crate::class_choice::ClassChoice::All, cfg.n_eval, k).0
+        });
+        let guidance = classes.as_ref().map(|classes| ClassGuidance {
+            classes,
+            scale: 1.0,
+        });
+        let n = classes.as_ref().map_or(cfg.n_eval, Vec::len);
+        let report = crate::eval::sample_and_score(
+            gpu,
+            grids,
+            &state.ema,
+            evaluator,
+            n,
+            cfg.seed as u32,
+            guidance,
+        )?;
+        eprintln!("step {}: {}", state.step, report);
+        let mut figures = vec![
+            ("fid", report.fid),
+            ("kid", report.kid),
+            ("precision", report.precision),
+            ("recall", report.recall),
+        ];
+        figures.extend(report.class_match.map(|m| ("class_match", m)));
+        Ok(figures)
+    };
+    // Default: once at the end on a GPU; a software adapter samples thousands of images slowly,
+    // so there only when asked.
+    let (every, at_end) = match cfg.eval_every {
+        Some(0) => (0, false),
+        Some(every) => (every, true),
+        None => (0, software.is_none()),
+    };
     let hooks = train::Hooks {
         on_sample: &mut sample_hook,
-        on_eval: None,
+        on_eval: (every > 0 || at_end).then_some(train::Evaluations {
+            every,
+            at_end,
+            hook: &mut eval_hook,
+        }),
     };
     let done = train::train_loop(&options, &mut state, hooks)?;
     train::print_speed(gpu, cfg, state.step - first, done.seconds);

@@ -306,8 +306,15 @@ pub type EvalHook<'a> = dyn FnMut(&Gpu, &TrainState) -> Result<Vec<(&'static str
 /// What the step loop calls besides training: the sample grids and the evaluations.
 pub struct Hooks<'a, 'b> {
     pub on_sample: &'a mut SampleHook<'b>,
-    /// With the steps between evaluations (None: no evaluations in the loop).
-    pub on_eval: Option<(u64, &'a mut EvalHook<'b>)>,
+    pub on_eval: Option<Evaluations<'a, 'b>>,
+}
+
+/// When the step loop evaluates: every `every` steps (0: never in the loop) and, with
+/// `at_end`, once after the last step of a run not stopped by Ctrl-C.
+pub struct Evaluations<'a, 'b> {
+    pub every: u64,
+    pub at_end: bool,
+    pub hook: &'a mut EvalHook<'b>,
 }
 
 /// What the step loop trains, on what, and where its log and checkpoint go.
@@ -454,7 +461,7 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
         let at_sample = cfg.sample_every > 0 && state.step.is_multiple_of(cfg.sample_every);
         let at_eval = on_eval
             .as_ref()
-            .is_some_and(|(every, _)| *every > 0 && state.step.is_multiple_of(*every));
+            .is_some_and(|e| e.every > 0 && state.step.is_multiple_of(e.every));
         if (at_checkpoint || at_sample || at_eval) && state.step < cfg.steps {
             // Check the losses before saving: a NaN run must not overwrite a good checkpoint.
             monitor.take(loss_log.drain(gpu), &bar)?;
@@ -464,8 +471,8 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
             if at_sample {
                 bar.suspend(|| on_sample(gpu, state))?;
             }
-            if let (true, Some((_, eval))) = (at_eval, on_eval.as_mut()) {
-                let figures = bar.suspend(|| eval(gpu, state))?;
+            if let (true, Some(e)) = (at_eval, on_eval.as_mut()) {
+                let figures = bar.suspend(|| (e.hook)(gpu, state))?;
                 monitor.log_figures(state.step, &figures)?;
             }
         }
@@ -482,6 +489,10 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     save(state, &mut importance)?;
+    if let Some(e) = on_eval.as_mut().filter(|e| e.at_end && !interrupted) {
+        let figures = (e.hook)(gpu, state)?;
+        monitor.log_figures(state.step, &figures)?;
+    }
     Ok(LoopOutcome {
         seconds,
         final_loss: monitor.smoothed,

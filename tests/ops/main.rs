@@ -9,6 +9,7 @@ mod activation;
 mod arith;
 mod attention;
 mod conv;
+mod cross_entropy;
 mod diffusion;
 mod embedding;
 mod group_norm;
