@@ -311,3 +311,109 @@ fn guided_draws_in_chunks_equal_one_chain() {
     // Chains of 2 (a chunk of 4 halved for the doubled batch) against one chain of 11.
     assert_eq!(draw(4), draw(22));
 }
+
+/// A folder with one subfolder per class: "bright" images light in the top-left quarter and
+/// "dark" ones light in the bottom-right, with a little per-image variation.
+fn class_folder(dir: &std::path::Path) {
+    for (class, corner) in [("bright", 0u32), ("dark", 4)] {
+        let sub = dir.join(class);
+        std::fs::create_dir_all(&sub).unwrap();
+        for i in 0..30u32 {
+            let img = image::RgbImage::from_fn(8, 8, |x, y| {
+                let lit = (corner..corner + 4).contains(&x) && (corner..corner + 4).contains(&y);
+                let v = if lit {
+                    200 + (i * 7 + x) % 50
+                } else {
+                    (i * 3 + y) % 40
+                };
+                image::Rgb([v as u8, (v / 2) as u8, 255 - v as u8])
+            });
+            img.save(sub.join(format!("{i:02}.png"))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_class_folder_trains_conditionally_and_eval_every_logs_the_quality() {
+    let dir = tmp("folder");
+    let data = dir.join("data");
+    class_folder(&data);
+    let out = dir.join("run");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_ddpm"))
+        .args([
+            "train",
+            "--preset",
+            "rgb64",
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .args([
+            "--image-size",
+            "8",
+            "--channels",
+            "16",
+            "--channel-mult",
+            "1,2",
+        ])
+        .args([
+            "--res-blocks",
+            "1",
+            "--attention-res",
+            "none",
+            "--groups",
+            "4",
+        ])
+        .args([
+            "--timesteps",
+            "20",
+            "--schedule",
+            "cosine",
+            "--sample-steps",
+            "4",
+        ])
+        .args(["--steps", "4"])
+        .args([
+            "--batch-size",
+            "4",
+            "--class-cond",
+            "--eval-every",
+            "2",
+            "--n-eval",
+            "16",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    let config: TrainConfig = TrainConfig::from_json(&config).unwrap();
+    assert_eq!(
+        config.classes,
+        ["bright", "dark"],
+        "classes from the subfolders"
+    );
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let evaluated: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r.get("fid").is_some())
+        .collect();
+    let steps: Vec<u64> = evaluated
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [2, 4],
+        "every 2 steps, the last at the end:\n{metrics}"
+    );
+    for record in &evaluated {
+        for figure in ["fid", "kid", "precision", "recall", "class_match"] {
+            let v = record[figure].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite(), "{figure} in {record}");
+        }
+    }
+    assert!(stderr.contains("class match"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
