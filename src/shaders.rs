@@ -20,11 +20,13 @@ pub static ARITH: Shader = shader!("arith");
 pub static ATTENTION: Shader = shader!("attention");
 pub static CONV: Shader = shader!("conv");
 pub static DIFFUSION: Shader = shader!("diffusion");
+pub static DPM_SOLVER: Shader = shader!("dpm_solver");
 pub static EMBEDDING: Shader = shader!("embedding");
 pub static GROUP_NORM: Shader = shader!("group_norm");
 pub static LOSS: Shader = shader!("loss");
 pub static MATMUL: Shader = shader!("matmul");
 pub static OPTIM: Shader = shader!("optim");
+pub static PREDICTION: Shader = shader!("prediction");
 pub static REDUCE: Shader = shader!("reduce");
 pub static RESAMPLE: Shader = shader!("resample");
 pub static RNG: Shader = shader!("rng");
@@ -68,11 +70,13 @@ pub static ALL: &[&Shader] = &[
     &ATTENTION,
     &CONV,
     &DIFFUSION,
+    &DPM_SOLVER,
     &EMBEDDING,
     &GROUP_NORM,
     &LOSS,
     &MATMUL,
     &OPTIM,
+    &PREDICTION,
     &REDUCE,
     &RESAMPLE,
     &RNG,

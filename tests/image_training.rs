@@ -113,6 +113,7 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
         use_ema: false,
         steps: Some(10),
         ddim_eta: Some(0.0),
+        dpm_solver: false,
         max_chunk: None,
     };
     assert_eq!(ddpm::sample::run(&gpu, &args).unwrap(), None);
@@ -141,6 +142,7 @@ fn a_short_mnist_run_learns_samples_and_resumes_exactly() {
             use_ema: true,
             steps,
             ddim_eta: None,
+            dpm_solver: false,
             max_chunk: None,
         };
         assert_eq!(ddpm::sample::run(&gpu, &args).unwrap(), None);
@@ -256,6 +258,7 @@ fn bad_image_inputs_are_refused_with_the_fix() {
         use_ema: true,
         steps: None,
         ddim_eta: None,
+        dpm_solver: false,
         max_chunk: None,
     };
     let err = ddpm::sample::run(&gpu, &args).unwrap_err();

@@ -10,7 +10,7 @@ use crate::config::{Preset, TrainConfig};
 use crate::data::images::{self, to_u8_nhwc};
 use crate::diffusion::gaussian::streams;
 use crate::diffusion::gaussian::{ChainOptions, GaussianDiffusion};
-use crate::diffusion::{BetaSchedule, Schedule, VarianceKind};
+use crate::diffusion::{BetaSchedule, Prediction, Schedule, VarianceKind};
 use crate::gpu::Gpu;
 use crate::nn::unet::{UNet, UNetConfig};
 use crate::ops::diffusion::PSampleOptions;
@@ -64,6 +64,9 @@ impl TrainConfig {
             lr_schedule: LrSchedule::Constant,
             lr_min: 0.0,
             ema_warmup: None,
+            prediction: Prediction::Eps,
+            min_snr_gamma: None,
+            offset_noise: 0.0,
         }
     }
 
@@ -124,7 +127,9 @@ pub fn unet_config(cfg: &TrainConfig) -> Result<&UNetConfig> {
 
 pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
     let diffusion = GaussianDiffusion::new(gpu, Schedule::new(cfg.schedule, cfg.n_timesteps));
-    Ok(diffusion.with_learned_variance(cfg.learn_sigma))
+    Ok(diffusion
+        .with_learned_variance(cfg.learn_sigma)
+        .with_objective(cfg.objective()))
 }
 
 /// Bytes per image of the UNet's widest tensor: a concatenation at level 0 (2x the level's
@@ -301,6 +306,7 @@ pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
         variance: cfg.variance,
         clip_denoised: cfg.clip_denoised,
         ddim_eta: None,
+        dpm_solver: false,
         steps: cfg.sample_steps,
     })
 }

@@ -11,7 +11,7 @@ use crate::config::{Preset, TrainConfig};
 use crate::data::toy::ToyData;
 use crate::diffusion::gaussian::GaussianDiffusion;
 use crate::diffusion::host::q_sample;
-use crate::diffusion::{BetaSchedule, Schedule, VarianceKind};
+use crate::diffusion::{BetaSchedule, Prediction, Schedule, VarianceKind};
 use crate::gpu::Gpu;
 use crate::metrics::mmd2_unbiased;
 use crate::nn::mlp::Mlp;
@@ -61,6 +61,9 @@ impl TrainConfig {
             lr_schedule: LrSchedule::Constant,
             lr_min: 0.0,
             ema_warmup: None,
+            prediction: Prediction::Eps,
+            min_snr_gamma: None,
+            offset_noise: 0.0,
         }
     }
 }
@@ -94,7 +97,9 @@ pub fn model(cfg: &TrainConfig) -> Mlp {
 
 pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
     let diffusion = GaussianDiffusion::new(gpu, Schedule::new(cfg.schedule, cfg.n_timesteps));
-    Ok(diffusion.with_learned_variance(cfg.learn_sigma))
+    Ok(diffusion
+        .with_learned_variance(cfg.learn_sigma)
+        .with_objective(cfg.objective()))
 }
 
 fn to_points(flat: &[f32]) -> Vec<[f32; 2]> {
@@ -107,6 +112,7 @@ pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
         variance: cfg.variance,
         clip_denoised: cfg.clip_denoised,
         ddim_eta: None,
+        dpm_solver: false,
         steps: None,
     })
 }
