@@ -123,3 +123,114 @@ fn offset_noise_shifts_each_samples_eps_by_one_normal_per_channel() {
     let (got, want) = step_loss(&cfg);
     assert!((got - want).abs() <= 1e-5 * want + 1e-6, "{got} vs {want}");
 }
+
+/// The toy MLP read as an eps model, re-expressed as a model of another target: its output is
+/// the x0 or v that its eps implies at x_t. Sampling this model with that prediction must give
+/// what the eps model gives with eps prediction.
+struct AsTarget<'a> {
+    mlp: &'a ddpm::nn::mlp::Mlp,
+    prediction: Prediction,
+    /// The trained (not respaced) table: the model is called with trained timesteps.
+    table: ddpm::tensor::Tensor,
+}
+
+impl Denoiser for AsTarget<'_> {
+    fn layout(&self) -> &ddpm::nn::params::ParamLayout {
+        &self.mlp.layout
+    }
+    fn class_rows(&self) -> Option<usize> {
+        None
+    }
+    fn forward(
+        &self,
+        cx: &mut Ctx,
+        params: &[ddpm::autograd::Var],
+        x: &ddpm::autograd::Var,
+        cond: Conditioning,
+    ) -> ddpm::autograd::Var {
+        use ddpm::ops::prediction::{target, to_x0};
+        let gpu = cx.gpu;
+        let eps = Denoiser::forward(self.mlp, cx, params, x, cond);
+        let t = cond.timesteps;
+        let x0 = to_x0(
+            gpu,
+            Prediction::Eps,
+            &self.table,
+            &x.tensor,
+            &eps.tensor,
+            t,
+            false,
+        );
+        let y = target(gpu, self.prediction, &self.table, &x0, &eps.tensor, t);
+        cx.constant(y)
+    }
+}
+
+#[test]
+fn every_sampler_reads_x0_and_v_models_as_the_eps_model_they_imply() {
+    use ddpm::diffusion::gaussian::ChainOptions;
+    use ddpm::ops::diffusion::PSampleOptions;
+    let gpu = gpu();
+    let cfg = TrainConfig {
+        hidden: 32,
+        n_timesteps: 40,
+        ..TrainConfig::toy()
+    };
+    let mlp = toy::model(&cfg);
+    let host = mlp.layout.init(3);
+    let weights = gpu.upload(&host, &[host.len()]);
+    let ancestral = toy::default_options(&cfg).unwrap();
+    let samplers = [
+        ("ancestral", ancestral),
+        (
+            "ddim",
+            PSampleOptions {
+                ddim_eta: Some(0.0),
+                steps: Some(10),
+                ..ancestral
+            },
+        ),
+        (
+            "dpm++2m",
+            PSampleOptions {
+                dpm_solver: true,
+                steps: Some(8),
+                ..ancestral
+            },
+        ),
+    ];
+    let shape = [50, 2];
+    for (what, opts) in samplers {
+        let eps_diffusion = toy::diffusion(&gpu, &cfg).unwrap();
+        let want = eps_diffusion
+            .for_sampling(&gpu, &opts)
+            .unwrap()
+            .p_sample_loop(&gpu, &mlp, &weights, &shape, ChainOptions::new(opts, 9))
+            .0;
+        let want = common::to_f64(&gpu.read(&want));
+        for prediction in [Prediction::X0, Prediction::V] {
+            let pcfg = TrainConfig {
+                prediction,
+                ..cfg.clone()
+            };
+            let diffusion = toy::diffusion(&gpu, &pcfg).unwrap();
+            let model = AsTarget {
+                mlp: &mlp,
+                prediction,
+                table: diffusion.table.clone(),
+            };
+            let got = diffusion
+                .for_sampling(&gpu, &opts)
+                .unwrap()
+                .p_sample_loop(&gpu, &model, &weights, &shape, ChainOptions::new(opts, 9))
+                .0;
+            common::assert_close(
+                &format!("{what}, {prediction} prediction"),
+                &gpu.read(&got),
+                &want,
+                2e-3,
+                2e-3,
+            );
+        }
+    }
+}
