@@ -54,6 +54,7 @@ enum Command {
         batch_size: Option<usize>,
     },
     /// Train a model and write checkpoints, samples and pictures to a run directory.
+    #[command(after_help = ddpm::presets::defaults_help::table())]
     Train {
         /// The recipe to start from; the flags below default to its settings, which
         /// `ddpm train --preset P --print-config` prints.
