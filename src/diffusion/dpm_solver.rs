@@ -71,13 +71,8 @@ pub fn respaced(schedule: &Schedule, steps: usize) -> Result<Respaced, String> {
     ))
 }
 
-/// The scalars of one step: x_out = x x_in + d0 x0 + d1 x0_prev.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepCoefs {
-    pub x: f64,
-    pub d0: f64,
-    pub d1: f64,
-}
+/// The scalars of one step; defined with the kernel that reads them.
+pub use crate::ops::dpm_solver::StepCoefs;
 
 fn lambda(abar: f64) -> f64 {
     0.5 * abar.ln() - 0.5 * (1.0 - abar).ln()

@@ -3,10 +3,18 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::diffusion::dpm_solver::StepCoefs;
 use crate::gpu::{Gpu, Kernel};
 use crate::shaders::DPM_SOLVER;
 use crate::tensor::Tensor;
+
+/// The scalars of one step: x_out = x x_in + d0 x0 + d1 x0_prev (computed in f64 by
+/// diffusion::dpm_solver::step_coefs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepCoefs {
+    pub x: f64,
+    pub d0: f64,
+    pub d1: f64,
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

@@ -4,7 +4,6 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::diffusion::prediction::Prediction;
 use crate::gpu::{Gpu, Kernel};
 use crate::shaders::PREDICTION;
 use crate::tensor::Tensor;
@@ -20,6 +19,55 @@ struct PredictionParams {
     stream: u32,
     gamma: f32,
     scale: f32,
+}
+
+/// The model's regression target; spelled `eps`, `x0` or `v` in config.json and on the command
+/// line.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Prediction {
+    /// The noise eps (DDPM).
+    #[default]
+    Eps,
+    /// The clean data x_0.
+    X0,
+    /// The velocity v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho 2022).
+    V,
+}
+
+impl Prediction {
+    /// The kernels' code: 0 eps, 1 x0, 2 v.
+    pub fn code(self) -> u32 {
+        match self {
+            Prediction::Eps => 0,
+            Prediction::X0 => 1,
+            Prediction::V => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Prediction::Eps => "eps",
+            Prediction::X0 => "x0",
+            Prediction::V => "v",
+        }
+    }
+}
+
+impl std::fmt::Display for Prediction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 static TO_EPS: Kernel = Kernel {
