@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::diffusion::{BetaSchedule, VarianceKind};
+use crate::diffusion::{BetaSchedule, Objective, Prediction, VarianceKind};
 use crate::nn::unet::UNetConfig;
 use crate::optim::{EmaWarmup, LrSchedule};
 
@@ -116,6 +116,15 @@ pub struct TrainConfig {
     /// Samples each evaluation scores.
     #[serde(default = "default_n_eval")]
     pub n_eval: usize,
+    /// What the model predicts: the noise (eps), the data (x0) or the velocity (v).
+    #[serde(default)]
+    pub prediction: Prediction,
+    /// Min-SNR-gamma loss weighting (Hang et al. 2023); None: every timestep weighs 1.
+    #[serde(default)]
+    pub min_snr_gamma: Option<f64>,
+    /// Offset noise: this times one normal per sample and channel is added to eps (0: none).
+    #[serde(default)]
+    pub offset_noise: f64,
 }
 
 fn default_grid() -> usize {
@@ -131,6 +140,15 @@ fn default_n_eval() -> usize {
 }
 
 impl TrainConfig {
+    /// The training objective GaussianDiffusion runs with.
+    pub fn objective(&self) -> Objective {
+        Objective {
+            prediction: self.prediction,
+            min_snr_gamma: self.min_snr_gamma,
+            offset_noise: self.offset_noise,
+        }
+    }
+
     /// IDDPM's options on any preset: cosine schedule, learned-range variance, hybrid loss.
     pub fn with_iddpm(mut self) -> TrainConfig {
         self.schedule = BetaSchedule::Cosine;
@@ -277,6 +295,19 @@ impl TrainConfig {
                         antithetic pairs would undo: set antithetic to false"
                     .into(),
             );
+        }
+        if let Some(gamma) = self.min_snr_gamma {
+            if !(gamma > 0.0 && gamma.is_finite()) {
+                return Err(format!(
+                    "--min-snr must be a positive number (Hang et al. use 5), got {gamma}"
+                ));
+            }
+        }
+        if !(self.offset_noise >= 0.0 && self.offset_noise.is_finite()) {
+            return Err(format!(
+                "--offset-noise must be a finite number >= 0 (0 turns it off; 0.1 is usual), got {}",
+                self.offset_noise
+            ));
         }
         if self.batch_size < 2 && self.antithetic {
             return Err("antithetic timesteps need --batch-size of at least 2".into());
@@ -478,6 +509,16 @@ pub struct ConfigOverrides {
     /// Samples each --eval-every evaluation scores (default 2000).
     #[arg(long)]
     pub n_eval: Option<usize>,
+    /// What the model predicts: eps (the noise), x0 (the data) or v (the velocity
+    /// sqrt(abar) eps - sqrt(1 - abar) x0); sampling and `ddpm eval` follow the run's choice.
+    #[arg(long, value_enum)]
+    pub prediction: Option<Prediction>,
+    /// Min-SNR-gamma loss weighting with this gamma (Hang et al. 2023 use 5; default off).
+    #[arg(long, value_name = "GAMMA")]
+    pub min_snr: Option<f64>,
+    /// Offset noise: add S times one normal per sample and channel to eps (default 0, off).
+    #[arg(long, value_name = "S")]
+    pub offset_noise: Option<f64>,
 }
 
 impl ConfigOverrides {
@@ -511,6 +552,9 @@ impl ConfigOverrides {
             p_uncond,
             eval_every,
             n_eval,
+            prediction,
+            min_snr,
+            offset_noise,
         } = self.clone();
         cfg.class_cond |= class_cond;
         set(&mut cfg.p_uncond, p_uncond);
@@ -542,6 +586,9 @@ impl ConfigOverrides {
         set(&mut cfg.lr_schedule, lr_schedule);
         set(&mut cfg.lr_min, lr_min);
         set(&mut cfg.n_timesteps, timesteps);
+        set(&mut cfg.prediction, prediction);
+        set(&mut cfg.min_snr_gamma, min_snr.map(Some));
+        set(&mut cfg.offset_noise, offset_noise);
         match &mut cfg.unet {
             None => {
                 set(&mut cfg.hidden, channels);

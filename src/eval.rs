@@ -174,6 +174,10 @@ impl Scorer<'_> {
                 .collect();
             (out.tensor, gpu.upload(&v, &x_start.shape))
         };
+        // The VLB reads eps: the model's output converted from its prediction target.
+        let table = &self.diffusion.table;
+        let prediction = self.diffusion.objective.prediction;
+        let eps = crate::diffusion::prediction::model_eps(gpu, prediction, table, &x_t, &eps, t);
         let inputs = ops::vlb::VlbInputs {
             table: self.diffusion.table.clone(),
             x_start: x_start.clone(),

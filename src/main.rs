@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use ddpm::config::{ConfigOverrides, Preset, TrainConfig};
-use ddpm::diffusion::VarianceKind;
+use ddpm::diffusion::{Sampler, VarianceKind};
 use ddpm::gpu::{adapter, Gpu};
 use ddpm::run_dir::Existing;
 use ddpm::train::Start;
@@ -54,6 +54,7 @@ enum Command {
         batch_size: Option<usize>,
     },
     /// Train a model and write checkpoints, samples and pictures to a run directory.
+    #[command(after_help = ddpm::presets::defaults_help::table())]
     Train {
         /// The recipe to start from; the flags below default to its settings, which
         /// `ddpm train --preset P --print-config` prints.
@@ -67,7 +68,7 @@ enum Command {
         /// Continue the run in DIR from its checkpoint (exactly where it stopped); --steps may
         /// raise its step count, and --sample-every, --sample-steps and --n-samples change its
         /// pictures.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "overwrite", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling", "lr_schedule", "lr_min", "ema_warmup", "timesteps", "channels", "image_size", "channel_mult", "res_blocks", "attention_res", "dropout", "groups", "class_cond", "p_uncond"])]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "overwrite", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling", "lr_schedule", "lr_min", "ema_warmup", "timesteps", "channels", "image_size", "channel_mult", "res_blocks", "attention_res", "dropout", "groups", "class_cond", "p_uncond", "prediction", "min_snr", "offset_noise"])]
         resume: Option<PathBuf>,
         /// Run directory (default runs/<preset>-<timestamp>). It must be new or empty: a run
         /// there is continued with --resume, or replaced with --overwrite.
@@ -170,11 +171,15 @@ enum Command {
         /// the run's --sample-steps, else all of them; images on a software adapter: 50).
         #[arg(long)]
         steps: Option<usize>,
-        /// DDIM steps instead of ancestral ones (see --eta).
-        #[arg(long)]
+        /// The reverse process: ancestral (DDPM), ddim (see --eta) or dpm++2m (DPM-Solver++(2M),
+        /// deterministic, good in 10-20 --steps).
+        #[arg(long, value_enum, default_value_t = Sampler::Ancestral)]
+        sampler: Sampler,
+        /// DDIM steps instead of ancestral ones: --sampler ddim.
+        #[arg(long, conflicts_with = "sampler")]
         ddim: bool,
         /// DDIM's eta, in [0, 1]: 0 is deterministic, 1 matches ancestral sampling's noise.
-        #[arg(long, default_value_t = 0.0, requires = "ddim")]
+        #[arg(long, default_value_t = 0.0)]
         eta: f32,
         /// Sample with the EMA weights or the raw trained weights.
         #[arg(long, value_enum, default_value_t = Weights::Ema)]
@@ -511,6 +516,7 @@ fn run(cli: Cli) -> Result<()> {
             variance,
             clip_x0,
             steps,
+            sampler,
             ddim,
             eta,
             weights,
@@ -519,9 +525,12 @@ fn run(cli: Cli) -> Result<()> {
             guidance,
             adapter,
         } => {
-            // Refused before the device opens: the flag is wrong whatever the checkpoint.
-            if ddim {
+            let sampler = if ddim { Sampler::Ddim } else { sampler };
+            // Refused before the device opens: the flags are wrong whatever the checkpoint.
+            if sampler == Sampler::Ddim {
                 ddpm::sample::check_eta(eta)?;
+            } else if eta != 0.0 {
+                anyhow::bail!("--eta is DDIM's: pass --sampler ddim with it");
             }
             ddpm::class_choice::check_guidance(guidance)?;
             let gpu = open_gpu(&adapter)?;
@@ -534,7 +543,8 @@ fn run(cli: Cli) -> Result<()> {
                 clip_x0,
                 use_ema: weights == Weights::Ema,
                 steps,
-                ddim_eta: ddim.then_some(eta),
+                ddim_eta: (sampler == Sampler::Ddim).then_some(eta),
+                dpm_solver: sampler == Sampler::DpmPp2m,
                 max_chunk,
                 class: class.as_deref(),
                 guidance,

@@ -25,6 +25,8 @@ pub struct SampleArgs<'a> {
     pub steps: Option<usize>,
     /// Some(eta): DDIM steps (eta = 0 is deterministic).
     pub ddim_eta: Option<f32>,
+    /// DPM-Solver++(2M) steps (ddim_eta is then None).
+    pub dpm_solver: bool,
     /// Draw at most this many samples per chain (the device's limit applies anyway); tests use
     /// it to sample in chunks at small sizes.
     pub max_chunk: Option<usize>,
@@ -111,6 +113,7 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
             let opts = PSampleOptions {
                 steps: args.steps,
                 ddim_eta: args.ddim_eta,
+                dpm_solver: args.dpm_solver,
                 ..toy::default_options(&cfg)?
             };
             let report = toy::write_samples_chunked(
@@ -136,6 +139,7 @@ pub fn run(gpu: &Gpu, args: &SampleArgs) -> Result<Option<f64>> {
             let opts = PSampleOptions {
                 steps: args.steps.or(cfg.sample_steps),
                 ddim_eta: args.ddim_eta,
+                dpm_solver: args.dpm_solver,
                 ..crate::presets::images::default_options(&cfg)?
             };
             crate::presets::images::write_samples_chunked(

@@ -21,12 +21,14 @@ pub static ATTENTION: Shader = shader!("attention");
 pub static CONV: Shader = shader!("conv");
 pub static CROSS_ENTROPY: Shader = shader!("cross_entropy");
 pub static DIFFUSION: Shader = shader!("diffusion");
+pub static DPM_SOLVER: Shader = shader!("dpm_solver");
 pub static EMBEDDING: Shader = shader!("embedding");
 pub static GROUP_NORM: Shader = shader!("group_norm");
 pub static GUIDANCE: Shader = shader!("guidance");
 pub static LOSS: Shader = shader!("loss");
 pub static MATMUL: Shader = shader!("matmul");
 pub static OPTIM: Shader = shader!("optim");
+pub static PREDICTION: Shader = shader!("prediction");
 pub static REDUCE: Shader = shader!("reduce");
 pub static RESAMPLE: Shader = shader!("resample");
 pub static RNG: Shader = shader!("rng");
@@ -71,12 +73,14 @@ pub static ALL: &[&Shader] = &[
     &CONV,
     &CROSS_ENTROPY,
     &DIFFUSION,
+    &DPM_SOLVER,
     &EMBEDDING,
     &GROUP_NORM,
     &GUIDANCE,
     &LOSS,
     &MATMUL,
     &OPTIM,
+    &PREDICTION,
     &REDUCE,
     &RESAMPLE,
     &RNG,

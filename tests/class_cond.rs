@@ -114,6 +114,7 @@ fn chain(
         clip_denoised: false,
         ddim_eta: None,
         steps: None,
+        dpm_solver: false,
     };
     let weights = random_weights(gpu, model);
     let (x0, _) = diffusion.p_sample_loop(
@@ -291,6 +292,7 @@ fn guided_draws_in_chunks_equal_one_chain() {
                 clip_denoised: false,
                 ddim_eta: None,
                 steps: None,
+                dpm_solver: false,
             },
             seed: 5,
             chunk,

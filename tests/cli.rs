@@ -313,6 +313,52 @@ fn class_flags_that_do_not_fit_the_data_or_checkpoint_are_refused() {
     std::fs::remove_dir_all(&base).ok();
 }
 
+#[test]
+fn bad_objective_and_sampler_settings_are_refused_before_any_work() {
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--preset", "toy"];
+        args.extend(extra);
+        ddpm(&args, &[])
+    };
+    assert_usage_error(
+        &train(&["--prediction", "score"]),
+        &["'score'", "eps, x0, v"],
+    );
+    for gamma in ["0", "-5", "nan"] {
+        let out = train(&[&format!("--min-snr={gamma}")]);
+        assert_clean_failure(&out, &["--min-snr must be a positive number", "got"]);
+    }
+    for s in ["-0.1", "inf"] {
+        let out = train(&[&format!("--offset-noise={s}")]);
+        assert_clean_failure(&out, &["--offset-noise must be"]);
+    }
+    // A resumed run keeps its target: a different one is refused, not silently mixed.
+    for flag in [["--prediction", "v"], ["--min-snr", "5"]] {
+        let out = ddpm(&["train", "--resume", "no-such-run", flag[0], flag[1]], &[]);
+        assert_usage_error(&out, &[flag[0], "cannot be used with"]);
+    }
+    let sample = |extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            "--checkpoint",
+            "no-such.safetensors",
+            "--out",
+            "x",
+        ];
+        args.extend(extra);
+        ddpm(&args, &[])
+    };
+    assert_usage_error(
+        &sample(&["--sampler", "euler"]),
+        &["'euler'", "ancestral, ddim, dpm++2m"],
+    );
+    assert_clean_failure(&sample(&["--eta", "0.5"]), &["--eta is DDIM's"]);
+    assert_clean_failure(
+        &sample(&["--sampler", "ddim", "--eta", "2"]),
+        &["--eta must be between 0"],
+    );
+}
+
 /// A release binary copied elsewhere finds data beside it (or says where it looked), not only
 /// under the source tree it was built from.
 #[test]

@@ -1,7 +1,7 @@
 //! Sampling in chunks gives the numbers of one chain: the Philox draws of a chunk start where
 //! the whole draw would be (64-bit element indices included), and a chunked draw of the toy
-//! model equals the unchunked one bit for bit, for the ancestral, the learned-variance and the
-//! DDIM step.
+//! model equals the unchunked one bit for bit, for the ancestral, the learned-variance, the
+//! DDIM and the DPM-Solver++ step, with eps, x0 and v prediction.
 
 use ddpm::chunked::{chunks, ChunkedSampler, NpyStream};
 use ddpm::config::TrainConfig;
@@ -79,16 +79,30 @@ fn chunked_toy_sampling_equals_one_chain() {
     let ancestral = toy::default_options(&cfg).unwrap();
     let ddim = PSampleOptions {
         ddim_eta: Some(0.7),
+        dpm_solver: false,
         steps: Some(10),
+        ..ancestral
+    };
+    let dpm = PSampleOptions {
+        dpm_solver: true,
+        steps: Some(8),
         ..ancestral
     };
     let mut iddpm = cfg.clone();
     iddpm.learn_sigma = true;
+    let mut v = cfg.clone();
+    v.prediction = ddpm::diffusion::Prediction::V;
+    let mut x0 = iddpm.clone();
+    x0.prediction = ddpm::diffusion::Prediction::X0;
     let n = 37;
     for (what, cfg, opts) in [
         ("ancestral", &cfg, ancestral),
         ("ddim", &cfg, ddim),
         ("learned variance", &iddpm, ancestral),
+        ("dpm++2m", &cfg, dpm),
+        ("v prediction", &v, ancestral),
+        ("v prediction, dpm++2m", &v, dpm),
+        ("x0 prediction, learned variance", &x0, ancestral),
     ] {
         let whole = draw(&gpu, cfg, opts, n, n);
         assert_eq!(whole.len(), 2 * n);

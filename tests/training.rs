@@ -149,6 +149,7 @@ fn a_short_toy_run_learns_the_s_curve() {
         use_ema: true,
         steps: None,
         ddim_eta: None,
+        dpm_solver: false,
         max_chunk: None,
         class: None,
         guidance: 1.0,
@@ -190,6 +191,7 @@ fn ddim_with_eta_zero_is_deterministic_and_50_steps_approach_the_full_chain() {
     let weights = gpu.upload(&ckpt.state.ema, &[ckpt.state.ema.len()]);
     let ddim = PSampleOptions {
         ddim_eta: Some(0.0),
+        dpm_solver: false,
         steps: Some(50),
         ..toy::default_options(&cfg).unwrap()
     };

@@ -2,6 +2,7 @@
 //! `training_losses` (q_sample, the model, L_simple) and `p_sample_loop` (the reverse chain).
 
 use crate::autograd::{Ctx, Var};
+use crate::diffusion::prediction::{model_eps, Objective};
 use crate::diffusion::Schedule;
 use crate::gpu::Gpu;
 use crate::nn::{Conditioning, Denoiser};
@@ -19,6 +20,8 @@ pub mod streams {
     pub const FLIP: u32 = 4;
     /// Label dropout of class-conditional training.
     pub const LABELS: u32 = 5;
+    /// Offset noise: one normal per sample and channel (diffusion::prediction).
+    pub const OFFSET: u32 = 6;
     const PER_STEP: u32 = 8;
 
     pub fn for_step(step: u64, purpose: u32) -> u32 {
@@ -41,6 +44,8 @@ pub struct GaussianDiffusion {
     /// IDDPM: the model outputs 2C channels, noise then variance (learned range); the loss is
     /// the hybrid one and sampling uses the learned variance.
     pub learn_sigma: bool,
+    /// The training target and loss weighting; sampling and the VLB read its prediction.
+    pub objective: Objective,
 }
 
 /// The random draws of one training step: noise and timesteps from Philox streams of `step`
@@ -203,7 +208,13 @@ impl GaussianDiffusion {
             table,
             timestep_map,
             learn_sigma: false,
+            objective: Objective::default(),
         }
+    }
+
+    pub fn with_objective(mut self, objective: Objective) -> GaussianDiffusion {
+        self.objective = objective;
+        self
     }
 
     pub fn with_learned_variance(mut self, learn_sigma: bool) -> GaussianDiffusion {
@@ -233,16 +244,25 @@ impl GaussianDiffusion {
         opts: &crate::ops::diffusion::PSampleOptions,
     ) -> Result<GaussianDiffusion, String> {
         let steps = opts.steps.unwrap_or(self.n_timesteps());
+        if opts.dpm_solver {
+            let r = super::dpm_solver::respaced(&self.schedule, steps)?;
+            return Ok(Self::with_map(gpu, r.schedule, r.timestep_map)
+                .with_learned_variance(self.learn_sigma)
+                .with_objective(self.objective));
+        }
         if steps == self.n_timesteps() && opts.ddim_eta.is_none() {
             return Ok(GaussianDiffusion {
                 schedule: self.schedule.clone(),
                 table: self.table.clone(),
                 timestep_map: self.timestep_map.clone(),
                 learn_sigma: self.learn_sigma,
+                objective: self.objective,
             });
         }
         let respaced = Self::respaced(gpu, &self.schedule, steps, opts.ddim_eta.is_some())?;
-        Ok(respaced.with_learned_variance(self.learn_sigma))
+        Ok(respaced
+            .with_learned_variance(self.learn_sigma)
+            .with_objective(self.objective))
     }
 
     /// The process of `schedule` sampled with `steps` of its timesteps (improved-diffusion's
@@ -310,12 +330,18 @@ impl GaussianDiffusion {
                 streams::for_step(step, streams::TIMESTEPS),
             ),
         };
-        let noise = rng::normal(
+        let mut noise = rng::normal(
             gpu,
             &x_start.shape,
             seed,
             streams::for_step(step, streams::NOISE),
         );
+        let objective = self.objective;
+        if objective.offset_noise != 0.0 {
+            let stream = streams::for_step(step, streams::OFFSET);
+            let scale = objective.offset_noise as f32;
+            noise = crate::ops::prediction::offset_noise(gpu, &noise, scale, seed, stream);
+        }
         let x_t = kernels::q_sample(gpu, &self.table, x_start, &noise, &timesteps);
         let x_var = cx.constant(x_t.clone());
         let dropout = crate::nn::DropoutKey {
@@ -334,13 +360,17 @@ impl GaussianDiffusion {
         } else {
             (out, None)
         };
-        // L_simple, weighted per sample when t was importance-sampled.
-        let (simple, per_sample_simple) = match draw {
-            Some(d) => {
-                let (simple, per_sample) = loss::weighted_mse_var(cx, &eps, &noise, &d.weights);
-                (simple, Some(per_sample))
+        // L_simple against the prediction's target, weighted per sample by min-SNR and when t
+        // was importance-sampled.
+        let target = objective.target(gpu, &self.table, x_start, &noise, &timesteps);
+        let weights =
+            objective.loss_weights(gpu, &self.table, &timesteps, draw.map(|d| &d.weights));
+        let (simple, per_sample_simple) = match weights {
+            Some(w) => {
+                let (simple, per_sample) = loss::weighted_mse_var(cx, &eps, &target, &w);
+                (simple, draw.map(|_| per_sample))
             }
-            None => (loss::mse_var(cx, &eps, &noise), None),
+            None => (loss::mse_var(cx, &eps, &target), None),
         };
         let Some(v) = v else {
             return TrainingLoss {
@@ -357,7 +387,14 @@ impl GaussianDiffusion {
             table: self.table.clone(),
             x_start: x_start.clone(),
             x_t: x_t.clone(),
-            eps: eps.tensor.clone(),
+            eps: model_eps(
+                gpu,
+                objective.prediction,
+                &self.table,
+                &x_t,
+                &eps.tensor,
+                &timesteps,
+            ),
             timesteps: timesteps.clone(),
             continuous: x_start.shape.len() == 2,
         };
@@ -438,6 +475,7 @@ impl GaussianDiffusion {
             frames.push(x.clone());
         }
         let mut in_flight = None;
+        let mut dpm_solver = opts.dpm_solver.then(super::dpm_solver::DpmSolver::default);
         for t in (0..n_timesteps).rev() {
             if interruptible && crate::interrupt::requested() {
                 gpu.wait();
@@ -465,8 +503,22 @@ impl GaussianDiffusion {
                 (out, None)
             };
             let step = kernels::ReverseStep { t, noise };
-            let (table, eps) = (&self.table, &eps.tensor);
+            let rows = kernels::fill_timesteps(gpu, shape[0], t);
+            let table = &self.table;
+            let eps = &model_eps(
+                gpu,
+                self.objective.prediction,
+                table,
+                &x,
+                &eps.tensor,
+                &rows,
+            );
             x = match (opts.ddim_eta, v) {
+                _ if dpm_solver.is_some() => {
+                    let solver = dpm_solver.as_mut().expect("checked");
+                    let s = &self.schedule;
+                    solver.step(gpu, s, table, &x, eps, &rows, t, opts.clip_denoised)
+                }
                 (None, Some(v)) => {
                     kernels::p_sample_learned(gpu, table, &x, eps, &v, step, opts.clip_denoised)
                 }

@@ -127,6 +127,9 @@ pub struct PSampleOptions {
     pub ddim_eta: Option<f32>,
     /// Sample with this many of the trained timesteps (respacing); None: all of them.
     pub steps: Option<usize>,
+    /// DPM-Solver++(2M) steps instead (diffusion::dpm_solver; respaced as diffusers spaces
+    /// them, deterministic); ddim_eta is then ignored.
+    pub dpm_solver: bool,
 }
 
 /// Which reverse step a kernel takes: table index `t` for the whole batch, and the draws its

@@ -10,7 +10,7 @@ use crate::config::{Preset, TrainConfig};
 use crate::data::images::{self, to_u8_nhwc};
 use crate::diffusion::gaussian::streams;
 use crate::diffusion::gaussian::{ChainOptions, ClassGuidance, GaussianDiffusion};
-use crate::diffusion::{BetaSchedule, Schedule, VarianceKind};
+use crate::diffusion::{BetaSchedule, Prediction, Schedule, VarianceKind};
 use crate::gpu::Gpu;
 use crate::nn::unet::{UNet, UNetConfig};
 use crate::ops::diffusion::PSampleOptions;
@@ -69,6 +69,9 @@ impl TrainConfig {
             p_uncond: 0.1,
             eval_every: None,
             n_eval: 2000,
+            prediction: Prediction::Eps,
+            min_snr_gamma: None,
+            offset_noise: 0.0,
         }
     }
 
@@ -129,7 +132,9 @@ pub fn unet_config(cfg: &TrainConfig) -> Result<&UNetConfig> {
 
 pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
     let diffusion = GaussianDiffusion::new(gpu, Schedule::new(cfg.schedule, cfg.n_timesteps));
-    Ok(diffusion.with_learned_variance(cfg.learn_sigma))
+    Ok(diffusion
+        .with_learned_variance(cfg.learn_sigma)
+        .with_objective(cfg.objective()))
 }
 
 /// Bytes per image of the UNet's widest tensor: a concatenation at level 0 (2x the level's
@@ -391,6 +396,7 @@ pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
         variance: cfg.variance,
         clip_denoised: cfg.clip_denoised,
         ddim_eta: None,
+        dpm_solver: false,
         steps: cfg.sample_steps,
     })
 }

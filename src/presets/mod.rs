@@ -2,6 +2,7 @@
 //! its run (training, then the pictures and metrics it writes). `toy` is the 2-D MLP of seed 000;
 //! `images` holds the UNet presets `mnist` and `emoji`. The step loop they share is `train`'s.
 
+pub mod defaults_help;
 pub mod images;
 pub mod toy;
 

@@ -11,7 +11,7 @@ use crate::config::{Preset, TrainConfig};
 use crate::data::toy::{Labelled, ToyData};
 use crate::diffusion::gaussian::{ClassGuidance, GaussianDiffusion};
 use crate::diffusion::host::q_sample;
-use crate::diffusion::{BetaSchedule, Schedule, VarianceKind};
+use crate::diffusion::{BetaSchedule, Prediction, Schedule, VarianceKind};
 use crate::gpu::Gpu;
 use crate::metrics::mmd2_unbiased;
 use crate::nn::mlp::Mlp;
@@ -66,6 +66,9 @@ impl TrainConfig {
             p_uncond: 0.1,
             eval_every: None,
             n_eval: 2000,
+            prediction: Prediction::Eps,
+            min_snr_gamma: None,
+            offset_noise: 0.0,
         }
     }
 }
@@ -117,7 +120,9 @@ pub fn model(cfg: &TrainConfig) -> Mlp {
 
 pub fn diffusion(gpu: &Gpu, cfg: &TrainConfig) -> Result<GaussianDiffusion> {
     let diffusion = GaussianDiffusion::new(gpu, Schedule::new(cfg.schedule, cfg.n_timesteps));
-    Ok(diffusion.with_learned_variance(cfg.learn_sigma))
+    Ok(diffusion
+        .with_learned_variance(cfg.learn_sigma)
+        .with_objective(cfg.objective()))
 }
 
 fn to_points(flat: &[f32]) -> Vec<[f32; 2]> {
@@ -130,6 +135,7 @@ pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
         variance: cfg.variance,
         clip_denoised: cfg.clip_denoised,
         ddim_eta: None,
+        dpm_solver: false,
         steps: None,
     })
 }

@@ -40,6 +40,7 @@ fn q_sample_and_p_sample_match_reference() {
                     variance,
                     clip_denoised,
                     ddim_eta: None,
+                    dpm_solver: false,
                     steps: None,
                 };
                 let (seed, stream) = (11, 100 + t as u32);
