@@ -322,7 +322,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
             scale: 1.0,
         });
         let n = classes.as_ref().map_or(cfg.n_eval, Vec::len);
-        let report = crate::eval::sample_and_score(
+        let report = sample_and_score(
             gpu,
             grids,
             &state.ema,
@@ -599,4 +599,65 @@ pub fn write_samples_chunked(
     gif.extend(std::iter::repeat_n(last, 15).flatten());
     viz::save_gif(&gif, 80, &out.join("denoise.gif"))?;
     Ok(())
+}
+
+/// Draws `n` samples with `weights` under the run's sampling settings (classes and guidance
+/// when given) and scores them with `evaluator`; with classes, the report says how often the
+/// classifier agrees with them. Training's --eval-every uses it too.
+pub fn sample_and_score(
+    gpu: &Gpu,
+    cfg: &TrainConfig,
+    weights: &Tensor,
+    evaluator: &crate::quality::Evaluator,
+    n: usize,
+    seed: u32,
+    guidance: Option<ClassGuidance>,
+) -> Result<crate::quality::QualityReport> {
+    let unet = unet_config(cfg)?;
+    let model = model(cfg)?;
+    let opts = crate::ops::diffusion::PSampleOptions {
+        steps: cfg.sample_steps,
+        ..default_options(cfg)?
+    };
+    let diffusion = diffusion(gpu, cfg)?
+        .for_sampling(gpu, &opts)
+        .map_err(anyhow::Error::msg)?;
+    let (c, size) = (unet.in_channels, unet.image_size);
+    let chunk = crate::chunked::max_chunk(gpu, bytes_per_image(unet), None)?;
+    let sampler = crate::chunked::ChunkedSampler {
+        gpu,
+        diffusion: &diffusion,
+        model: &model,
+        weights,
+        sample_shape: &[c, size, size],
+        opts,
+        seed,
+        chunk,
+        guidance,
+    };
+    let bar = crate::progress::bar("sample", sampler.steps(n));
+    let mut pixels = Vec::with_capacity(n * size * size * c);
+    let drawn = sampler.draw(n, None, Some(&bar), &mut |_, x| {
+        let b = x.len() / (c * size * size);
+        pixels.extend(crate::data::images::to_u8_nhwc(&x, b, c, size, size));
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    if drawn.interrupted {
+        return Err(crate::interrupt::Interrupted {
+            kept: format!(
+                "{} of {n} samples were drawn and none were scored",
+                drawn.completed
+            ),
+        }
+        .into());
+    }
+    let samples = crate::data::idx::ImageSet {
+        n,
+        height: size,
+        width: size,
+        channels: c,
+        pixels,
+    };
+    evaluator.score(gpu, &samples, guidance.map(|g| g.classes))
 }
