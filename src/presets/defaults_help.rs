@@ -67,6 +67,18 @@ fn rows() -> Vec<Row> {
         ("--sample-steps", |c| {
             c.sample_steps.map_or("all".into(), |s| s.to_string())
         }),
+        ("--class-cond", |c| c.class_cond.to_string()),
+        ("--p-uncond", |c| c.p_uncond.to_string()),
+        ("--eval-every", |c| match (&c.unet, c.eval_every) {
+            (None, _) => "-".into(),
+            (Some(_), None) => "end (GPU)".into(),
+            (Some(_), Some(0)) => "never".into(),
+            (Some(_), Some(n)) => n.to_string(),
+        }),
+        ("--n-eval", |c| match &c.unet {
+            None => "-".into(),
+            Some(_) => c.n_eval.to_string(),
+        }),
     ]
 }
 
