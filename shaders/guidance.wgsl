@@ -1,7 +1,8 @@
 // guidance.wgsl: classifier-free guidance, its training side and its sampling side.
 // drop_labels: labels_out[i] = null_class with probability p_uncond, else labels[i]; the draw is
-//   U[0, 1) number i of (seed, stream) (keyed by the training step, so a resumed run drops the
-//   same labels). p_uncond is compared as p_uncond_bits / 2^24 against the 24-bit uniform, exactly
+//   U[0, 1) number first + i of (seed, stream), first the row of labels[0] in the step's whole
+//   batch (keyed by the training step, so a resumed run drops the same labels, and a micro-batch
+//   drops those of its rows). p_uncond is compared as p_uncond_bits / 2^24 against the 24-bit uniform, exactly
 //   as the CPU twin does.
 // guide: out2 [2n, c_out, rest] holds the conditional outputs (rows 0..n) then the unconditional
 //   ones (rows n..2n); guided[b, c, r] = w * cond + (1 - w) * uncond for c < c_guided (the noise
@@ -19,7 +20,7 @@ struct GuidanceParams {
     stream: u32,
     null_class: u32,
     p_uncond_bits: u32,
-    _pad0: u32,
+    first: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -35,7 +36,7 @@ fn drop_labels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
-        let u24 = random_bits(p.seed, p.stream, i).x >> 8u;
+        let u24 = random_bits(p.seed, p.stream, p.first + i).x >> 8u;
         labels_out[i] = select(labels[i], p.null_class, u24 < p.p_uncond_bits);
     }
 }

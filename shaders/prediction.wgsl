@@ -11,8 +11,9 @@
 // min_snr_weights: Hang et al. 2023's min-SNR-gamma loss weight of each sample, with
 //   snr = abar / (1 - abar): min(snr, gamma) / snr (eps), min(snr, gamma) (x0),
 //   min(snr, gamma) / (snr + 1) (v); one weight per timesteps_in entry.
-// offset_noise: y_out[i] = y_in[i] + scale z[i / per_sample], z the standard normals of
-//   (seed, stream): one offset per (sample, channel) shared by its per_sample = H W elements.
+// offset_noise: y_out[i] = y_in[i] + scale z[first_offset + i / per_sample], z the standard
+//   normals of (seed, stream): one offset per (sample, channel) shared by its per_sample = H W
+//   elements; first_offset = first row * C for rows first.. of a step's batch.
 // The table row of element i is timesteps_in[i / per_sample] (a sampling step fills one row for
 //   the batch).
 // prediction: 0 eps, 1 x0, 2 v. Geometry: Gpu::groups_1d(n). CPU twin: src/cpu/prediction.rs.
@@ -33,6 +34,10 @@ struct PredictionParams {
     stream: u32,
     gamma: f32,
     scale: f32,
+    first_offset: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PredictionParams;
@@ -132,6 +137,6 @@ fn offset_noise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
-        y_out[i] = y_in[i] + p.scale * random_normal_at(p.seed, p.stream, i / p.per_sample);
+        y_out[i] = y_in[i] + p.scale * random_normal_at(p.seed, p.stream, p.first_offset + i / p.per_sample);
     }
 }

@@ -2,8 +2,10 @@
 // random_normal: out[i] = N(0, 1) draw number offset + i of (seed, stream), offset a 64-bit
 //   index as (offset_lo, offset_hi) (0 for a whole draw; a chunk's first element otherwise).
 // random_uniform: out[i] = U[0, 1) draw number i of (seed, stream).
-// sample_timesteps: t[i] in [0, T) as u32; with antithetic = 1 the first ceil(n/2) are uniform
-//   draws and the rest mirror them (t -> T - 1 - t), the seed's variance-reduction trick.
+// sample_timesteps: t[i] in [0, T) as u32 for row first + i of a batch of `total` rows (first =
+//   offset_lo; total = n for a whole batch); with antithetic = 1 the first ceil(total/2) rows are
+//   uniform draws and the rest mirror them (t -> T - 1 - t), the seed's variance-reduction trick.
+//   A micro-batch (rows first..first+n) so draws exactly its rows of the whole batch.
 // Geometry: Gpu::groups_1d(n). CPU twin: src/cpu/rng.rs.
 
 struct RngParams {
@@ -14,7 +16,7 @@ struct RngParams {
     antithetic: u32,
     offset_lo: u32,
     offset_hi: u32,
-    _pad0: u32,
+    total: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RngParams;
@@ -44,9 +46,10 @@ fn sample_timesteps(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i < p.n) {
-        let half = (p.n + 1u) / 2u;
-        let mirrored = p.antithetic == 1u && i >= half;
-        let draw = select(i, i - half, mirrored);
+        let row = p.offset_lo + i;
+        let half = (p.total + 1u) / 2u;
+        let mirrored = p.antithetic == 1u && row >= half;
+        let draw = select(row, row - half, mirrored);
         let t = random_bits(p.seed, p.stream, draw).x % p.n_timesteps;
         timesteps[i] = select(t, p.n_timesteps - 1u - t, mirrored);
     }

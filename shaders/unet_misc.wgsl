@@ -4,10 +4,13 @@
 //   half <= i < 2 half, 0 for an odd last column; f_i = exp(-ln(10000) i / half).
 // channel_bias_fwd: y[n, c, p] = x[n, c, p] + bias[n, c] (the time projection of a ResBlock).
 // channel_bias_bwd: dbias[n, c] = sum_p dy[n, c, p]; one thread per (n, c), in order.
-// dropout_fwd: keep element i when the uniform from word i % 4 of Philox draw i / 4 of (seed,
-//   stream) is >= p_drop, scaled by 1 / (1 - p_drop). A thread owns 4 elements and all four
-//   words of one draw (the 10 Philox rounds were most of the kernel when each element drew its
-//   own). The backward is the same kernel applied to dy: the counter redraws the same mask.
+// dropout_fwd: keep element i when the uniform from word e % 4 of Philox draw e / 4 of (seed,
+//   stream) is >= p_drop, e = offset + i, scaled by 1 / (1 - p_drop). offset is the index of
+//   x[0] in the whole batch's tensor (0, or first row * elements per row for a micro-batch), so
+//   a micro-batch gets exactly its rows of the whole batch's mask. A thread owns 4 elements and
+//   all four words of one draw (the 10 Philox rounds were most of the kernel when each element
+//   drew its own); an offset that is not a multiple of 4 makes it read two draws. The backward
+//   is the same kernel applied to dy: the counter redraws the same mask.
 //   Geometry: Gpu::groups_1d(ceil(elements / 4)).
 
 struct MiscParams {
@@ -18,7 +21,7 @@ struct MiscParams {
     p_drop: f32,
     seed: u32,
     stream: u32,
-    _pad0: u32,
+    offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MiscParams;
@@ -73,12 +76,21 @@ fn dropout_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let t = linear_index(wid, nwg, lid);
     let i0 = 4u * t;
     if (i0 < p.n) {
-        let bits = random_bits(p.seed, p.stream, t);
-        let u = vec4<f32>(vec4<u32>(bits.x >> 8u, bits.y >> 8u, bits.z >> 8u, bits.w >> 8u)) * (1.0 / 16777216.0);
-        let keep = u >= vec4<f32>(p.p_drop);
+        // Words r.. of draw d0, then (when r > 0) words ..r of draw d0 + 1.
+        let e0 = p.offset + i0;
+        let r = e0 % 4u;
+        let d0 = e0 / 4u;
+        let first = random_bits(p.seed, p.stream, d0);
+        var second = first;
+        if (r != 0u) {
+            second = random_bits(p.seed, p.stream, d0 + 1u);
+        }
         for (var k = 0u; k < 4u; k++) {
             if (i0 + k < p.n) {
-                out[i0 + k] = select(0.0, x[i0 + k] / (1.0 - p.p_drop), keep[k]);
+                let w = r + k;
+                let bits = select(first[w % 4u], second[w % 4u], w >= 4u);
+                let keep = f32(bits >> 8u) * (1.0 / 16777216.0) >= p.p_drop;
+                out[i0 + k] = select(0.0, x[i0 + k] / (1.0 - p.p_drop), keep);
             }
         }
     }

@@ -125,6 +125,14 @@ pub struct TrainConfig {
     /// Offset noise: this times one normal per sample and channel is added to eps (0: none).
     #[serde(default)]
     pub offset_noise: f64,
+    /// Gradient accumulation: each update sums the gradients of this many micro-batches of
+    /// batch_size, so it trains on batch_size * grad_accum samples in one micro-batch's memory.
+    #[serde(default = "default_grad_accum")]
+    pub grad_accum: usize,
+}
+
+fn default_grad_accum() -> usize {
+    1
 }
 
 fn default_grid() -> usize {
@@ -309,7 +317,22 @@ impl TrainConfig {
                 self.offset_noise
             ));
         }
-        if self.batch_size < 2 && self.antithetic {
+        if self.grad_accum == 0 {
+            return Err(
+                "--grad-accum must be at least 1 (the micro-batches summed per update; 1 turns \
+                 accumulation off)"
+                    .into(),
+            );
+        }
+        if self.grad_accum > 1 && self.importance_sampling {
+            return Err(format!(
+                "--grad-accum {} cannot be combined with importance sampling, whose timesteps \
+                 are drawn for one batch at a time: drop --grad-accum and raise --batch-size, \
+                 or train without --importance-sampling",
+                self.grad_accum
+            ));
+        }
+        if self.batch_size * self.grad_accum < 2 && self.antithetic {
             return Err("antithetic timesteps need --batch-size of at least 2".into());
         }
         if !(0.0..=1.0).contains(&self.p_uncond) {
@@ -519,6 +542,10 @@ pub struct ConfigOverrides {
     /// Offset noise: add S times one normal per sample and channel to eps (default 0, off).
     #[arg(long, value_name = "S")]
     pub offset_noise: Option<f64>,
+    /// Gradient accumulation: sum K micro-batches of --batch-size before each update, so a
+    /// step trains on K x --batch-size samples in the memory of one micro-batch (default 1).
+    #[arg(long, value_name = "K")]
+    pub grad_accum: Option<usize>,
 }
 
 impl ConfigOverrides {
@@ -555,6 +582,7 @@ impl ConfigOverrides {
             prediction,
             min_snr,
             offset_noise,
+            grad_accum,
         } = self.clone();
         cfg.class_cond |= class_cond;
         set(&mut cfg.p_uncond, p_uncond);
@@ -589,6 +617,7 @@ impl ConfigOverrides {
         set(&mut cfg.prediction, prediction);
         set(&mut cfg.min_snr_gamma, min_snr.map(Some));
         set(&mut cfg.offset_noise, offset_noise);
+        set(&mut cfg.grad_accum, grad_accum);
         match &mut cfg.unet {
             None => {
                 set(&mut cfg.hidden, channels);

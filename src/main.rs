@@ -68,7 +68,7 @@ enum Command {
         /// Continue the run in DIR from its checkpoint (exactly where it stopped); --steps may
         /// raise its step count, and --sample-every, --sample-steps and --n-samples change its
         /// pictures.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "overwrite", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling", "lr_schedule", "lr_min", "ema_warmup", "timesteps", "channels", "image_size", "channel_mult", "res_blocks", "attention_res", "dropout", "groups", "class_cond", "p_uncond", "prediction", "min_snr", "offset_noise"])]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["preset", "config", "out", "overwrite", "data", "batch_size", "lr", "seed", "schedule", "iddpm", "importance_sampling", "lr_schedule", "lr_min", "ema_warmup", "timesteps", "channels", "image_size", "channel_mult", "res_blocks", "attention_res", "dropout", "groups", "class_cond", "p_uncond", "prediction", "min_snr", "offset_noise", "grad_accum"])]
         resume: Option<PathBuf>,
         /// Run directory (default runs/<preset>-<timestamp>). It must be new or empty: a run
         /// there is continued with --resume, or replaced with --overwrite.

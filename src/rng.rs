@@ -68,19 +68,30 @@ pub fn sample_timesteps(
     n_timesteps: u32,
     antithetic: bool,
 ) -> Vec<u32> {
-    let half = n.div_ceil(2);
-    (0..n)
-        .map(|i| {
-            let mirrored = antithetic && i >= half;
-            let draw = if mirrored { i - half } else { i } as u32;
-            let t = random_bits(seed, stream, draw)[0] % n_timesteps;
-            if mirrored {
-                n_timesteps - 1 - t
-            } else {
-                t
-            }
-        })
-        .collect()
+    sample_timesteps_of_rows(seed, stream, 0..n, n, n_timesteps, antithetic)
+}
+
+/// Rows `rows` of `sample_timesteps` over a batch of `total` rows.
+pub fn sample_timesteps_of_rows(
+    seed: u32,
+    stream: u32,
+    rows: std::ops::Range<usize>,
+    total: usize,
+    n_timesteps: u32,
+    antithetic: bool,
+) -> Vec<u32> {
+    let half = total.div_ceil(2);
+    rows.map(|i| {
+        let mirrored = antithetic && i >= half;
+        let draw = if mirrored { i - half } else { i } as u32;
+        let t = random_bits(seed, stream, draw)[0] % n_timesteps;
+        if mirrored {
+            n_timesteps - 1 - t
+        } else {
+            t
+        }
+    })
+    .collect()
 }
 
 #[cfg(test)]

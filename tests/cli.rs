@@ -332,8 +332,20 @@ fn bad_objective_and_sampler_settings_are_refused_before_any_work() {
         let out = train(&[&format!("--offset-noise={s}")]);
         assert_clean_failure(&out, &["--offset-noise must be"]);
     }
+    assert_clean_failure(
+        &train(&["--grad-accum", "0"]),
+        &["--grad-accum must be at least 1"],
+    );
+    assert_clean_failure(
+        &train(&["--grad-accum", "4", "--importance-sampling"]),
+        &["--grad-accum 4 cannot be combined with importance sampling"],
+    );
     // A resumed run keeps its target: a different one is refused, not silently mixed.
-    for flag in [["--prediction", "v"], ["--min-snr", "5"]] {
+    for flag in [
+        ["--prediction", "v"],
+        ["--min-snr", "5"],
+        ["--grad-accum", "2"],
+    ] {
         let out = ddpm(&["train", "--resume", "no-such-run", flag[0], flag[1]], &[]);
         assert_usage_error(&out, &[flag[0], "cannot be used with"]);
     }

@@ -425,23 +425,23 @@ fn dropout_backward_matches_finite_differences_and_shares_the_mask() {
     let x = rand(2 * 6 * 63, -1.0, 1.0, 160);
     let r = rand(x.len(), -1.0, 1.0, 161);
     let (p, seed, stream) = (0.25, 9, 4);
-    let dx = cpu::dropout::dropout_backward(&r, p, seed, stream);
+    let dx = cpu::dropout::dropout_backward(&r, p, (seed, stream), 0);
     assert_grad(
         "dropout",
         &dx,
-        &numeric_grad(&x, &r, &|x| cpu::dropout::dropout(x, p, seed, stream)),
+        &numeric_grad(&x, &r, &|x| cpu::dropout::dropout(x, p, (seed, stream), 0)),
     );
-    let y = cpu::dropout::dropout(&x, p, seed, stream);
+    let y = cpu::dropout::dropout(&x, p, (seed, stream), 0);
     for (i, (yv, dv)) in y.iter().zip(&dx).enumerate() {
         assert_eq!(*yv == 0.0, *dv == 0.0, "mask differs at {i}");
     }
     // Another stream draws another mask.
-    let other = cpu::dropout::dropout(&x, p, seed, stream + 1);
+    let other = cpu::dropout::dropout(&x, p, (seed, stream + 1), 0);
     assert!(other
         .iter()
         .zip(&y)
         .any(|(a, b)| (*a == 0.0) != (*b == 0.0)));
-    assert_eq!(cpu::dropout::dropout(&x, 0.0, seed, stream), x);
+    assert_eq!(cpu::dropout::dropout(&x, 0.0, (seed, stream), 0), x);
 }
 
 #[test]

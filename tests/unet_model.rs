@@ -307,10 +307,12 @@ impl<'a> CpuUNet<'a> {
         }
     }
 
-    fn dropout(&mut self, x: Fm, p: f64, seed: u32, stream: u32) -> Fm {
-        let y = cpu::dropout::dropout(&self.tape.vals[x.id], p, seed, stream);
+    fn dropout(&mut self, x: Fm, p: f64, key: DropoutKey) -> Fm {
+        let pair = (key.seed, key.stream);
+        let offset = key.first_row * x.c * x.h * x.w;
+        let y = cpu::dropout::dropout(&self.tape.vals[x.id], p, pair, offset);
         let id = self.tape.op(&[x.id], y, move |dy| {
-            vec![cpu::dropout::dropout_backward(dy, p, seed, stream)]
+            vec![cpu::dropout::dropout_backward(dy, p, pair, offset)]
         });
         Fm { id, ..x }
     }
@@ -323,7 +325,7 @@ impl<'a> CpuUNet<'a> {
         let h = self.channel_bias(h, shift);
         let mut h = self.norm(h, &format!("{name}.out_norm"), true);
         if let (Some(key), true) = (dropout, self.cfg.dropout > 0.0) {
-            h = self.dropout(h, self.cfg.dropout as f64, key.seed, key.stream);
+            h = self.dropout(h, self.cfg.dropout as f64, key);
         }
         let h = self.conv(h, &format!("{name}.out_conv"), 1);
         let skip_name = format!("{name}.skip");
@@ -377,8 +379,8 @@ impl<'a> CpuUNet<'a> {
         let mut key = || {
             n_dropout += 1;
             dropout.map(|k| DropoutKey {
-                seed: k.seed,
                 stream: k.stream ^ (n_dropout << 24),
+                ..k
             })
         };
         let mut h = self.conv(x, "input_blocks.0", 1);
@@ -619,7 +621,11 @@ fn unet_training_step_matches_the_cpu_composition() {
 
 #[test]
 fn unet_training_step_with_dropout_matches_the_cpu_composition() {
-    let key = DropoutKey { seed: 5, stream: 9 };
+    let key = DropoutKey {
+        seed: 5,
+        stream: 9,
+        first_row: 0,
+    };
     check_training_step(small_config(0.1), Some(key), false);
 }
 
@@ -627,7 +633,11 @@ fn unet_training_step_with_dropout_matches_the_cpu_composition() {
 /// group norm, the loop embedding gradient), so a CPU-only CI machine proves that path too.
 #[test]
 fn unet_training_step_through_the_gpu_kernels_matches_the_cpu_composition() {
-    let key = DropoutKey { seed: 5, stream: 9 };
+    let key = DropoutKey {
+        seed: 5,
+        stream: 9,
+        first_row: 0,
+    };
     check_training_step(small_config(0.1), Some(key), true);
 }
 
@@ -655,7 +665,11 @@ fn mnist_unet_step_has_the_right_shape_and_finite_values() {
     let mut cx = Ctx::new(&gpu);
     let params = unet.layout.vars(&mut cx, &weights, Some(&grads));
     let xv = cx.constant(gpu.upload(&x, &shape));
-    let key = DropoutKey { seed: 1, stream: 2 };
+    let key = DropoutKey {
+        seed: 1,
+        stream: 2,
+        first_row: 0,
+    };
     let out = unet.forward(
         &mut cx,
         &params,

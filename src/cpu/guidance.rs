@@ -2,20 +2,20 @@
 
 use crate::rng::random_bits;
 
-/// Each label becomes `null_class` when the 24-bit uniform draw i of (seed, stream) is below
-/// `p_uncond_bits` (ops::guidance::p_uncond_bits).
+/// Each label becomes `null_class` when the 24-bit uniform draw first + i of (seed, stream) is
+/// below `p_uncond_bits` (ops::guidance::p_uncond_bits); `first` is the row of labels[0].
 pub fn drop_labels(
     labels: &[u32],
     p_uncond_bits: u32,
     null_class: u32,
-    seed: u32,
-    stream: u32,
+    (seed, stream): (u32, u32),
+    first: usize,
 ) -> Vec<u32> {
     labels
         .iter()
         .enumerate()
         .map(|(i, &y)| {
-            if random_bits(seed, stream, i as u32)[0] >> 8 < p_uncond_bits {
+            if random_bits(seed, stream, (first + i) as u32)[0] >> 8 < p_uncond_bits {
                 null_class
             } else {
                 y

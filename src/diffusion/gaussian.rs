@@ -48,6 +48,43 @@ pub struct GaussianDiffusion {
     pub objective: Objective,
 }
 
+/// Which rows of a step's batch one forward computes: rows first.. (as many as its x_start has)
+/// of a batch of `total`. Every draw of the step (timesteps, noise, offsets, dropout masks,
+/// dropped labels, data indices, flips) is keyed by the row within the whole batch, so K
+/// micro-batches (gradient accumulation) compute exactly the rows of one K-times batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchRows {
+    pub first: usize,
+    pub total: usize,
+}
+
+impl BatchRows {
+    /// A whole batch of n rows.
+    pub fn whole(n: usize) -> BatchRows {
+        BatchRows { first: 0, total: n }
+    }
+
+    /// Micro-batch k of `count`, each of `size` rows.
+    pub fn micro(k: usize, size: usize, count: usize) -> BatchRows {
+        assert!(k < count, "micro-batch {k} of {count}");
+        BatchRows {
+            first: k * size,
+            total: size * count,
+        }
+    }
+
+    /// The rows as a range, for a forward of n rows.
+    pub fn range(self, n: usize) -> std::ops::Range<usize> {
+        assert!(
+            self.first + n <= self.total,
+            "{n} rows from {} of {}",
+            self.first,
+            self.total
+        );
+        self.first..self.first + n
+    }
+}
+
 /// The random draws of one training step: noise and timesteps from Philox streams of `step`
 /// (timesteps in antithetic pairs when `antithetic`), unless `draw` brings host-drawn
 /// timesteps with their importance weights.
@@ -55,6 +92,8 @@ pub struct GaussianDiffusion {
 pub struct StepDraws<'a> {
     pub seed: u32,
     pub step: u64,
+    /// The rows of the step's batch this forward computes.
+    pub rows: BatchRows,
     pub antithetic: bool,
     pub draw: Option<&'a TimestepDraw>,
     /// u32 [batch]: the classes a class-conditional model trains on this step (after label
@@ -313,40 +352,53 @@ impl GaussianDiffusion {
         let StepDraws {
             seed,
             step,
+            rows,
             antithetic,
             draw,
             classes,
         } = draws;
         let gpu = cx.gpu;
         let batch = x_start.shape[0];
+        let row_range = rows.range(batch);
         let timesteps = match draw {
-            Some(d) => d.timesteps.clone(),
-            None => rng::timesteps(
+            Some(d) => {
+                assert_eq!(
+                    rows,
+                    BatchRows::whole(batch),
+                    "host-drawn timesteps cover the batch"
+                );
+                d.timesteps.clone()
+            }
+            None => rng::timesteps_of_rows(
                 gpu,
-                batch,
+                row_range,
+                rows.total,
                 self.n_timesteps(),
                 antithetic,
                 seed,
                 streams::for_step(step, streams::TIMESTEPS),
             ),
         };
-        let mut noise = rng::normal(
+        let per_row = x_start.numel() / batch;
+        let mut noise = rng::normal_from(
             gpu,
             &x_start.shape,
             seed,
             streams::for_step(step, streams::NOISE),
+            (rows.first * per_row) as u64,
         );
         let objective = self.objective;
         if objective.offset_noise != 0.0 {
-            let stream = streams::for_step(step, streams::OFFSET);
+            let key = (seed, streams::for_step(step, streams::OFFSET));
             let scale = objective.offset_noise as f32;
-            noise = crate::ops::prediction::offset_noise(gpu, &noise, scale, seed, stream);
+            noise = crate::ops::prediction::offset_noise(gpu, &noise, scale, key, rows.first);
         }
         let x_t = kernels::q_sample(gpu, &self.table, x_start, &noise, &timesteps);
         let x_var = cx.constant(x_t.clone());
         let dropout = crate::nn::DropoutKey {
             seed,
             stream: streams::for_step(step, streams::DROPOUT),
+            first_row: rows.first,
         };
         let cond = Conditioning {
             timesteps: &timesteps,

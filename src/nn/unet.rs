@@ -99,6 +99,9 @@ impl UNetConfig {
 pub struct DropoutKey {
     pub seed: u32,
     pub stream: u32,
+    /// The row of the forward's first sample in the step's whole batch: a micro-batch draws
+    /// its rows of the whole batch's masks.
+    pub first_row: usize,
 }
 
 struct ResBlockIds {
@@ -386,8 +389,8 @@ impl UNet {
                 Block::Res(ids) => {
                     n_dropout += 1;
                     let key = dropout.map(|k| DropoutKey {
-                        seed: k.seed,
                         stream: k.stream ^ (n_dropout << 24),
+                        ..k
                     });
                     self.res_block(cx, params, ids, &h, &emb, key)
                 }
@@ -448,7 +451,9 @@ impl UNet {
             },
         );
         if let (Some(key), true) = (dropout, self.config.dropout > 0.0) {
-            h = unet_misc::dropout_var(cx, &h, self.config.dropout, key.seed, key.stream);
+            let offset = key.first_row * (h.tensor.numel() / h.tensor.shape[0]);
+            let key_pair = (key.seed, key.stream);
+            h = unet_misc::dropout_var(cx, &h, self.config.dropout, key_pair, offset);
         }
         let (w, b) = p(ids.out_conv);
         let h = conv::conv2d_var(cx, &h, w, Some(b), 1, 1);

@@ -20,7 +20,9 @@ struct GuidanceParams {
     stream: u32,
     null_class: u32,
     p_uncond_bits: u32,
-    _pad: [u32; 3],
+    /// drop_labels: the row of labels[0] in the step's batch.
+    first: u32,
+    _pad: [u32; 2],
 }
 
 static DROP_LABELS: Kernel = Kernel {
@@ -37,15 +39,15 @@ pub fn p_uncond_bits(p_uncond: f64) -> u32 {
     (p_uncond.clamp(0.0, 1.0) * 16_777_216.0).round() as u32
 }
 
-/// Label dropout: each of `labels` (u32 [n]) becomes `null_class` with probability `p_uncond`,
-/// by draw i of (seed, stream).
+/// Label dropout: each of `labels` (u32 [n], rows first.. of the step's batch) becomes
+/// `null_class` with probability `p_uncond`, by draw first + i of (seed, stream).
 pub fn drop_labels(
     gpu: &Gpu,
     labels: &Tensor,
     p_uncond: f64,
     null_class: u32,
-    seed: u32,
-    stream: u32,
+    (seed, stream): (u32, u32),
+    first: usize,
 ) -> Tensor {
     let n = labels.numel();
     let out = gpu.empty(&[n]);
@@ -55,6 +57,7 @@ pub fn drop_labels(
         stream,
         null_class,
         p_uncond_bits: p_uncond_bits(p_uncond),
+        first: super::count_u32(first, "drop_labels"),
         ..Default::default()
     };
     gpu.dispatch(

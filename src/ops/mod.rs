@@ -29,8 +29,13 @@ use crate::autograd::{Ctx, Var};
 /// on the GPU, in stream order, so the step stays one submit) and gradients of values used twice
 /// are summed with `arith::add`. See `Ctx::backward`.
 pub fn backward(cx: &mut Ctx, loss: &Var) {
+    backward_scaled(cx, loss, 1.0);
+}
+
+/// `backward` for `scale` times the loss: a micro-batch's share of an accumulated step.
+pub fn backward_scaled(cx: &mut Ctx, loss: &Var, scale: f32) {
     let dloss = cx.gpu.empty(&[1]);
-    arith::fill(cx.gpu, &dloss, 1.0);
+    arith::fill(cx.gpu, &dloss, scale);
     cx.backward(loss, dloss, arith::add);
 }
 

@@ -19,6 +19,9 @@ struct PredictionParams {
     stream: u32,
     gamma: f32,
     scale: f32,
+    /// offset_noise: the draw of the first (sample, channel).
+    first_offset: u32,
+    _pad: [u32; 3],
 }
 
 /// The model's regression target; spelled `eps`, `x0` or `v` in config.json and on the command
@@ -210,13 +213,21 @@ pub fn min_snr_weights(
 }
 
 /// noise [n, c, ...] plus `scale` times one standard normal per (sample, channel) from draws
-/// 0, 1, ... of (seed, stream), shared by the channel's elements.
-pub fn offset_noise(gpu: &Gpu, noise: &Tensor, scale: f32, seed: u32, stream: u32) -> Tensor {
+/// first C, first C + 1, ... of (seed, stream), shared by the channel's elements; `first` is the
+/// row of noise[0] in the step's batch.
+pub fn offset_noise(
+    gpu: &Gpu,
+    noise: &Tensor,
+    scale: f32,
+    (seed, stream): (u32, u32),
+    first: usize,
+) -> Tensor {
     let n = noise.numel();
     let channels = noise.shape.get(1).copied().unwrap_or(1);
     let p = PredictionParams {
         n: super::count_u32(n, "offset_noise"),
         per_sample: (n / (noise.shape[0] * channels)) as u32,
+        first_offset: super::count_u32(first * channels, "offset_noise"),
         seed,
         stream,
         scale,

@@ -18,7 +18,8 @@ struct RngParams {
     /// The index of element 0 within the whole draw (random_normal only), lo then hi.
     offset_lo: u32,
     offset_hi: u32,
-    _pad: u32,
+    /// sample_timesteps: the rows of the whole batch (offset_lo is the first row drawn).
+    total: u32,
 }
 
 static RANDOM_NORMAL: Kernel = Kernel {
@@ -43,7 +44,7 @@ fn params(n: usize, seed: u32, stream: u32) -> RngParams {
         antithetic: 0,
         offset_lo: 0,
         offset_hi: 0,
-        _pad: 0,
+        total: 0,
     }
 }
 
@@ -89,10 +90,29 @@ pub fn timesteps(
     seed: u32,
     stream: u32,
 ) -> Tensor {
+    timesteps_of_rows(gpu, 0..n, n, n_timesteps, antithetic, seed, stream)
+}
+
+/// The timesteps of `rows` of a batch of `total` rows: equal to those rows of `timesteps` over
+/// the whole batch (antithetic pairs span the whole batch), so micro-batches draw exactly the
+/// large batch's timesteps.
+pub fn timesteps_of_rows(
+    gpu: &Gpu,
+    rows: std::ops::Range<usize>,
+    total: usize,
+    n_timesteps: usize,
+    antithetic: bool,
+    seed: u32,
+    stream: u32,
+) -> Tensor {
+    assert!(rows.end <= total, "rows {rows:?} of a batch of {total}");
+    let n = rows.len();
     let out = gpu.empty(&[n]);
     let p = RngParams {
         n_timesteps: n_timesteps as u32,
         antithetic: antithetic as u32,
+        offset_lo: super::count_u32(rows.start, "timesteps"),
+        total: super::count_u32(total, "timesteps"),
         ..params(n, seed, stream)
     };
     gpu.dispatch(

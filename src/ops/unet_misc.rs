@@ -18,7 +18,8 @@ struct MiscParams {
     p_drop: f32,
     seed: u32,
     stream: u32,
-    _pad: u32,
+    /// dropout: the index of x[0] in the whole batch's tensor.
+    offset: u32,
 }
 
 static TIME_EMBEDDING: Kernel = Kernel {
@@ -96,8 +97,11 @@ pub fn add_channel_bias_backward(gpu: &Gpu, dy: &Tensor) -> Tensor {
     db
 }
 
-/// Dropout with the mask of draw (seed, stream); p = 0 is the identity (and no dispatch).
-pub fn dropout(gpu: &Gpu, x: &Tensor, p_drop: f32, seed: u32, stream: u32) -> Tensor {
+/// Dropout with the mask of draw (seed, stream) at element `offset` on (x's index in the whole
+/// batch's tensor: 0, or first row * elements per row for a micro-batch); p = 0 is the
+/// identity (and no dispatch).
+pub fn dropout(gpu: &Gpu, x: &Tensor, p_drop: f32, key: (u32, u32), offset: usize) -> Tensor {
+    let (seed, stream) = key;
     if p_drop == 0.0 {
         return x.clone();
     }
@@ -107,8 +111,11 @@ pub fn dropout(gpu: &Gpu, x: &Tensor, p_drop: f32, seed: u32, stream: u32) -> Te
         p_drop,
         seed,
         stream,
+        offset: offset as u32,
         ..Default::default()
     };
+    // The kernel indexes the draws in u32: the last element's index must fit.
+    super::count_u32(offset + x.numel(), "dropout");
     gpu.dispatch(
         &DROPOUT,
         &p,
@@ -134,8 +141,8 @@ impl Backward for ChannelBiasBackward {
 
 struct DropoutBackward {
     p_drop: f32,
-    seed: u32,
-    stream: u32,
+    key: (u32, u32),
+    offset: usize,
 }
 
 impl Backward for DropoutBackward {
@@ -144,7 +151,7 @@ impl Backward for DropoutBackward {
     }
     fn backward(&self, gpu: &Gpu, dy: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
         // The same counter draws the same mask, and the scale is the same: dropout(dy).
-        vec![Some(dropout(gpu, dy, self.p_drop, self.seed, self.stream))]
+        vec![Some(dropout(gpu, dy, self.p_drop, self.key, self.offset))]
     }
 }
 
@@ -153,13 +160,13 @@ pub fn add_channel_bias_var(cx: &mut Ctx, x: &Var, bias: &Var) -> Var {
     cx.record(ChannelBiasBackward, &[x, bias], y)
 }
 
-pub fn dropout_var(cx: &mut Ctx, x: &Var, p_drop: f32, seed: u32, stream: u32) -> Var {
-    let y = dropout(cx.gpu, &x.tensor, p_drop, seed, stream);
+pub fn dropout_var(cx: &mut Ctx, x: &Var, p_drop: f32, key: (u32, u32), offset: usize) -> Var {
+    let y = dropout(cx.gpu, &x.tensor, p_drop, key, offset);
     cx.record(
         DropoutBackward {
             p_drop,
-            seed,
-            stream,
+            key,
+            offset,
         },
         &[x],
         y,

@@ -32,6 +32,7 @@ fn rows() -> Vec<Row> {
         }),
         ("--steps", |c| c.steps.to_string()),
         ("--batch-size", |c| c.batch_size.to_string()),
+        ("--grad-accum", |c| c.grad_accum.to_string()),
         ("--lr", |c| format!("{:e}", c.lr)),
         ("--lr-schedule", |c| c.lr_schedule.to_string()),
         ("--lr-min", |c| c.lr_min.to_string()),

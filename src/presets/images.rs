@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::{Preset, TrainConfig};
 use crate::data::images::{self, to_u8_nhwc};
-use crate::diffusion::gaussian::streams;
+use crate::diffusion::gaussian::{streams, BatchRows};
 use crate::diffusion::gaussian::{ChainOptions, ClassGuidance, GaussianDiffusion};
 use crate::diffusion::{BetaSchedule, Prediction, Schedule, VarianceKind};
 use crate::gpu::Gpu;
@@ -72,6 +72,7 @@ impl TrainConfig {
             prediction: Prediction::Eps,
             min_snr_gamma: None,
             offset_noise: 0.0,
+            grad_accum: 1,
         }
     }
 
@@ -207,16 +208,24 @@ impl BatchSource for ImageBatches {
             self.set.width,
         ]
     }
-    fn batch(&self, seed: u32, step: u64, out: &mut [f32], labels: Option<&mut [u32]>) {
-        let indices = train::batch_indices(seed, step, self.batch_size, self.set.n);
+    fn batch(
+        &self,
+        seed: u32,
+        step: u64,
+        rows: BatchRows,
+        out: &mut [f32],
+        labels: Option<&mut [u32]>,
+    ) {
+        let rows = rows.range(self.batch_size);
+        let indices = train::batch_indices(seed, step, rows.clone(), self.set.n);
         if let (Some(out), Some(all)) = (labels, &self.labels) {
             for (dst, &i) in out.iter_mut().zip(&indices) {
                 *dst = all[i];
             }
         }
         let stream = streams::for_step(step, streams::FLIP);
-        let flips: Vec<bool> = (0..self.batch_size as u32)
-            .map(|i| self.flip && crate::rng::uniform(seed, stream, i) < 0.5)
+        let flips: Vec<bool> = rows
+            .map(|i| self.flip && crate::rng::uniform(seed, stream, i as u32) < 0.5)
             .collect();
         out.copy_from_slice(&images::batch_nchw(&self.set, &indices, &flips));
     }

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 
 use crate::config::{Preset, TrainConfig};
 use crate::data::toy::{Labelled, ToyData};
-use crate::diffusion::gaussian::{ClassGuidance, GaussianDiffusion};
+use crate::diffusion::gaussian::{BatchRows, ClassGuidance, GaussianDiffusion};
 use crate::diffusion::host::q_sample;
 use crate::diffusion::{BetaSchedule, Prediction, Schedule, VarianceKind};
 use crate::gpu::Gpu;
@@ -69,6 +69,7 @@ impl TrainConfig {
             prediction: Prediction::Eps,
             min_snr_gamma: None,
             offset_noise: 0.0,
+            grad_accum: 1,
         }
     }
 }
@@ -170,8 +171,16 @@ impl BatchSource for ToyBatches {
     fn shape(&self) -> Vec<usize> {
         vec![self.batch_size, 2]
     }
-    fn batch(&self, seed: u32, step: u64, out: &mut [f32], labels: Option<&mut [u32]>) {
-        let indices = train::batch_indices(seed, step, self.batch_size, self.data.len());
+    fn batch(
+        &self,
+        seed: u32,
+        step: u64,
+        rows: BatchRows,
+        out: &mut [f32],
+        labels: Option<&mut [u32]>,
+    ) {
+        let rows = rows.range(self.batch_size);
+        let indices = train::batch_indices(seed, step, rows, self.data.len());
         for (dst, &i) in out.chunks_exact_mut(2).zip(&indices) {
             dst.copy_from_slice(&self.data[i]);
         }

@@ -14,7 +14,7 @@ use crate::autograd::Ctx;
 use crate::checkpoint;
 use crate::config::TrainConfig;
 use crate::diffusion::gaussian::{
-    streams, GaussianDiffusion, StepDraws, TimestepDraw, TrainingLoss,
+    streams, BatchRows, GaussianDiffusion, StepDraws, TimestepDraw, TrainingLoss,
 };
 use crate::diffusion::timestep_sampler::SamplerState;
 use crate::gpu::Gpu;
@@ -81,37 +81,113 @@ impl Trainer<'_> {
         draw: Option<&TimestepDraw>,
         classes: Option<&Tensor>,
     ) -> TrainingLoss {
-        let gpu = self.gpu;
-        let mut cx = Ctx::new(gpu);
-        let params = self
-            .model
-            .layout()
-            .vars(&mut cx, &state.params, Some(&state.grads));
-        gpu.clear(&state.grads);
-        let tl = self.diffusion.training_losses(
-            &mut cx,
-            self.model,
-            &params,
+        let micro = MicroBatch {
             x_start,
-            StepDraws {
-                seed: self.seed,
-                step: state.step,
-                antithetic: self.antithetic,
-                draw,
-                classes,
-            },
+            classes,
+            rows: BatchRows::whole(x_start.shape[0]),
+        };
+        let mut losses = self.record_accumulated_step(state, &[micro], draw);
+        losses.micro.pop().expect("one micro-batch")
+    }
+
+    /// One update from the summed gradients of `micro` (gradient accumulation): each
+    /// micro-batch's forward and backward, its loss scaled by 1 / K, then one clip, Adam and
+    /// EMA step. With the rows of one batch split into K micro-batches this is the step on that
+    /// batch up to float rounding, in the memory of one micro-batch. Host-drawn timesteps
+    /// (`draw`) need a single micro-batch.
+    pub fn record_accumulated_step(
+        &self,
+        state: &mut TrainState,
+        micro: &[MicroBatch],
+        draw: Option<&TimestepDraw>,
+    ) -> StepLosses {
+        let gpu = self.gpu;
+        let k = micro.len();
+        assert!(k >= 1, "a step has a micro-batch");
+        assert!(
+            draw.is_none() || k == 1,
+            "host-drawn timesteps cover one micro-batch"
         );
-        crate::ops::backward(&mut cx, &tl.loss);
+        gpu.clear(&state.grads);
+        // Micro-batches after the first write their gradients here, then add them in.
+        let scratch = (k > 1).then(|| gpu.empty(&state.grads.shape));
+        let mut losses = Vec::with_capacity(k);
+        let mut total: Option<Tensor> = None;
+        for (i, m) in micro.iter().enumerate() {
+            let slot = match (&scratch, i) {
+                (Some(s), 1..) => {
+                    gpu.clear(s);
+                    s
+                }
+                _ => &state.grads,
+            };
+            let mut cx = Ctx::new(gpu);
+            let params = self.model.layout().vars(&mut cx, &state.params, Some(slot));
+            let tl = self.diffusion.training_losses(
+                &mut cx,
+                self.model,
+                &params,
+                m.x_start,
+                StepDraws {
+                    seed: self.seed,
+                    step: state.step,
+                    rows: m.rows,
+                    antithetic: self.antithetic,
+                    draw,
+                    classes: m.classes,
+                },
+            );
+            crate::ops::backward_scaled(&mut cx, &tl.loss, 1.0 / k as f32);
+            drop(cx);
+            if i > 0 {
+                let sum = crate::ops::arith::add(gpu, &state.grads, slot);
+                gpu.copy(&sum, &state.grads);
+            }
+            total = Some(match total {
+                None => tl.loss.tensor.clone(),
+                Some(t) => crate::ops::arith::add(gpu, &t, &tl.loss.tensor),
+            });
+            losses.push(tl);
+        }
         state.apply_gradients(gpu, &self.optim);
-        tl
+        let total = total.expect("a micro-batch");
+        let loss = if k == 1 {
+            total
+        } else {
+            crate::ops::arith::scale(gpu, &total, 1.0 / k as f32)
+        };
+        StepLosses {
+            loss,
+            micro: losses,
+        }
     }
 }
 
-/// Indices of the training batch of `step`: counter-based, so a resumed run draws the same.
-pub fn batch_indices(seed: u32, step: u64, batch: usize, n_data: usize) -> Vec<usize> {
+/// One micro-batch of a training step: its data, its classes (class-conditional models, label
+/// dropout applied) and the rows of the step's batch it holds.
+pub struct MicroBatch<'t> {
+    pub x_start: &'t Tensor,
+    pub classes: Option<&'t Tensor>,
+    pub rows: BatchRows,
+}
+
+/// What an accumulated step computed: its loss (the mean over every row of every micro-batch)
+/// and each micro-batch's own.
+pub struct StepLosses {
+    pub loss: Tensor,
+    pub micro: Vec<TrainingLoss>,
+}
+
+/// Indices of `rows` of the training batch of `step`: counter-based, so a resumed run draws the
+/// same, and a micro-batch draws its rows of the whole batch.
+pub fn batch_indices(
+    seed: u32,
+    step: u64,
+    rows: std::ops::Range<usize>,
+    n_data: usize,
+) -> Vec<usize> {
     let stream = streams::for_step(step, streams::BATCH);
-    (0..batch as u32)
-        .map(|i| crate::rng::random_bits(seed, stream, i)[0] as usize % n_data)
+    rows.map(|i| crate::rng::random_bits(seed, stream, i as u32)[0] as usize % n_data)
         .collect()
 }
 
@@ -290,10 +366,18 @@ pub use crate::interrupt::install as install_interrupt_handler;
 /// Supplies the host batch of a step (f32, the model's input layout) from the step number, so
 /// a resumed run sees the same batches.
 pub trait BatchSource {
+    /// The shape of one forward's batch (a micro-batch under gradient accumulation).
     fn shape(&self) -> Vec<usize>;
-    /// Fills `out` with the batch of `step` and, for a class-conditional run, `labels` with
-    /// its classes.
-    fn batch(&self, seed: u32, step: u64, out: &mut [f32], labels: Option<&mut [u32]>);
+    /// Fills `out` with `rows` of the batch of `step` and, for a class-conditional run,
+    /// `labels` with their classes.
+    fn batch(
+        &self,
+        seed: u32,
+        step: u64,
+        rows: BatchRows,
+        out: &mut [f32],
+        labels: Option<&mut [u32]>,
+    );
 }
 
 /// Called after `sample_every` steps and at the end, with the EMA weights.
@@ -364,13 +448,19 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
         antithetic: cfg.antithetic,
     };
     let shape = batches.shape();
-    let batch = gpu.empty(&shape);
-    let mut host_batch = vec![0f32; batch.numel()];
+    // Gradient accumulation: K micro-batches, each the rows kB..(k+1)B of the step's batch of
+    // KB, each with its own upload buffers (queued writes land before the step's commands).
+    let accumulate = cfg.grad_accum.max(1);
+    let micro_rows = shape[0];
+    let inputs: Vec<Tensor> = (0..accumulate).map(|_| gpu.empty(&shape)).collect();
+    let mut host_batch = vec![0f32; inputs[0].numel()];
     // A class-conditional model trains on the batch's labels, each dropped to "no class" with
     // probability p_uncond by a draw keyed by the step (so a resumed run drops the same ones).
     let null_class = model.class_rows().map(|rows| rows as u32 - 1);
-    let mut host_labels = vec![0u32; shape[0]];
-    let labels = gpu.upload_u32(&host_labels, &[shape[0]]);
+    let mut host_labels = vec![0u32; micro_rows];
+    let labels: Vec<Tensor> = (0..accumulate)
+        .map(|_| gpu.upload_u32(&host_labels, &[micro_rows]))
+        .collect();
     let mut loss_log = LossLog::new(gpu, cfg.log_every as usize, state.step);
     let append = |name: &str| {
         std::fs::OpenOptions::new()
@@ -384,7 +474,7 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
         log: append("log.txt")?,
         metrics: append("metrics.jsonl")?,
         losses: Vec::new(),
-        batch_size: cfg.batch_size,
+        batch_size: cfg.batch_size * accumulate,
         started: (Instant::now(), state.step),
         last_logged: (Instant::now(), state.step),
         out: out.to_path_buf(),
@@ -434,20 +524,34 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
             break;
         }
         let step = state.step;
-        let want_labels = null_class.is_some().then_some(&mut host_labels[..]);
-        batches.batch(seed, step, &mut host_batch, want_labels);
-        gpu.write(&batch, bytemuck::cast_slice(&host_batch));
-        let classes = null_class.map(|null| {
-            gpu.write(&labels, bytemuck::cast_slice(&host_labels));
-            let stream = streams::for_step(step, streams::LABELS);
-            crate::ops::guidance::drop_labels(gpu, &labels, cfg.p_uncond, null, seed, stream)
-        });
-        let draw = importance.as_mut().map(|i| i.draw(gpu, seed, step));
-        let tl = trainer.record_step_classes(state, &batch, draw.as_ref(), classes.as_ref());
-        if let (Some(i), Some(losses)) = (importance.as_mut(), &tl.per_sample_losses) {
-            i.record(gpu, step, losses);
+        let mut classes = Vec::with_capacity(accumulate);
+        for k in 0..accumulate {
+            let rows = BatchRows::micro(k, micro_rows, accumulate);
+            let want_labels = null_class.is_some().then_some(&mut host_labels[..]);
+            batches.batch(seed, step, rows, &mut host_batch, want_labels);
+            gpu.write(&inputs[k], bytemuck::cast_slice(&host_batch));
+            classes.push(null_class.map(|null| {
+                gpu.write(&labels[k], bytemuck::cast_slice(&host_labels));
+                let key = (seed, streams::for_step(step, streams::LABELS));
+                let p = cfg.p_uncond;
+                crate::ops::guidance::drop_labels(gpu, &labels[k], p, null, key, rows.first)
+            }));
         }
-        let done = loss_log.record(gpu, &tl.loss.tensor, &state.last_grad_norm, step);
+        let micro: Vec<MicroBatch> = (0..accumulate)
+            .map(|k| MicroBatch {
+                x_start: &inputs[k],
+                classes: classes[k].as_ref(),
+                rows: BatchRows::micro(k, micro_rows, accumulate),
+            })
+            .collect();
+        let draw = importance.as_mut().map(|i| i.draw(gpu, seed, step));
+        let losses = trainer.record_accumulated_step(state, &micro, draw.as_ref());
+        if let (Some(i), Some(per_sample)) =
+            (importance.as_mut(), &losses.micro[0].per_sample_losses)
+        {
+            i.record(gpu, step, per_sample);
+        }
+        let done = loss_log.record(gpu, &losses.loss, &state.last_grad_norm, step);
         gpu.submit();
         loss_log.after_submit();
         if let Some(i) = importance.as_mut() {
@@ -552,7 +656,7 @@ pub fn print_speed(gpu: &Gpu, cfg: &TrainConfig, steps: u64, seconds: f64) {
     eprintln!(
         "trained {steps} steps in {seconds:.1} s ({:.2} steps/s, {:.1} images/s) on {}",
         steps as f64 / seconds.max(1e-9),
-        (steps as f64 * cfg.batch_size as f64) / seconds.max(1e-9),
+        (steps as f64 * (cfg.batch_size * cfg.grad_accum.max(1)) as f64) / seconds.max(1e-9),
         gpu.describe()
     );
 }

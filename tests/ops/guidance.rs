@@ -11,11 +11,11 @@ fn label_dropout_matches_the_twin_and_its_rate() {
     let labels: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
     let t = gpu.upload_u32(&labels, &[n]);
     for p in [0.0, 0.1, 0.5, 1.0] {
-        let got = gpu.read_u32(&guidance::drop_labels(&gpu, &t, p, 10, 7, 11));
+        let got = gpu.read_u32(&guidance::drop_labels(&gpu, &t, p, 10, (7, 11), 0));
         let bits = guidance::p_uncond_bits(p);
         assert_eq!(
             got,
-            cpu::guidance::drop_labels(&labels, bits, 10, 7, 11),
+            cpu::guidance::drop_labels(&labels, bits, 10, (7, 11), 0),
             "p {p}"
         );
         let dropped = got.iter().filter(|&&y| y == 10).count() as f64 / n as f64;
@@ -28,9 +28,17 @@ fn label_dropout_matches_the_twin_and_its_rate() {
         let kept_same = got.iter().zip(&labels).all(|(&g, &y)| g == y || g == 10);
         assert!(kept_same, "labels are kept or dropped, never changed");
     }
-    let other = gpu.read_u32(&guidance::drop_labels(&gpu, &t, 0.5, 10, 7, 12));
-    let again = gpu.read_u32(&guidance::drop_labels(&gpu, &t, 0.5, 10, 7, 11));
+    let other = gpu.read_u32(&guidance::drop_labels(&gpu, &t, 0.5, 10, (7, 12), 0));
+    let again = gpu.read_u32(&guidance::drop_labels(&gpu, &t, 0.5, 10, (7, 11), 0));
     assert_ne!(other, again, "the stream keys the draw");
+    // Rows 1000.. of the batch as a micro-batch: the same drops as those rows of the whole.
+    let part = gpu.upload_u32(&labels[1000..], &[n - 1000]);
+    let rows = gpu.read_u32(&guidance::drop_labels(&gpu, &part, 0.5, 10, (7, 11), 1000));
+    assert_eq!(
+        rows,
+        again[1000..],
+        "a micro-batch drops its rows of the whole batch"
+    );
 }
 
 #[test]

@@ -86,10 +86,23 @@ fn offset_noise_adds_one_normal_per_sample_and_channel() {
     let noise = uniform(batch * channels * hw, -2.0, 2.0, 41);
     let shape = [batch, channels, 7, 9];
     let (seed, stream) = (6, 13);
-    let got = ops::prediction::offset_noise(&gpu, &gpu.upload(&noise, &shape), 0.1, seed, stream);
+    let key = (seed, stream);
+    let got = ops::prediction::offset_noise(&gpu, &gpu.upload(&noise, &shape), 0.1, key, 0);
     let offsets = ddpm::rng::normals(seed, stream, batch * channels);
     let want = cpu::prediction::offset_noise(&to_f64(&noise), &offsets, hw, 0.1);
     assert_close("offset_noise", &gpu.read(&got), &want, 1e-6, 1e-6);
+    // Rows 1.. as a micro-batch (first row 1): its rows of the whole batch's offsets.
+    let rest = &noise[channels * hw..];
+    let part = gpu.upload(rest, &[batch - 1, channels, 7, 9]);
+    let got = ops::prediction::offset_noise(&gpu, &part, 0.1, key, 1);
+    let want_rest = &want[channels * hw..];
+    assert_close(
+        "offset_noise of rows 1..",
+        &gpu.read(&got),
+        want_rest,
+        1e-6,
+        1e-6,
+    );
 }
 
 /// A fixed model output read as each target, converted to the eps it implies: predicting the

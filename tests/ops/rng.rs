@@ -26,6 +26,14 @@ fn rng_bits_match_the_cpu_twin_exactly() {
             cpu::rng::sample_timesteps(3, 9, 129, 100, antithetic),
             "sample_timesteps"
         );
+        // Rows 50..129 and 64..65 of the batch: those rows of the whole draw, pairs included.
+        for rows in [50..129, 64..65] {
+            let t = ops::rng::timesteps_of_rows(&gpu, rows.clone(), 129, 100, antithetic, 3, 9);
+            let want = cpu::rng::sample_timesteps(3, 9, 129, 100, antithetic);
+            assert_eq!(gpu.read_u32(&t), want[rows.clone()], "rows {rows:?}");
+            let host = cpu::rng::sample_timesteps_of_rows(3, 9, rows.clone(), 129, 100, antithetic);
+            assert_eq!(host, want[rows.clone()], "host rows {rows:?}");
+        }
     }
     let other_stream = gpu.read(&ops::rng::uniform(&gpu, &[n], 42, 7));
     assert_ne!(u, other_stream, "streams differ");

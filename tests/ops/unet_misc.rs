@@ -37,29 +37,43 @@ fn time_embedding_channel_bias_and_dropout_match_reference() {
     assert_close("channel_bias bwd", &gpu.read(&db), &want_db, 1e-5, 1e-5);
 
     let gx = gpu.upload(&x, &[n, c, hw]);
-    let y = ops::unet_misc::dropout(&gpu, &gx, 0.1, 7, 3);
+    let y = ops::unet_misc::dropout(&gpu, &gx, 0.1, (7, 3), 0);
     assert_close(
         "dropout fwd",
         &gpu.read(&y),
-        &cpu::dropout::dropout(&to_f64(&x), 0.1, 7, 3),
+        &cpu::dropout::dropout(&to_f64(&x), 0.1, (7, 3), 0),
         1e-6,
         1e-6,
     );
     // A length that is not a multiple of 4: the last thread owns a partial draw.
     let ragged = uniform(105, -1.0, 1.0, 93);
-    let y = ops::unet_misc::dropout(&gpu, &gpu.upload(&ragged, &[3, 5, 7]), 0.5, 9, 2);
+    let y = ops::unet_misc::dropout(&gpu, &gpu.upload(&ragged, &[3, 5, 7]), 0.5, (9, 2), 0);
     assert_close(
         "dropout fwd, 105 elements",
         &gpu.read(&y),
-        &cpu::dropout::dropout(&to_f64(&ragged), 0.5, 9, 2),
+        &cpu::dropout::dropout(&to_f64(&ragged), 0.5, (9, 2), 0),
         1e-6,
         1e-6,
     );
+    // Rows 1.. of a micro-batch at element offsets that are and are not multiples of 4: the
+    // same elements of the whole batch's mask.
+    let whole = cpu::dropout::dropout(&to_f64(&ragged), 0.5, (9, 2), 0);
+    for first in [35, 37, 38, 39] {
+        let part = &ragged[first..];
+        let y = ops::unet_misc::dropout(&gpu, &gpu.upload(part, &[part.len()]), 0.5, (9, 2), first);
+        assert_close(
+            &format!("dropout fwd at offset {first}"),
+            &gpu.read(&y),
+            &whole[first..],
+            1e-6,
+            1e-6,
+        );
+    }
     let gdy = gpu.upload(&dy, &[n, c, hw]);
     let mut cx = ddpm::autograd::Ctx::new(&gpu);
     let grad = gpu.zeros(&[n, c, hw]);
     let xv = cx.param(gx, grad.clone());
-    let dropped = ops::unet_misc::dropout_var(&mut cx, &xv, 0.1, 7, 3);
+    let dropped = ops::unet_misc::dropout_var(&mut cx, &xv, 0.1, (7, 3), 0);
     let dyv = cx.constant(gdy);
     let weighted = ops::arith::mul_var(&mut cx, &dropped, &dyv);
     let loss = ops::reduce::sum_var(&mut cx, &weighted);
@@ -67,7 +81,7 @@ fn time_embedding_channel_bias_and_dropout_match_reference() {
     assert_close(
         "dropout bwd",
         &gpu.read(&grad),
-        &cpu::dropout::dropout_backward(&to_f64(&dy), 0.1, 7, 3),
+        &cpu::dropout::dropout_backward(&to_f64(&dy), 0.1, (7, 3), 0),
         1e-6,
         1e-6,
     );
