@@ -12,6 +12,7 @@
 //!   `chunked`: sample draws in chunks that fit the device, streamed to samples.npy.
 //! - `quality`: sample quality (FID, KID, precision/recall, memorisation) on the features of a
 //!   classifier trained with the ops above.
+//! - `parallel`: data-parallel training over MPI (feature `mpi`), one rank per process.
 //! - `interrupt`: the Ctrl-C flag that training, sampling and evaluation stop at;
 //!   `class_choice`: the classes a class-conditional model is sampled with.
 
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod parallel;
 pub mod presets;
 pub mod progress;
 pub mod quality;

@@ -209,7 +209,12 @@ enum Command {
 
 fn open_gpu(adapter: &AdapterArg) -> Result<Gpu> {
     let gpu = Gpu::new(adapter.adapter.as_deref())?;
-    eprintln!("adapter: {}", gpu.describe());
+    let ranks = ddpm::parallel::ranks();
+    if ranks.is_parallel() {
+        eprintln!("adapter of MPI rank {}: {}", ranks.rank, gpu.describe());
+    } else {
+        eprintln!("adapter: {}", gpu.describe());
+    }
     Ok(gpu)
 }
 
@@ -288,6 +293,9 @@ fn info_plan(adapter: &AdapterArg, preset: Preset, batch_size: Option<usize>) ->
 }
 
 fn finish(report: ddpm::train::RunReport) -> Result<()> {
+    if !ddpm::parallel::ranks().is_root() {
+        return Ok(());
+    }
     if let Some(loss) = report.final_loss {
         eprintln!("final loss (smoothed): {loss:.4}");
     }
@@ -298,6 +306,7 @@ fn finish(report: ddpm::train::RunReport) -> Result<()> {
             report.out_dir.display()
         );
         // 128 + SIGINT, as shells report an interrupted command.
+        ddpm::parallel::finalize();
         std::process::exit(130);
     }
     if let Some(mmd2) = report.mmd2 {
@@ -349,6 +358,9 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 cfg.validate().map_err(anyhow::Error::msg)?;
+                ddpm::parallel::ranks()
+                    .check_batch(cfg.batch_size)
+                    .map_err(anyhow::Error::msg)?;
                 if print_config {
                     println!("{}", serde_json::to_string_pretty(&cfg)?);
                     return Ok(());
@@ -385,6 +397,9 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.warmup_steps = warmup;
             }
             cfg.validate().map_err(anyhow::Error::msg)?;
+            ddpm::parallel::ranks()
+                .check_batch(cfg.batch_size)
+                .map_err(anyhow::Error::msg)?;
             if print_config {
                 println!("{}", serde_json::to_string_pretty(&cfg)?);
                 return Ok(());
@@ -565,11 +580,35 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     ddpm::train::install_interrupt_handler();
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    let result = start_ranks(&cli).and_then(|()| run(cli));
+    let ranks = ddpm::parallel::ranks();
+    match result {
+        Ok(()) => {
+            ddpm::parallel::finalize();
+            ExitCode::SUCCESS
+        }
         Err(e) => {
+            if ranks.is_parallel() {
+                // The other ranks would wait for this one's gradients forever: stop them all.
+                eprintln!("error on MPI rank {} of {}: {e:#}", ranks.rank, ranks.size);
+                ddpm::parallel::abort_all(1);
+            }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Starts MPI for `ddpm train` under mpirun (each rank trains its share of every batch); other
+/// commands are refused there.
+fn start_ranks(cli: &Cli) -> Result<()> {
+    let (name, trains) = match &cli.command {
+        Command::Train { .. } => ("train", true),
+        Command::Info { .. } => ("info", false),
+        Command::Bench { .. } => ("bench", false),
+        Command::Eval { .. } => ("eval", false),
+        Command::Sample { .. } => ("sample", false),
+    };
+    ddpm::parallel::init(name, trains)
 }

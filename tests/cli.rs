@@ -896,3 +896,19 @@ mod sampling {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+/// Started by mpirun as one of several ranks: only `ddpm train` spreads over MPI ranks, and a
+/// build without the `mpi` feature says how to get one instead of training N copies.
+#[test]
+fn an_mpi_launch_is_refused_where_it_cannot_be_used() {
+    let ranks = [("OMPI_COMM_WORLD_SIZE", "2"), ("OMPI_COMM_WORLD_RANK", "0")];
+    let out = ddpm(
+        &["sample", "--checkpoint", "no.safetensors", "--out", "x"],
+        &ranks,
+    );
+    assert_clean_failure(&out, &["`ddpm sample` runs in one process"]);
+    if !cfg!(feature = "mpi") {
+        let out = ddpm(&["train", "--preset", "toy", "--steps", "1"], &ranks);
+        assert_clean_failure(&out, &["built without MPI", "--features mpi"]);
+    }
+}

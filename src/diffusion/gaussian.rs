@@ -48,40 +48,55 @@ pub struct GaussianDiffusion {
     pub objective: Objective,
 }
 
-/// Which rows of a step's batch one forward computes: rows first.. (as many as its x_start has)
-/// of a batch of `total`. Every draw of the step (timesteps, noise, offsets, dropout masks,
-/// dropped labels, data indices, flips) is keyed by the row within the whole batch, so K
-/// micro-batches (gradient accumulation) compute exactly the rows of one K-times batch.
+/// Which rows of a step's batch one forward computes: rows first..first + len of a batch of
+/// `total`. Every draw of the step (timesteps, noise, offsets, dropout masks, dropped labels,
+/// data indices, flips) is keyed by the row within the whole batch, so K micro-batches
+/// (gradient accumulation) and N MPI ranks compute exactly the rows of one large batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchRows {
     pub first: usize,
+    pub len: usize,
     pub total: usize,
 }
 
 impl BatchRows {
     /// A whole batch of n rows.
     pub fn whole(n: usize) -> BatchRows {
-        BatchRows { first: 0, total: n }
+        BatchRows {
+            first: 0,
+            len: n,
+            total: n,
+        }
     }
 
     /// Micro-batch k of `count`, each of `size` rows.
     pub fn micro(k: usize, size: usize, count: usize) -> BatchRows {
+        BatchRows::share_of_micro(k, size, count, 0..size)
+    }
+
+    /// The rows `share` (a rank's part, within 0..size) of micro-batch k of `count`, each of
+    /// `size` rows.
+    pub fn share_of_micro(
+        k: usize,
+        size: usize,
+        count: usize,
+        share: std::ops::Range<usize>,
+    ) -> BatchRows {
         assert!(k < count, "micro-batch {k} of {count}");
+        assert!(
+            share.end <= size,
+            "rows {share:?} of a micro-batch of {size}"
+        );
         BatchRows {
-            first: k * size,
+            first: k * size + share.start,
+            len: share.len(),
             total: size * count,
         }
     }
 
-    /// The rows as a range, for a forward of n rows.
-    pub fn range(self, n: usize) -> std::ops::Range<usize> {
-        assert!(
-            self.first + n <= self.total,
-            "{n} rows from {} of {}",
-            self.first,
-            self.total
-        );
-        self.first..self.first + n
+    /// The rows as a range.
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.first..self.first + self.len
     }
 }
 
@@ -359,7 +374,9 @@ impl GaussianDiffusion {
         } = draws;
         let gpu = cx.gpu;
         let batch = x_start.shape[0];
-        let row_range = rows.range(batch);
+        assert_eq!(rows.len, batch, "the rows of x_start");
+        assert!(rows.first + rows.len <= rows.total, "{rows:?}");
+        let row_range = rows.range();
         let timesteps = match draw {
             Some(d) => {
                 assert_eq!(

@@ -119,10 +119,22 @@ pub fn select_adapter(
                     available: names,
                 })
         }
-        None => Ok(adapters
-            .into_iter()
-            .min_by_key(|a| preference(a.get_info().device_type))
-            .expect("adapters is not empty")),
+        None => {
+            let best = adapters
+                .iter()
+                .map(|a| preference(a.get_info().device_type))
+                .min()
+                .expect("adapters is not empty");
+            let mut best: Vec<wgpu::Adapter> = adapters
+                .into_iter()
+                .filter(|a| preference(a.get_info().device_type) == best)
+                .collect();
+            // One GPU per MPI rank on a machine with several: local rank i takes the i-th.
+            let ranks = crate::parallel::ranks();
+            let local = crate::parallel::local_rank().filter(|_| ranks.is_parallel());
+            let i = local.unwrap_or(0) % best.len();
+            Ok(best.swap_remove(i))
+        }
     }
 }
 

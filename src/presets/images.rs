@@ -216,7 +216,7 @@ impl BatchSource for ImageBatches {
         out: &mut [f32],
         labels: Option<&mut [u32]>,
     ) {
-        let rows = rows.range(self.batch_size);
+        let rows = rows.range();
         let indices = train::batch_indices(seed, step, rows.clone(), self.set.n);
         if let (Some(out), Some(all)) = (labels, &self.labels) {
             for (dst, &i) in out.iter_mut().zip(&indices) {
@@ -239,11 +239,11 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
     let software = software_sampling(gpu, cfg);
     let grids = match &software {
         Some(software) => {
-            eprintln!(
+            crate::parallel::root_eprintln(format_args!(
                 "software adapter: sample grids of {} images with {} respaced steps (--sample-steps N changes the steps)",
                 software.n_grid,
                 software.sample_steps.unwrap_or(0)
-            );
+            ));
             software
         }
         None => cfg,
@@ -270,7 +270,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
     let _claimed = train::prepare_out_dir(cfg, out, start)?;
     let diffusion = diffusion(gpu, cfg)?;
     let mut state = train::start_state(gpu, cfg, &model, out, start.is_resume())?;
-    eprintln!(
+    crate::parallel::root_eprintln(format_args!(
         "model: UNet, {} parameters; data: {} ({} images of {}x{}x{}); T = {} ({} betas); step {} of {}",
         model.layout.n_params(),
         cfg.data,
@@ -282,7 +282,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
         cfg.schedule,
         state.step,
         cfg.steps
-    );
+    ));
     let batches = ImageBatches {
         set,
         labels: labels.map(|l| l.of_image),
@@ -381,6 +381,18 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
         }),
     };
     let done = train::train_loop(&options, &mut state, hooks)?;
+    if !crate::parallel::ranks().is_root() {
+        // The other MPI ranks only train: rank 0 writes the samples and reports.
+        return Ok(RunReport {
+            out_dir: out.to_path_buf(),
+            steps: state.step,
+            seconds: done.seconds,
+            final_loss: done.final_loss,
+            mmd2: None,
+            losses: done.losses,
+            interrupted: done.interrupted,
+        });
+    }
     train::print_speed(gpu, cfg, state.step - first, done.seconds);
     write_loss_plot(out)?;
     if !done.interrupted {

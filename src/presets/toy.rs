@@ -179,7 +179,7 @@ impl BatchSource for ToyBatches {
         out: &mut [f32],
         labels: Option<&mut [u32]>,
     ) {
-        let rows = rows.range(self.batch_size);
+        let rows = rows.range();
         let indices = train::batch_indices(seed, step, rows, self.data.len());
         for (dst, &i) in out.chunks_exact_mut(2).zip(&indices) {
             dst.copy_from_slice(&self.data[i]);
@@ -201,7 +201,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
     let _claimed = train::prepare_out_dir(cfg, out, start)?;
     let diffusion = diffusion(gpu, cfg)?;
     let mut state = train::start_state(gpu, cfg, &model, out, start.is_resume())?;
-    eprintln!(
+    crate::parallel::root_eprintln(format_args!(
         "model: MLP, {} parameters; data: {} ({} points); T = {} ({} betas); step {} of {}",
         model.layout.n_params(),
         cfg.data,
@@ -210,7 +210,7 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
         cfg.schedule,
         state.step,
         cfg.steps
-    );
+    ));
     let batches = ToyBatches {
         data,
         labels,
@@ -231,6 +231,18 @@ pub fn run(gpu: &Gpu, cfg: &TrainConfig, out: &Path, start: Start) -> Result<Run
         on_eval: None,
     };
     let done = train::train_loop(&options, &mut state, hooks)?;
+    if !crate::parallel::ranks().is_root() {
+        // The other MPI ranks only train: rank 0 writes the samples and reports.
+        return Ok(RunReport {
+            out_dir: out.to_path_buf(),
+            steps: state.step,
+            seconds: done.seconds,
+            final_loss: done.final_loss,
+            mmd2: None,
+            losses: done.losses,
+            interrupted: done.interrupted,
+        });
+    }
     train::print_speed(gpu, cfg, state.step - first, done.seconds);
     let mmd2 = if done.interrupted {
         None

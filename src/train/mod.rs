@@ -101,6 +101,21 @@ impl Trainer<'_> {
         micro: &[MicroBatch],
         draw: Option<&TimestepDraw>,
     ) -> StepLosses {
+        let losses = self.record_gradients(state, micro, draw, 1);
+        state.apply_gradients(self.gpu, &self.optim);
+        losses
+    }
+
+    /// The gradients of an accumulated step, summed into `state.grads`, without the update:
+    /// `shares` ranks each hold 1 / shares of every micro-batch's rows, so each loss is scaled
+    /// by 1 / (K shares) and the ranks' sums add up to the step's gradient.
+    pub fn record_gradients(
+        &self,
+        state: &mut TrainState,
+        micro: &[MicroBatch],
+        draw: Option<&TimestepDraw>,
+        shares: usize,
+    ) -> StepLosses {
         let gpu = self.gpu;
         let k = micro.len();
         assert!(k >= 1, "a step has a micro-batch");
@@ -137,7 +152,7 @@ impl Trainer<'_> {
                     classes: m.classes,
                 },
             );
-            crate::ops::backward_scaled(&mut cx, &tl.loss, 1.0 / k as f32);
+            crate::ops::backward_scaled(&mut cx, &tl.loss, 1.0 / (k * shares) as f32);
             drop(cx);
             if i > 0 {
                 let sum = crate::ops::arith::add(gpu, &state.grads, slot);
@@ -149,12 +164,11 @@ impl Trainer<'_> {
             });
             losses.push(tl);
         }
-        state.apply_gradients(gpu, &self.optim);
         let total = total.expect("a micro-batch");
-        let loss = if k == 1 {
+        let loss = if k * shares == 1 {
             total
         } else {
-            crate::ops::arith::scale(gpu, &total, 1.0 / k as f32)
+            crate::ops::arith::scale(gpu, &total, 1.0 / (k * shares) as f32)
         };
         StepLosses {
             loss,
@@ -171,8 +185,9 @@ pub struct MicroBatch<'t> {
     pub rows: BatchRows,
 }
 
-/// What an accumulated step computed: its loss (the mean over every row of every micro-batch)
-/// and each micro-batch's own.
+/// What an accumulated step computed: its loss (the mean over every row of every micro-batch;
+/// this rank's part of it when the rows are shared between MPI ranks) and each micro-batch's
+/// own.
 pub struct StepLosses {
     pub loss: Tensor,
     pub micro: Vec<TrainingLoss>,
@@ -192,6 +207,9 @@ pub fn batch_indices(
 }
 
 fn progress_bar(steps: u64, start: u64) -> indicatif::ProgressBar {
+    if !crate::parallel::ranks().is_root() {
+        return indicatif::ProgressBar::hidden();
+    }
     let bar = crate::progress::bar("train", steps);
     bar.set_position(start);
     bar.reset_eta();
@@ -228,8 +246,9 @@ fn diverged_advice(out: &Path, step: u64, lr: f64) -> String {
 /// Smoothed loss, every loss, log.txt and metrics.jsonl, and the clocks for the rates.
 struct Monitor {
     smoothed: Option<f64>,
-    log: std::fs::File,
-    metrics: std::fs::File,
+    /// log.txt and metrics.jsonl on rank 0; nowhere on the other MPI ranks.
+    log: Box<dyn std::io::Write>,
+    metrics: Box<dyn std::io::Write>,
     losses: Vec<f32>,
     batch_size: usize,
     started: (Instant, u64),
@@ -450,24 +469,42 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
     let shape = batches.shape();
     // Gradient accumulation: K micro-batches, each the rows kB..(k+1)B of the step's batch of
     // KB, each with its own upload buffers (queued writes land before the step's commands).
+    // Under MPI each of N ranks computes its B / N rows of every micro-batch.
+    let ranks = crate::parallel::ranks();
     let accumulate = cfg.grad_accum.max(1);
     let micro_rows = shape[0];
-    let inputs: Vec<Tensor> = (0..accumulate).map(|_| gpu.empty(&shape)).collect();
+    ranks.check_batch(micro_rows).map_err(anyhow::Error::msg)?;
+    if ranks.is_parallel() && cfg.importance_sampling {
+        bail!(
+            "importance sampling draws each step's timesteps for one process; train without \
+             --importance-sampling under mpirun"
+        );
+    }
+    let share = ranks.share(micro_rows);
+    let local_shape: Vec<usize> = std::iter::once(share.len())
+        .chain(shape[1..].iter().copied())
+        .collect();
+    let rows_of = |k: usize| BatchRows::share_of_micro(k, micro_rows, accumulate, share.clone());
+    let inputs: Vec<Tensor> = (0..accumulate).map(|_| gpu.empty(&local_shape)).collect();
     let mut host_batch = vec![0f32; inputs[0].numel()];
     // A class-conditional model trains on the batch's labels, each dropped to "no class" with
     // probability p_uncond by a draw keyed by the step (so a resumed run drops the same ones).
     let null_class = model.class_rows().map(|rows| rows as u32 - 1);
-    let mut host_labels = vec![0u32; micro_rows];
+    let mut host_labels = vec![0u32; share.len()];
     let labels: Vec<Tensor> = (0..accumulate)
-        .map(|_| gpu.upload_u32(&host_labels, &[micro_rows]))
+        .map(|_| gpu.upload_u32(&host_labels, &[share.len()]))
         .collect();
     let mut loss_log = LossLog::new(gpu, cfg.log_every as usize, state.step);
-    let append = |name: &str| {
-        std::fs::OpenOptions::new()
+    let append = |name: &str| -> Result<Box<dyn std::io::Write>> {
+        if !ranks.is_root() {
+            return Ok(Box::new(std::io::sink()));
+        }
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(out.join(name))
-            .with_context(|| format!("opening {}", out.join(name).display()))
+            .with_context(|| format!("opening {}", out.join(name).display()))?;
+        Ok(Box::new(file))
     };
     let mut monitor = Monitor {
         smoothed: None,
@@ -505,6 +542,9 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
         None
     };
     let save = |state: &TrainState, importance: &mut Option<ImportanceSampling>| {
+        if !ranks.is_root() {
+            return Ok(());
+        }
         let sampler: Option<SamplerState> = importance.as_mut().map(|i| i.state(gpu));
         checkpoint::save_with_sampler(
             &ckpt_path,
@@ -515,18 +555,27 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
         )
     };
     let bar = progress_bar(cfg.steps, state.step);
+    let mut all_reduce_time = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     let started = Instant::now();
     let first_step = state.step;
     let mut interrupted = false;
+    // Under MPI the ranks stop together: a Ctrl-C seen by any rank rides on the next
+    // all-reduce, and all stop after that step.
+    let mut any_rank_interrupted = false;
     while state.step < cfg.steps {
-        if crate::interrupt::requested() {
+        let stop = if ranks.is_parallel() {
+            any_rank_interrupted
+        } else {
+            crate::interrupt::requested()
+        };
+        if stop {
             interrupted = true;
             break;
         }
         let step = state.step;
         let mut classes = Vec::with_capacity(accumulate);
         for k in 0..accumulate {
-            let rows = BatchRows::micro(k, micro_rows, accumulate);
+            let rows = rows_of(k);
             let want_labels = null_class.is_some().then_some(&mut host_labels[..]);
             batches.batch(seed, step, rows, &mut host_batch, want_labels);
             gpu.write(&inputs[k], bytemuck::cast_slice(&host_batch));
@@ -541,11 +590,17 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
             .map(|k| MicroBatch {
                 x_start: &inputs[k],
                 classes: classes[k].as_ref(),
-                rows: BatchRows::micro(k, micro_rows, accumulate),
+                rows: rows_of(k),
             })
             .collect();
         let draw = importance.as_mut().map(|i| i.draw(gpu, seed, step));
-        let losses = trainer.record_accumulated_step(state, &micro, draw.as_ref());
+        let mut losses = trainer.record_gradients(state, &micro, draw.as_ref(), ranks.size);
+        if ranks.is_parallel() {
+            let (loss, stop) = all_reduce_gradients(gpu, state, &losses.loss, &mut all_reduce_time);
+            losses.loss = loss;
+            any_rank_interrupted = stop;
+        }
+        state.apply_gradients(gpu, &trainer.optim);
         if let (Some(i), Some(per_sample)) =
             (importance.as_mut(), &losses.micro[0].per_sample_losses)
         {
@@ -560,12 +615,19 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
         monitor.take(done, &bar)?;
         monitor.take(loss_log.poll(gpu), &bar)?;
         bar.inc(1);
+        if ranks.is_parallel() && state.step.is_multiple_of(PARAMETER_CHECK_EVERY) {
+            check_ranks_agree(gpu, state)?;
+        }
+        // Rank 0 alone writes checkpoints and draws the grids and evaluations; the other ranks
+        // wait for it at the next step's all-reduce.
+        let root = ranks.is_root();
         let at_checkpoint =
-            cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every);
-        let at_sample = cfg.sample_every > 0 && state.step.is_multiple_of(cfg.sample_every);
-        let at_eval = on_eval
-            .as_ref()
-            .is_some_and(|e| e.every > 0 && state.step.is_multiple_of(e.every));
+            root && cfg.checkpoint_every > 0 && state.step.is_multiple_of(cfg.checkpoint_every);
+        let at_sample = root && cfg.sample_every > 0 && state.step.is_multiple_of(cfg.sample_every);
+        let at_eval = root
+            && on_eval
+                .as_ref()
+                .is_some_and(|e| e.every > 0 && state.step.is_multiple_of(e.every));
         if (at_checkpoint || at_sample || at_eval) && state.step < cfg.steps {
             // Check the losses before saving: a NaN run must not overwrite a good checkpoint.
             monitor.take(loss_log.drain(gpu), &bar)?;
@@ -593,7 +655,25 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     save(state, &mut importance)?;
-    if let Some(e) = on_eval.as_mut().filter(|e| e.at_end && !interrupted) {
+    if ranks.is_parallel() {
+        check_ranks_agree(gpu, state)?;
+        let steps = (state.step - first_step).max(1);
+        if ranks.is_root() {
+            let per_step = |d: std::time::Duration| d.as_secs_f64() * 1e3 / steps as f64;
+            eprintln!(
+                "{} MPI ranks, per step: {:.2} ms in MPI_Allreduce of the gradients ({:.1} MB), \
+                 {:.2} ms finishing the step and reading them back",
+                ranks.size,
+                per_step(all_reduce_time.1),
+                state.grads.numel() as f64 * 4e-6,
+                per_step(all_reduce_time.0)
+            );
+        }
+    }
+    if let Some(e) = on_eval
+        .as_mut()
+        .filter(|e| e.at_end && !interrupted && ranks.is_root())
+    {
         let figures = (e.hook)(gpu, state)?;
         monitor.log_figures(state.step, &figures)?;
     }
@@ -605,6 +685,55 @@ pub fn train_loop(opts: &LoopOptions, state: &mut TrainState, hooks: Hooks) -> R
     })
 }
 
+/// Steps between the MPI ranks' comparisons of their weights.
+const PARAMETER_CHECK_EVERY: u64 = 100;
+
+/// Sums the ranks' gradients (and their parts of the loss) on the host: the step recorded so
+/// far is submitted and read back, MPI_Allreduce adds the ranks' copies, and the sums are
+/// queued for upload before the update that reads them. Returns the step's whole loss, and
+/// whether any rank was asked to stop (Ctrl-C), which rides on the same all-reduce.
+///
+/// `time` adds up the seconds of (waiting for this rank's step and reading it back, the
+/// MPI_Allreduce itself).
+fn all_reduce_gradients(
+    gpu: &Gpu,
+    state: &TrainState,
+    loss: &Tensor,
+    time: &mut (std::time::Duration, std::time::Duration),
+) -> (Tensor, bool) {
+    let started = Instant::now();
+    let mut host = gpu.read(&state.grads);
+    host.extend(gpu.read(loss));
+    host.push(if crate::interrupt::requested() {
+        1.0
+    } else {
+        0.0
+    });
+    let read = Instant::now();
+    crate::parallel::sum_f32(&mut host);
+    time.0 += read - started;
+    time.1 += read.elapsed();
+    let stop = host.pop().expect("the stop flag rides at the end") > 0.0;
+    let loss = host.pop().expect("the loss rides before it");
+    gpu.write(&state.grads, bytemuck::cast_slice(&host));
+    (gpu.upload(&[loss], &[1]), stop)
+}
+
+/// Stops the run when the ranks' weights have drifted apart (every rank applies the same update
+/// to the same weights, so they never should).
+fn check_ranks_agree(gpu: &Gpu, state: &TrainState) -> Result<()> {
+    let print = crate::parallel::fingerprint(&gpu.read(&state.params));
+    if !crate::parallel::all_agree(print) {
+        bail!(
+            "the MPI ranks' weights differ after step {}: the ranks must run the same ddpm build \
+             on adapters that compute alike (mixed GPU models or drivers can round differently); \
+             the last checkpoint in the run directory is from before",
+            state.step
+        );
+    }
+    Ok(())
+}
+
 /// Fresh state, or the one in `resume`'s checkpoint after checking that it fits the model.
 pub fn start_state(
     gpu: &Gpu,
@@ -613,13 +742,31 @@ pub fn start_state(
     out: &Path,
     resume: bool,
 ) -> Result<TrainState> {
-    if !resume {
-        return Ok(TrainState::new(gpu, model.layout(), cfg.seed));
+    let ranks = crate::parallel::ranks();
+    // Under MPI rank 0 alone reads the run directory (the others may be on machines without
+    // it) and every rank starts from its state.
+    let state = if !resume || !ranks.is_root() {
+        TrainState::new(gpu, model.layout(), cfg.seed)
+    } else {
+        let path = out.join("checkpoint.safetensors");
+        let ckpt = checkpoint::load(&path)?;
+        ckpt.check_layout(&path, model.layout())?;
+        TrainState::from_host(gpu, &ckpt.state)
+    };
+    if !ranks.is_parallel() {
+        return Ok(state);
     }
-    let path = out.join("checkpoint.safetensors");
-    let ckpt = checkpoint::load(&path)?;
-    ckpt.check_layout(&path, model.layout())?;
-    Ok(TrainState::from_host(gpu, &ckpt.state))
+    let mut host = state.to_host(gpu);
+    for values in [
+        &mut host.params,
+        &mut host.exp_avg,
+        &mut host.exp_avg_sq,
+        &mut host.ema,
+    ] {
+        crate::parallel::broadcast_f32(values);
+    }
+    host.step = crate::parallel::broadcast_u64(host.step);
+    Ok(TrainState::from_host(gpu, &host))
 }
 
 /// How a run starts in its directory.
@@ -640,14 +787,19 @@ impl Start {
 /// Claims the run directory (its lock is held until the returned value drops) and, for a new
 /// run, writes config.json. Call it after everything that can be checked has been: a run that
 /// fails on its settings or data writes nothing.
-pub fn prepare_out_dir(cfg: &TrainConfig, out: &Path, start: Start) -> Result<RunDir> {
+///
+/// Under MPI only rank 0 claims and writes the directory; the others get None.
+pub fn prepare_out_dir(cfg: &TrainConfig, out: &Path, start: Start) -> Result<Option<RunDir>> {
+    if !crate::parallel::ranks().is_root() {
+        return Ok(None);
+    }
     match start {
-        Start::Resume => RunDir::claim_existing(out),
+        Start::Resume => RunDir::claim_existing(out).map(Some),
         Start::New(existing) => {
             let dir = RunDir::claim_new(out, existing)?;
             let json = serde_json::to_string_pretty(cfg)?;
             checkpoint::write_atomic(&out.join("config.json"), json.as_bytes())?;
-            Ok(dir)
+            Ok(Some(dir))
         }
     }
 }

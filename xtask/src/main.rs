@@ -1,9 +1,11 @@
 //! Project tasks: `cargo xtask <task>`. Plain std so it compiles in a second.
 //!
 //! - setup: make sure a Vulkan driver is present (Linux: installs Mesa's lavapipe with apt
-//!   when no Vulkan driver is found), so the tests and the main job have an adapter.
-//! - test: the whole test suite (what CI runs), then a check that the suite dispatched every
-//!   entry point of shaders/ at least once.
+//!   when no Vulkan driver is found), so the tests and the main job have an adapter; and, with
+//!   apt, Open MPI for the data-parallel tests.
+//! - test: the whole test suite (what CI runs; built with `--features mpi`, which adds the
+//!   two-rank tests under mpirun, where mpirun is installed), then a check that the suite
+//!   dispatched every entry point of shaders/ at least once.
 //! - ci: cargo fmt --check, clippy -D warnings, shader validation, then the tests.
 //! - validate-shaders: naga validation and SPIR-V/MSL/HLSL translation of every shader.
 //! - bench: kernel and training-step benchmarks on the current adapter (release build).
@@ -70,12 +72,33 @@ fn test(extra: &[String]) -> Result<(), String> {
         .join(log);
     // SAFETY (set_var): xtask is single-threaded here; the variable reaches the test processes.
     unsafe { std::env::set_var("DDPM_DISPATCH_LOG", &log) };
-    cargo_with(&["test", "--workspace"], extra)?;
+    // With mpirun the suite is built once with the `mpi` feature (a second build without it
+    // would recompile every dependency: bindgen changes syn's features), which adds
+    // tests/mpi.rs; outside mpirun the build behaves as the default one.
+    let mpi = has_mpirun();
+    let mut args = vec!["test", "--workspace"];
+    if mpi {
+        args.extend(["--features", "ddpm/mpi"]);
+    }
+    cargo_with(&args, extra)?;
+    if !mpi {
+        eprintln!(
+            "mpirun not found: the MPI tests (tests/mpi.rs) did not run; install Open MPI \
+             (Debian: apt-get install openmpi-bin libopenmpi-dev libclang-dev) to run them"
+        );
+    }
     if !extra.is_empty() {
         // A filtered run dispatches only what its tests need.
         return Ok(());
     }
     check_entry_points(Path::new("shaders"), &log)
+}
+
+fn has_mpirun() -> bool {
+    Command::new("mpirun")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Every `@compute` entry point under `shaders` must appear in some test process's dispatch
@@ -155,13 +178,69 @@ fn ci() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
+    if has_mpirun() {
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--features",
+            "mpi",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+    }
     cargo(&["test", "--test", "shaders"])?;
     setup()?;
     test(&[])
 }
 
-/// Linux only: a Vulkan loader and at least one ICD, else install Mesa's (lavapipe included).
+/// What the tests need: a Vulkan driver, and Open MPI where apt can install it.
 fn setup() -> Result<(), String> {
+    setup_vulkan()?;
+    setup_mpi()
+}
+
+/// Open MPI for the data-parallel tests, where apt can install it; elsewhere `test` says
+/// they did not run.
+fn setup_mpi() -> Result<(), String> {
+    if !cfg!(target_os = "linux") || has_mpirun() || !Path::new("/usr/bin/apt-get").exists() {
+        return Ok(());
+    }
+    eprintln!("mpirun not found: installing Open MPI for the data-parallel tests");
+    apt(&["update", "-q"])?;
+    apt(&[
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "openmpi-bin",
+        "libopenmpi-dev",
+        "libclang-dev",
+    ])
+}
+
+/// apt-get as root, or through sudo.
+fn apt(args: &[&str]) -> Result<(), String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let mut cmd = if root {
+        Command::new("apt-get")
+    } else {
+        Command::new("sudo")
+    };
+    if !root {
+        cmd.arg("apt-get");
+    }
+    cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    run(&mut cmd)
+}
+
+/// Linux only: a Vulkan loader and at least one ICD, else install Mesa's (lavapipe included).
+fn setup_vulkan() -> Result<(), String> {
     if !cfg!(target_os = "linux") {
         return Ok(());
     }
@@ -197,23 +276,6 @@ fn setup() -> Result<(), String> {
     eprintln!(
         "no Vulkan driver found: installing Mesa's Vulkan drivers (lavapipe runs on the CPU)"
     );
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let apt = |args: &[&str]| {
-        let mut cmd = if root {
-            Command::new("apt-get")
-        } else {
-            Command::new("sudo")
-        };
-        if !root {
-            cmd.arg("apt-get");
-        }
-        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        run(&mut cmd)
-    };
     apt(&["update", "-q"])?;
     apt(&[
         "install",
