@@ -154,15 +154,13 @@ fn rank_pid(marker: &str, rank: usize) -> Option<u32> {
     })
 }
 
-#[test]
-fn a_killed_rank_stops_the_other_instead_of_hanging() {
-    let out_dir = tmp("killed");
-    let mut run = mpirun(&toy_args(&out_dir, "1000000"))
-        .stdout(Stdio::null())
+/// A long toy run under mpirun, returned once rank 0 has logged its first interval.
+fn started_run(out_dir: &Path) -> std::process::Child {
+    let mut run = mpirun(&toy_args(out_dir, "1000000"))
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Training has started once rank 0 logs its first interval.
     let started = Instant::now();
     let metrics = out_dir.join("metrics.jsonl");
     while std::fs::read_to_string(&metrics).map_or(true, |m| m.is_empty()) {
@@ -173,6 +171,55 @@ fn a_killed_rank_stops_the_other_instead_of_hanging() {
         assert!(run.try_wait().unwrap().is_none(), "mpirun ended early");
         std::thread::sleep(Duration::from_millis(200));
     }
+    run
+}
+
+/// Waits up to a minute for mpirun to end.
+fn wait_for(run: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let since = Instant::now();
+    loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            return status;
+        }
+        if since.elapsed() > Duration::from_secs(60) {
+            run.kill().ok();
+            panic!("mpirun still runs 60 s after {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ranks_interrupted_at_different_moments_stop_together_after_a_checkpoint() {
+    let out_dir = tmp("interrupted");
+    let mut run = started_run(&out_dir);
+    let marker = out_dir.to_str().unwrap();
+    // SIGINT reaches the ranks a moment apart; they agree on one last step.
+    for rank in [1, 0] {
+        let pid = rank_pid(marker, rank).expect("the rank is running");
+        Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_for(&mut run, "SIGINT");
+    let mut stdout = String::new();
+    use std::io::Read;
+    run.stdout.take().unwrap().read_to_string(&mut stdout).ok();
+    let ckpt = ddpm::checkpoint::load(&out_dir.join("checkpoint.safetensors")).unwrap();
+    let step = ckpt.state.step;
+    assert!(
+        stdout.contains(&format!("interrupted at step {step}: checkpoint written")),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&out_dir).ok();
+}
+
+#[test]
+fn a_killed_rank_stops_the_other_instead_of_hanging() {
+    let out_dir = tmp("killed");
+    let mut run = started_run(&out_dir);
     let marker = out_dir.to_str().unwrap();
     let pid = rank_pid(marker, 1).expect("rank 1 is running");
     Command::new("kill")
@@ -180,16 +227,7 @@ fn a_killed_rank_stops_the_other_instead_of_hanging() {
         .status()
         .unwrap();
     let killed = Instant::now();
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        if killed.elapsed() > Duration::from_secs(60) {
-            run.kill().ok();
-            panic!("mpirun still runs 60 s after rank 1 was killed");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_for(&mut run, "rank 1 was killed");
     assert!(!status.success(), "a run that lost a rank fails");
     assert!(rank_pid(marker, 0).is_none(), "rank 0 stopped too");
     let mut stderr = String::new();
