@@ -7,6 +7,10 @@
 //! - ci: cargo fmt --check, clippy -D warnings, shader validation, then the tests.
 //! - validate-shaders: naga validation and SPIR-V/MSL/HLSL translation of every shader.
 //! - bench: kernel and training-step benchmarks on the current adapter (release build).
+//! - web: build the wasm page (web/) and serve it on 127.0.0.1; web-test: the browser tests in
+//!   headless Chromium (see web.rs).
+
+mod web;
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -21,8 +25,13 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "validate-shaders" => cargo(&["test", "--test", "shaders"]),
         "bench" => cargo_with(&["run", "--release", "--", "bench"], rest),
+        "web" => web::web(rest),
+        "web-test" => web::web_test(),
         _ => {
-            eprintln!("usage: cargo xtask <setup | test | ci | validate-shaders | bench>");
+            eprintln!(
+                "usage: cargo xtask <setup | test | ci | validate-shaders | bench | web [--port N] \
+                 | web-test>"
+            );
             return ExitCode::from(if task == "help" { 0 } else { 2 });
         }
     };
@@ -197,23 +206,6 @@ fn setup() -> Result<(), String> {
     eprintln!(
         "no Vulkan driver found: installing Mesa's Vulkan drivers (lavapipe runs on the CPU)"
     );
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let apt = |args: &[&str]| {
-        let mut cmd = if root {
-            Command::new("apt-get")
-        } else {
-            Command::new("sudo")
-        };
-        if !root {
-            cmd.arg("apt-get");
-        }
-        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        run(&mut cmd)
-    };
     apt(&["update", "-q"])?;
     apt(&[
         "install",
@@ -223,4 +215,23 @@ fn setup() -> Result<(), String> {
         "mesa-vulkan-drivers",
         "libvulkan1",
     ])
+}
+
+/// apt-get with `args`, through sudo unless this is root.
+fn apt(args: &[&str]) -> Result<(), String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let mut cmd = if root {
+        Command::new("apt-get")
+    } else {
+        Command::new("sudo")
+    };
+    if !root {
+        cmd.arg("apt-get");
+    }
+    cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    run(&mut cmd)
 }
