@@ -11,11 +11,15 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 pub const EXIT_CODE: i32 = 130;
 
 /// Installs the Ctrl-C handler once (a second installation attempt is ignored).
+/// A browser tab has no Ctrl-C (the page stops its own loops), so there it installs nothing.
 pub fn install() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-    });
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+        });
+    }
 }
 
 /// True once Ctrl-C was pressed.

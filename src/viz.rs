@@ -406,9 +406,16 @@ fn load_npy<T: npyz::Deserialize>(path: &Path, expected: &str) -> io::Result<(Ve
 }
 
 /// DejaVu Sans (assets/fonts, under its licence there): the plots' axis labels and numbers.
+#[cfg(not(target_arch = "wasm32"))]
 static PLOT_FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 const PLOT_FONT_NAME: &str = "sans-serif";
 
+/// In a browser plotters draws text with the browser's own fonts (it has no font registry
+/// there), so the font is only compiled into native builds.
+#[cfg(target_arch = "wasm32")]
+fn register_plot_font() {}
+
+#[cfg(not(target_arch = "wasm32"))]
 fn register_plot_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

@@ -1,5 +1,7 @@
 //! Adapter discovery and selection: honours WGPU_BACKEND, WGPU_ADAPTER_NAME and `--adapter NAME`,
-//! and turns "no adapter" into a message that names the fix instead of a panic.
+//! and turns "no adapter" into a message that names the fix instead of a panic. In a browser
+//! (wasm32) the one backend is WebGPU and the browser picks the adapter; discovery is async
+//! there, so the async functions are the real ones and native wraps them in a blocking wait.
 
 use std::fmt;
 
@@ -53,7 +55,11 @@ impl fmt::Display for AdapterError {
 impl std::error::Error for AdapterError {}
 
 fn no_adapter_fix() -> &'static str {
-    if cfg!(target_os = "linux") {
+    if cfg!(target_arch = "wasm32") {
+        "fix: this browser offers no WebGPU adapter. Use Chrome or Edge 113 or later (on Linux \
+         start it with --enable-unsafe-webgpu, or enable chrome://flags/#enable-unsafe-webgpu), \
+         Safari 26, or Firefox 141 or later on Windows; check that hardware acceleration is on"
+    } else if cfg!(target_os = "linux") {
         "fix: install a Vulkan driver. Without a GPU, Mesa's software Vulkan (lavapipe) runs \
          everything on the CPU, slowly:\n  sudo apt-get install mesa-vulkan-drivers libvulkan1\n\
          then run with WGPU_BACKEND=vulkan"
@@ -69,7 +75,11 @@ fn no_adapter_fix() -> &'static str {
 /// The instance with the backends this build supports, narrowed by WGPU_BACKEND.
 pub fn create_instance() -> Result<wgpu::Instance, AdapterError> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    desc.backends &= wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
+    desc.backends &= if cfg!(target_arch = "wasm32") {
+        wgpu::Backends::BROWSER_WEBGPU
+    } else {
+        wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12
+    };
     if desc.backends.is_empty() {
         return Err(AdapterError::NoBackends);
     }
@@ -77,8 +87,27 @@ pub fn create_instance() -> Result<wgpu::Instance, AdapterError> {
 }
 
 /// Every adapter of the enabled backends.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    pollster::block_on(list_adapters_async(instance))
+}
+
+/// Every adapter of the enabled backends. WebGPU cannot enumerate: the browser offers the one
+/// it prefers for a high-performance request.
+pub async fn list_adapters_async(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    if cfg!(target_arch = "wasm32") {
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        };
+        instance
+            .request_adapter(&options)
+            .await
+            .into_iter()
+            .collect()
+    } else {
+        instance.enumerate_adapters(wgpu::Backends::all()).await
+    }
 }
 
 fn preference(device_type: wgpu::DeviceType) -> u8 {
@@ -93,14 +122,28 @@ fn preference(device_type: wgpu::DeviceType) -> u8 {
 
 /// The adapter named by `wanted` (case-insensitive substring; `--adapter` wins over
 /// WGPU_ADAPTER_NAME), or else the most capable one: discrete, integrated, virtual, then CPU.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn select_adapter(
     instance: &wgpu::Instance,
     wanted: Option<&str>,
 ) -> Result<wgpu::Adapter, AdapterError> {
-    let adapters = list_adapters(instance);
+    pollster::block_on(select_adapter_async(instance, wanted))
+}
+
+/// `select_adapter` without blocking (the only form a browser allows).
+pub async fn select_adapter_async(
+    instance: &wgpu::Instance,
+    wanted: Option<&str>,
+) -> Result<wgpu::Adapter, AdapterError> {
+    let adapters = list_adapters_async(instance).await;
     if adapters.is_empty() {
-        let backends =
-            std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan, metal, dx12".into());
+        let backends = std::env::var("WGPU_BACKEND").unwrap_or_else(|_| {
+            if cfg!(target_arch = "wasm32") {
+                "webgpu".into()
+            } else {
+                "vulkan, metal, dx12".into()
+            }
+        });
         return Err(AdapterError::NoAdapters { backends });
     }
     let from_env = std::env::var("WGPU_ADAPTER_NAME")

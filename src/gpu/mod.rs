@@ -64,9 +64,16 @@ pub struct Gpu {
 
 impl Gpu {
     /// Opens the adapter chosen by `adapter_name`, WGPU_ADAPTER_NAME or the default preference.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(adapter_name: Option<&str>) -> Result<Gpu, AdapterError> {
+        pollster::block_on(Gpu::new_async(adapter_name))
+    }
+
+    /// `Gpu::new` without blocking: a browser hands out adapters and devices only through
+    /// promises.
+    pub async fn new_async(adapter_name: Option<&str>) -> Result<Gpu, AdapterError> {
         let instance = adapter::create_instance()?;
-        let adapter = adapter::select_adapter(&instance, adapter_name)?;
+        let adapter = adapter::select_adapter_async(&instance, adapter_name).await?;
         let info = adapter.get_info();
         // Ask for everything the adapter offers: large storage bindings matter for big batches.
         let limits = adapter.limits();
@@ -83,26 +90,28 @@ impl Gpu {
             && adapter.features().contains(wgpu::Features::SUBGROUP)
             && info.subgroup_min_size >= 8
             && std::env::var_os("DDPM_SUBGROUPS").is_none_or(|v| v != "0");
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("ddpm"),
-            required_features: if timestamps {
-                wgpu::Features::TIMESTAMP_QUERY
-            } else {
-                wgpu::Features::empty()
-            } | if subgroups {
-                wgpu::Features::SUBGROUP
-            } else {
-                wgpu::Features::empty()
-            },
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| AdapterError::RequestDevice {
-            adapter: info.name.clone(),
-            reason: e.to_string(),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("ddpm"),
+                required_features: if timestamps {
+                    wgpu::Features::TIMESTAMP_QUERY
+                } else {
+                    wgpu::Features::empty()
+                } | if subgroups {
+                    wgpu::Features::SUBGROUP
+                } else {
+                    wgpu::Features::empty()
+                },
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| AdapterError::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
         let workgroup_1d = 256
             .min(limits.max_compute_invocations_per_workgroup)
             .min(limits.max_compute_workgroup_size_x);
@@ -308,7 +317,8 @@ impl Gpu {
             (Some(_), None) => self.wait(),
             _ => {}
         }
-        let started = std::time::Instant::now();
+        // Only the profile reads the clock (a browser's std has none: Instant::now panics there).
+        let started = self.profile.as_ref().map(|_| std::time::Instant::now());
         let pipeline = self.pipeline(kernel);
         let bound: Vec<&Tensor> = match_bindings(kernel, &pipeline.storage_bindings, tensors);
         let param_bytes = bytemuck::bytes_of(params);
@@ -385,7 +395,7 @@ impl Gpu {
         rec.n_dispatches += 1;
         self.n_dispatches.set(self.n_dispatches.get() + 1);
         drop(rec);
-        if let (Some(profile), None) = (&self.profile, timestamps) {
+        if let (Some(profile), None, Some(started)) = (&self.profile, timestamps, started) {
             self.wait();
             profile.add(kernel.entry, started.elapsed().as_secs_f64());
         }
@@ -462,6 +472,28 @@ impl Gpu {
 
     pub fn read_u32(&self, t: &Tensor) -> Vec<u32> {
         bytemuck::cast_slice(&self.read_bytes(t)).to_vec()
+    }
+
+    /// `read` without blocking the thread (the only readback a browser allows).
+    pub async fn read_async(&self, t: &Tensor) -> Result<Vec<f32>, String> {
+        Ok(bytemuck::pod_collect_to_vec(
+            &self.read_bytes_async(t).await?,
+        ))
+    }
+
+    pub async fn read_u32_async(&self, t: &Tensor) -> Result<Vec<u32>, String> {
+        Ok(bytemuck::pod_collect_to_vec(
+            &self.read_bytes_async(t).await?,
+        ))
+    }
+
+    async fn read_bytes_async(&self, t: &Tensor) -> Result<Vec<u8>, String> {
+        let staging = readback::Staging::new(&self.device, t.bytes().max(4));
+        self.copy_raw(t.buffer(), t.offset(), staging.buffer(), 0, t.bytes());
+        self.submit();
+        let mut bytes = staging.read_async(&self.device).await?;
+        bytes.truncate(t.bytes() as usize);
+        Ok(bytes)
     }
 
     fn read_bytes(&self, t: &Tensor) -> Vec<u8> {

@@ -1,8 +1,10 @@
-//! Readback: mappable staging buffers, read either blocking (a full sync) or polled later, so the
-//! training loop can look at its losses without waiting for the GPU.
+//! Readback: mappable staging buffers, read either blocking (a full sync), polled later (so the
+//! training loop can look at its losses without waiting for the GPU), or awaited (a browser
+//! cannot block its thread: there the mapping completes on the event loop, without a poll).
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 
 const IDLE: u8 = 0;
 const PENDING: u8 = 1;
@@ -67,6 +69,50 @@ impl Staging {
         }
     }
 
+    /// Maps and reads without blocking: the future resolves when the mapping's callback has
+    /// run. Natively the device is polled until then; in a browser the callback comes from the
+    /// event loop, so the caller's executor (wasm-bindgen-futures) must be free to return to it.
+    pub async fn read_async(&self, device: &wgpu::Device) -> Result<Vec<u8>, String> {
+        struct Slot {
+            result: Option<Result<(), wgpu::BufferAsyncError>>,
+            waker: Option<Waker>,
+        }
+        let slot = Arc::new(Mutex::new(Slot {
+            result: None,
+            waker: None,
+        }));
+        let done = slot.clone();
+        self.buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            let mut slot = done.lock().unwrap_or_else(|e| e.into_inner());
+            slot.result = Some(r);
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
+        });
+        if !cfg!(target_arch = "wasm32") {
+            let _ = device.poll(wgpu::PollType::wait_indefinitely());
+        }
+        let mapped = std::future::poll_fn(|cx| {
+            let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.result.take() {
+                Some(r) => Poll::Ready(r),
+                None => {
+                    slot.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        mapped.map_err(|e| format!("mapping a staging buffer failed (device lost?): {e}"))?;
+        let bytes = self
+            .buffer
+            .get_mapped_range(..)
+            .map_err(|e| format!("reading a mapped staging buffer: {e}"))?
+            .to_vec();
+        self.buffer.unmap();
+        Ok(bytes)
+    }
+
     /// Maps and reads, waiting for the GPU.
     pub fn read_blocking(&self, device: &wgpu::Device) -> Vec<u8> {
         self.read_after(device, None)
@@ -79,6 +125,10 @@ impl Staging {
         device: &wgpu::Device,
         submission: Option<wgpu::SubmissionIndex>,
     ) -> Vec<u8> {
+        // A browser never completes a mapping while its thread waits: this would spin forever.
+        if cfg!(target_arch = "wasm32") {
+            panic!("a blocking readback in a browser: use Gpu::read_async (or Staging::try_take)");
+        }
         if self.state.load(Ordering::SeqCst) == IDLE {
             self.start_map();
         }

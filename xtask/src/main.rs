@@ -9,6 +9,10 @@
 //! - ci: cargo fmt --check, clippy -D warnings, shader validation, then the tests.
 //! - validate-shaders: naga validation and SPIR-V/MSL/HLSL translation of every shader.
 //! - bench: kernel and training-step benchmarks on the current adapter (release build).
+//! - web: build the wasm page (web/) and serve it on 127.0.0.1; web-test: the browser tests in
+//!   headless Chromium (see web.rs).
+
+mod web;
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -23,8 +27,13 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "validate-shaders" => cargo(&["test", "--test", "shaders"]),
         "bench" => cargo_with(&["run", "--release", "--", "bench"], rest),
+        "web" => web::web(rest),
+        "web-test" => web::web_test(),
         _ => {
-            eprintln!("usage: cargo xtask <setup | test | ci | validate-shaders | bench>");
+            eprintln!(
+                "usage: cargo xtask <setup | test | ci | validate-shaders | bench | web [--port N] \
+                 | web-test>"
+            );
             return ExitCode::from(if task == "help" { 0 } else { 2 });
         }
     };
