@@ -142,6 +142,18 @@ pub fn save_with_sampler(
     state: &HostState,
     sampler: Option<&SamplerState>,
 ) -> Result<()> {
+    let bytes = to_bytes(config, layout, state, sampler)?;
+    write_atomic(path, &bytes).context("cannot save the checkpoint")
+}
+
+/// The bytes of the checkpoint file `save_with_sampler` writes (a browser hands them out as a
+/// download).
+pub fn to_bytes(
+    config: &TrainConfig,
+    layout: &ParamLayout,
+    state: &HostState,
+    sampler: Option<&SamplerState>,
+) -> Result<Vec<u8>> {
     let mut metadata = HashMap::new();
     if let Some(sampler) = sampler {
         metadata.insert(
@@ -167,8 +179,7 @@ pub fn save_with_sampler(
             Ok((*name, view))
         })
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    let bytes = safetensors::serialize(views, Some(metadata))?;
-    write_atomic(path, &bytes).context("cannot save the checkpoint")
+    Ok(safetensors::serialize(views, Some(metadata))?)
 }
 
 pub fn load(path: &Path) -> Result<Checkpoint> {

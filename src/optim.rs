@@ -137,21 +137,26 @@ pub struct HostState {
     pub step: u64,
 }
 
+impl HostState {
+    /// The state of step 0: weights from the layout's init, zero moments, EMA equal to the
+    /// weights.
+    pub fn fresh(layout: &ParamLayout, seed: u64) -> HostState {
+        let init = layout.init(seed);
+        let zeros = vec![0.0; init.len()];
+        HostState {
+            params: init.clone(),
+            exp_avg: zeros.clone(),
+            exp_avg_sq: zeros,
+            ema: init,
+            step: 0,
+        }
+    }
+}
+
 impl TrainState {
     /// Fresh state: weights from the layout's init, zero moments, EMA equal to the weights.
     pub fn new(gpu: &Gpu, layout: &ParamLayout, seed: u64) -> TrainState {
-        let init = layout.init(seed);
-        let zeros = vec![0.0; init.len()];
-        TrainState::from_host(
-            gpu,
-            &HostState {
-                params: init.clone(),
-                exp_avg: zeros.clone(),
-                exp_avg_sq: zeros,
-                ema: init,
-                step: 0,
-            },
-        )
+        TrainState::from_host(gpu, &HostState::fresh(layout, seed))
     }
 
     pub fn from_host(gpu: &Gpu, host: &HostState) -> TrainState {

@@ -226,6 +226,8 @@ async function loadCheckpoint(file) {
     pick.append(new Option("unconditional", "-1"));
     classes.forEach((name, i) => pick.append(new Option(`${i}: ${name}`, String(i))));
     $("image-class-label").hidden = classes.length === 0;
+    $("image-guidance-label").hidden = classes.length === 0;
+    $("image-steps").max = String(images.sampler.n_timesteps());
     $("image-status").textContent = images.sampler.describe();
     $("sample-images").disabled = false;
   } catch (e) {
@@ -241,17 +243,17 @@ async function sampleImages() {
   $("sample-images").disabled = true;
   try {
     const n = Math.max(1, Math.min(64, parseInt($("n-images").value) || 16));
-    const steps = Math.max(2, parseInt($("image-steps").value) || 50);
+    const steps = Math.max(1, Math.min(s.n_timesteps(), parseInt($("image-steps").value) || 50));
     const cls = parseInt($("image-class").value ?? "-1");
-    await s.start(n, steps, isNaN(cls) ? -1 : cls);
+    const guidance = parseFloat($("image-guidance").value);
     const canvas = $("image-grid");
-    for (;;) {
-      const frame = await s.next_frame();
-      if (!frame) break;
-      drawImageGrid(canvas, frame, s);
-      $("image-status").textContent = `${s.describe()} · step ${s.steps_done()} of ${steps}`;
-      await new Promise((r) => setTimeout(r, 0));
-    }
+    const seed = (Math.random() * 2 ** 32) >>> 0;
+    // About 50 frames of the reverse chain, x_T first and x_0 last.
+    await s.sample(n, steps, isNaN(cls) ? -1 : cls, isNaN(guidance) ? 1 : guidance, seed, 50,
+      (rgba, w, h, done) => {
+        drawImageGrid(canvas, rgba, w, h);
+        $("image-status").textContent = `${s.describe()} · step ${done} of ${steps}`;
+      });
   } catch (e) {
     showError("Sampling failed: " + (e?.message ?? e) + "\n" + ddpm.last_error());
   } finally {
@@ -259,15 +261,12 @@ async function sampleImages() {
   }
 }
 
-function drawImageGrid(canvas, rgba, s) {
-  const cols = s.grid_cols(), rows = s.grid_rows();
-  const w = s.grid_width(), h = s.grid_height();
-  const img = new ImageData(new Uint8ClampedArray(rgba), w, h);
+function drawImageGrid(canvas, rgba, w, h) {
   canvas.width = w;
   canvas.height = h;
-  canvas.style.width = `${Math.min(512, w * 4)}px`;
-  canvas.getContext("2d").putImageData(img, 0, 0);
-  void cols, rows;
+  canvas.style.width = `${Math.min(640, w * 4)}px`;
+  canvas.style.imageRendering = "pixelated";
+  canvas.getContext("2d").putImageData(new ImageData(rgba, w, h), 0, 0);
 }
 
 // ---- the browser test suite (?test) ----------------------------------------------------------
@@ -372,8 +371,7 @@ async function main() {
     await report({ event: "fatal", msg: String(e?.message ?? e) });
     return;
   }
-  // Sampling image checkpoints comes with builds that export it.
-  $("images").hidden = typeof ddpm.ImageSampler !== "function";
+  $("images").hidden = false;
   if (TEST) {
     await runTests();
   }

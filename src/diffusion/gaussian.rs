@@ -525,80 +525,22 @@ impl GaussianDiffusion {
         chain: ChainOptions,
         interruptible: bool,
     ) -> Option<(Tensor, Vec<Tensor>)> {
-        let ChainOptions {
-            opts,
-            seed,
-            keep_every,
-            progress,
-            first_sample,
-            guidance,
-        } = chain;
-        let guided = guidance.map(|g| GuidedClasses::new(gpu, model, g, shape[0], first_sample));
-        let per_sample: usize = shape[1..].iter().product();
-        // The noise index of this chain's first element within the whole draw.
-        let first = first_sample * per_sample as u64;
-        let mut x = rng::normal_from(gpu, shape, seed, 0, first);
+        let (keep_every, progress) = (chain.keep_every, chain.progress);
+        let mut reverse = ReverseChain::new(self, gpu, model, weights, shape, &chain);
         let mut frames = Vec::new();
-        let n_timesteps = self.n_timesteps();
         if keep_every.is_some() {
-            frames.push(x.clone());
+            frames.push(reverse.x().clone());
         }
         let mut in_flight = None;
-        let mut dpm_solver = opts.dpm_solver.then(super::dpm_solver::DpmSolver::default);
-        for t in (0..n_timesteps).rev() {
+        while let Some(t) = reverse.next_t() {
             if interruptible && crate::interrupt::requested() {
                 gpu.wait();
                 return None;
             }
-            let mut cx = Ctx::no_grad(gpu);
-            let params = model.layout().vars(&mut cx, weights, None);
-            let out = match &guided {
-                None => {
-                    let timesteps = kernels::fill_timesteps(gpu, shape[0], self.timestep_map[t]);
-                    let x_var = cx.constant(x.clone());
-                    model.forward(&mut cx, &params, &x_var, Conditioning::at(&timesteps))
-                }
-                Some(g) => g.forward(&mut cx, model, &params, &x, self.timestep_map[t]),
-            };
-            let noise = kernels::NoiseKey {
-                seed,
-                stream: streams::sampling_step(t),
-                first,
-            };
-            let (eps, v) = if self.learn_sigma {
-                let (eps, v) = Self::split_output(&mut cx, &out, shape);
-                (eps, Some(v.tensor))
-            } else {
-                (out, None)
-            };
-            let step = kernels::ReverseStep { t, noise };
-            let rows = kernels::fill_timesteps(gpu, shape[0], t);
-            let table = &self.table;
-            let eps = &model_eps(
-                gpu,
-                self.objective.prediction,
-                table,
-                &x,
-                &eps.tensor,
-                &rows,
-            );
-            x = match (opts.ddim_eta, v) {
-                _ if dpm_solver.is_some() => {
-                    let solver = dpm_solver.as_mut().expect("checked");
-                    let s = &self.schedule;
-                    solver.step(gpu, s, table, &x, eps, &rows, t, opts.clip_denoised)
-                }
-                (None, Some(v)) => {
-                    kernels::p_sample_learned(gpu, table, &x, eps, &v, step, opts.clip_denoised)
-                }
-                (None, None) => kernels::p_sample(gpu, table, &x, eps, step, opts),
-                (Some(eta), _) => {
-                    kernels::ddim_step(gpu, table, &x, eps, step, eta, opts.clip_denoised)
-                }
-            };
+            reverse.step(gpu);
             if let Some(every) = keep_every {
                 if t % every == 0 {
-                    frames.push(x.clone());
+                    frames.push(reverse.x().clone());
                 }
             }
             // A chain with a bar, or one Ctrl-C may stop, submits every step and waits for the
@@ -618,6 +560,120 @@ impl GaussianDiffusion {
             gpu.wait();
             bar.inc(1);
         }
-        Some((x, frames))
+        Some((reverse.into_x(), frames))
+    }
+}
+
+/// The reverse chain recorded one step at a time, from x_T ~ N(0, I) to x_0: `p_sample_loop`
+/// runs it to the end; a caller that shows every frame (the browser page) reads x between
+/// steps.
+pub struct ReverseChain<'a> {
+    diffusion: &'a GaussianDiffusion,
+    model: &'a dyn Denoiser,
+    weights: &'a Tensor,
+    shape: Vec<usize>,
+    opts: PSampleOptions,
+    seed: u32,
+    /// The noise index of this chain's first element within the whole draw.
+    first: u64,
+    guided: Option<GuidedClasses>,
+    dpm_solver: Option<super::dpm_solver::DpmSolver>,
+    x: Tensor,
+    /// The steps not yet recorded: the next one is t = remaining - 1.
+    remaining: usize,
+}
+
+impl<'a> ReverseChain<'a> {
+    /// x_T of the chain (`chain`'s seed, options, guidance and first sample; its frames and
+    /// progress are the caller's).
+    pub fn new(
+        diffusion: &'a GaussianDiffusion,
+        gpu: &Gpu,
+        model: &'a dyn Denoiser,
+        weights: &'a Tensor,
+        shape: &[usize],
+        chain: &ChainOptions,
+    ) -> ReverseChain<'a> {
+        let guided = chain
+            .guidance
+            .map(|g| GuidedClasses::new(gpu, model, g, shape[0], chain.first_sample));
+        let per_sample: usize = shape[1..].iter().product();
+        let first = chain.first_sample * per_sample as u64;
+        ReverseChain {
+            diffusion,
+            model,
+            weights,
+            shape: shape.to_vec(),
+            opts: chain.opts,
+            seed: chain.seed,
+            first,
+            guided,
+            dpm_solver: chain
+                .opts
+                .dpm_solver
+                .then(super::dpm_solver::DpmSolver::default),
+            x: rng::normal_from(gpu, shape, chain.seed, 0, first),
+            remaining: diffusion.n_timesteps(),
+        }
+    }
+
+    /// x_t after the steps recorded so far (x_T before the first, x_0 after the last).
+    pub fn x(&self) -> &Tensor {
+        &self.x
+    }
+
+    pub fn into_x(self) -> Tensor {
+        self.x
+    }
+
+    /// The (respaced) timestep the next `step` computes; None once x_0 is reached.
+    pub fn next_t(&self) -> Option<usize> {
+        self.remaining.checked_sub(1)
+    }
+
+    /// Records one reverse step x_t -> x_{t-1}; does nothing once x_0 is reached.
+    pub fn step(&mut self, gpu: &Gpu) {
+        let Some(t) = self.next_t() else { return };
+        let (d, model, shape, opts) = (self.diffusion, self.model, &self.shape[..], self.opts);
+        let x = &self.x;
+        let mut cx = Ctx::no_grad(gpu);
+        let params = model.layout().vars(&mut cx, self.weights, None);
+        let out = match &self.guided {
+            None => {
+                let timesteps = kernels::fill_timesteps(gpu, shape[0], d.timestep_map[t]);
+                let x_var = cx.constant(x.clone());
+                model.forward(&mut cx, &params, &x_var, Conditioning::at(&timesteps))
+            }
+            Some(g) => g.forward(&mut cx, model, &params, x, d.timestep_map[t]),
+        };
+        let noise = kernels::NoiseKey {
+            seed: self.seed,
+            stream: streams::sampling_step(t),
+            first: self.first,
+        };
+        let (eps, v) = if d.learn_sigma {
+            let (eps, v) = GaussianDiffusion::split_output(&mut cx, &out, shape);
+            (eps, Some(v.tensor))
+        } else {
+            (out, None)
+        };
+        let step = kernels::ReverseStep { t, noise };
+        let rows = kernels::fill_timesteps(gpu, shape[0], t);
+        let table = &d.table;
+        let eps = &model_eps(gpu, d.objective.prediction, table, x, &eps.tensor, &rows);
+        let next = match (opts.ddim_eta, v) {
+            _ if self.dpm_solver.is_some() => {
+                let solver = self.dpm_solver.as_mut().expect("checked");
+                let s = &d.schedule;
+                solver.step(gpu, s, table, x, eps, &rows, t, opts.clip_denoised)
+            }
+            (None, Some(v)) => {
+                kernels::p_sample_learned(gpu, table, x, eps, &v, step, opts.clip_denoised)
+            }
+            (None, None) => kernels::p_sample(gpu, table, x, eps, step, opts),
+            (Some(eta), _) => kernels::ddim_step(gpu, table, x, eps, step, eta, opts.clip_denoised),
+        };
+        self.x = next;
+        self.remaining = t;
     }
 }

@@ -37,6 +37,7 @@ const KERNELS: &[&str] = &[
 pub fn list_checks() -> Vec<String> {
     let mut names = vec!["pipelines_every_entry_point".to_owned()];
     names.extend(KERNELS.iter().map(|name| name.to_string()));
+    names.push("image_checkpoint_samples_frame_by_frame".to_owned());
     names
 }
 
@@ -47,6 +48,7 @@ pub async fn run_check(name: String) -> Result<String, JsValue> {
     let errors_before = gpu::n_errors();
     let result = match name.as_str() {
         "pipelines_every_entry_point" => pipelines(&gpu).await,
+        "image_checkpoint_samples_frame_by_frame" => image_checkpoint(gpu).await,
         _ => kernel(&gpu, &name).await,
     };
     let result = result.and_then(|summary| {
@@ -121,6 +123,158 @@ async fn pipelines(gpu: &Gpu) -> Result<String, String> {
             )
         },
         slowest.join(", ")
+    ))
+}
+
+/// A small class-conditional UNet's checkpoint, made in memory as `ddpm train` writes it:
+/// the page's loader accepts it, and its frame-by-frame chain ends at the x_0 of
+/// `p_sample_loop` (the CLI's chain) with the same seed; truncated bytes, a toy checkpoint and
+/// a checkpoint whose weights do not match its config are each refused with their own message.
+async fn image_checkpoint(gpu: Gpu) -> Result<String, String> {
+    use crate::images::{Draw, Loaded};
+    use ddpm::config::TrainConfig;
+    use ddpm::diffusion::gaussian::{ChainOptions, ClassGuidance};
+    use ddpm::nn::unet::UNetConfig;
+    use ddpm::optim::HostState;
+
+    let err = |e: anyhow::Error| format!("{e:#}");
+    let gpu = std::rc::Rc::new(gpu);
+    let unet = UNetConfig {
+        image_size: 8,
+        in_channels: 3,
+        out_channels: 3,
+        base_channels: 8,
+        channel_mult: vec![1, 2],
+        num_res_blocks: 1,
+        attention_resolutions: vec![4],
+        groups: 4,
+        dropout: 0.0,
+    };
+    let cfg = TrainConfig {
+        n_timesteps: 20,
+        class_cond: true,
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        unet: Some(unet.clone()),
+        ..TrainConfig::emoji()
+    };
+    let model = ddpm::presets::images::model(&cfg).map_err(err)?;
+    let host = HostState::fresh(&model.layout, 7);
+    let bytes = ddpm::checkpoint::to_bytes(&cfg, &model.layout, &host, None).map_err(err)?;
+
+    let refused = |loaded: Result<Loaded, String>, what: &str, expect: &str| match loaded {
+        Ok(_) => Err(format!("{what} was accepted")),
+        Err(e) if e.contains(expect) => Ok(()),
+        Err(e) => Err(format!("{what}: the message does not say '{expect}': {e}")),
+    };
+    let truncated = &bytes[..bytes.len() / 2];
+    refused(
+        Loaded::new(gpu.clone(), truncated, "cut.safetensors"),
+        "a truncated file",
+        "corrupt",
+    )?;
+    let toy = TrainConfig::toy();
+    let toy_model = ddpm::presets::toy::model(&toy);
+    let toy_host = HostState::fresh(&toy_model.layout, 7);
+    let toy_bytes =
+        ddpm::checkpoint::to_bytes(&toy, &toy_model.layout, &toy_host, None).map_err(err)?;
+    refused(
+        Loaded::new(gpu.clone(), &toy_bytes, "toy.safetensors"),
+        "a toy checkpoint",
+        "toy",
+    )?;
+    let wider = TrainConfig {
+        unet: Some(UNetConfig {
+            base_channels: 16,
+            ..unet.clone()
+        }),
+        ..cfg.clone()
+    };
+    let mismatched = ddpm::checkpoint::to_bytes(&wider, &model.layout, &host, None).map_err(err)?;
+    refused(
+        Loaded::new(gpu.clone(), &mismatched, "wider.safetensors"),
+        "weights of another architecture",
+        "different architecture",
+    )?;
+
+    let loaded = Loaded::new(gpu.clone(), &bytes, "tiny.safetensors")?;
+    let draw = Draw {
+        n: 4,
+        steps: 5,
+        class: Some(1),
+        guidance: 2.0,
+        seed: 11,
+    };
+    loaded.check(&draw)?;
+    for bad in [
+        Draw { n: 0, ..draw },
+        Draw { steps: 21, ..draw },
+        Draw {
+            class: Some(3),
+            ..draw
+        },
+        Draw {
+            guidance: f32::NAN,
+            ..draw
+        },
+    ] {
+        if loaded.check(&bad).is_ok() {
+            return Err(format!(
+                "a draw of {} images, {} steps, class {:?}, guidance {} was accepted",
+                bad.n, bad.steps, bad.class, bad.guidance
+            ));
+        }
+    }
+    let sampler = loaded.sampler(&draw)?;
+    let mut frames = Vec::new();
+    let x0 = loaded
+        .run(&sampler, &draw, 10, |f| {
+            frames.push((f.steps_done, f.width, f.height, f.rgba))
+        })
+        .await?;
+    let done: Vec<usize> = frames.iter().map(|f| f.0).collect();
+    if done != [0, 1, 2, 3, 4, 5] {
+        return Err(format!(
+            "frames after steps {done:?}, expected one per step 0..=5"
+        ));
+    }
+    let (_, width, height, rgba) = frames.last().expect("frames");
+    if rgba.len() != width * height * 4 || *width < 2 * 8 {
+        return Err(format!("a {width}x{height} frame of {} bytes", rgba.len()));
+    }
+    let classes = vec![1u32; draw.n];
+    let chain = ChainOptions {
+        guidance: Some(ClassGuidance {
+            classes: &classes,
+            scale: draw.guidance,
+        }),
+        ..ChainOptions::new(
+            {
+                let mut opts = ddpm::presets::images::default_options(&cfg).map_err(err)?;
+                opts.steps = Some(draw.steps);
+                opts
+            },
+            draw.seed,
+        )
+    };
+    let shape = [draw.n, 3, 8, 8];
+    let (reference, _) = sampler.p_sample_loop(&gpu, &loaded.model, &loaded.weights, &shape, chain);
+    let reference = gpu.read_async(&reference).await?;
+    let worst = x0
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    if x0.len() != reference.len() || worst != 0.0 || x0.iter().any(|v| !v.is_finite()) {
+        return Err(format!(
+            "the page's chain ends {worst:e} away from p_sample_loop's x_0 ({} vs {} values)",
+            x0.len(),
+            reference.len()
+        ));
+    }
+    Ok(format!(
+        "{} frames of a guided 5-step draw of 4 8x8 images equal p_sample_loop's x_0; a \
+         truncated file, a toy checkpoint and mismatched weights refused",
+        frames.len()
     ))
 }
 

@@ -7,11 +7,13 @@
 
 mod checks;
 mod gpu;
+mod images;
 
 mod toy;
 
 pub use checks::{list_checks, run_check};
 
+pub use images::ImageSampler;
 pub use toy::ToySession;
 
 use wasm_bindgen::prelude::*;
