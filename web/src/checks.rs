@@ -21,15 +21,20 @@ const KERNELS: &[&str] = &[
     "kernel_attention_softmax",
     "kernel_conv_conv2d",
     "kernel_cross_entropy_rows",
+    "kernel_diffusion_p_sample_ddim",
+    "kernel_dpm_solver_step",
     "kernel_embedding",
     "kernel_group_norm",
     "kernel_guidance_guide",
     "kernel_loss_mse",
     "kernel_matmul",
+    "kernel_optim_adam_ema",
+    "kernel_prediction_to_eps_to_x0",
     "kernel_reduce_sum",
     "kernel_resample_upsample",
     "kernel_rng_uniform_normal",
     "kernel_unet_misc_timestep_embedding",
+    "kernel_vlb_vb_terms",
 ];
 
 /// Every check's name, in the order the page runs them.
@@ -335,7 +340,203 @@ async fn read(gpu: &Gpu, t: &Tensor) -> Result<Vec<f32>, String> {
 }
 
 async fn kernel(gpu: &Gpu, name: &str) -> Result<String, String> {
+    use ddpm::diffusion::schedule::TABLE_COLS;
+    use ddpm::diffusion::{BetaSchedule, Prediction, Schedule};
     match name {
+        "kernel_diffusion_p_sample_ddim" => {
+            let s = Schedule::new(BetaSchedule::Linear, 1000);
+            let table = gpu.upload(&s.gpu_table(), &[1000, TABLE_COLS]);
+            let n = 5 * 21;
+            let (x_t, eps) = (uniform(n, -3.0, 3.0, 26), uniform(n, -2.0, 2.0, 27));
+            let (gx, geps) = (gpu.upload(&x_t, &[5, 21]), gpu.upload(&eps, &[5, 21]));
+            let (t, seed, stream) = (10, 11, 110);
+            let step = ops::diffusion::ReverseStep {
+                t,
+                noise: ops::diffusion::NoiseKey::new(seed, stream),
+            };
+            let opts = ops::diffusion::PSampleOptions {
+                variance: cpu::diffusion::VarianceKind::Posterior,
+                clip_denoised: true,
+                ddim_eta: None,
+                dpm_solver: false,
+                steps: None,
+            };
+            let got = ops::diffusion::p_sample(gpu, &table, &gx, &geps, step, opts);
+            let z = cpu::rng::normals(seed, stream, n);
+            let (x64, eps64) = (to_f64(&x_t), to_f64(&eps));
+            let want = cpu::diffusion::p_sample(
+                &s,
+                &x64,
+                &eps64,
+                &z,
+                t,
+                true,
+                cpu::diffusion::VarianceKind::Posterior,
+            );
+            close("p_sample", &read(gpu, &got).await?, &want, 1e-4, 1e-4)?;
+            let got = ops::diffusion::ddim_step(gpu, &table, &gx, &geps, step, 0.5, false);
+            let (abar, prev) = (s.alphas_cumprod[t], s.alphas_cumprod_prev[t]);
+            let want: Vec<f64> = (0..n)
+                .map(|i| cpu::ddim::ddim_step(x64[i], eps64[i], abar, prev, 0.5, z[i], false))
+                .collect();
+            close(
+                "p_sample, ddim_step",
+                &read(gpu, &got).await?,
+                &want,
+                2e-4,
+                2e-4,
+            )
+        }
+        "kernel_dpm_solver_step" => {
+            use ddpm::diffusion::dpm_solver::{respaced, step_coefs};
+            let s = respaced(&Schedule::new(BetaSchedule::Cosine, 1000), 20)?.schedule;
+            let n = 3 * 67;
+            let t = 9;
+            let (x, m0, m1) = (
+                uniform(n, -3.0, 3.0, 60),
+                uniform(n, -1.0, 1.0, 61),
+                uniform(n, -1.0, 1.0, 62),
+            );
+            let up = |v: &[f32]| gpu.upload(v, &[3, 67]);
+            let coefs = step_coefs(&s, t, true);
+            let got = ops::dpm_solver::step(gpu, &up(&x), &up(&m0), &up(&m1), coefs);
+            let want: Vec<f64> = (0..n)
+                .map(|i| {
+                    cpu::dpm_solver::step(
+                        x[i] as f64,
+                        m0[i] as f64,
+                        s.alphas_cumprod[t],
+                        s.alphas_cumprod_prev[t],
+                        Some((m1[i] as f64, s.alphas_cumprod[t + 1])),
+                    )
+                })
+                .collect();
+            close(
+                "dpm_solver step",
+                &read(gpu, &got).await?,
+                &want,
+                1e-5,
+                1e-5,
+            )
+        }
+        "kernel_optim_adam_ema" => {
+            let n = 1234;
+            let cfg = cpu::optim::AdamConfig {
+                lr: 1e-2,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.01,
+                max_norm: 1.0,
+            };
+            let (param, m0, v0, grad) = (
+                uniform(n, -1.0, 1.0, 19),
+                uniform(n, -0.1, 0.1, 20),
+                uniform(n, 0.0, 0.1, 21),
+                uniform(n, -1.0, 1.0, 22),
+            );
+            let (gp, gg, gm, gv) = (
+                gpu.upload(&param, &[n]),
+                gpu.upload(&grad, &[n]),
+                gpu.upload(&m0, &[n]),
+                gpu.upload(&v0, &[n]),
+            );
+            let norm = ops::optim::grad_norm(gpu, &gg);
+            let tensors = ops::optim::AdamTensors {
+                param: &gp,
+                grad: &gg,
+                grad_norm: &norm,
+                exp_avg: &gm,
+                exp_avg_sq: &gv,
+            };
+            ops::optim::adam_step(gpu, &cfg, cfg.lr, 7, tensors);
+            let (mut p64, mut m64, mut v64) = (to_f64(&param), to_f64(&m0), to_f64(&v0));
+            cpu::optim::adam_step(&cfg, 7, &mut p64, &to_f64(&grad), &mut m64, &mut v64);
+            close("adam exp_avg", &read(gpu, &gm).await?, &m64, 1e-7, 1e-4)?;
+            close("adam exp_avg_sq", &read(gpu, &gv).await?, &v64, 1e-9, 1e-4)?;
+            close("adam param", &read(gpu, &gp).await?, &p64, 1e-6, 1e-5)?;
+            let ema = uniform(n, -1.0, 1.0, 23);
+            let gema = gpu.upload(&ema, &[n]);
+            ops::optim::ema_update(gpu, &gema, &gp, 0.99);
+            let mut ema64 = to_f64(&ema);
+            cpu::optim::ema_update(&mut ema64, &p64, 0.99);
+            close(
+                "adam, ema_update",
+                &read(gpu, &gema).await?,
+                &ema64,
+                1e-6,
+                1e-5,
+            )
+        }
+        "kernel_prediction_to_eps_to_x0" => {
+            let s = Schedule::new(BetaSchedule::Linear, 1000);
+            let table = gpu.upload(&s.gpu_table(), &[1000, TABLE_COLS]);
+            let shape = [5, 3, 7];
+            let n = 5 * 21;
+            let timesteps: Vec<u32> = vec![0, 1, 500, 998, 999];
+            let t_gpu = gpu.upload_u32(&timesteps, &[5]);
+            let (x, y) = (uniform(n, -3.0, 3.0, 31), uniform(n, -2.0, 2.0, 32));
+            let (gx, gy) = (gpu.upload(&x, &shape), gpu.upload(&y, &shape));
+            let (x64, y64) = (to_f64(&x), to_f64(&y));
+            let mut summary = String::new();
+            for prediction in [Prediction::Eps, Prediction::X0, Prediction::V] {
+                let got = ops::prediction::to_eps(gpu, prediction, &table, &gx, &gy, &t_gpu);
+                let want = cpu::prediction::to_eps(&s, prediction, &x64, &y64, &timesteps);
+                close(
+                    &format!("to_eps {prediction}"),
+                    &read(gpu, &got).await?,
+                    &want,
+                    1e-4,
+                    1e-4,
+                )?;
+                let got = ops::prediction::to_x0(gpu, prediction, &table, &gx, &gy, &t_gpu, true);
+                let want = cpu::prediction::to_x0(&s, prediction, &x64, &y64, &timesteps, true);
+                let what = format!("to_eps, to_x0 {prediction}");
+                summary = close(&what, &read(gpu, &got).await?, &want, 1e-4, 1e-5)?;
+            }
+            Ok(summary)
+        }
+        "kernel_vlb_vb_terms" => {
+            let s = Schedule::new(BetaSchedule::Cosine, 1000);
+            let table = gpu.upload(&s.gpu_table(), &[1000, TABLE_COLS]);
+            let (batch, per_sample) = (6, 50);
+            let n = batch * per_sample;
+            // x_0 on the 256-level grid, with the outer bins (-1 and 1) present.
+            let x0: Vec<f32> = (0..n)
+                .map(|i| match i % 10 {
+                    0 => -1.0,
+                    1 => 1.0,
+                    _ => {
+                        (((cpu::rng::uniform(1, 2, i as u32) * 255.0).round() / 127.5) - 1.0) as f32
+                    }
+                })
+                .collect();
+            let (x_t, eps, v) = (
+                uniform(n, -2.0, 2.0, 3),
+                uniform(n, -2.0, 2.0, 4),
+                uniform(n, -1.0, 1.0, 5),
+            );
+            let timesteps: Vec<u32> = vec![0, 0, 1, 10, 500, 999];
+            let shape = [batch, per_sample];
+            let inputs = ops::vlb::VlbInputs {
+                table,
+                x_start: gpu.upload(&x0, &shape),
+                x_t: gpu.upload(&x_t, &shape),
+                eps: gpu.upload(&eps, &shape),
+                timesteps: gpu.upload_u32(&timesteps, &[batch]),
+                continuous: false,
+            };
+            let terms = ops::vlb::vb_terms(gpu, &inputs, &gpu.upload(&v, &shape));
+            let want: Vec<f64> = (0..n)
+                .map(|i| {
+                    let t = timesteps[i / per_sample] as usize;
+                    let (a, b, c, d) = (x0[i] as f64, x_t[i] as f64, eps[i] as f64, v[i] as f64);
+                    cpu::vlb::vb_term_elementwise(&s, t, a, b, c, d)
+                })
+                .collect();
+            // f32 logs of tiny posterior variances at t = 1: a few 1e-3 relative.
+            close("vb_terms", &read(gpu, &terms).await?, &want, 2e-3, 2e-3)
+        }
         "kernel_activation_silu" => {
             let x = uniform(1000, -4.0, 4.0, 1);
             let y = ops::activation::silu(gpu, &gpu.upload(&x, &[1000]));
