@@ -220,9 +220,10 @@ fn wasm_bindgen_cli() -> Result<PathBuf, String> {
     eprintln!("web: installing wasm-bindgen-cli {version} (once; several minutes)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Not --locked: the CLI's own lock names a version the registry here does not serve.
+    // --force: cargo's record of installed crates may name a CLI whose files are gone.
     crate::run(
         Command::new(cargo)
-            .args(["install", "wasm-bindgen-cli", "--version", &version])
+            .args(["install", "--force", "wasm-bindgen-cli", "--version", &version])
             .env("CARGO_TARGET_DIR", "target/wasm-bindgen-cli"),
     )?;
     Ok(candidates[0].clone())
