@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use ddpm::config::{ConfigOverrides, Preset, TrainConfig};
+use ddpm::diffusion::respace::Spacing;
 use ddpm::diffusion::{Sampler, VarianceKind};
 use ddpm::gpu::{adapter, Gpu};
 use ddpm::run_dir::Existing;
@@ -175,6 +176,10 @@ enum Command {
         /// deterministic, good in 10-20 --steps).
         #[arg(long, value_enum, default_value_t = Sampler::Ancestral)]
         sampler: Sampler,
+        /// Which trained timesteps DDIM or DPM-Solver++ visit: uniform in t, or uniform in
+        /// log-SNR (more steps at low noise) [default: uniform for ddim, logsnr for dpm++2m]
+        #[arg(long, value_enum)]
+        spacing: Option<Spacing>,
         /// DDIM steps instead of ancestral ones: --sampler ddim.
         #[arg(long, conflicts_with = "sampler")]
         ddim: bool,
@@ -532,6 +537,7 @@ fn run(cli: Cli) -> Result<()> {
             clip_x0,
             steps,
             sampler,
+            spacing,
             ddim,
             eta,
             weights,
@@ -547,6 +553,12 @@ fn run(cli: Cli) -> Result<()> {
             } else if eta != 0.0 {
                 anyhow::bail!("--eta is DDIM's: pass --sampler ddim with it");
             }
+            if spacing.is_some() && sampler == Sampler::Ancestral {
+                anyhow::bail!(
+                    "--spacing chooses the timesteps of the deterministic samplers: pass \
+                     --sampler ddim or dpm++2m with it (ancestral steps are spread evenly)"
+                );
+            }
             ddpm::class_choice::check_guidance(guidance)?;
             let gpu = open_gpu(&adapter)?;
             let args = ddpm::sample::SampleArgs {
@@ -560,6 +572,7 @@ fn run(cli: Cli) -> Result<()> {
                 steps,
                 ddim_eta: (sampler == Sampler::Ddim).then_some(eta),
                 dpm_solver: sampler == Sampler::DpmPp2m,
+                spacing,
                 max_chunk,
                 class: class.as_deref(),
                 guidance,

@@ -115,6 +115,7 @@ fn chain(
         ddim_eta: None,
         steps: None,
         dpm_solver: false,
+        spacing: None,
     };
     let weights = random_weights(gpu, model);
     let (x0, _) = diffusion.p_sample_loop(
@@ -293,6 +294,7 @@ fn guided_draws_in_chunks_equal_one_chain() {
                 ddim_eta: None,
                 steps: None,
                 dpm_solver: false,
+                spacing: None,
             },
             seed: 5,
             chunk,

@@ -366,6 +366,17 @@ fn bad_objective_and_sampler_settings_are_refused_before_any_work() {
     );
     assert_clean_failure(&sample(&["--eta", "0.5"]), &["--eta is DDIM's"]);
     assert_clean_failure(
+        &sample(&["--spacing", "logsnr"]),
+        &[
+            "--spacing chooses the timesteps",
+            "--sampler ddim or dpm++2m",
+        ],
+    );
+    assert_usage_error(
+        &sample(&["--sampler", "ddim", "--spacing", "karras"]),
+        &["'karras'", "uniform, logsnr"],
+    );
+    assert_clean_failure(
         &sample(&["--sampler", "ddim", "--eta", "2"]),
         &["--eta must be between 0"],
     );

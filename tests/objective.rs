@@ -194,6 +194,7 @@ fn every_sampler_reads_x0_and_v_models_as_the_eps_model_they_imply() {
             "dpm++2m",
             PSampleOptions {
                 dpm_solver: true,
+                spacing: None,
                 steps: Some(8),
                 ..ancestral
             },

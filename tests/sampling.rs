@@ -80,11 +80,13 @@ fn chunked_toy_sampling_equals_one_chain() {
     let ddim = PSampleOptions {
         ddim_eta: Some(0.7),
         dpm_solver: false,
+        spacing: None,
         steps: Some(10),
         ..ancestral
     };
     let dpm = PSampleOptions {
         dpm_solver: true,
+        spacing: None,
         steps: Some(8),
         ..ancestral
     };

@@ -150,6 +150,7 @@ fn a_short_toy_run_learns_the_s_curve() {
         steps: None,
         ddim_eta: None,
         dpm_solver: false,
+        spacing: None,
         max_chunk: None,
         class: None,
         guidance: 1.0,
@@ -192,6 +193,7 @@ fn ddim_with_eta_zero_is_deterministic_and_50_steps_approach_the_full_chain() {
     let ddim = PSampleOptions {
         ddim_eta: Some(0.0),
         dpm_solver: false,
+        spacing: None,
         steps: Some(50),
         ..toy::default_options(&cfg).unwrap()
     };

@@ -1,7 +1,10 @@
-//! DPM-Solver++(2M) (Lu et al. 2022), as diffusers' DPMSolverMultistepScheduler runs it by
-//! default (algorithm_type "dpmsolver++", solver_order 2, solver_type "midpoint",
-//! timestep_spacing "linspace", final_sigmas_type "zero"): a second-order multistep solver of the
-//! diffusion ODE in the data prediction x0, one model call per step. The chain converts the
+//! DPM-Solver++(2M) (Lu et al. 2022), as diffusers' DPMSolverMultistepScheduler runs it
+//! (algorithm_type "dpmsolver++", solver_order 2, solver_type "midpoint", final_sigmas_type
+//! "zero"): a second-order multistep solver of the diffusion ODE in the data prediction x0, one
+//! model call per step. Its timesteps are spread evenly in log-SNR by default (use_lu_lambdas;
+//! respace::logsnr_timesteps), or evenly in t (diffusers' default "linspace", `timesteps` here)
+//! with `--spacing uniform`: evenly in t, 20 steps of a 1000-step linear schedule leave the whole
+//! last stretch (noise std 0.17 down to 0) to one step, too coarse for fine structure. The chain converts the
 //! model's output to eps as for every sampler, and this module derives x0 from it.
 //!
 //! With alpha = sqrt(abar), sigma = sqrt(1 - abar), lambda = log(alpha / sigma), a step from s0

@@ -297,7 +297,21 @@ impl GaussianDiffusion {
         gpu: &Gpu,
         opts: &crate::ops::diffusion::PSampleOptions,
     ) -> Result<GaussianDiffusion, String> {
+        use super::respace::Spacing;
         let steps = opts.steps.unwrap_or(self.n_timesteps());
+        let deterministic = opts.dpm_solver || opts.ddim_eta.is_some();
+        let spacing = opts.spacing.unwrap_or(if opts.dpm_solver {
+            Spacing::LogSnr
+        } else {
+            Spacing::Uniform
+        });
+        if deterministic && spacing == Spacing::LogSnr {
+            let kept = super::respace::logsnr_timesteps(&self.schedule, steps)?;
+            let r = super::respace::respace(&self.schedule, &kept);
+            return Ok(Self::with_map(gpu, r.schedule, r.timestep_map)
+                .with_learned_variance(self.learn_sigma)
+                .with_objective(self.objective));
+        }
         if opts.dpm_solver {
             let r = super::dpm_solver::respaced(&self.schedule, steps)?;
             return Ok(Self::with_map(gpu, r.schedule, r.timestep_map)

@@ -12,6 +12,67 @@
 
 use super::schedule::Schedule;
 
+/// Which trained timesteps a deterministic sampler (DDIM, DPM-Solver++) visits; spelled
+/// `uniform` or `logsnr` on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Spacing {
+    /// Evenly spread in t: DDIM's "ddimN" stride, diffusers' "linspace" for DPM-Solver++.
+    Uniform,
+    /// Evenly spread in log-SNR lambda = log(alpha / sigma) (DPM-Solver's "logSNR" skip type,
+    /// diffusers' use_lu_lambdas): more steps where the noise is small, which data with fine
+    /// structure at small scales (the toy's thin curves, low-resolution images) needs.
+    #[value(name = "logsnr")]
+    LogSnr,
+}
+
+/// `steps` timesteps evenly spread in log-SNR between the first and the last trained step:
+/// for each of `steps` evenly spaced lambda targets, the trained t whose lambda is nearest,
+/// sorted (the ends are t = 0 and t = T - 1). Where lambda moves fast between neighbouring
+/// steps (the cosine schedule's last few) two targets can share a nearest step: the later one
+/// then takes the next step below, so there are always `steps` distinct steps.
+pub fn logsnr_timesteps(schedule: &Schedule, steps: usize) -> Result<Vec<usize>, String> {
+    let t_max = schedule.n_timesteps();
+    if steps == 0 || steps > t_max {
+        return Err(format!(
+            "--steps must be between 1 and the trained {t_max} timesteps, got {steps}"
+        ));
+    }
+    let lambdas: Vec<f64> = schedule
+        .alphas_cumprod
+        .iter()
+        .map(|&abar| 0.5 * (abar.ln() - (1.0 - abar).ln()))
+        .collect();
+    let (first, last) = (lambdas[0], lambdas[t_max - 1]);
+    let nearest: Vec<usize> = (0..steps)
+        .map(|i| {
+            let target = if steps == 1 {
+                last
+            } else {
+                first + (last - first) * i as f64 / (steps - 1) as f64
+            };
+            // lambda falls with t: the nearest trained step to the target.
+            (0..t_max)
+                .min_by(|&a, &b| {
+                    (lambdas[a] - target)
+                        .abs()
+                        .total_cmp(&(lambdas[b] - target).abs())
+                })
+                .expect("a schedule has steps")
+        })
+        .collect();
+    // From the noisiest step down: each below the one before, and high enough to leave a
+    // distinct step for every target after it.
+    let mut kept = Vec::with_capacity(steps);
+    for (i, &t) in nearest.iter().enumerate().rev() {
+        let below = kept
+            .last()
+            .map_or(t_max - 1, |&previous: &usize| previous - 1);
+        kept.push(t.min(below).max(i));
+    }
+    kept.reverse();
+    Ok(kept)
+}
+
 /// respace.py's `space_timesteps`: which of `num_timesteps` steps to keep, sorted and without
 /// duplicates (Python returns a set).
 ///
@@ -132,6 +193,58 @@ pub fn respace(schedule: &Schedule, use_timesteps: &[usize]) -> Respaced {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logsnr_steps_span_the_process_evenly_in_lambda() {
+        use crate::diffusion::BetaSchedule;
+        for (beta, t_max, steps) in [
+            (BetaSchedule::Linear, 1000, 20),
+            (BetaSchedule::Cosine, 1000, 10),
+            (BetaSchedule::Sigmoid, 100, 7),
+        ] {
+            let s = Schedule::new(beta, t_max);
+            let kept = logsnr_timesteps(&s, steps).unwrap();
+            assert_eq!(kept.len(), steps, "{beta}: {kept:?}");
+            assert_eq!(
+                (kept[0], kept[steps - 1]),
+                (0, t_max - 1),
+                "{beta}: {kept:?}"
+            );
+            assert!(kept.windows(2).all(|w| w[0] < w[1]), "{beta}: {kept:?}");
+            let lambda = |t: usize| {
+                let abar = s.alphas_cumprod[t];
+                0.5 * (abar.ln() - (1.0 - abar).ln())
+            };
+            if beta == BetaSchedule::Cosine {
+                // Its last steps share nearest steps (lambda falls steeply there).
+                assert_eq!(&kept[steps - 3..], &[997, 998, 999], "{kept:?}");
+                continue;
+            }
+            let step = (lambda(0) - lambda(t_max - 1)) / (steps - 1) as f64;
+            for (i, &t) in kept.iter().enumerate() {
+                let target = lambda(0) - step * i as f64;
+                // The nearest trained step: within one step's change of lambda of the target.
+                let slack = (lambda(t.saturating_sub(1)) - lambda((t + 1).min(t_max - 1))).abs();
+                assert!(
+                    (lambda(t) - target).abs() <= slack,
+                    "{beta}: step {i} at t {t}, lambda {} for target {target}",
+                    lambda(t)
+                );
+            }
+        }
+        // Uniform in t, the linear schedule's 20 steps leave t < 50 (noise std up to 0.17)
+        // to one step; in log-SNR the lowest steps are dense.
+        let linear = Schedule::new(BetaSchedule::Linear, 1000);
+        let kept = logsnr_timesteps(&linear, 20).unwrap();
+        assert!(kept[1] < 10, "{kept:?}");
+        for bad in [0, 1001] {
+            let err = logsnr_timesteps(&linear, bad).unwrap_err();
+            assert!(
+                err.contains("--steps must be between 1 and the trained 1000"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn python_rounds_half_to_even() {

@@ -127,9 +127,12 @@ pub struct PSampleOptions {
     pub ddim_eta: Option<f32>,
     /// Sample with this many of the trained timesteps (respacing); None: all of them.
     pub steps: Option<usize>,
-    /// DPM-Solver++(2M) steps instead (diffusion::dpm_solver; respaced as diffusers spaces
-    /// them, deterministic); ddim_eta is then ignored.
+    /// DPM-Solver++(2M) steps instead (diffusion::dpm_solver; deterministic); ddim_eta is
+    /// then ignored.
     pub dpm_solver: bool,
+    /// The timesteps DDIM or DPM-Solver++ visit when respaced; None: the sampler's default
+    /// (DDIM uniform, DPM-Solver++ log-SNR). Ancestral respacing ignores it.
+    pub spacing: Option<crate::diffusion::respace::Spacing>,
 }
 
 /// Which reverse step a kernel takes: table index `t` for the whole batch, and the draws its

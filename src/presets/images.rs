@@ -433,6 +433,7 @@ pub fn default_options(cfg: &TrainConfig) -> Result<PSampleOptions> {
         clip_denoised: cfg.clip_denoised,
         ddim_eta: None,
         dpm_solver: false,
+        spacing: None,
         steps: cfg.sample_steps,
     })
 }

@@ -41,6 +41,7 @@ fn q_sample_and_p_sample_match_reference() {
                     clip_denoised,
                     ddim_eta: None,
                     dpm_solver: false,
+                    spacing: None,
                     steps: None,
                 };
                 let (seed, stream) = (11, 100 + t as u32);

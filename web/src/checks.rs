@@ -359,6 +359,7 @@ async fn kernel(gpu: &Gpu, name: &str) -> Result<String, String> {
                 clip_denoised: true,
                 ddim_eta: None,
                 dpm_solver: false,
+                spacing: None,
                 steps: None,
             };
             let got = ops::diffusion::p_sample(gpu, &table, &gx, &geps, step, opts);

@@ -223,7 +223,13 @@ fn wasm_bindgen_cli() -> Result<PathBuf, String> {
     // --force: cargo's record of installed crates may name a CLI whose files are gone.
     crate::run(
         Command::new(cargo)
-            .args(["install", "--force", "wasm-bindgen-cli", "--version", &version])
+            .args([
+                "install",
+                "--force",
+                "wasm-bindgen-cli",
+                "--version",
+                &version,
+            ])
             .env("CARGO_TARGET_DIR", "target/wasm-bindgen-cli"),
     )?;
     Ok(candidates[0].clone())
