@@ -12,18 +12,8 @@
 
 use super::schedule::Schedule;
 
-/// Which trained timesteps a deterministic sampler (DDIM, DPM-Solver++) visits; spelled
-/// `uniform` or `logsnr` on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Spacing {
-    /// Evenly spread in t: DDIM's "ddimN" stride, diffusers' "linspace" for DPM-Solver++.
-    Uniform,
-    /// Evenly spread in log-SNR lambda = log(alpha / sigma) (DPM-Solver's "logSNR" skip type,
-    /// diffusers' use_lu_lambdas): more steps where the noise is small, which data with fine
-    /// structure at small scales (the toy's thin curves, low-resolution images) needs.
-    #[value(name = "logsnr")]
-    LogSnr,
-}
+/// Defined with the sampling options that carry it (ops stays below diffusion).
+pub use crate::ops::diffusion::Spacing;
 
 /// `steps` timesteps evenly spread in log-SNR between the first and the last trained step:
 /// for each of `steps` evenly spaced lambda targets, the trained t whose lambda is nearest,

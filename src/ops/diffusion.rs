@@ -118,6 +118,19 @@ pub fn q_sample(
     out
 }
 
+/// Which trained timesteps a deterministic sampler (DDIM, DPM-Solver++) visits; spelled
+/// `uniform` or `logsnr` on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Spacing {
+    /// Evenly spread in t: DDIM's "ddimN" stride, diffusers' "linspace" for DPM-Solver++.
+    Uniform,
+    /// Evenly spread in log-SNR lambda = log(alpha / sigma) (DPM-Solver's "logSNR" skip type,
+    /// diffusers' use_lu_lambdas): more steps where the noise is small, which data with fine
+    /// structure at small scales (the toy's thin curves, low-resolution images) needs.
+    #[value(name = "logsnr")]
+    LogSnr,
+}
+
 /// Options of the reverse step.
 #[derive(Clone, Copy, Debug)]
 pub struct PSampleOptions {
@@ -132,7 +145,7 @@ pub struct PSampleOptions {
     pub dpm_solver: bool,
     /// The timesteps DDIM or DPM-Solver++ visit when respaced; None: the sampler's default
     /// (DDIM uniform, DPM-Solver++ log-SNR). Ancestral respacing ignores it.
-    pub spacing: Option<crate::diffusion::respace::Spacing>,
+    pub spacing: Option<Spacing>,
 }
 
 /// Which reverse step a kernel takes: table index `t` for the whole batch, and the draws its
