@@ -305,15 +305,16 @@ impl GaussianDiffusion {
         } else {
             Spacing::Uniform
         });
-        if deterministic && spacing == Spacing::LogSnr {
-            let kept = super::respace::logsnr_timesteps(&self.schedule, steps)?;
+        // The deterministic samplers' own step sets; ancestral (and uniform DDIM) respace below.
+        let kept = if deterministic && spacing == Spacing::LogSnr {
+            Some(super::respace::logsnr_timesteps(&self.schedule, steps)?)
+        } else if opts.dpm_solver {
+            Some(super::dpm_solver::timesteps(self.n_timesteps(), steps)?)
+        } else {
+            None
+        };
+        if let Some(kept) = kept {
             let r = super::respace::respace(&self.schedule, &kept);
-            return Ok(Self::with_map(gpu, r.schedule, r.timestep_map)
-                .with_learned_variance(self.learn_sigma)
-                .with_objective(self.objective));
-        }
-        if opts.dpm_solver {
-            let r = super::dpm_solver::respaced(&self.schedule, steps)?;
             return Ok(Self::with_map(gpu, r.schedule, r.timestep_map)
                 .with_learned_variance(self.learn_sigma)
                 .with_objective(self.objective));
