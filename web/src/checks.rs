@@ -252,14 +252,7 @@ async fn image_checkpoint(gpu: Gpu) -> Result<String, String> {
             classes: &classes,
             scale: draw.guidance,
         }),
-        ..ChainOptions::new(
-            {
-                let mut opts = ddpm::presets::images::default_options(&cfg).map_err(err)?;
-                opts.steps = Some(draw.steps);
-                opts
-            },
-            draw.seed,
-        )
+        ..ChainOptions::new(loaded.options(&draw)?, draw.seed)
     };
     let shape = [draw.n, 3, 8, 8];
     let (reference, _) = sampler.p_sample_loop(&gpu, &loaded.model, &loaded.weights, &shape, chain);

@@ -161,7 +161,8 @@ impl Loaded {
         self.diffusion.for_sampling(&self.gpu, &opts)
     }
 
-    fn options(&self, draw: &Draw) -> Result<ddpm::ops::diffusion::PSampleOptions, String> {
+    /// The model's own sampling options with the draw's steps.
+    pub fn options(&self, draw: &Draw) -> Result<ddpm::ops::diffusion::PSampleOptions, String> {
         let mut opts = images::default_options(&self.cfg).map_err(|e| format!("{e:#}"))?;
         opts.steps = Some(draw.steps);
         Ok(opts)
