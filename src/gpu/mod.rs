@@ -3,6 +3,7 @@
 //! in depth.
 
 pub mod adapter;
+pub mod bind_cache;
 pub mod caps;
 pub mod kernel;
 pub mod pool;
@@ -46,6 +47,7 @@ pub struct Gpu {
     /// Workgroup size of the 1-D kernels, set through the WG override.
     pub workgroup_1d: u32,
     pipelines: RefCell<HashMap<(&'static str, &'static str), Rc<kernel::Pipeline>>>,
+    bind_groups: RefCell<bind_cache::BindCache>,
     pool: Rc<RefCell<pool::Pool>>,
     recorder: RefCell<Recorder>,
     arena: wgpu::Buffer,
@@ -131,6 +133,7 @@ impl Gpu {
             limits,
             workgroup_1d,
             pipelines: RefCell::default(),
+            bind_groups: RefCell::default(),
             pool: Rc::default(),
             recorder: RefCell::new(Recorder {
                 encoder: None,
@@ -191,6 +194,12 @@ impl Gpu {
     /// Dispatches recorded since the device was created (the bench reports them per step).
     pub fn n_dispatches(&self) -> usize {
         self.n_dispatches.get()
+    }
+
+    /// Bind groups created so far: dispatches that bind what an earlier one bound reuse its
+    /// bind group (see bind_cache), so a repeated training step adds none.
+    pub fn n_bind_groups_created(&self) -> usize {
+        self.bind_groups.borrow().created()
     }
 
     /// The largest storage binding the device takes, for clear "too large" errors.
@@ -343,32 +352,44 @@ impl Gpu {
         }
         let mut rec = self.recorder.borrow_mut();
         let uniform_offset = rec.uniforms.len() as u64;
-        let mut entries = Vec::with_capacity(tensors.len() + 1);
-        if let Some(binding) = pipeline.uniform_binding {
+        if pipeline.uniform_binding.is_some() {
             rec.uniforms.extend_from_slice(param_bytes);
             let padded =
                 (rec.uniforms.len() as u64).div_ceil(self.uniform_align) * self.uniform_align;
             rec.uniforms.resize(padded as usize, 0);
-            entries.push(wgpu::BindGroupEntry {
-                binding,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &self.arena,
-                    offset: 0,
-                    size: std::num::NonZeroU64::new(param_bytes.len().max(16) as u64),
-                }),
-            });
         }
-        for ((binding, _), t) in pipeline.storage_bindings.iter().zip(bound) {
-            entries.push(wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: t.binding(),
-            });
-        }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel.entry),
-            layout: &pipeline.layout,
-            entries: &entries,
-        });
+        let key = bound
+            .iter()
+            .map(|t| (t.buffer().clone(), t.offset(), t.binding_size()))
+            .collect();
+        let bind_group = self.bind_groups.borrow_mut().get_or_create(
+            Rc::as_ptr(&pipeline) as usize,
+            key,
+            || {
+                let mut entries = Vec::with_capacity(bound.len() + 1);
+                if let Some(binding) = pipeline.uniform_binding {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &self.arena,
+                            offset: 0,
+                            size: std::num::NonZeroU64::new(param_bytes.len().max(16) as u64),
+                        }),
+                    });
+                }
+                for ((binding, _), t) in pipeline.storage_bindings.iter().zip(&bound) {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: *binding,
+                        resource: t.binding(),
+                    });
+                }
+                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(kernel.entry),
+                    layout: &pipeline.layout,
+                    entries: &entries,
+                })
+            },
+        );
         if timestamps.is_some() {
             // A pass of its own, so its two timestamps bracket this dispatch alone.
             rec.pass = None;

@@ -1,8 +1,11 @@
 //! Buffer pool: storage buffers are recycled by exact size, so after the first training step
-//! every tensor a step needs is already there and a step allocates nothing.
+//! every tensor a step needs is already there and a step allocates nothing. A request takes the
+//! free buffer of that size created first: the free set at the start of a step is the same each
+//! step, so every step's tensors land in the same buffers as the last one's, and the Gpu's bind
+//! groups (gpu::bind_cache) are reused instead of rebuilt.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 
 /// Usage of every pooled buffer: bindable as storage, copyable both ways.
@@ -13,7 +16,8 @@ pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 
 #[derive(Default)]
 pub struct Pool {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Free buffers by size, each keyed by its creation serial.
+    free: HashMap<u64, BTreeMap<usize, wgpu::Buffer>>,
     n_created: usize,
     bytes_created: u64,
 }
@@ -21,6 +25,7 @@ pub struct Pool {
 /// A GPU buffer owned by one tensor (or shared by clones of it); back to the pool on drop.
 pub struct Storage {
     buffer: Option<wgpu::Buffer>,
+    serial: usize,
     pool: Weak<RefCell<Pool>>,
 }
 
@@ -34,7 +39,8 @@ impl Drop for Storage {
     fn drop(&mut self) {
         if let (Some(buffer), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
             if let Ok(mut pool) = pool.try_borrow_mut() {
-                pool.free.entry(buffer.size()).or_default().push(buffer);
+                let free = pool.free.entry(buffer.size()).or_default();
+                free.insert(self.serial, buffer);
             }
         }
     }
@@ -47,20 +53,26 @@ pub fn padded_size(bytes: u64) -> u64 {
 
 pub fn alloc(pool_rc: &Rc<RefCell<Pool>>, device: &wgpu::Device, bytes: u64) -> Rc<Storage> {
     let size = padded_size(bytes);
-    let recycled = pool_rc.borrow_mut().free.get_mut(&size).and_then(Vec::pop);
-    let buffer = recycled.unwrap_or_else(|| {
+    let recycled = pool_rc
+        .borrow_mut()
+        .free
+        .get_mut(&size)
+        .and_then(BTreeMap::pop_first);
+    let (serial, buffer) = recycled.unwrap_or_else(|| {
         let mut pool = pool_rc.borrow_mut();
         pool.n_created += 1;
         pool.bytes_created += size;
-        device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("pooled"),
             size,
             usage: STORAGE_USAGE,
             mapped_at_creation: false,
-        })
+        });
+        (pool.n_created, buffer)
     });
     Rc::new(Storage {
         buffer: Some(buffer),
+        serial,
         pool: Rc::downgrade(pool_rc),
     })
 }

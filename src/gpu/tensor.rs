@@ -69,11 +69,16 @@ impl Tensor {
         Rc::ptr_eq(&self.storage, &other.storage)
     }
 
+    /// Bytes a binding of this tensor covers (at least one element, as bindings are non-empty).
+    pub fn binding_size(&self) -> u64 {
+        self.bytes().max(4)
+    }
+
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: self.buffer(),
             offset: self.offset,
-            size: std::num::NonZeroU64::new(self.bytes().max(4)),
+            size: std::num::NonZeroU64::new(self.binding_size()),
         })
     }
 }
