@@ -1,12 +1,14 @@
 #!/bin/bash
-# Every GPU measurement in one call on a machine with a GPU (see BENCHMARKS.md): the adapter, `ddpm bench`
-# with a per-kernel profile of the step, the same UNet step in PyTorch eager, a timed run of
-# the default job (`ddpm train`, interrupted at a deadline, then `ddpm sample` from its
-# checkpoint), and the GPU-facing test binaries. Binaries are built elsewhere and unpacked from
+# Every GPU measurement in one call on a machine with a GPU (see BENCHMARKS.md): the adapter,
+# `ddpm bench` with and without split-K and a per-kernel profile of the step, the same UNet step
+# in PyTorch (eager, CUDA graphs, torch.compile), a timed run of the default job (`ddpm train`,
+# interrupted at a deadline, then `ddpm sample` from its checkpoint), and the GPU-facing test
+# binaries. Binaries are built elsewhere and unpacked from
 # .devbin/bins.tar.xz, made by scripts/gpu_bundle.sh (the GPU machine has no Rust toolchain);
 # everything lands in $OUT.
-#     OUT=/tmp/out LIMIT=570 TRAIN_MAX=330 [EMOJI_S=120] bash scripts/gpu_session.sh
-# (TRAIN_MAX: seconds of the default job at most; EMOJI_S: seconds of `--preset emoji`, 0 = none.)
+#     OUT=/tmp/out LIMIT=570 TRAIN_MAX=330 [EMOJI_S=120] [TORCH_S=200] bash scripts/gpu_session.sh
+# (TRAIN_MAX: seconds of the default job at most; EMOJI_S: seconds of `--preset emoji`, 0 = none;
+# TORCH_S: seconds of the PyTorch timings at most.)
 set -u
 OUT=${OUT:-/tmp/ddpm-gpu}
 LIMIT=${LIMIT:-570}
@@ -49,12 +51,17 @@ DDPM_PROFILE=1 DDPM_BENCH_FILTER="training step (batch 64)" timeout 40 $DDPM ben
     tee "$OUT/profile.txt" | tail -40
 
 stage torch
-PYTHONUNBUFFERED=1 timeout 90 python3 scripts/torch_unet_step.py 2>&1 | tee "$OUT/torch.txt"
+# eager and whole-step CUDA graphs (strict fp32 and TF32), then torch.compile (strict fp32): one
+# line each as measured, so a timeout during compiling keeps the others.
+PYTHONUNBUFFERED=1 timeout "${TORCH_S:-200}" python3 scripts/torch_unet_step.py 2>&1 |
+    tee "$OUT/torch.txt"
 
 stage train
 run=/tmp/run-mnist
 train_s=$(($(left) - 170 - ${EMOJI_S:-0}))
 [ "$train_s" -gt "$TRAIN_MAX" ] && train_s=$TRAIN_MAX
+# The stages above ran long: a minute of training still times the steps (the tests then get less).
+[ "$train_s" -lt 60 ] && train_s=60
 echo "training for $train_s s"
 start=$(date +%s)
 timeout -s INT -k 30 "$train_s" $DDPM train --out "$run" > "$OUT/train.txt" 2>&1

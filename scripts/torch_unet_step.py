@@ -1,10 +1,11 @@
-"""The mnist preset's UNet (../shared/MODEL.md, src/nn/unet.rs) in PyTorch eager, to time one
+"""The mnist preset's UNet (../shared/MODEL.md, src/nn/unet.rs) in PyTorch, to time one
 training step on the same GPU as `ddpm bench`: forward, L_simple, backward, grad-norm clipping,
-Adam and the EMA update, fp32. Prints one line per batch size, in both of PyTorch's fp32 modes:
-strict fp32 (TF32 off, what our WGSL kernels compute) and PyTorch's default (TF32 allowed in
-cuDNN convolutions).
+Adam and the EMA update, fp32. Prints one line per mode and batch size as it is measured:
+eager and a whole-step CUDA graph in both of PyTorch's fp32 modes (strict fp32, TF32 off, what
+our WGSL kernels compute; and PyTorch's default, TF32 allowed in cuDNN convolutions), and the
+model under torch.compile(mode="reduce-overhead") in strict fp32.
 
-    python3 scripts/torch_unet_step.py [--batches 32,64,128] [--reps 50]
+    python3 scripts/torch_unet_step.py [--batches 32,64,128] [--reps 50] [--modes eager,graphs,compile]
 """
 import argparse
 import math
@@ -131,11 +132,17 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.out_norm(h)))
 
 
-def time_steps(batch, reps, device):
+def time_steps(batch, reps, device, mode):
+    """Milliseconds per training step at `batch`: eager PyTorch, the whole step captured once
+    as a CUDA graph and replayed (`graphs`: no Python or launch cost per kernel, the floor of
+    what PyTorch's kernels take), or the model under torch.compile(mode="reduce-overhead")
+    (Inductor's fused kernels in CUDA graphs; the optimizer and EMA stay eager)."""
     torch.manual_seed(0)
     model = UNet().to(device)
     ema = [p.detach().clone() for p in model.parameters()]
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+    # capturable: Adam keeps its step count on the GPU, which a graph replay needs.
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4, capturable=(mode == "graphs"))
+    forward = torch.compile(model, mode="reduce-overhead") if mode == "compile" else model
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
     abar = torch.cumprod(1 - betas, 0).float().to(device)
     x0 = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
@@ -145,8 +152,7 @@ def time_steps(batch, reps, device):
         noise = torch.randn_like(x0)
         a = abar[t][:, None, None, None]
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        loss = F.mse_loss(model(x_t, t), noise)
-        opt.zero_grad(set_to_none=True)
+        loss = F.mse_loss(forward(x_t, t), noise)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -156,32 +162,74 @@ def time_steps(batch, reps, device):
             torch._foreach_add_(ema, params, alpha=0.001)
         return loss
 
+    def eager_step():
+        opt.zero_grad(set_to_none=True)
+        return step()
+
+    run = eager_step
+    if mode == "graphs":
+        # Warm-up on a side stream, then capture one whole step (PyTorch's "whole network
+        # capture"): gradients are set to None first so backward allocates them from the
+        # graph's pool, and each replay overwrites them.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                eager_step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            step()
+        run = graph.replay
+
     for _ in range(5):
-        step()
-    torch.cuda.synchronize()
+        run()
+    sync(device)
     start = time.perf_counter()
     for _ in range(reps):
-        step()
-    torch.cuda.synchronize()
+        run()
+    sync(device)
     return (time.perf_counter() - start) * 1e3 / reps, sum(p.numel() for p in model.parameters())
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", default="32,64,128")
     ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--modes", default="eager,graphs,compile",
+                    help="any of eager, graphs (CUDA only), compile, comma-separated")
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test")
     args = ap.parse_args()
-    device = "cuda"
-    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}")
-    for tf32 in (False, True):
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cudnn.benchmark = True
-        for batch in map(int, args.batches.split(",")):
-            ms, n_params = time_steps(batch, args.reps, device)
-            mode = "TF32 allowed" if tf32 else "strict fp32"
-            print(f"torch eager {mode}: mnist UNet step (batch {batch}) {ms:.2f} ms, "
-                  f"{n_params} parameters")
+    device = args.device
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    print(f"torch {torch.__version__}, {name}", flush=True)
+    batches = [int(b) for b in args.batches.split(",")]
+    for mode in args.modes.split(","):
+        # Strict fp32 is what our WGSL kernels compute; TF32 is PyTorch's default for cuDNN
+        # convolutions. Compiling is slow (each batch size is its own graph): strict fp32 only.
+        for tf32 in (False,) if mode == "compile" else (False, True):
+            if device == "cuda":
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+                torch.backends.cudnn.allow_tf32 = tf32
+                torch.backends.cudnn.benchmark = True
+            precision = "TF32 allowed" if tf32 else "strict fp32"
+            for batch in batches:
+                label = {"eager": "eager", "graphs": "CUDA graph", "compile": "compiled"}[mode]
+                try:
+                    ms, n_params = time_steps(batch, args.reps, device, mode)
+                except Exception as e:  # one mode failing must not lose the others' lines
+                    print(f"torch {label} {precision}: batch {batch} failed: "
+                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                          flush=True)
+                    break
+                print(f"torch {label} {precision}: mnist UNet step (batch {batch}) {ms:.2f} ms, "
+                      f"{n_params} parameters", flush=True)
 
 
 if __name__ == "__main__":
