@@ -46,6 +46,12 @@ stage "conv and step without split-K (DDPM_TILED_WORKGROUPS=1), to compare on th
 DDPM_TILED_WORKGROUPS=1 DDPM_BENCH_FILTER="conv" timeout 40 $DDPM bench 2>&1 | tee "$OUT/bench-nosplit.txt"
 DDPM_TILED_WORKGROUPS=1 DDPM_BENCH_FILTER="training step" timeout 40 $DDPM bench 2>&1 |
     tee -a "$OUT/bench-nosplit.txt"
+stage "split-K target sweep: the batch-64 step at other DDPM_TILED_WORKGROUPS (512 is the default)"
+for wg in 128 256 1024 2048; do
+    echo "DDPM_TILED_WORKGROUPS=$wg" | tee -a "$OUT/bench-sweep.txt"
+    DDPM_TILED_WORKGROUPS=$wg DDPM_BENCH_FILTER="UNet training step (batch 64)" timeout 25 \
+        $DDPM bench 2>&1 | grep -E "step|host" | tee -a "$OUT/bench-sweep.txt"
+done
 stage "step profile"
 DDPM_PROFILE=1 DDPM_BENCH_FILTER="training step (batch 64)" timeout 40 $DDPM bench 2>&1 |
     tee "$OUT/profile.txt" | tail -40
