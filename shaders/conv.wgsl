@@ -2,7 +2,9 @@
 // padding) as an implicit GEMM: the im2col matrix is never stored; each tile gathers its slice of it.
 //   conv2d_fwd:   Y[co, (n, p)]       = W[co, (ci, ky, kx)] * X_col[(ci, ky, kx), (n, p)]
 //                 (conv2d_fwd_bias: + bias[co]; two entry points, so a bias-less call binds no
-//                 bias)
+//                 bias; conv2d_fwd_bias_residual: + bias[co] + addend[n, co, p], a residual
+//                 connection; conv2d_fwd_bias_shift: + bias[co] + addend[n, co], a ResBlock's
+//                 time projection; the epilogue saves the add pass and its dispatch)
 //   conv2d_bwd_x: dX[ci, (n, iy, ix)]  = W^T[ci, (co, ky, kx)] * dY_col[(co, ky, kx), (n, iy, ix)]
 //   conv2d_bwd_w: dW_part[z, co, (ci, ky, kx)] = sum over the z-th chunk of (n, p) of
 //                 dY[co, (n, p)] * X_col[(ci, ky, kx), (n, p)]   (split-K; a second pass sums
@@ -42,6 +44,7 @@ struct ConvParams {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read> addend: array<f32>;
 
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
@@ -285,6 +288,64 @@ fn conv2d_fwd_bias(
                 let b = bias[co];
                 for (var j = 0u; j < 4u; j++) {
                     acc[i * 4u + j] += b;
+                }
+            }
+        }
+    }
+    fwd_store(wid, lid, acc);
+}
+
+// conv2d_fwd_bias_residual: conv2d_fwd_bias, then + addend[n, co, oy, ox] (same shape as the
+// output), both by split 0 only, in the order an add after the convolution would take.
+@compute @workgroup_size(16, 16, 1)
+fn conv2d_fwd_bias_residual(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    var acc = fwd_block(wid, lid, li);
+    if (wid.z == 0u) {
+        let hw_out = p.h_out * p.w_out;
+        let cols = p.n * hw_out;
+        for (var i = 0u; i < 4u; i++) {
+            let co = wid.y * TILE + lid.y + 16u * i;
+            if (co < p.c_out) {
+                let b = bias[co];
+                for (var j = 0u; j < 4u; j++) {
+                    let col = wid.x * TILE + lid.x + 16u * j;
+                    if (col < cols) {
+                        let at = ((col / hw_out) * p.c_out + co) * hw_out + col % hw_out;
+                        acc[i * 4u + j] = acc[i * 4u + j] + b + addend[at];
+                    }
+                }
+            }
+        }
+    }
+    fwd_store(wid, lid, acc);
+}
+
+// conv2d_fwd_bias_shift: conv2d_fwd_bias, then + addend[n, co] at every pixel of sample n, both
+// by split 0 only.
+@compute @workgroup_size(16, 16, 1)
+fn conv2d_fwd_bias_shift(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    var acc = fwd_block(wid, lid, li);
+    if (wid.z == 0u) {
+        let hw_out = p.h_out * p.w_out;
+        let cols = p.n * hw_out;
+        for (var i = 0u; i < 4u; i++) {
+            let co = wid.y * TILE + lid.y + 16u * i;
+            if (co < p.c_out) {
+                let b = bias[co];
+                for (var j = 0u; j < 4u; j++) {
+                    let col = wid.x * TILE + lid.x + 16u * j;
+                    if (col < cols) {
+                        let at = (col / hw_out) * p.c_out + co;
+                        acc[i * 4u + j] = acc[i * 4u + j] + b + addend[at];
+                    }
                 }
             }
         }

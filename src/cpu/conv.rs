@@ -43,6 +43,39 @@ pub fn conv2d(x: &[f64], w: &[f64], bias: Option<&[f64]>, s: &ConvShape) -> Vec<
     y
 }
 
+/// conv2d with a bias, then + residual[n, co, oy, ox] (conv2d_fwd_bias_residual's epilogue).
+pub fn conv2d_bias_residual(
+    x: &[f64],
+    w: &[f64],
+    bias: &[f64],
+    residual: &[f64],
+    s: &ConvShape,
+) -> Vec<f64> {
+    let mut y = conv2d(x, w, Some(bias), s);
+    assert_eq!(residual.len(), y.len(), "residual size");
+    for (y, r) in y.iter_mut().zip(residual) {
+        *y += r;
+    }
+    y
+}
+
+/// conv2d with a bias, then + shift[n, co] at every pixel (conv2d_fwd_bias_shift's epilogue).
+pub fn conv2d_bias_shift(
+    x: &[f64],
+    w: &[f64],
+    bias: &[f64],
+    shift: &[f64],
+    s: &ConvShape,
+) -> Vec<f64> {
+    let mut y = conv2d(x, w, Some(bias), s);
+    assert_eq!(shift.len(), s.n * s.c_out, "shift size");
+    let hw = s.h_out() * s.w_out();
+    for (i, y) in y.iter_mut().enumerate() {
+        *y += shift[i / hw];
+    }
+    y
+}
+
 /// Gradients of `conv2d`: (dx, dw, dbias). Each product in the forward sends dy back to
 /// the one input and the one weight it multiplied, so the backward is the forward's loop
 /// with the accumulation scattered instead of gathered.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::autograd::{Ctx, Var};
 use crate::nn::params::{Init, ParamLayout};
+use crate::ops::conv::EpilogueVar;
 use crate::ops::{
     activation, arith, attention, conv, embedding, group_norm, matmul, resample, unet_misc,
 };
@@ -434,11 +435,10 @@ impl UNet {
                 fuse_silu: true,
             },
         );
-        let (w, b) = p(ids.in_conv);
-        let h = conv::conv2d_var(cx, &h, w, Some(b), 1, 1);
         let (w, b) = p(ids.emb);
         let shift = matmul::linear(cx, emb, w, b);
-        let h = unet_misc::add_channel_bias_var(cx, &h, &shift);
+        let (w, b) = p(ids.in_conv);
+        let h = conv::conv2d_epilogue_var(cx, &h, w, b, (1, 1), EpilogueVar::ChannelShift(&shift));
         let (g, b) = p(ids.out_norm);
         let mut h = group_norm::group_norm_var(
             cx,
@@ -455,8 +455,6 @@ impl UNet {
             let key_pair = (key.seed, key.stream);
             h = unet_misc::dropout_var(cx, &h, self.config.dropout, key_pair, offset);
         }
-        let (w, b) = p(ids.out_conv);
-        let h = conv::conv2d_var(cx, &h, w, Some(b), 1, 1);
         let skip = match ids.skip {
             Some(skip) => {
                 let (w, b) = p(skip);
@@ -464,7 +462,8 @@ impl UNet {
             }
             None => x.clone(),
         };
-        arith::add_var(cx, &skip, &h)
+        let (w, b) = p(ids.out_conv);
+        conv::conv2d_epilogue_var(cx, &h, w, b, (1, 1), EpilogueVar::Residual(&skip))
     }
 
     fn attention(&self, cx: &mut Ctx, params: &[Var], ids: &AttnIds, x: &Var) -> Var {
@@ -493,8 +492,7 @@ impl UNet {
         let a = attention::attention_var(cx, &q, &k, &v);
         let a = reshape(cx, &a, &shape);
         let (w, b) = p(ids.proj);
-        let out = conv::conv2d_var(cx, &a, w, Some(b), 1, 0);
-        arith::add_var(cx, x, &out)
+        conv::conv2d_epilogue_var(cx, &a, w, b, (1, 0), EpilogueVar::Residual(x))
     }
 }
 

@@ -43,6 +43,14 @@ static CONV_FWD_BIAS: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_fwd_bias",
 };
+static CONV_FWD_BIAS_RESIDUAL: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_fwd_bias_residual",
+};
+static CONV_FWD_BIAS_SHIFT: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_fwd_bias_shift",
+};
 static CONV_BWD_X: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_x",
@@ -297,6 +305,66 @@ pub fn conv2d(
     }
 }
 
+/// What a convolution adds to its output after the bias. The GPU path adds it in the forward
+/// kernel's epilogue (split 0 adds it, before the splits are summed), which saves a pass over the
+/// output and a dispatch; the software wing adds it in a pass of its own.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'t> {
+    /// + addend[n, co, oy, ox], the output's shape: a residual connection.
+    Residual(&'t Tensor),
+    /// + addend[n, co] at every pixel: a ResBlock's time projection.
+    ChannelShift(&'t Tensor),
+}
+
+/// conv2d with a bias and an epilogue: y = conv(x) + bias + addend.
+pub fn conv2d_epilogue(
+    gpu: &Gpu,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    (stride, padding): (usize, usize),
+    epilogue: Epilogue,
+) -> Tensor {
+    let s = shape_of(x, weight, stride, padding);
+    let shape = [s.n, s.c_out, s.h_out(), s.w_out()];
+    let (kernel, addend) = match epilogue {
+        Epilogue::Residual(r) => {
+            assert_eq!(
+                r.shape, shape,
+                "conv2d: the residual must have the output's shape"
+            );
+            (&CONV_FWD_BIAS_RESIDUAL, r)
+        }
+        Epilogue::ChannelShift(t) => {
+            assert_eq!(t.numel(), s.n * s.c_out, "conv2d: the shift is [n, c_out]");
+            (&CONV_FWD_BIAS_SHIFT, t)
+        }
+    };
+    match plan_forward(&gpu.caps(), &s) {
+        ForwardPlan::Tiled { .. } => {
+            let gemm = (
+                s.c_out,
+                s.n * s.h_out() * s.w_out(),
+                s.c_in * s.kernel * s.kernel,
+            );
+            let inputs = [
+                ("x", x),
+                ("weight", weight),
+                ("bias", bias),
+                ("addend", addend),
+            ];
+            tiled_split_k(gpu, kernel, &s, gemm, &inputs, &shape)
+        }
+        _ => {
+            let y = conv2d(gpu, x, weight, Some(bias), stride, padding);
+            match epilogue {
+                Epilogue::Residual(r) => super::arith::add(gpu, &y, r),
+                Epilogue::ChannelShift(t) => super::unet_misc::add_channel_bias(gpu, &y, t),
+            }
+        }
+    }
+}
+
 /// Output tiles of a tiled GEMM with `rows` x `cols` outputs.
 fn tiles(rows: usize, cols: usize) -> usize {
     rows.div_ceil(TILE) * cols.div_ceil(TILE)
@@ -485,6 +553,69 @@ impl Backward for Conv2dBackward {
         }
         grads
     }
+}
+
+/// The differentiable epilogue's addend (see `Epilogue`).
+#[derive(Clone, Copy)]
+pub enum EpilogueVar<'v> {
+    Residual(&'v Var),
+    ChannelShift(&'v Var),
+}
+
+struct Conv2dEpilogueBackward {
+    conv: Conv2dBackward,
+    channel_shift: bool,
+}
+
+impl Backward for Conv2dEpilogueBackward {
+    fn name(&self) -> &'static str {
+        "conv2d_epilogue"
+    }
+    fn backward(&self, gpu: &Gpu, dy: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
+        let mut grads = self.conv.backward(gpu, dy, &needs[..3]);
+        grads.push(needs[3].then(|| match self.channel_shift {
+            true => super::unet_misc::add_channel_bias_backward(gpu, dy),
+            false => dy.clone(),
+        }));
+        grads
+    }
+}
+
+/// Differentiable conv2d with a bias and an epilogue: conv(x) + bias + addend in one pass on
+/// the GPU path.
+pub fn conv2d_epilogue_var(
+    cx: &mut Ctx,
+    x: &Var,
+    weight: &Var,
+    bias: &Var,
+    (stride, padding): (usize, usize),
+    epilogue: EpilogueVar,
+) -> Var {
+    let (addend, channel_shift) = match epilogue {
+        EpilogueVar::Residual(v) => (v, false),
+        EpilogueVar::ChannelShift(v) => (v, true),
+    };
+    let tensor_epilogue = match channel_shift {
+        true => Epilogue::ChannelShift(&addend.tensor),
+        false => Epilogue::Residual(&addend.tensor),
+    };
+    let y = conv2d_epilogue(
+        cx.gpu,
+        &x.tensor,
+        &weight.tensor,
+        &bias.tensor,
+        (stride, padding),
+        tensor_epilogue,
+    );
+    let node = Conv2dEpilogueBackward {
+        conv: Conv2dBackward {
+            x: x.tensor.clone(),
+            weight: weight.tensor.clone(),
+            shape: shape_of(&x.tensor, &weight.tensor, stride, padding),
+        },
+        channel_shift,
+    };
+    cx.record(node, &[x, weight, bias, addend], y)
 }
 
 /// Differentiable conv2d; `bias` is optional.

@@ -426,3 +426,72 @@ fn conv2d_uniform_window_kernels_match_reference() {
         90,
     );
 }
+
+/// conv2d_epilogue (conv2d_fwd_bias_residual / _shift on the GPU path, a separate add in the
+/// wing) against the CPU twins, under every profile, where K is split and where it is not (split
+/// 0 alone adds the epilogue).
+#[test]
+fn conv2d_epilogues_match_reference() {
+    let gpu = gpu();
+    let split = ConvShape {
+        n: 2,
+        c_in: 32,
+        h: 7,
+        w: 7,
+        c_out: 64,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    let whole = ConvShape {
+        n: 3,
+        c_in: 3,
+        h: 5,
+        w: 6,
+        c_out: 5,
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    };
+    let own = gpu.caps();
+    let splits = |s: &ConvShape| match ops::conv::plan_forward(&profiles(&own)[0].1, s) {
+        ops::conv::ForwardPlan::Tiled { splits } => splits,
+        plan => panic!("the GPU profile planned {plan:?}"),
+    };
+    assert!(
+        splits(&split) > 1 && splits(&whole) == 1,
+        "one shape of each"
+    );
+    for (seed, s) in [(40, split), (50, whole)] {
+        let x = uniform(s.n * s.c_in * s.h * s.w, -1.0, 1.0, seed);
+        let w = uniform(s.c_out * s.c_in * s.kernel * s.kernel, -0.5, 0.5, seed + 1);
+        let b = uniform(s.c_out, -0.5, 0.5, seed + 2);
+        let out_len = s.n * s.c_out * s.h_out() * s.w_out();
+        let r = uniform(out_len, -2.0, 2.0, seed + 3);
+        let shift = uniform(s.n * s.c_out, -2.0, 2.0, seed + 4);
+        let gx = gpu.upload(&x, &[s.n, s.c_in, s.h, s.w]);
+        let gw = gpu.upload(&w, &[s.c_out, s.c_in, s.kernel, s.kernel]);
+        let gb = gpu.upload(&b, &[s.c_out]);
+        let gr = gpu.upload(&r, &[s.n, s.c_out, s.h_out(), s.w_out()]);
+        let gshift = gpu.upload(&shift, &[s.n, s.c_out]);
+        let (x, w, b) = (to_f64(&x), to_f64(&w), to_f64(&b));
+        let want_residual = cpu::conv::conv2d_bias_residual(&x, &w, &b, &to_f64(&r), &s);
+        let want_shift = cpu::conv::conv2d_bias_shift(&x, &w, &b, &to_f64(&shift), &s);
+        for (profile, caps) in profiles(&own) {
+            gpu.set_caps(caps);
+            let what = format!("{profile} {:?} {s:?}", ops::conv::plan(&caps, &s));
+            let at = (s.stride, s.padding);
+            poison_next(&gpu, out_len);
+            let epilogue = ops::conv::Epilogue::Residual(&gr);
+            let y = ops::conv::conv2d_epilogue(&gpu, &gx, &gw, &gb, at, epilogue);
+            let label = format!("residual {what}");
+            assert_close(&label, &gpu.read(&y), &want_residual, 1e-4, 1e-4);
+            poison_next(&gpu, out_len);
+            let epilogue = ops::conv::Epilogue::ChannelShift(&gshift);
+            let y = ops::conv::conv2d_epilogue(&gpu, &gx, &gw, &gb, at, epilogue);
+            let label = format!("channel shift {what}");
+            assert_close(&label, &gpu.read(&y), &want_shift, 1e-4, 1e-4);
+        }
+        gpu.set_caps(own);
+    }
+}
