@@ -6,6 +6,7 @@
 //                 connection; conv2d_fwd_bias_shift: + bias[co] + addend[n, co], a ResBlock's
 //                 time projection; the epilogue saves the add pass and its dispatch)
 //   conv2d_bwd_x: dX[ci, (n, iy, ix)]  = W^T[ci, (co, ky, kx)] * dY_col[(co, ky, kx), (n, iy, ix)]
+//                 (conv2d_bwd_x_acc adds it onto `out` in place, see autograd.rs)
 //   conv2d_bwd_w: dW_part[z, co, (ci, ky, kx)] = sum over the z-th chunk of (n, p) of
 //                 dY[co, (n, p)] * X_col[(ci, ky, kx), (n, p)]   (split-K; a second pass sums
 //                 the chunks: deterministic, no float atomics); with has_bias, also
@@ -359,6 +360,21 @@ fn conv2d_bwd_x(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
+    bwd_x(wid, lid, li, false);
+}
+
+// conv2d_bwd_x_acc: the input gradient added onto `out` (the gradient x already has from its
+// other uses), one split only, so the autograd's separate add pass is not needed.
+@compute @workgroup_size(16, 16, 1)
+fn conv2d_bwd_x_acc(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    bwd_x(wid, lid, li, true);
+}
+
+fn bwd_x(wid: vec3<u32>, lid: vec3<u32>, li: u32, accumulate: bool) {
     let kk2 = p.kernel * p.kernel;
     let k_total = p.c_out * kk2;
     let cols = p.n * p.h * p.w;
@@ -423,7 +439,12 @@ fn conv2d_bwd_x(
             for (var i = 0u; i < 4u; i++) {
                 let ci = row0 + lid.y + 16u * i;
                 if (ci < p.c_in) {
-                    out[base + ci * hw] = acc[i * 4u + j];
+                    let at = base + ci * hw;
+                    if (accumulate) {
+                        out[at] = out[at] + acc[i * 4u + j];
+                    } else {
+                        out[at] = acc[i * 4u + j];
+                    }
                 }
             }
         }

@@ -7,7 +7,7 @@
 //   pre-activation when fused) and xhat = (x - mean) rstd,
 //   dx = rstd (g gamma - mean(g gamma) - xhat mean(g gamma xhat)), and per-(sample, channel)
 //   partial sums of g xhat and g in one buffer; reduce.wgsl's sum_rows_fwd adds the samples:
-//   dgamma, dbeta.
+//   dgamma, dbeta. group_norm_bwd_acc adds dx onto `out` in place (see autograd.rs).
 // Geometry: n * groups workgroups of WG threads. CPU twin: src/cpu/group_norm.rs.
 
 struct GroupNormParams {
@@ -93,6 +93,18 @@ fn group_norm_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 
 @compute @workgroup_size(WG)
 fn group_norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    bwd(wid, lid, false);
+}
+
+// group_norm_bwd_acc: dx added onto `out` (the gradient x already has from its other uses), so
+// the autograd's separate add pass is not needed.
+@compute @workgroup_size(WG)
+fn group_norm_bwd_acc(@builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    bwd(wid, lid, true);
+}
+
+fn bwd(wid: vec3<u32>, lid: u32, accumulate: bool) {
     let ng = wid.x + wid.y * 65535u;
     let cg = p.c / p.groups;
     let count = cg * p.hw;
@@ -142,6 +154,11 @@ fn group_norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
             let s = sigmoid(z);
             g = g * s * (1.0 + z * (1.0 - s));
         }
-        out[idx] = rstd * (g * gamma[ch] - mean_g - xhat * mean_gx);
+        let dx = rstd * (g * gamma[ch] - mean_g - xhat * mean_gx);
+        if (accumulate) {
+            out[idx] = out[idx] + dx;
+        } else {
+            out[idx] = dx;
+        }
     }
 }

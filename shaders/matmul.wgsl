@@ -1,7 +1,8 @@
 // matmul.wgsl: batched C[b] = A[b] B[b] (+ bias per column), any transposes through strides.
 // Element (m, k) of A[b] is a[b * a_batch + m * a_row + k * a_col]; likewise B with (k, n).
 // C is contiguous [batch, M, N]. matmul_fwd_bias adds a bias (length N) per column; matmul_fwd
-// has no bias binding (a binding is in an entry point's layout only where it is used).
+// has no bias binding (a binding is in an entry point's layout only where it is used);
+// matmul_fwd_acc adds the product onto c in place.
 // Geometry: workgroups (ceil(N / 64), ceil(M / 64), batch) of 16 x 16 threads; each thread owns
 // a 4 x 4 block of C (rows ty + 16 i, cols tx + 16 j), so the 64 x 64 tile is built from
 // 16-deep slices of A and B staged in workgroup memory. Global loads are coalesced along
@@ -110,13 +111,22 @@ fn fwd_block(wid: vec3<u32>, lid: vec3<u32>, li: u32) -> array<f32, 16> {
 }
 
 fn fwd_store(wid: vec3<u32>, lid: vec3<u32>, acc: array<f32, 16>) {
+    store(wid, lid, acc, false);
+}
+
+fn store(wid: vec3<u32>, lid: vec3<u32>, acc: array<f32, 16>, accumulate: bool) {
     let c_base = wid.z * p.m * p.n;
     for (var i = 0u; i < 4u; i++) {
         let row = wid.y * TILE_M + lid.y + 16u * i;
         for (var j = 0u; j < 4u; j++) {
             let col = wid.x * TILE_N + lid.x + 16u * j;
             if (row < p.m && col < p.n) {
-                c[c_base + row * p.n + col] = acc[i * 4u + j];
+                let at = c_base + row * p.n + col;
+                if (accumulate) {
+                    c[at] = c[at] + acc[i * 4u + j];
+                } else {
+                    c[at] = acc[i * 4u + j];
+                }
             }
         }
     }
@@ -129,6 +139,17 @@ fn matmul_fwd(
     @builtin(local_invocation_index) li: u32,
 ) {
     fwd_store(wid, lid, fwd_block(wid, lid, li));
+}
+
+// matmul_fwd_acc: the product added onto c in place (a gradient's earlier part, see
+// autograd.rs).
+@compute @workgroup_size(16, 16, 1)
+fn matmul_fwd_acc(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    store(wid, lid, fwd_block(wid, lid, li), true);
 }
 
 // matmul_fwd_bias: the same plus bias[col].

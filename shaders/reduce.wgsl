@@ -4,6 +4,7 @@
 // sum_final: one workgroup folds the G partials into out[out_index] = finish(sum), where finish is
 //   scale * sum (finish_sqrt = 0) or sqrt(sum) (finish_sqrt = 1, for the gradient norm).
 // sum_rows_fwd: out[j] = sum_i x[i * cols + j], one thread per column (bias gradients).
+//   sum_rows_acc: out[j] += that sum, in place (a gradient's earlier part, see autograd.rs).
 // row_sums_fwd: out[r] = scale * sum_j f(x[r * cols + j]), f = x or x^2 (squares = 1), one thread
 //   per row (per-sample losses: a row is one sample, and there are few).
 // CPU twin: src/cpu/reduce.rs.
@@ -75,6 +76,21 @@ fn sum_rows_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             acc += x[i * p.cols + j];
         }
         out[j] = p.scale * acc;
+    }
+}
+
+// sum_rows_acc: sum_rows_fwd added onto `out` (a gradient's earlier part), after the sum.
+@compute @workgroup_size(WG)
+fn sum_rows_acc(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let j = linear_index(wid, nwg, lid);
+    if (j < p.cols) {
+        let rows = p.n / p.cols;
+        var acc = 0.0;
+        for (var i = 0u; i < rows; i++) {
+            acc += x[i * p.cols + j];
+        }
+        out[j] = out[j] + p.scale * acc;
     }
 }
 

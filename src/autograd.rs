@@ -1,6 +1,7 @@
 //! The autograd tape: an append-only list of op nodes, walked in reverse (creation order is
-//! already topological). Gradients of values used twice are accumulated; parameters are leaves
-//! whose gradients land in their slice of one flat gradient buffer.
+//! already topological). Gradients of values used twice are accumulated (in place by the op's
+//! own kernel where it can, see `Backward::backward_into`); parameters are leaves whose gradients
+//! land in their slice of one flat gradient buffer.
 //!
 //! This module sits below ops/: it records and walks, and never runs a kernel itself. The two
 //! pieces of arithmetic the walk needs (the loss gradient 1 and the sum of two gradients) come
@@ -17,6 +18,22 @@ pub trait Backward {
     fn name(&self) -> &'static str;
     /// One gradient per input, in the order given to `Ctx::record`.
     fn backward(&self, gpu: &Gpu, dy: &Tensor, needs_grad: &[bool]) -> Vec<Option<Tensor>>;
+
+    /// `backward`, where input i already has a gradient `into[i]` from its other uses (handed
+    /// over only when nothing else holds that tensor): an op whose kernel can add its gradient
+    /// onto it in place takes it and returns the sum, which saves the walk's add pass over the
+    /// gradient and its dispatch (an op that takes `into[i]` returns input i's gradient). The
+    /// walk adds whatever is left in `into`.
+    fn backward_into(
+        &self,
+        gpu: &Gpu,
+        dy: &Tensor,
+        needs_grad: &[bool],
+        into: &mut [Option<Tensor>],
+    ) -> Vec<Option<Tensor>> {
+        let _ = into;
+        self.backward(gpu, dy, needs_grad)
+    }
 }
 
 /// A value in the graph: its tensor and whether gradients flow back to it.
@@ -148,18 +165,31 @@ impl<'g> Ctx<'g> {
                 continue;
             };
             let needs: Vec<bool> = node.inputs.iter().map(|&(_, r)| r).collect();
-            let input_grads = node.op.backward(gpu, &dy, &needs);
+            // Gradients the inputs already have, offered for accumulating in place: only where
+            // this tensor is all that holds its buffer (an op may hand one dy to several inputs)
+            // and to an input's first occurrence.
+            let mut into: Vec<Option<Tensor>> = vec![None; node.inputs.len()];
+            for (i, &(id, wants)) in node.inputs.iter().enumerate() {
+                let first = node.inputs[..i].iter().all(|&(other, _)| other != id);
+                if wants && first && grads.get(&id).is_some_and(Tensor::is_unique) {
+                    into[i] = grads.remove(&id);
+                }
+            }
+            let input_grads = node.op.backward_into(gpu, &dy, &needs, &mut into);
             assert_eq!(
                 input_grads.len(),
                 node.inputs.len(),
                 "{}: gradient count",
                 node.op.name()
             );
-            for ((id, wants), grad) in node.inputs.iter().zip(input_grads) {
+            for (((id, wants), grad), left) in node.inputs.iter().zip(input_grads).zip(into) {
                 let (true, Some(grad)) = (*wants, grad) else {
+                    if let Some(left) = left {
+                        grads.insert(*id, left);
+                    }
                     continue;
                 };
-                let total = match grads.remove(id) {
+                let total = match left.or_else(|| grads.remove(id)) {
                     Some(existing) => accumulate(gpu, &existing, &grad),
                     None => grad,
                 };

@@ -151,3 +151,55 @@ fn toy_mlp_training_step_matches_the_cpu_composition() {
         );
     }
 }
+
+/// dx = dy + GN'(dy) for loss = mse(GN(x) + x') where x' is x itself (one gradient tensor handed
+/// to both inputs of the add: it must not be added onto in place) or 2x (a gradient of x's own,
+/// which the GPU path's group_norm_bwd_acc adds onto in place).
+#[test]
+fn gradients_added_in_place_only_when_nothing_else_holds_them() {
+    let gpu = gpu();
+    let own = gpu.caps();
+    gpu.set_caps(ddpm::gpu::caps::profiles(&own)[0].1);
+    let (n, c, h, w, groups) = (2, 4, 3, 3, 2);
+    let numel = n * c * h * w;
+    let x = uniform(numel, -2.0, 2.0, 11);
+    let gamma = uniform(c, 0.5, 1.5, 12);
+    let beta = uniform(c, -0.5, 0.5, 13);
+    let target = uniform(numel, -1.0, 1.0, 14);
+    let opts = ops::group_norm::GroupNormOptions {
+        groups,
+        fuse_silu: false,
+    };
+    let shape = cpu::group_norm::GroupNormShape {
+        n,
+        c,
+        hw: h * w,
+        groups,
+    };
+    let eps = ops::group_norm::EPS as f64;
+    let (x64, g64, b64) = (to_f64(&x), to_f64(&gamma), to_f64(&beta));
+    for scale in [1.0, 2.0] {
+        let grad = gpu.zeros(&[n, c, h, w]);
+        let mut cx = Ctx::new(&gpu);
+        let xv = cx.param(gpu.upload(&x, &[n, c, h, w]), grad.clone());
+        let gv = cx.constant(gpu.upload(&gamma, &[c]));
+        let bv = cx.constant(gpu.upload(&beta, &[c]));
+        let normed = ops::group_norm::group_norm_var(&mut cx, &xv, &gv, &bv, opts);
+        let other = match scale {
+            1.0 => xv.clone(),
+            _ => ops::arith::scale_var(&mut cx, &xv, scale as f32),
+        };
+        let y = ops::arith::add_var(&mut cx, &normed, &other);
+        let loss = ops::loss::mse_var(&mut cx, &y, &gpu.upload(&target, &[n, c, h, w]));
+        ops::backward(&mut cx, &loss);
+
+        let gn = cpu::group_norm::group_norm(&x64, &g64, &b64, shape, eps);
+        let y64: Vec<f64> = gn.iter().zip(&x64).map(|(g, x)| g + scale * x).collect();
+        let dy = cpu::loss::mse_backward(&y64, &to_f64(&target), 1.0);
+        let (dgn, _, _) = cpu::group_norm::group_norm_backward(&x64, &g64, &dy, shape, eps);
+        let want: Vec<f64> = dgn.iter().zip(&dy).map(|(g, d)| g + scale * d).collect();
+        let what = format!("d loss / dx, x' = {scale} x");
+        common::assert_close(&what, &gpu.read(&grad), &want, 1e-5, 1e-4);
+    }
+    gpu.set_caps(own);
+}

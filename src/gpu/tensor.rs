@@ -69,6 +69,12 @@ impl Tensor {
         Rc::ptr_eq(&self.storage, &other.storage)
     }
 
+    /// Whether this tensor is all that holds its buffer (no clone or view of it is alive), so
+    /// writing it in place changes nothing anyone else reads.
+    pub fn is_unique(&self) -> bool {
+        Rc::strong_count(&self.storage) == 1
+    }
+
     /// Bytes a binding of this tensor covers (at least one element, as bindings are non-empty).
     pub fn binding_size(&self) -> u64 {
         self.bytes().max(4)

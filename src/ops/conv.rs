@@ -55,6 +55,10 @@ static CONV_BWD_X: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_x",
 };
+static CONV_BWD_X_ACC: Kernel = Kernel {
+    shader: &CONV,
+    entry: "conv2d_bwd_x_acc",
+};
 static CONV_BWD_W: Kernel = Kernel {
     shader: &CONV,
     entry: "conv2d_bwd_w",
@@ -413,13 +417,50 @@ fn tiled_split_k(
 }
 
 pub fn conv2d_backward_x(gpu: &Gpu, weight: &Tensor, dy: &Tensor, s: &ConvShape) -> Tensor {
+    conv2d_backward_x_into(gpu, weight, dy, s, None)
+}
+
+/// Whether `conv2d_backward_x_into` can add dx onto a gradient x already has (the GPU path's
+/// tiled kernel or its split-K sum; the software wing writes dx alone).
+pub fn accumulates_dx(caps: &Capabilities, s: &ConvShape) -> bool {
+    matches!(plan_input_grad(caps, s), InputGradPlan::Tiled { .. })
+}
+
+/// The input gradient, added onto `into` in place where given (where `accumulates_dx` holds):
+/// by the tiled kernel when K is not split, else by the sum of the splits.
+pub fn conv2d_backward_x_into(
+    gpu: &Gpu,
+    weight: &Tensor,
+    dy: &Tensor,
+    s: &ConvShape,
+    into: Option<Tensor>,
+) -> Tensor {
     match plan_input_grad(&gpu.caps(), s) {
         InputGradPlan::Tiled { .. } => {
             let gemm = (s.c_in, s.n * s.h * s.w, s.c_out * s.kernel * s.kernel);
             let shape = [s.n, s.c_in, s.h, s.w];
             let inputs = [("weight", weight), ("dy", dy)];
-            tiled_split_k(gpu, &CONV_BWD_X, s, gemm, &inputs, &shape)
+            let Some(into) = into else {
+                return tiled_split_k(gpu, &CONV_BWD_X, s, gemm, &inputs, &shape);
+            };
+            assert_eq!(into.shape, shape, "conv2d_backward_x_into: dx's shape");
+            let (splits, chunk) = k_splits(&gpu.caps(), gemm.0, gemm.1, gemm.2);
+            let p = ConvParams {
+                chunk: chunk as u32,
+                ..params(s, false)
+            };
+            if splits == 1 {
+                let bindings = [("weight", weight), ("dy", dy), ("out", &into)];
+                gpu.dispatch(&CONV_BWD_X_ACC, &p, &bindings, grid(gemm.0, gemm.1, 1));
+            } else {
+                let parts = gpu.empty(&[splits, into.numel()]);
+                let bindings = [("weight", weight), ("dy", dy), ("out", &parts)];
+                gpu.dispatch(&CONV_BWD_X, &p, &bindings, grid(gemm.0, gemm.1, splits));
+                super::reduce::sum_rows_into(gpu, &parts, &into);
+            }
+            into
         }
+        _ if into.is_some() => panic!("the wing's input-gradient kernels write dx alone"),
         InputGradPlan::Transposed(forward) => {
             let weights = Weights {
                 tensor: weight,
@@ -535,8 +576,21 @@ impl Backward for Conv2dBackward {
         "conv2d"
     }
     fn backward(&self, gpu: &Gpu, dy: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
+        self.backward_into(gpu, dy, needs, &mut [])
+    }
+    fn backward_into(
+        &self,
+        gpu: &Gpu,
+        dy: &Tensor,
+        needs: &[bool],
+        into: &mut [Option<Tensor>],
+    ) -> Vec<Option<Tensor>> {
         let s = &self.shape;
-        let dx = needs[0].then(|| conv2d_backward_x(gpu, &self.weight, dy, s));
+        let dx_into = match (into.first_mut(), accumulates_dx(&gpu.caps(), s)) {
+            (Some(slot), true) if needs[0] => slot.take(),
+            _ => None,
+        };
+        let dx = needs[0].then(|| conv2d_backward_x_into(gpu, &self.weight, dy, s, dx_into));
         let wants_bias = needs.get(2) == Some(&true);
         let (dw, db) = match (needs[1], wants_bias) {
             (true, true) => {
@@ -572,7 +626,20 @@ impl Backward for Conv2dEpilogueBackward {
         "conv2d_epilogue"
     }
     fn backward(&self, gpu: &Gpu, dy: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
-        let mut grads = self.conv.backward(gpu, dy, &needs[..3]);
+        self.backward_into(gpu, dy, needs, &mut [])
+    }
+    fn backward_into(
+        &self,
+        gpu: &Gpu,
+        dy: &Tensor,
+        needs: &[bool],
+        into: &mut [Option<Tensor>],
+    ) -> Vec<Option<Tensor>> {
+        let conv_into = match into.len() {
+            0 => &mut [][..],
+            _ => &mut into[..3],
+        };
+        let mut grads = self.conv.backward_into(gpu, dy, &needs[..3], conv_into);
         grads.push(needs[3].then(|| match self.channel_shift {
             true => super::unet_misc::add_channel_bias_backward(gpu, dy),
             false => dy.clone(),

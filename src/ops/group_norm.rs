@@ -33,6 +33,10 @@ static GN_BWD: Kernel = Kernel {
     shader: &GROUP_NORM,
     entry: "group_norm_bwd",
 };
+static GN_BWD_ACC: Kernel = Kernel {
+    shader: &GROUP_NORM,
+    entry: "group_norm_bwd_acc",
+};
 pub const EPS: f32 = 1e-5;
 
 fn dims(x: &Tensor) -> (usize, usize, usize) {
@@ -162,6 +166,24 @@ pub fn group_norm_backward(
     dy: &Tensor,
     opts: GroupNormOptions,
 ) -> (Tensor, Tensor, Tensor) {
+    group_norm_backward_into(gpu, (x, gamma, beta, stats), dy, opts, None)
+}
+
+/// Whether `group_norm_backward_into` can add dx onto a gradient x already has (the GPU path;
+/// the software wing's kernels write dx alone).
+pub fn accumulates_dx(gpu: &Gpu, x: &Tensor, groups: usize) -> bool {
+    plan(&gpu.caps(), dims3(x), groups) == GroupNormPlan::WorkgroupPerGroup
+}
+
+/// `group_norm_backward` whose dx is added onto `dx_into` in place where given (where
+/// `accumulates_dx` holds), saving the autograd's add pass.
+pub fn group_norm_backward_into(
+    gpu: &Gpu,
+    (x, gamma, beta, stats): (&Tensor, &Tensor, &Tensor, &Tensor),
+    dy: &Tensor,
+    opts: GroupNormOptions,
+    dx_into: Option<Tensor>,
+) -> (Tensor, Tensor, Tensor) {
     let GroupNormOptions { groups, fuse_silu } = opts;
     let (n, c, _) = dims(x);
     // dgamma and dbeta share the partial sums and their reduction (one dispatch fewer, which
@@ -174,7 +196,18 @@ pub fn group_norm_backward(
         beta_offset: beta_offset as u32,
         ..params(x, groups, fuse_silu)
     };
-    let dx = gpu.empty(&x.shape);
+    let accumulate = dx_into.is_some();
+    let dx = match dx_into {
+        Some(into) => {
+            assert!(
+                accumulates_dx(gpu, x, groups),
+                "the wing's kernels write dx alone"
+            );
+            assert_eq!(into.shape, x.shape, "group_norm_backward_into: dx's shape");
+            into
+        }
+        None => gpu.empty(&x.shape),
+    };
     let param_part = gpu.empty(&[n, part_row]);
     let tensors = [
         ("x", x),
@@ -186,7 +219,10 @@ pub fn group_norm_backward(
         ("param_part", &param_part),
     ];
     match plan(&gpu.caps(), dims3(x), groups) {
-        GroupNormPlan::WorkgroupPerGroup => gpu.dispatch(&GN_BWD, &p, &tensors, grid(n * groups)),
+        GroupNormPlan::WorkgroupPerGroup => {
+            let kernel = if accumulate { &GN_BWD_ACC } else { &GN_BWD };
+            gpu.dispatch(kernel, &p, &tensors, grid(n * groups))
+        }
         GroupNormPlan::ThreadPerGroup => soft::group_norm::backward_threads(gpu, &p, &tensors),
         GroupNormPlan::SubgroupWindows => soft::group_norm::backward_windows(gpu, &p, &tensors),
     }
@@ -212,16 +248,22 @@ impl Backward for GroupNormBackward {
             "group_norm"
         }
     }
-    fn backward(&self, gpu: &Gpu, dy: &Tensor, _needs: &[bool]) -> Vec<Option<Tensor>> {
-        let (dx, dgamma, dbeta) = group_norm_backward(
-            gpu,
-            &self.x,
-            &self.gamma,
-            &self.beta,
-            &self.stats,
-            dy,
-            self.opts,
-        );
+    fn backward(&self, gpu: &Gpu, dy: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
+        self.backward_into(gpu, dy, needs, &mut [None, None, None])
+    }
+    fn backward_into(
+        &self,
+        gpu: &Gpu,
+        dy: &Tensor,
+        _needs: &[bool],
+        into: &mut [Option<Tensor>],
+    ) -> Vec<Option<Tensor>> {
+        let dx_into = match accumulates_dx(gpu, &self.x, self.opts.groups) {
+            true => into[0].take(),
+            false => None,
+        };
+        let saved = (&self.x, &self.gamma, &self.beta, &self.stats);
+        let (dx, dgamma, dbeta) = group_norm_backward_into(gpu, saved, dy, self.opts, dx_into);
         vec![Some(dx), Some(dgamma), Some(dbeta)]
     }
 }

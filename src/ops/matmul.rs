@@ -37,6 +37,10 @@ static MATMUL_FWD: Kernel = Kernel {
     shader: &MATMUL,
     entry: "matmul_fwd",
 };
+static MATMUL_FWD_ACC: Kernel = Kernel {
+    shader: &MATMUL,
+    entry: "matmul_fwd_acc",
+};
 static MATMUL_FWD_BIAS: Kernel = Kernel {
     shader: &MATMUL,
     entry: "matmul_fwd_bias",
@@ -97,6 +101,34 @@ pub fn matmul(
     trans_a: bool,
     trans_b: bool,
 ) -> Tensor {
+    product(gpu, a, b, bias, (trans_a, trans_b), None)
+}
+
+/// Whether `matmul_into` runs on this adapter: the GPU path's tiled kernel (the software wing's
+/// kernels write the product alone).
+pub fn accumulates(caps: &Capabilities) -> bool {
+    !caps.soft_kernels
+}
+
+/// `into` += op(A) op(B), in place (where `accumulates` holds): a gradient's earlier part.
+pub fn matmul_into(
+    gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    (trans_a, trans_b): (bool, bool),
+    into: Tensor,
+) -> Tensor {
+    product(gpu, a, b, None, (trans_a, trans_b), Some(into))
+}
+
+fn product(
+    gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    (trans_a, trans_b): (bool, bool),
+    into: Option<Tensor>,
+) -> Tensor {
     let (batch_a, ra, ca) = dims(a);
     let (batch_b, rb, cb) = dims(b);
     let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
@@ -140,7 +172,18 @@ pub fn matmul(
     } else {
         vec![m, n]
     };
-    let c = gpu.empty(&shape);
+    let accumulate = into.is_some();
+    let c = match into {
+        Some(into) => {
+            assert!(
+                accumulates(&gpu.caps()),
+                "the wing's kernels write the product alone"
+            );
+            assert_eq!(into.shape, shape, "matmul_into: the product's shape");
+            into
+        }
+        None => gpu.empty(&shape),
+    };
     match plan(&gpu.caps(), [ra * ca, rb * cb]) {
         MatmulPlan::Tiled => {
             let groups = [
@@ -156,7 +199,11 @@ pub fn matmul(
                     groups,
                 ),
                 None => gpu.dispatch(
-                    &MATMUL_FWD,
+                    if accumulate {
+                        &MATMUL_FWD_ACC
+                    } else {
+                        &MATMUL_FWD
+                    },
                     &params,
                     &[("a", a), ("b", b), ("c", &c)],
                     groups,
@@ -231,8 +278,24 @@ impl Backward for LinearBackward {
         "linear"
     }
     fn backward(&self, gpu: &Gpu, dy: &Tensor, needs: &[bool]) -> Vec<Option<Tensor>> {
+        self.backward_into(gpu, dy, needs, &mut [])
+    }
+    fn backward_into(
+        &self,
+        gpu: &Gpu,
+        dy: &Tensor,
+        needs: &[bool],
+        into: &mut [Option<Tensor>],
+    ) -> Vec<Option<Tensor>> {
+        let dx_into = match (into.first_mut(), accumulates(&gpu.caps())) {
+            (Some(slot), true) if needs[0] => slot.take(),
+            _ => None,
+        };
         vec![
-            needs[0].then(|| matmul(gpu, dy, &self.w, None, false, true)),
+            needs[0].then(|| match dx_into {
+                Some(into) => matmul_into(gpu, dy, &self.w, (false, true), into),
+                None => matmul(gpu, dy, &self.w, None, false, true),
+            }),
             needs[1].then(|| matmul(gpu, &self.x, dy, None, true, false)),
             needs[2].then(|| super::reduce::sum_rows(gpu, dy)),
         ]

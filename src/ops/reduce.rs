@@ -32,6 +32,10 @@ static SUM_ROWS: Kernel = Kernel {
     shader: &REDUCE,
     entry: "sum_rows_fwd",
 };
+static SUM_ROWS_ACC: Kernel = Kernel {
+    shader: &REDUCE,
+    entry: "sum_rows_acc",
+};
 static ROW_SUMS: Kernel = Kernel {
     shader: &REDUCE,
     entry: "row_sums_fwd",
@@ -120,6 +124,19 @@ pub fn norm(gpu: &Gpu, x: &Tensor) -> Tensor {
 pub fn sum_rows(gpu: &Gpu, x: &Tensor) -> Tensor {
     let cols = *x.shape.last().expect("sum_rows of a scalar");
     let out = gpu.empty(&[cols]);
+    sum_rows_dispatch(gpu, &SUM_ROWS, x, &out);
+    out
+}
+
+/// into[j] += sum over rows of x[.., j], in place: `into` already holds part of a gradient.
+pub fn sum_rows_into(gpu: &Gpu, x: &Tensor, into: &Tensor) {
+    let cols = *x.shape.last().expect("sum_rows of a scalar");
+    assert_eq!(into.numel(), cols, "sum_rows_into: one output per column");
+    sum_rows_dispatch(gpu, &SUM_ROWS_ACC, x, into);
+}
+
+fn sum_rows_dispatch(gpu: &Gpu, kernel: &'static Kernel, x: &Tensor, out: &Tensor) {
+    let cols = *x.shape.last().expect("sum_rows of a scalar");
     let p = ReduceParams {
         n: super::count_u32(x.numel(), "sum_rows"),
         squares: 0,
@@ -129,13 +146,7 @@ pub fn sum_rows(gpu: &Gpu, x: &Tensor) -> Tensor {
         cols: cols as u32,
         _pad: [0; 2],
     };
-    gpu.dispatch(
-        &SUM_ROWS,
-        &p,
-        &[("x", x), ("out", &out)],
-        gpu.groups_1d(cols),
-    );
-    out
+    gpu.dispatch(kernel, &p, &[("x", x), ("out", out)], gpu.groups_1d(cols));
 }
 
 /// out[r] = scale * sum_j x[r, j] (of x[r, j]^2 when `squares`) for x viewed as [shape[0], rest]:

@@ -56,6 +56,25 @@ fn conv_case(gpu: &ddpm::gpu::Gpu, s: ConvShape, seed: u32) {
             1e-4,
             1e-4,
         );
+        if ops::conv::accumulates_dx(&caps, &s) {
+            // Added onto a gradient x already has, in place: the tiled kernel itself, or the
+            // sum of its K splits.
+            let earlier = uniform(dx.len(), -2.0, 2.0, seed + 4);
+            let into = gpu.upload(&earlier, &[s.n, s.c_in, s.h, s.w]);
+            let got = ops::conv::conv2d_backward_x_into(gpu, &gw, &gdy, &s, Some(into));
+            let want: Vec<f64> = dx
+                .iter()
+                .zip(&earlier)
+                .map(|(d, e)| d + *e as f64)
+                .collect();
+            assert_close(
+                &format!("conv2d_bwd_x into {what}"),
+                &gpu.read(&got),
+                &want,
+                1e-4,
+                1e-4,
+            );
+        }
         poison_next(gpu, dw.len());
         let got = ops::conv::conv2d_backward_w(gpu, &gx, &gdy, &s);
         assert_close(

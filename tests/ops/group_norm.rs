@@ -82,6 +82,26 @@ fn group_norm_case(
             )
         };
         assert_close(&format!("{what} dx"), &gpu.read(&dx), &wdx, 1e-4, 1e-3);
+        if ops::group_norm::accumulates_dx(gpu, &gx, groups) {
+            // dx added onto a gradient x already has, in place (group_norm_bwd_acc).
+            let earlier = uniform(n * c * hw, -2.0, 2.0, seed + 4);
+            let into = gpu.upload(&earlier, &[n, c, h, w]);
+            let saved = (&gx, &gg, &gb, &stats);
+            let (sum, _, _) =
+                ops::group_norm::group_norm_backward_into(gpu, saved, &gdy, opts, Some(into));
+            let want: Vec<f64> = wdx
+                .iter()
+                .zip(&earlier)
+                .map(|(d, e)| d + *e as f64)
+                .collect();
+            assert_close(
+                &format!("{what} dx into"),
+                &gpu.read(&sum),
+                &want,
+                1e-4,
+                1e-3,
+            );
+        }
         assert_close(
             &format!("{what} dgamma"),
             &gpu.read(&dgamma),

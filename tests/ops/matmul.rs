@@ -51,6 +51,19 @@ fn matmul_matches_reference_for_every_transpose_and_bias() {
             );
             let what = format!("matmul {variant} ta={trans_a} tb={trans_b} bias={with_bias}");
             assert_close(&what, &gpu.read(&c), &want, 1e-5, 1e-4);
+            if !with_bias && ops::matmul::accumulates(&caps) {
+                // Added onto what c already holds, in place (matmul_fwd_acc).
+                let earlier = uniform(batch * m * n, -2.0, 2.0, 4);
+                let into = gpu.upload(&earlier, &[batch, m, n]);
+                let flags = (trans_a, trans_b);
+                let sum = ops::matmul::matmul_into(&gpu, &ga, &gb, flags, into);
+                let want: Vec<f64> = want
+                    .iter()
+                    .zip(&earlier)
+                    .map(|(w, e)| w + *e as f64)
+                    .collect();
+                assert_close(&format!("{what} into"), &gpu.read(&sum), &want, 1e-5, 1e-4);
+            }
         }
     }
     gpu.set_caps(own);

@@ -46,6 +46,16 @@ fn reductions_match_reference() {
         1e-5,
         1e-5,
     );
+    // Added onto what `into` holds, in place.
+    let earlier = uniform(cols, -3.0, 3.0, 15);
+    let into = gpu.upload(&earlier, &[cols]);
+    ops::reduce::sum_rows_into(&gpu, &gpu.upload(&y, &[rows, cols]), &into);
+    let want: Vec<f64> = cpu::reduce::sum_rows(&to_f64(&y), cols)
+        .iter()
+        .zip(&earlier)
+        .map(|(s, e)| s + *e as f64)
+        .collect();
+    assert_close("sum_rows_acc", &gpu.read(&into), &want, 1e-5, 1e-5);
 }
 
 #[test]
