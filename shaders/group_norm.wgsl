@@ -8,6 +8,8 @@
 //   dx = rstd (g gamma - mean(g gamma) - xhat mean(g gamma xhat)), and per-(sample, channel)
 //   partial sums of g xhat and g in one buffer; reduce.wgsl's sum_rows_fwd adds the samples:
 //   dgamma, dbeta. group_norm_bwd_acc adds dx onto `out` in place (see autograd.rs).
+// With drop_p > 0 both fuse the ResBlock's dropout after the norm: the forward writes
+//   dropout(y), the backward takes dy through the same mask first (unet_misc.wgsl's mask).
 // Geometry: n * groups workgroups of WG threads. CPU twin: src/cpu/group_norm.rs.
 
 struct GroupNormParams {
@@ -21,6 +23,13 @@ struct GroupNormParams {
     // (dgamma's at 0).
     part_row: u32,
     beta_offset: u32,
+    // Inverted dropout after the norm (and SiLU) when drop_p > 0, the GPU path's fusion of
+    // unet_misc.wgsl's dropout_fwd: the same mask, keyed by (drop_seed, drop_stream) at element
+    // drop_offset + i.
+    drop_p: f32,
+    drop_seed: u32,
+    drop_stream: u32,
+    drop_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GroupNormParams;
@@ -55,6 +64,19 @@ fn sigmoid(v: f32) -> f32 {
     return 1.0 / (1.0 + exp(-v));
 }
 
+// v through the inverted-dropout mask of element i: with e = drop_offset + i, kept (scaled by
+// 1 / (1 - p)) when the uniform from word e % 4 of Philox draw e / 4 is >= p, exactly as
+// dropout_fwd decides; v itself when drop_p is 0.
+fn dropped(v: f32, i: u32) -> f32 {
+    if (p.drop_p == 0.0) {
+        return v;
+    }
+    let e = p.drop_offset + i;
+    let bits = random_bits(p.drop_seed, p.drop_stream, e / 4u)[e % 4u];
+    let keep = f32(bits >> 8u) * (1.0 / 16777216.0) >= p.drop_p;
+    return select(0.0, v / (1.0 - p.drop_p), keep);
+}
+
 @compute @workgroup_size(WG)
 fn group_norm_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let ng = wid.x + wid.y * 65535u;
@@ -87,7 +109,7 @@ fn group_norm_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         if (p.fuse_silu == 1u) {
             y = y * sigmoid(y);
         }
-        out[base + i] = y;
+        out[base + i] = dropped(y, base + i);
     }
 }
 
@@ -125,7 +147,7 @@ fn bwd(wid: vec3<u32>, lid: u32, accumulate: bool) {
             for (var i = lid; i < p.hw; i += WG) {
                 let idx = base + ci * p.hw + i;
                 let xhat = (x[idx] - mean) * rstd;
-                var g = dy[idx];
+                var g = dropped(dy[idx], idx);
                 if (p.fuse_silu == 1u) {
                     let z = xhat * gamma[ch] + beta[ch];
                     let s = sigmoid(z);
@@ -148,7 +170,7 @@ fn bwd(wid: vec3<u32>, lid: u32, accumulate: bool) {
         let idx = base + i;
         let ch = c0 + i / p.hw;
         let xhat = (x[idx] - mean) * rstd;
-        var g = dy[idx];
+        var g = dropped(dy[idx], idx);
         if (p.fuse_silu == 1u) {
             let z = xhat * gamma[ch] + beta[ch];
             let s = sigmoid(z);

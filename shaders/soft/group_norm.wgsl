@@ -14,6 +14,11 @@ struct SoftGroupNormParams {
     // it (dgamma's at 0).
     part_row: u32,
     beta_offset: u32,
+    // group_norm.wgsl's fused dropout, which the wing's kernels never run (they see drop_p = 0).
+    drop_p: f32,
+    drop_seed: u32,
+    drop_stream: u32,
+    drop_offset: u32,
     // group_norm_*_sg (group_norm_subgroup.wgsl): the dispatch's first (sample, group), whole
     // groups per window, and where window j's first group starts in it (shift{j}).
     first_group: u32,

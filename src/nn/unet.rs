@@ -440,7 +440,12 @@ impl UNet {
         let (w, b) = p(ids.in_conv);
         let h = conv::conv2d_epilogue_var(cx, &h, w, b, (1, 1), EpilogueVar::ChannelShift(&shift));
         let (g, b) = p(ids.out_norm);
-        let mut h = group_norm::group_norm_var(
+        let dropout = dropout.map(|key| group_norm::GroupNormDropout {
+            p: self.config.dropout,
+            key: (key.seed, key.stream),
+            offset: key.first_row * (h.tensor.numel() / h.tensor.shape[0]),
+        });
+        let h = group_norm::group_norm_dropout_var(
             cx,
             &h,
             g,
@@ -449,12 +454,8 @@ impl UNet {
                 groups,
                 fuse_silu: true,
             },
+            dropout,
         );
-        if let (Some(key), true) = (dropout, self.config.dropout > 0.0) {
-            let offset = key.first_row * (h.tensor.numel() / h.tensor.shape[0]);
-            let key_pair = (key.seed, key.stream);
-            h = unet_misc::dropout_var(cx, &h, self.config.dropout, key_pair, offset);
-        }
         let skip = match ids.skip {
             Some(skip) => {
                 let (w, b) = p(skip);

@@ -23,6 +23,10 @@ pub(crate) struct GroupNormParams {
     pub fuse_silu: u32,
     pub part_row: u32,
     pub beta_offset: u32,
+    pub drop_p: f32,
+    pub drop_seed: u32,
+    pub drop_stream: u32,
+    pub drop_offset: u32,
 }
 
 static GN_FWD: Kernel = Kernel {
@@ -63,6 +67,35 @@ fn params(x: &Tensor, groups: usize, fuse_silu: bool) -> GroupNormParams {
         fuse_silu: fuse_silu as u32,
         part_row: 0,
         beta_offset: 0,
+        drop_p: 0.0,
+        drop_seed: 0,
+        drop_stream: 0,
+        drop_offset: 0,
+    }
+}
+
+/// Inverted dropout after a group norm (unet_misc::dropout's mask: rate `p`, draw `key`, x[0] at
+/// element `offset` of the whole batch), fused into the GPU path's norm kernels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupNormDropout {
+    pub p: f32,
+    pub key: (u32, u32),
+    pub offset: usize,
+}
+
+fn with_dropout(
+    p: GroupNormParams,
+    dropout: Option<GroupNormDropout>,
+    numel: usize,
+) -> GroupNormParams {
+    let Some(d) = dropout else { return p };
+    super::count_u32(d.offset + numel, "group_norm dropout");
+    GroupNormParams {
+        drop_p: d.p,
+        drop_seed: d.key.0,
+        drop_stream: d.key.1,
+        drop_offset: d.offset as u32,
+        ..p
     }
 }
 
@@ -126,8 +159,30 @@ pub fn group_norm(
     beta: &Tensor,
     opts: GroupNormOptions,
 ) -> (Tensor, Tensor) {
+    group_norm_dropout(gpu, x, gamma, beta, opts, None)
+}
+
+/// Whether the norm kernels of this adapter run a dropout after the norm in the same pass (the
+/// GPU path); the wing's do not.
+pub fn fuses_dropout(gpu: &Gpu, x: &Tensor, groups: usize) -> bool {
+    accumulates_dx(gpu, x, groups)
+}
+
+/// `group_norm` followed by `dropout` in the same pass (where `fuses_dropout` holds).
+pub fn group_norm_dropout(
+    gpu: &Gpu,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    opts: GroupNormOptions,
+    dropout: Option<GroupNormDropout>,
+) -> (Tensor, Tensor) {
     let GroupNormOptions { groups, fuse_silu } = opts;
-    let p = params(x, groups, fuse_silu);
+    assert!(
+        dropout.is_none() || fuses_dropout(gpu, x, groups),
+        "the wing's norm kernels run no dropout"
+    );
+    let p = with_dropout(params(x, groups, fuse_silu), dropout, x.numel());
     assert!(
         gamma.numel() == p.c as usize && beta.numel() == p.c as usize,
         "group_norm: gamma/beta length"
@@ -166,7 +221,7 @@ pub fn group_norm_backward(
     dy: &Tensor,
     opts: GroupNormOptions,
 ) -> (Tensor, Tensor, Tensor) {
-    group_norm_backward_into(gpu, (x, gamma, beta, stats), dy, opts, None)
+    group_norm_backward_into(gpu, (x, gamma, beta, stats), dy, (opts, None), None)
 }
 
 /// Whether `group_norm_backward_into` can add dx onto a gradient x already has (the GPU path;
@@ -176,15 +231,20 @@ pub fn accumulates_dx(gpu: &Gpu, x: &Tensor, groups: usize) -> bool {
 }
 
 /// `group_norm_backward` whose dx is added onto `dx_into` in place where given (where
-/// `accumulates_dx` holds), saving the autograd's add pass.
+/// `accumulates_dx` holds), saving the autograd's add pass; with a dropout, the backward of
+/// `group_norm_dropout` (dy through the mask first).
 pub fn group_norm_backward_into(
     gpu: &Gpu,
     (x, gamma, beta, stats): (&Tensor, &Tensor, &Tensor, &Tensor),
     dy: &Tensor,
-    opts: GroupNormOptions,
+    (opts, dropout): (GroupNormOptions, Option<GroupNormDropout>),
     dx_into: Option<Tensor>,
 ) -> (Tensor, Tensor, Tensor) {
     let GroupNormOptions { groups, fuse_silu } = opts;
+    assert!(
+        dropout.is_none() || fuses_dropout(gpu, x, groups),
+        "the wing's norm kernels run no dropout"
+    );
     let (n, c, _) = dims(x);
     // dgamma and dbeta share the partial sums and their reduction (one dispatch fewer, which
     // is what a GPU pays for); dbeta becomes a view at a storage-aligned offset.
@@ -194,7 +254,7 @@ pub fn group_norm_backward_into(
     let p = GroupNormParams {
         part_row: part_row as u32,
         beta_offset: beta_offset as u32,
-        ..params(x, groups, fuse_silu)
+        ..with_dropout(params(x, groups, fuse_silu), dropout, x.numel())
     };
     let accumulate = dx_into.is_some();
     let dx = match dx_into {
@@ -238,6 +298,7 @@ struct GroupNormBackward {
     beta: Tensor,
     stats: Tensor,
     opts: GroupNormOptions,
+    dropout: Option<GroupNormDropout>,
 }
 
 impl Backward for GroupNormBackward {
@@ -263,7 +324,8 @@ impl Backward for GroupNormBackward {
             false => None,
         };
         let saved = (&self.x, &self.gamma, &self.beta, &self.stats);
-        let (dx, dgamma, dbeta) = group_norm_backward_into(gpu, saved, dy, self.opts, dx_into);
+        let options = (self.opts, self.dropout);
+        let (dx, dgamma, dbeta) = group_norm_backward_into(gpu, saved, dy, options, dx_into);
         vec![Some(dx), Some(dgamma), Some(dbeta)]
     }
 }
@@ -276,13 +338,37 @@ pub fn group_norm_var(
     beta: &Var,
     opts: GroupNormOptions,
 ) -> Var {
-    let (y, stats) = group_norm(cx.gpu, &x.tensor, &gamma.tensor, &beta.tensor, opts);
+    group_norm_dropout_var(cx, x, gamma, beta, opts, None)
+}
+
+/// Differentiable dropout(GN(x)) (SiLU between when `fuse_silu`): one pass each way on the GPU
+/// path, a norm then unet_misc's dropout in the wing. Both draw the same mask.
+pub fn group_norm_dropout_var(
+    cx: &mut Ctx,
+    x: &Var,
+    gamma: &Var,
+    beta: &Var,
+    opts: GroupNormOptions,
+    dropout: Option<GroupNormDropout>,
+) -> Var {
+    let dropout = dropout.filter(|d| d.p > 0.0);
+    let (fused, after) = match dropout {
+        Some(d) if !fuses_dropout(cx.gpu, &x.tensor, opts.groups) => (None, Some(d)),
+        d => (d, None),
+    };
+    let (y, stats) =
+        group_norm_dropout(cx.gpu, &x.tensor, &gamma.tensor, &beta.tensor, opts, fused);
     let node = GroupNormBackward {
         x: x.tensor.clone(),
         gamma: gamma.tensor.clone(),
         beta: beta.tensor.clone(),
         stats,
         opts,
+        dropout: fused,
     };
-    cx.record(node, &[x, gamma, beta], y)
+    let y = cx.record(node, &[x, gamma, beta], y);
+    match after {
+        Some(d) => super::unet_misc::dropout_var(cx, &y, d.p, d.key, d.offset),
+        None => y,
+    }
 }

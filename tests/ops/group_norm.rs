@@ -82,13 +82,56 @@ fn group_norm_case(
             )
         };
         assert_close(&format!("{what} dx"), &gpu.read(&dx), &wdx, 1e-4, 1e-3);
+        if ops::group_norm::fuses_dropout(gpu, &gx, groups) {
+            // Dropout after the norm in the same pass, and dy through its mask in the backward:
+            // the twins composed (the mask of cpu::dropout, 4 elements a Philox draw, with a
+            // micro-batch offset that is not a multiple of 4).
+            let d = ops::group_norm::GroupNormDropout {
+                p: 0.3,
+                key: (7, 9),
+                offset: 6,
+            };
+            let (y, stats) = ops::group_norm::group_norm_dropout(gpu, &gx, &gg, &gb, opts, Some(d));
+            let dropped = cpu::dropout::dropout(&want, 0.3, d.key, d.offset);
+            assert_close(
+                &format!("{what} dropout fwd"),
+                &gpu.read(&y),
+                &dropped,
+                1e-4,
+                1e-4,
+            );
+            let saved = (&gx, &gg, &gb, &stats);
+            let (dx, dgamma, _) =
+                ops::group_norm::group_norm_backward_into(gpu, saved, &gdy, (opts, Some(d)), None);
+            let dy_kept = cpu::dropout::dropout_backward(&dy64, 0.3, d.key, d.offset);
+            let shape = cpu::group_norm::GroupNormShape { n, c, hw, groups };
+            let (wdx, wdg, _) = if fuse {
+                cpu::group_norm::group_norm_silu_backward(&x64, &g64, &b64, &dy_kept, shape, eps)
+            } else {
+                cpu::group_norm::group_norm_backward(&x64, &g64, &dy_kept, shape, eps)
+            };
+            assert_close(
+                &format!("{what} dropout dx"),
+                &gpu.read(&dx),
+                &wdx,
+                1e-4,
+                1e-3,
+            );
+            let got = gpu.read(&dgamma);
+            assert_close(&format!("{what} dropout dgamma"), &got, &wdg, 1e-3, 1e-4);
+        }
         if ops::group_norm::accumulates_dx(gpu, &gx, groups) {
             // dx added onto a gradient x already has, in place (group_norm_bwd_acc).
             let earlier = uniform(n * c * hw, -2.0, 2.0, seed + 4);
             let into = gpu.upload(&earlier, &[n, c, h, w]);
             let saved = (&gx, &gg, &gb, &stats);
-            let (sum, _, _) =
-                ops::group_norm::group_norm_backward_into(gpu, saved, &gdy, opts, Some(into));
+            let (sum, _, _) = ops::group_norm::group_norm_backward_into(
+                gpu,
+                saved,
+                &gdy,
+                (opts, None),
+                Some(into),
+            );
             let want: Vec<f64> = wdx
                 .iter()
                 .zip(&earlier)
