@@ -2,7 +2,8 @@
 // Element (m, k) of A[b] is a[b * a_batch + m * a_row + k * a_col]; likewise B with (k, n).
 // C is contiguous [batch, M, N]. matmul_fwd_bias adds a bias (length N) per column; matmul_fwd
 // has no bias binding (a binding is in an entry point's layout only where it is used);
-// matmul_fwd_acc adds the product onto c in place.
+// matmul_fwd_acc adds the product onto c in place; matmul_fwd_colsum also writes op(B)'s column
+// sums (a linear layer's bias gradient beside its weight gradient).
 // Geometry: workgroups (ceil(N / 64), ceil(M / 64), batch) of 16 x 16 threads; each thread owns
 // a 4 x 4 block of C (rows ty + 16 i, cols tx + 16 j), so the 64 x 64 tile is built from
 // 16-deep slices of A and B staged in workgroup memory. Global loads are coalesced along
@@ -34,6 +35,7 @@ struct MatmulParams {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read_write> colsum: array<f32>;
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
@@ -45,6 +47,14 @@ var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE_N]
 
 // A thread's 4 x 4 block of C[wid.z] (rows row0 + ty + 16 i, cols col0 + tx + 16 j).
 fn fwd_block(wid: vec3<u32>, lid: vec3<u32>, li: u32) -> array<f32, 16> {
+    var unused: array<f32, 4>;
+    return block(wid, lid, li, &unused, false);
+}
+
+// fwd_block; with want_sums, the threads of row ty = 0 also add up their four columns of op(B)
+// over all of K into `sums`, in k order (as reduce.wgsl's sum_rows_fwd does).
+fn block(wid: vec3<u32>, lid: vec3<u32>, li: u32, sums: ptr<function, array<f32, 4>>,
+         want_sums: bool) -> array<f32, 16> {
     let row0 = wid.y * TILE_M;
     let col0 = wid.x * TILE_N;
     let a_base = wid.z * p.a_batch;
@@ -92,6 +102,13 @@ fn fwd_block(wid: vec3<u32>, lid: vec3<u32>, li: u32) -> array<f32, 16> {
             tile_b[kk * TILE_N + nn] = vb;
         }
         workgroupBarrier();
+        if (want_sums && lid.y == 0u) {
+            for (var kk = 0u; kk < TILE_K; kk++) {
+                for (var j = 0u; j < 4u; j++) {
+                    (*sums)[j] += tile_b[kk * TILE_N + lid.x + 16u * j];
+                }
+            }
+        }
         for (var kk = 0u; kk < TILE_K; kk++) {
             var av: array<f32, 4>;
             var bv: array<f32, 4>;
@@ -150,6 +167,28 @@ fn matmul_fwd_acc(
     @builtin(local_invocation_index) li: u32,
 ) {
     store(wid, lid, fwd_block(wid, lid, li), true);
+}
+
+// matmul_fwd_colsum: matmul_fwd, and colsum[col] = sum over k of op(B)[k, col], written by the
+// first row tile's workgroups: a linear layer's weight gradient x^T dy and its bias gradient (the
+// column sums of dy) in one pass. Batch 1.
+@compute @workgroup_size(16, 16, 1)
+fn matmul_fwd_colsum(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    var sums: array<f32, 4>;
+    let first_rows = wid.y == 0u;
+    fwd_store(wid, lid, block(wid, lid, li, &sums, first_rows));
+    if (first_rows && lid.y == 0u) {
+        for (var j = 0u; j < 4u; j++) {
+            let col = wid.x * TILE_N + lid.x + 16u * j;
+            if (col < p.n) {
+                colsum[col] = sums[j];
+            }
+        }
+    }
 }
 
 // matmul_fwd_bias: the same plus bias[col].

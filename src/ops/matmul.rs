@@ -37,6 +37,10 @@ static MATMUL_FWD: Kernel = Kernel {
     shader: &MATMUL,
     entry: "matmul_fwd",
 };
+static MATMUL_FWD_COLSUM: Kernel = Kernel {
+    shader: &MATMUL,
+    entry: "matmul_fwd_colsum",
+};
 static MATMUL_FWD_ACC: Kernel = Kernel {
     shader: &MATMUL,
     entry: "matmul_fwd_acc",
@@ -101,7 +105,26 @@ pub fn matmul(
     trans_a: bool,
     trans_b: bool,
 ) -> Tensor {
-    product(gpu, a, b, bias, (trans_a, trans_b), None)
+    product(gpu, a, b, bias, (trans_a, trans_b), None, None)
+}
+
+/// (op(A) op(B), the column sums of op(B)) in one pass, for 2-D operands on the GPU path (where
+/// `accumulates` holds): a linear layer's weight gradient x^T dy and bias gradient.
+pub fn matmul_colsum(
+    gpu: &Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+) -> (Tensor, Tensor) {
+    assert!(
+        a.shape.len() == 2 && b.shape.len() == 2,
+        "matmul_colsum: 2-D operands"
+    );
+    let n = if trans_b { b.shape[0] } else { b.shape[1] };
+    let colsum = gpu.empty(&[n]);
+    let c = product(gpu, a, b, None, (trans_a, trans_b), None, Some(&colsum));
+    (c, colsum)
 }
 
 /// Whether `matmul_into` runs on this adapter: the GPU path's tiled kernel (the software wing's
@@ -118,7 +141,7 @@ pub fn matmul_into(
     (trans_a, trans_b): (bool, bool),
     into: Tensor,
 ) -> Tensor {
-    product(gpu, a, b, None, (trans_a, trans_b), Some(into))
+    product(gpu, a, b, None, (trans_a, trans_b), Some(into), None)
 }
 
 fn product(
@@ -128,6 +151,7 @@ fn product(
     bias: Option<&Tensor>,
     (trans_a, trans_b): (bool, bool),
     into: Option<Tensor>,
+    colsum: Option<&Tensor>,
 ) -> Tensor {
     let (batch_a, ra, ca) = dims(a);
     let (batch_b, rb, cb) = dims(b);
@@ -173,6 +197,10 @@ fn product(
         vec![m, n]
     };
     let accumulate = into.is_some();
+    assert!(
+        (colsum.is_none() || accumulates(&gpu.caps())) && !(accumulate && colsum.is_some()),
+        "matmul: column sums on the GPU path, beside a plain product"
+    );
     let c = match into {
         Some(into) => {
             assert!(
@@ -191,14 +219,21 @@ fn product(
                 m.div_ceil(TILE) as u32,
                 batch as u32,
             ];
-            match bias {
-                Some(bias) => gpu.dispatch(
+            match (bias, colsum) {
+                (None, Some(colsum)) => gpu.dispatch(
+                    &MATMUL_FWD_COLSUM,
+                    &params,
+                    &[("a", a), ("b", b), ("c", &c), ("colsum", colsum)],
+                    groups,
+                ),
+                (Some(_), Some(_)) => unreachable!("a bias and column sums"),
+                (Some(bias), None) => gpu.dispatch(
                     &MATMUL_FWD_BIAS,
                     &params,
                     &[("a", a), ("b", b), ("bias", bias), ("c", &c)],
                     groups,
                 ),
-                None => gpu.dispatch(
+                (None, None) => gpu.dispatch(
                     if accumulate {
                         &MATMUL_FWD_ACC
                     } else {
@@ -291,14 +326,22 @@ impl Backward for LinearBackward {
             (Some(slot), true) if needs[0] => slot.take(),
             _ => None,
         };
-        vec![
-            needs[0].then(|| match dx_into {
-                Some(into) => matmul_into(gpu, dy, &self.w, (false, true), into),
-                None => matmul(gpu, dy, &self.w, None, false, true),
-            }),
-            needs[1].then(|| matmul(gpu, &self.x, dy, None, true, false)),
-            needs[2].then(|| super::reduce::sum_rows(gpu, dy)),
-        ]
+        let dx = needs[0].then(|| match dx_into {
+            Some(into) => matmul_into(gpu, dy, &self.w, (false, true), into),
+            None => matmul(gpu, dy, &self.w, None, false, true),
+        });
+        // The bias gradient beside the weight gradient, in its pass (the GPU path).
+        let (dw, db) = match (needs[1], needs[2], accumulates(&gpu.caps())) {
+            (true, true, true) => {
+                let (dw, db) = matmul_colsum(gpu, &self.x, dy, true, false);
+                (Some(dw), Some(db))
+            }
+            _ => (
+                needs[1].then(|| matmul(gpu, &self.x, dy, None, true, false)),
+                needs[2].then(|| super::reduce::sum_rows(gpu, dy)),
+            ),
+        };
+        vec![dx, dw, db]
     }
 }
 

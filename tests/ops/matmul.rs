@@ -160,3 +160,44 @@ fn matmul_uniform_windows_span_several_dispatches() {
     }
     gpu.set_caps(own);
 }
+
+/// matmul_fwd_colsum: the product and op(B)'s column sums in one pass (a linear layer's weight
+/// and bias gradients), over several row and column tiles and every transpose, on the GPU path.
+#[test]
+fn matmul_colsum_matches_reference() {
+    let gpu = gpu();
+    let own = gpu.caps();
+    let (_, caps) = profiles(&own)[0];
+    assert!(ops::matmul::accumulates(&caps), "the GPU profile");
+    gpu.set_caps(caps);
+    let (m, k, n) = (70, 37, 130);
+    for (trans_a, trans_b) in [(true, false), (false, false), (false, true), (true, true)] {
+        let a_shape = if trans_a { [k, m] } else { [m, k] };
+        let b_shape = if trans_b { [n, k] } else { [k, n] };
+        let a = uniform(m * k, -1.0, 1.0, 21);
+        let b = uniform(k * n, -1.0, 1.0, 22);
+        let (ga, gb) = (gpu.upload(&a, &a_shape), gpu.upload(&b, &b_shape));
+        let (c, colsum) = ops::matmul::matmul_colsum(&gpu, &ga, &gb, trans_a, trans_b);
+        let shape = cpu::matmul::MatmulShape::new(1, m, k, n).transposed(trans_a, trans_b);
+        let want = cpu::matmul::matmul(&to_f64(&a), &to_f64(&b), None, shape);
+        let what = format!("matmul_colsum ta={trans_a} tb={trans_b}");
+        assert_close(&what, &gpu.read(&c), &want, 1e-5, 1e-4);
+        let b64 = to_f64(&b);
+        let at = |kk: usize, j: usize| {
+            if trans_b {
+                b64[j * k + kk]
+            } else {
+                b64[kk * n + j]
+            }
+        };
+        let sums: Vec<f64> = (0..n).map(|j| (0..k).map(|kk| at(kk, j)).sum()).collect();
+        assert_close(
+            &format!("{what} sums"),
+            &gpu.read(&colsum),
+            &sums,
+            1e-5,
+            1e-5,
+        );
+    }
+    gpu.set_caps(own);
+}
