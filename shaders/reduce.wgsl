@@ -5,6 +5,8 @@
 //   scale * sum (finish_sqrt = 0) or sqrt(sum) (finish_sqrt = 1, for the gradient norm).
 // sum_rows_fwd: out[j] = sum_i x[i * cols + j], one thread per column (bias gradients).
 //   sum_rows_acc: out[j] += that sum, in place (a gradient's earlier part, see autograd.rs).
+//   sum_rows_multi: up to four row sums in one dispatch (sums nothing reads right away, see
+//   gpu/deferred.rs).
 // row_sums_fwd: out[r] = scale * sum_j f(x[r * cols + j]), f = x or x^2 (squares = 1), one thread
 //   per row (per-sample losses: a row is one sample, and there are few).
 // CPU twin: src/cpu/reduce.rs.
@@ -18,11 +20,22 @@ struct ReduceParams {
     cols: u32,
     _pad0: u32,
     _pad1: u32,
+    // sum_rows_multi: columns and rows of each slot's x (0 columns: the slot is unused).
+    slot_cols: vec4<u32>,
+    slot_rows: vec4<u32>,
 }
 
 @group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> x0: array<f32>;
+@group(0) @binding(4) var<storage, read> x1: array<f32>;
+@group(0) @binding(5) var<storage, read> x2: array<f32>;
+@group(0) @binding(6) var<storage, read> x3: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(8) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(9) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(10) var<storage, read_write> out3: array<f32>;
 
 var<workgroup> scratch: array<f32, 256>;
 
@@ -76,6 +89,44 @@ fn sum_rows_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             acc += x[i * p.cols + j];
         }
         out[j] = p.scale * acc;
+    }
+}
+
+fn slot_load(slot: u32, i: u32) -> f32 {
+    switch slot {
+        case 0u: { return x0[i]; }
+        case 1u: { return x1[i]; }
+        case 2u: { return x2[i]; }
+        default: { return x3[i]; }
+    }
+}
+
+fn slot_store(slot: u32, j: u32, v: f32) {
+    switch slot {
+        case 0u: { out0[j] = v; }
+        case 1u: { out1[j] = v; }
+        case 2u: { out2[j] = v; }
+        default: { out3[j] = v; }
+    }
+}
+
+// sum_rows_multi: up to four sum_rows_fwd in one dispatch, slot s summing x_s's slot_rows[s]
+// rows into out_s, in the same order (the same bits); one thread per column of them all.
+@compute @workgroup_size(WG)
+fn sum_rows_multi(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    var j = linear_index(wid, nwg, lid);
+    for (var s = 0u; s < 4u; s++) {
+        let cols = p.slot_cols[s];
+        if (j < cols) {
+            var acc = 0.0;
+            for (var i = 0u; i < p.slot_rows[s]; i++) {
+                acc += slot_load(s, i * cols + j);
+            }
+            slot_store(s, j, acc);
+            return;
+        }
+        j -= cols;
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod adapter;
 pub mod bind_cache;
 pub mod caps;
+pub mod deferred;
 pub mod kernel;
 pub mod pool;
 pub mod profile;
@@ -48,6 +49,7 @@ pub struct Gpu {
     pub workgroup_1d: u32,
     pipelines: RefCell<HashMap<(&'static str, &'static str), Rc<kernel::Pipeline>>>,
     bind_groups: RefCell<bind_cache::BindCache>,
+    deferred: deferred::Deferred,
     pool: Rc<RefCell<pool::Pool>>,
     recorder: RefCell<Recorder>,
     arena: wgpu::Buffer,
@@ -134,6 +136,7 @@ impl Gpu {
             workgroup_1d,
             pipelines: RefCell::default(),
             bind_groups: RefCell::default(),
+            deferred: Default::default(),
             pool: Rc::default(),
             recorder: RefCell::new(Recorder {
                 encoder: None,
@@ -238,6 +241,7 @@ impl Gpu {
     }
 
     pub fn clear(&self, t: &Tensor) {
+        self.run_deferred_before([t.buffer()]);
         let mut rec = self.recorder.borrow_mut();
         rec.pass = None;
         let enc = rec
@@ -293,6 +297,7 @@ impl Gpu {
         dst_off: u64,
         n: u64,
     ) {
+        self.run_deferred_before([src, dst]);
         let mut rec = self.recorder.borrow_mut();
         rec.pass = None;
         let enc = rec
@@ -315,6 +320,7 @@ impl Gpu {
         if groups.contains(&0) {
             return;
         }
+        self.run_deferred_before(tensors.iter().map(|(_, t)| t.buffer()));
         assert!(
             groups.iter().all(|&g| g <= MAX_GROUPS_PER_DIM),
             "{}: grid {groups:?} exceeds {MAX_GROUPS_PER_DIM}",
@@ -443,6 +449,7 @@ impl Gpu {
 
     /// Submits everything recorded so far (no-op when nothing is recorded).
     pub fn submit(&self) {
+        self.run_deferred();
         let mut rec = self.recorder.borrow_mut();
         rec.pass = None;
         let Some(mut encoder) = rec.encoder.take() else {

@@ -540,7 +540,8 @@ fn weight_grad(
         &[("x", x), ("dy", dy), ("out", &partial)],
         grid(s.c_out, k_cols, chunks),
     );
-    let sums = super::reduce::sum_rows(gpu, &partial);
+    // Only the optimizer reads a weight gradient: its sum can wait and share a dispatch.
+    let sums = super::reduce::sum_rows_later(gpu, &partial);
     (
         sums.slice_flat(0, &[s.c_out, s.c_in, s.kernel, s.kernel]),
         with_bias.then(|| sums.slice_flat(bias_offset, &[s.c_out])),

@@ -286,7 +286,8 @@ pub fn group_norm_backward_into(
         GroupNormPlan::ThreadPerGroup => soft::group_norm::backward_threads(gpu, &p, &tensors),
         GroupNormPlan::SubgroupWindows => soft::group_norm::backward_windows(gpu, &p, &tensors),
     }
-    let sums = super::reduce::sum_rows(gpu, &param_part);
+    // Only the optimizer reads dgamma and dbeta: their sum can wait and share a dispatch.
+    let sums = super::reduce::sum_rows_later(gpu, &param_part);
     let dgamma = sums.slice_flat(0, &[c]);
     let dbeta = sums.slice_flat(beta_offset, &[c]);
     (dx, dgamma, dbeta)

@@ -18,6 +18,8 @@ struct ReduceParams {
     scale: f32,
     cols: u32,
     _pad: [u32; 2],
+    slot_cols: [u32; 4],
+    slot_rows: [u32; 4],
 }
 
 static SUM_PARTIAL: Kernel = Kernel {
@@ -31,6 +33,10 @@ static SUM_FINAL: Kernel = Kernel {
 static SUM_ROWS: Kernel = Kernel {
     shader: &REDUCE,
     entry: "sum_rows_fwd",
+};
+static SUM_ROWS_MULTI: Kernel = Kernel {
+    shader: &REDUCE,
+    entry: "sum_rows_multi",
 };
 static SUM_ROWS_ACC: Kernel = Kernel {
     shader: &REDUCE,
@@ -74,6 +80,8 @@ fn reduce_into(
         scale: 1.0,
         cols: 0,
         _pad: [0; 2],
+        slot_cols: [0; 4],
+        slot_rows: [0; 4],
     };
     gpu.dispatch(
         &SUM_PARTIAL,
@@ -128,6 +136,53 @@ pub fn sum_rows(gpu: &Gpu, x: &Tensor) -> Tensor {
     out
 }
 
+/// `sum_rows` for a sum nothing reads right away (a parameter's gradient, which waits for the
+/// optimizer): queued, and run with up to three others in one dispatch when four are queued, or
+/// before anything touches the output, or at the submit (gpu/deferred.rs).
+pub fn sum_rows_later(gpu: &Gpu, x: &Tensor) -> Tensor {
+    let cols = *x.shape.last().expect("sum_rows of a scalar");
+    let out = gpu.empty(&[cols]);
+    gpu.defer(x.clone(), out.clone(), sum_rows_queued, SLOTS);
+    out
+}
+
+/// Slots of sum_rows_multi.
+const SLOTS: usize = 4;
+
+/// The queued row sums (at most SLOTS) as one sum_rows_multi dispatch.
+fn sum_rows_queued(gpu: &Gpu, queued: Vec<(Tensor, Tensor)>) {
+    assert!(!queued.is_empty() && queued.len() <= SLOTS);
+    // Unused slots read the first x again and write a scratch tensor of their own (no columns
+    // are theirs, so nothing is written).
+    let scratch: Vec<Tensor> = (queued.len()..SLOTS).map(|_| gpu.empty(&[1])).collect();
+    let mut p = ReduceParams::zeroed();
+    let names = [
+        ("x0", "out0"),
+        ("x1", "out1"),
+        ("x2", "out2"),
+        ("x3", "out3"),
+    ];
+    let mut bindings: Vec<(&str, &Tensor)> = Vec::with_capacity(2 * SLOTS);
+    let mut total = 0;
+    for (s, (x_name, out_name)) in names.into_iter().enumerate() {
+        match queued.get(s) {
+            Some((x, out)) => {
+                let cols = out.numel();
+                p.slot_cols[s] = cols as u32;
+                p.slot_rows[s] = (x.numel() / cols) as u32;
+                total += cols;
+                bindings.push((x_name, x));
+                bindings.push((out_name, out));
+            }
+            None => {
+                bindings.push((x_name, &queued[0].0));
+                bindings.push((out_name, &scratch[s - queued.len()]));
+            }
+        }
+    }
+    gpu.dispatch(&SUM_ROWS_MULTI, &p, &bindings, gpu.groups_1d(total));
+}
+
 /// into[j] += sum over rows of x[.., j], in place: `into` already holds part of a gradient.
 pub fn sum_rows_into(gpu: &Gpu, x: &Tensor, into: &Tensor) {
     let cols = *x.shape.last().expect("sum_rows of a scalar");
@@ -145,6 +200,8 @@ fn sum_rows_dispatch(gpu: &Gpu, kernel: &'static Kernel, x: &Tensor, out: &Tenso
         scale: 1.0,
         cols: cols as u32,
         _pad: [0; 2],
+        slot_cols: [0; 4],
+        slot_rows: [0; 4],
     };
     gpu.dispatch(kernel, &p, &[("x", x), ("out", out)], gpu.groups_1d(cols));
 }
@@ -162,6 +219,8 @@ pub fn row_sums(gpu: &Gpu, x: &Tensor, squares: bool, scale: f32) -> Tensor {
         scale,
         cols: (x.numel() / rows) as u32,
         _pad: [0; 2],
+        slot_cols: [0; 4],
+        slot_rows: [0; 4],
     };
     gpu.dispatch(
         &ROW_SUMS,
