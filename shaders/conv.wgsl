@@ -304,25 +304,7 @@ fn conv2d_fwd_bias_residual(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    var acc = fwd_block(wid, lid, li);
-    if (wid.z == 0u) {
-        let hw_out = p.h_out * p.w_out;
-        let cols = p.n * hw_out;
-        for (var i = 0u; i < 4u; i++) {
-            let co = wid.y * TILE + lid.y + 16u * i;
-            if (co < p.c_out) {
-                let b = bias[co];
-                for (var j = 0u; j < 4u; j++) {
-                    let col = wid.x * TILE + lid.x + 16u * j;
-                    if (col < cols) {
-                        let at = ((col / hw_out) * p.c_out + co) * hw_out + col % hw_out;
-                        acc[i * 4u + j] = acc[i * 4u + j] + b + addend[at];
-                    }
-                }
-            }
-        }
-    }
-    fwd_store(wid, lid, acc);
+    fwd_store(wid, lid, fwd_epilogue(wid, lid, fwd_block(wid, lid, li), false));
 }
 
 // conv2d_fwd_bias_shift: conv2d_fwd_bias, then + addend[n, co] at every pixel of sample n, both
@@ -333,25 +315,33 @@ fn conv2d_fwd_bias_shift(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    var acc = fwd_block(wid, lid, li);
-    if (wid.z == 0u) {
-        let hw_out = p.h_out * p.w_out;
-        let cols = p.n * hw_out;
-        for (var i = 0u; i < 4u; i++) {
-            let co = wid.y * TILE + lid.y + 16u * i;
-            if (co < p.c_out) {
-                let b = bias[co];
-                for (var j = 0u; j < 4u; j++) {
-                    let col = wid.x * TILE + lid.x + 16u * j;
-                    if (col < cols) {
-                        let at = (col / hw_out) * p.c_out + co;
-                        acc[i * 4u + j] = acc[i * 4u + j] + b + addend[at];
-                    }
+    fwd_store(wid, lid, fwd_epilogue(wid, lid, fwd_block(wid, lid, li), true));
+}
+
+// Split 0's bias[co] + addend: addend[n, co] when `per_channel`, else addend[n, co, oy, ox].
+fn fwd_epilogue(wid: vec3<u32>, lid: vec3<u32>, block: array<f32, 16>,
+                per_channel: bool) -> array<f32, 16> {
+    var acc = block;
+    if (wid.z != 0u) {
+        return acc;
+    }
+    let hw_out = p.h_out * p.w_out;
+    let cols = p.n * hw_out;
+    for (var i = 0u; i < 4u; i++) {
+        let co = wid.y * TILE + lid.y + 16u * i;
+        if (co < p.c_out) {
+            let b = bias[co];
+            for (var j = 0u; j < 4u; j++) {
+                let col = wid.x * TILE + lid.x + 16u * j;
+                if (col < cols) {
+                    let channel = (col / hw_out) * p.c_out + co;
+                    let at = select(channel * hw_out + col % hw_out, channel, per_channel);
+                    acc[i * 4u + j] = acc[i * 4u + j] + b + addend[at];
                 }
             }
         }
     }
-    fwd_store(wid, lid, acc);
+    return acc;
 }
 
 @compute @workgroup_size(16, 16, 1)

@@ -83,13 +83,18 @@ fn sum_rows_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 @builtin(local_invocation_index) lid: u32) {
     let j = linear_index(wid, nwg, lid);
     if (j < p.cols) {
-        let rows = p.n / p.cols;
-        var acc = 0.0;
-        for (var i = 0u; i < rows; i++) {
-            acc += x[i * p.cols + j];
-        }
-        out[j] = p.scale * acc;
+        out[j] = column_sum(j);
     }
+}
+
+// scale * the sum of column j of x viewed as [n / cols, cols], rows in order.
+fn column_sum(j: u32) -> f32 {
+    let rows = p.n / p.cols;
+    var acc = 0.0;
+    for (var i = 0u; i < rows; i++) {
+        acc += x[i * p.cols + j];
+    }
+    return p.scale * acc;
 }
 
 fn slot_load(slot: u32, i: u32) -> f32 {
@@ -136,12 +141,7 @@ fn sum_rows_acc(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 @builtin(local_invocation_index) lid: u32) {
     let j = linear_index(wid, nwg, lid);
     if (j < p.cols) {
-        let rows = p.n / p.cols;
-        var acc = 0.0;
-        for (var i = 0u; i < rows; i++) {
-            acc += x[i * p.cols + j];
-        }
-        out[j] = out[j] + p.scale * acc;
+        out[j] = out[j] + column_sum(j);
     }
 }
 

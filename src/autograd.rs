@@ -36,6 +36,12 @@ pub trait Backward {
     }
 }
 
+/// For `Backward::backward_into`: input `i`'s earlier gradient, taken when the op's kernel can
+/// add onto it (`can_add`); otherwise left for the walk to add.
+pub fn take_earlier(into: &mut [Option<Tensor>], i: usize, can_add: bool) -> Option<Tensor> {
+    into.get_mut(i).filter(|_| can_add).and_then(Option::take)
+}
+
 /// A value in the graph: its tensor and whether gradients flow back to it.
 #[derive(Clone, Debug)]
 pub struct Var {

@@ -8,7 +8,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::soft;
 use super::soft::conv::{Pack, WeightGradKernel, Weights};
-use crate::autograd::{Backward, Ctx, Var};
+use crate::autograd::{take_earlier, Backward, Ctx, Var};
 use crate::gpu::{Capabilities, Gpu, Kernel};
 use crate::shaders::CONV;
 pub use crate::shape::ConvShape;
@@ -587,10 +587,7 @@ impl Backward for Conv2dBackward {
         into: &mut [Option<Tensor>],
     ) -> Vec<Option<Tensor>> {
         let s = &self.shape;
-        let dx_into = match (into.first_mut(), accumulates_dx(&gpu.caps(), s)) {
-            (Some(slot), true) if needs[0] => slot.take(),
-            _ => None,
-        };
+        let dx_into = take_earlier(into, 0, accumulates_dx(&gpu.caps(), s));
         let dx = needs[0].then(|| conv2d_backward_x_into(gpu, &self.weight, dy, s, dx_into));
         let wants_bias = needs.get(2) == Some(&true);
         let (dw, db) = match (needs[1], wants_bias) {

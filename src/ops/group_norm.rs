@@ -5,7 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::soft;
-use crate::autograd::{Backward, Ctx, Var};
+use crate::autograd::{take_earlier, Backward, Ctx, Var};
 use crate::gpu::{Capabilities, Gpu, Kernel, MAX_GROUPS_PER_DIM};
 use crate::shaders::GROUP_NORM;
 use crate::tensor::Tensor;
@@ -320,10 +320,7 @@ impl Backward for GroupNormBackward {
         _needs: &[bool],
         into: &mut [Option<Tensor>],
     ) -> Vec<Option<Tensor>> {
-        let dx_into = match accumulates_dx(gpu, &self.x, self.opts.groups) {
-            true => into[0].take(),
-            false => None,
-        };
+        let dx_into = take_earlier(into, 0, accumulates_dx(gpu, &self.x, self.opts.groups));
         let saved = (&self.x, &self.gamma, &self.beta, &self.stats);
         let options = (self.opts, self.dropout);
         let (dx, dgamma, dbeta) = group_norm_backward_into(gpu, saved, dy, options, dx_into);

@@ -6,7 +6,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::soft;
-use crate::autograd::{Backward, Ctx, Var};
+use crate::autograd::{take_earlier, Backward, Ctx, Var};
 use crate::gpu::{Capabilities, Gpu, Kernel};
 use crate::shaders::MATMUL;
 use crate::tensor::Tensor;
@@ -322,10 +322,7 @@ impl Backward for LinearBackward {
         needs: &[bool],
         into: &mut [Option<Tensor>],
     ) -> Vec<Option<Tensor>> {
-        let dx_into = match (into.first_mut(), accumulates(&gpu.caps())) {
-            (Some(slot), true) if needs[0] => slot.take(),
-            _ => None,
-        };
+        let dx_into = take_earlier(into, 0, accumulates(&gpu.caps()));
         let dx = needs[0].then(|| match dx_into {
             Some(into) => matmul_into(gpu, dy, &self.w, (false, true), into),
             None => matmul(gpu, dy, &self.w, None, false, true),
